@@ -1,0 +1,121 @@
+"""Every project-specific metric and attribute name, in one place.
+
+Standard names come from the OpenTelemetry semantic conventions (``gen_ai.*``, ``http.*``,
+``error.type``, ``process.*``, ``system.*``); what no convention covers is prefixed
+``sales_agent.``. Dashboards, alert rules and tests refer to these names in their Prometheus form:
+dots become underscores, the unit is appended (``s`` -> ``_seconds``, ``By`` -> ``_bytes``; ``1``
+and ``{annotations}`` add nothing) and counters end in ``_total``.
+
+Cardinality rule: ``session.id`` and ``call.id`` are span/log attributes only. They never appear
+on a metric; ``METRIC_FORBIDDEN_ATTRIBUTES`` lists them and the metric Views drop them.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- Attributes (span, log and, where bounded, metric) ------------------------------------------
+TENANT_ID: Final = "tenant.id"
+SESSION_ID: Final = "session.id"  # spans/logs only
+CALL_ID: Final = "call.id"  # spans/logs only
+OPERATION: Final = "operation"  # tool or client operation name, e.g. "capture_basic_info"
+OUTCOME: Final = "outcome"  # ok | error | ... (each metric documents its values)
+ERROR_TYPE: Final = "error.type"  # semconv: exception class or short code
+ERROR_CATEGORY: Final = "error.category"  # validation | dependency | internal
+DEPENDENCY: Final = "dependency"  # crm | calendar | llm | outbox | otlp ...
+
+# GenAI semantic conventions (used on spans and as bounded metric labels)
+GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"  # input | output
+
+# LLM fallback chain
+LLM_ATTEMPT: Final = "sales_agent.llm.attempt"  # 1-based position of the attempt within a turn
+LLM_CHAIN_POSITION: Final = "sales_agent.llm.chain_position"  # 0-based position of the provider
+FALLBACK_FROM: Final = "fallback.from"
+FALLBACK_TO: Final = "fallback.to"
+FALLBACK_REASON: Final = "fallback.reason"  # connect_error | http_5xx | rate_limited | timeout | ...
+FALLBACK_EVENT: Final = "gen_ai.fallback"  # span event name
+
+# Resilience
+RETRY_ATTEMPT: Final = "retry.attempt"
+RETRY_EVENT: Final = "retry"  # span event name
+BREAKER_STATE: Final = "circuit_breaker.state"
+BREAKER_FROM: Final = "circuit_breaker.from_state"
+BREAKER_TO: Final = "circuit_breaker.to_state"
+IDEMPOTENCY_KEY: Final = "sales_agent.idempotency_key"  # spans only
+
+# Sessions and business
+SESSION_OUTCOME: Final = "session.outcome"  # completed | expired | idle | evicted | error
+CALL_OUTCOME: Final = "call.outcome"  # converted | not_interested | callback | dropped | error
+LEAD_BAND: Final = "lead.band"  # hot | warm | cold
+HEALTH_CHECK: Final = "health.check"  # check name
+TELEMETRY_SIGNAL: Final = "telemetry.signal"  # traces | metrics | logs
+
+# Attributes that must never become metric labels (unbounded). LiveKit's own job attribution
+# (room/job ids) is listed too: livekit-agents stamps it on every measurement.
+METRIC_FORBIDDEN_ATTRIBUTES: Final = frozenset(
+    {SESSION_ID, CALL_ID, IDEMPOTENCY_KEY, "room_id", "job_id", "lk.room_id", "lk.job_id", "lk.room_name"}
+)
+
+# --- Metrics ----------------------------------------------------------------------------------
+# LLM (one attempt = one provider call; one completion = one turn across the fallback chain)
+LLM_REQUESTS: Final = "sales_agent.llm.requests"  # counter; provider, model, outcome, error.type
+LLM_ATTEMPT_DURATION: Final = "sales_agent.llm.attempt.duration"  # histogram s
+LLM_TIME_TO_FIRST_TOKEN: Final = "sales_agent.llm.time_to_first_token"  # histogram s, per attempt
+LLM_FALLBACKS: Final = "sales_agent.llm.fallbacks"  # counter; fallback.from/to/reason
+LLM_TOKENS: Final = "sales_agent.llm.tokens"  # counter {token}; provider, model, token type, tenant
+LLM_COST: Final = "sales_agent.llm.cost_usd"  # counter {USD}; provider, model, tenant
+LLM_PROVIDER_AVAILABLE: Final = "sales_agent.llm.provider.available"  # gauge 1/0 (0 = cooling down)
+LLM_COMPLETIONS: Final = "sales_agent.llm.completions"  # counter; outcome ok | failed, tenant
+TURN_RESPONSE_LATENCY: Final = "sales_agent.turn.response_latency"  # histogram s, turn start -> 1st token
+
+# Dependencies (CRM, calendar) and resilience
+DEPENDENCY_DURATION: Final = "sales_agent.dependency.duration"  # histogram s; dependency, operation, outcome
+DEPENDENCY_RETRIES: Final = "sales_agent.dependency.retries"  # counter; dependency, operation, outcome
+BREAKER_STATE_GAUGE: Final = "sales_agent.circuit_breaker.state"  # gauge 0 closed, 1 half-open, 2 open
+BREAKER_TRANSITIONS: Final = "sales_agent.circuit_breaker.transitions"  # counter; from/to state
+OUTBOX_DEPTH: Final = "sales_agent.outbox.depth"  # gauge {entry}; dependency
+OUTBOX_OLDEST_AGE: Final = "sales_agent.outbox.oldest_age"  # gauge s; dependency
+OUTBOX_ENQUEUED: Final = "sales_agent.outbox.enqueued"  # counter; dependency, operation
+OUTBOX_DELIVERED: Final = "sales_agent.outbox.delivered"  # counter; dependency, operation
+OUTBOX_FAILED: Final = "sales_agent.outbox.failed"  # counter; dependency, operation, error.type
+
+# Tools and errors (the spec's withErrorHandling)
+TOOL_CALLS: Final = "sales_agent.tool.calls"  # counter; operation, outcome, tenant
+TOOL_DURATION: Final = "sales_agent.tool.duration"  # histogram s; operation, outcome
+ERRORS: Final = "sales_agent.errors"  # counter; error.category, operation, tenant
+
+# Sessions
+SESSIONS_ACTIVE: Final = "sales_agent.sessions.active"  # up-down counter; tenant
+SESSIONS_STARTED: Final = "sales_agent.sessions.started"  # counter; tenant
+SESSIONS_ENDED: Final = "sales_agent.sessions.ended"  # counter; tenant, session.outcome
+SESSIONS_REJECTED: Final = "sales_agent.sessions.rejected"  # counter; tenant, reason (capacity)
+SESSION_DURATION: Final = "sales_agent.session.duration"  # histogram s; tenant, session.outcome
+
+# Business
+LEADS_CAPTURED: Final = "sales_agent.leads.captured"  # counter; tenant
+LEADS_QUALIFIED: Final = "sales_agent.leads.qualified"  # counter; tenant, lead.band
+MEETINGS_BOOKED: Final = "sales_agent.meetings.booked"  # counter; tenant
+CALLS: Final = "sales_agent.calls"  # counter; tenant, call.outcome
+CALL_DURATION: Final = "sales_agent.call.duration"  # histogram s; tenant, call.outcome
+
+# Health
+HEALTH_CHECK_STATUS: Final = "sales_agent.health.check.status"  # gauge 1 healthy / 0 unhealthy
+HEALTH_CHECK_DURATION: Final = "sales_agent.health.check.duration"  # gauge s, last run
+
+# Runtime (psutil covers process.* and system.*; this is what psutil cannot see)
+EVENT_LOOP_LAG: Final = "sales_agent.event_loop.lag"  # gauge s
+TELEMETRY_EXPORT_FAILURES: Final = "sales_agent.telemetry.export.failures"  # counter; telemetry.signal
+
+# --- Histogram boundaries (seconds) -----------------------------------------------------------
+# Voice latency lives between 50 ms and a few seconds; 2 s is the response target, 5 s the alert.
+LATENCY_BUCKETS_S: Final = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 5.0, 7.5, 10.0, 20.0, 30.0, 60.0,
+)  # fmt: skip
+# Calls and sessions last minutes.
+DURATION_BUCKETS_S: Final = (5.0, 15.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)

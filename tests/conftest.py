@@ -1,0 +1,90 @@
+"""Shared fixtures.
+
+OpenTelemetry's global providers are set once per process, so the whole test session shares one
+``setup_telemetry`` call with in-memory exporters; each test gets them cleared through ``otel``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+# Offline: LiteLLM must use its bundled cost map, never the network (see ../shared/notes.md).
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from opentelemetry.sdk._logs.export import InMemoryLogExporter  # noqa: E402
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
+from opentelemetry.sdk.trace import ReadableSpan  # noqa: E402
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
+
+from telemetry.settings import TelemetrySettings  # noqa: E402
+from telemetry.setup import Telemetry, setup_telemetry  # noqa: E402
+
+
+@dataclass
+class OtelCapture:
+    telemetry: Telemetry
+    span_exporter: InMemorySpanExporter
+    metric_reader: InMemoryMetricReader
+    log_exporter: InMemoryLogExporter
+
+    def spans(self, name: str | None = None) -> list[ReadableSpan]:
+        found = list(self.span_exporter.get_finished_spans())
+        return [s for s in found if name is None or s.name == name]
+
+    def logs(self) -> list[Any]:
+        return list(self.log_exporter.get_finished_logs())
+
+    def metric_points(self, name: str) -> list[tuple[dict[str, Any], Any]]:
+        """All data points of metric ``name`` (cumulative), as (attributes, point)."""
+        data = self.metric_reader.get_metrics_data()
+        points: list[tuple[dict[str, Any], Any]] = []
+        if data is None:
+            return points
+        for rm in data.resource_metrics:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    if metric.name == name:
+                        points.extend((dict(p.attributes or {}), p) for p in metric.data.data_points)
+        return points
+
+    def metric_value(self, name: str, **attrs: Any) -> float:
+        """Sum of counter/gauge values (or histogram counts) whose attributes include ``attrs``."""
+        total = 0.0
+        for point_attrs, point in self.metric_points(name):
+            if all(point_attrs.get(k) == v for k, v in attrs.items()):
+                total += getattr(point, "value", None) if hasattr(point, "value") else point.count
+        return total
+
+    def reset(self) -> None:
+        self.span_exporter.clear()
+        self.log_exporter.clear()
+
+
+@pytest.fixture(scope="session")
+def _otel_session() -> Iterator[OtelCapture]:
+    span_exporter = InMemorySpanExporter()
+    metric_reader = InMemoryMetricReader()
+    log_exporter = InMemoryLogExporter()
+    telemetry = setup_telemetry(
+        TelemetrySettings(OTEL_SERVICE_NAME="sales-agent-tests"),
+        span_exporters=[span_exporter],
+        metric_readers=[metric_reader],
+        log_exporters=[log_exporter],
+    )
+    yield OtelCapture(telemetry, span_exporter, metric_reader, log_exporter)
+    telemetry.shutdown()
+
+
+@pytest.fixture
+def otel(_otel_session: OtelCapture) -> OtelCapture:
+    """The process-wide in-memory telemetry, emptied of earlier tests' spans and logs.
+
+    Metrics are cumulative: compare values before and after the code under test.
+    """
+    _otel_session.reset()
+    return _otel_session
