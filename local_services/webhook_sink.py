@@ -1,0 +1,169 @@
+"""A local notification sink for Alertmanager's webhook receivers.
+
+``docker compose up`` points every Alertmanager receiver at this service by default, so a user sees
+notifications arrive (``GET /`` on the sink, and its log) without configuring Slack, a pager or SMTP.
+It accepts a POST on any path — the path tells which receiver sent it (``/pager``, ``/chat``,
+``/low``) — logs one line per notification and keeps the last ``keep`` of them in memory.
+
+Routes:
+- ``POST /<any path>``: an Alertmanager webhook payload (JSON). A body that is not a JSON object is
+  answered 400 with the reason, and still kept (as ``error`` + the start of the raw body).
+- ``GET /``: the kept notifications, newest first, as JSON (``?limit=N`` to shorten).
+- ``GET /health``: liveness for the container healthcheck.
+
+Hand-written on aiohttp: a few lines, and no maintained image both logs and serves the history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+DEFAULT_KEEP = 200
+RAW_PREVIEW_CHARS = 2000
+
+
+def summarize(path: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The fields a person scans for, pulled out of an Alertmanager webhook payload."""
+    alerts = payload.get("alerts") if isinstance(payload.get("alerts"), list) else []
+    return {
+        "path": path,
+        "receiver": payload.get("receiver"),
+        "status": payload.get("status"),
+        "group_labels": payload.get("groupLabels") or {},
+        "alerts": [
+            {
+                "alertname": (alert.get("labels") or {}).get("alertname"),
+                "severity": (alert.get("labels") or {}).get("severity"),
+                "status": alert.get("status"),
+                "summary": (alert.get("annotations") or {}).get("summary"),
+                "starts_at": alert.get("startsAt"),
+            }
+            for alert in alerts
+            if isinstance(alert, dict)
+        ],
+    }
+
+
+class NotificationSink:
+    """Keeps the last ``keep`` notifications; ``app`` is the aiohttp application serving them."""
+
+    def __init__(self, keep: int = DEFAULT_KEEP) -> None:
+        if keep < 1:
+            raise ValueError(f"keep must be at least 1, got {keep}")
+        self.notifications: deque[dict[str, Any]] = deque(maxlen=keep)
+        self.received_total = 0
+        self.app = web.Application()
+        self.app.add_routes(
+            [
+                web.get("/", self._list),
+                web.get("/health", self._health),
+                web.post("/{path:.*}", self._receive),
+            ]
+        )
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        raw = await request.text()
+        received_at = datetime.now(UTC).isoformat()
+        self.received_total += 1
+        try:
+            payload = json.loads(raw)
+            if not isinstance(payload, dict):
+                raise ValueError(f"expected a JSON object, got {type(payload).__name__}")
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            reason = f"body is not an Alertmanager webhook payload: {exc}"
+            rejected = {"received_at": received_at, "path": request.path, "error": reason}
+            self.notifications.append({**rejected, "raw": raw[:RAW_PREVIEW_CHARS]})
+            log.warning("notification via %s rejected: %s", request.path, reason)
+            return web.json_response({"error": reason}, status=400)
+
+        entry = {"received_at": received_at, **summarize(request.path, payload), "payload": payload}
+        self.notifications.append(entry)
+        alerts = ", ".join(f"{a['alertname']}({a['severity']},{a['status']})" for a in entry["alerts"])
+        log.info(
+            "notification via %s: receiver=%s status=%s alerts=[%s]",
+            request.path,
+            entry["receiver"],
+            entry["status"],
+            alerts,
+        )
+        return web.json_response({"ok": True})
+
+    async def _list(self, request: web.Request) -> web.Response:
+        try:
+            limit = int(request.query.get("limit", len(self.notifications)))
+        except ValueError:
+            return web.json_response({"error": "limit must be an integer"}, status=400)
+        newest_first = list(reversed(self.notifications))[: max(limit, 0)]
+        body = {"received_total": self.received_total, "kept": len(self.notifications)}
+        return web.json_response(
+            {**body, "notifications": newest_first}, dumps=lambda obj: json.dumps(obj, indent=2)
+        )
+
+    async def _health(self, _request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+
+@dataclass
+class RunningSink:
+    sink: NotificationSink
+    url: str
+
+
+@contextlib.asynccontextmanager
+async def run_webhook_sink(
+    host: str = "127.0.0.1", port: int = 0, keep: int = DEFAULT_KEEP
+) -> AsyncIterator[RunningSink]:
+    """Serve a sink in this event loop (port 0 picks a free port); ``url`` has no trailing slash."""
+    sink = NotificationSink(keep)
+    runner = web.AppRunner(sink.app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    try:
+        bound_port = runner.addresses[0][1]
+        yield RunningSink(sink, f"http://{host}:{bound_port}")
+    finally:
+        await runner.cleanup()
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="webhook-sink", description="Local Alertmanager notification sink")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8300)
+    parser.add_argument("--keep", type=int, default=DEFAULT_KEEP, help="notifications kept for GET /")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_arg_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with run_webhook_sink(args.host, args.port, args.keep) as running:
+            log.info("notification sink listening on %s (GET / lists the last %d)", running.url, args.keep)
+            await stop.wait()
+
+    asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
