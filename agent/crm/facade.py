@@ -1,0 +1,256 @@
+"""``ResilientCrm``: the agent's one door to the CRM and the calendar.
+
+Validates input (``InvalidInput`` before any network call), stamps every write with an idempotency
+key, runs each call through its dependency's breaker and stamina retry policy, and turns a write that
+cannot be delivered now into an outbox entry plus a truthful "saved, will sync shortly" outcome.
+Reads and bookings need an answer during the call, so they raise ``DependencyError`` /
+``CircuitOpenError`` / ``DependencyRejected`` instead.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from opentelemetry import trace
+
+from agent.crm.backends import CalendarBackend, CrmBackend
+from agent.crm.models import (
+    LEAD_STATUSES,
+    Booking,
+    Contact,
+    OutboxStats,
+    Slot,
+    WriteOutcome,
+    contact_key,
+    validate_contact_key,
+)
+from agent.crm.outbox import Outbox, OutboxDrainer, OutboxEntry
+from agent.errors import DependencyError, DependencyRejected, InvalidInput
+from agent.resilience import NO_RETRY, DependencyCaller
+from telemetry import names
+
+TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+MAX_NOTE_CHARS = 4000
+SYNCED_MESSAGE = "Saved to the CRM."
+QUEUED_MESSAGE = "Saved; the CRM is not reachable right now, so it will sync to the CRM shortly."
+
+WRITE_OPERATIONS = ("upsert_contact", "add_note", "set_lead_status")
+
+
+def _check_tenant(tenant_id: str) -> str:
+    if not isinstance(tenant_id, str) or not TENANT_RE.match(tenant_id):
+        raise InvalidInput(f"Unknown or malformed tenant id {tenant_id!r}.", field="tenant_id")
+    return tenant_id
+
+
+class ResilientCrm:
+    def __init__(
+        self,
+        crm: CrmBackend,
+        calendar: CalendarBackend,
+        crm_caller: DependencyCaller,
+        calendar_caller: DependencyCaller,
+        outbox: Outbox,
+        *,
+        drain_interval_s: float = 2.0,
+    ) -> None:
+        self.crm = crm
+        self.calendar = calendar
+        self.crm_caller = crm_caller
+        self.calendar_caller = calendar_caller
+        self.outbox = outbox
+        self.drainer = OutboxDrainer(outbox, self._deliver, interval_s=drain_interval_s)
+
+    # --- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the outbox drainer (delivers what an earlier process left behind, too)."""
+        self.drainer.start()
+
+    async def aclose(self) -> None:
+        await self.drainer.stop()
+        await self.crm.aclose()
+        await self.calendar.aclose()
+        self.outbox.close()
+        self.crm_caller.breaker.unregister()
+        self.calendar_caller.breaker.unregister()
+
+    async def __aenter__(self) -> ResilientCrm:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
+
+    # --- CRM writes -------------------------------------------------------------------------
+    async def upsert_contact(self, tenant_id: str, contact: Contact) -> WriteOutcome:
+        if not isinstance(contact, Contact):
+            raise InvalidInput("contact must be a validated Contact.", field="contact")
+        return await self._write(
+            tenant_id, contact_key(contact), "upsert_contact", {"contact": contact.model_dump()}
+        )
+
+    async def add_note(self, tenant_id: str, contact_key: str, text: str) -> WriteOutcome:
+        key = validate_contact_key(contact_key)
+        text = (text or "").strip()
+        if not text:
+            raise InvalidInput("The note is empty.", field="text")
+        if len(text) > MAX_NOTE_CHARS:
+            raise InvalidInput(f"The note is longer than {MAX_NOTE_CHARS} characters.", field="text")
+        return await self._write(tenant_id, key, "add_note", {"text": text})
+
+    async def set_lead_status(
+        self, tenant_id: str, contact_key: str, status: str, score: float, band: str
+    ) -> WriteOutcome:
+        key = validate_contact_key(contact_key)
+        if status not in LEAD_STATUSES:
+            raise InvalidInput(f"Lead status must be one of {', '.join(LEAD_STATUSES)}.", field="status")
+        if not isinstance(score, int | float) or math.isnan(score) or not 0 <= score <= 100:
+            raise InvalidInput("Lead score must be a number from 0 to 100.", field="score")
+        if band not in ("hot", "warm", "cold"):
+            raise InvalidInput("Lead band must be hot, warm or cold.", field="band")
+        return await self._write(
+            tenant_id,
+            key,
+            "set_lead_status",
+            {"lead": {"status": status, "score": float(score), "band": band}},
+        )
+
+    async def _write(self, tenant_id: str, key: str, operation: str, payload: dict[str, Any]) -> WriteOutcome:
+        tenant_id = _check_tenant(tenant_id)
+        idempotency_key = uuid.uuid4().hex
+        span = trace.get_current_span()
+        span.set_attribute(names.IDEMPOTENCY_KEY, idempotency_key)
+        # An earlier write for this contact is still queued: going live now would overtake it.
+        if await self.outbox.has_pending("crm", tenant_id, key):
+            return await self._queue(tenant_id, key, operation, payload, idempotency_key)
+        entry = _LiveWrite(tenant_id, key, operation, payload, idempotency_key)
+        try:
+            await self.crm_caller.call(
+                operation,
+                lambda: self._send(entry),
+                span_attributes={names.TENANT_ID: tenant_id, names.IDEMPOTENCY_KEY: idempotency_key},
+            )
+        except DependencyRejected:
+            raise  # the request itself is wrong: queueing it would not help
+        except DependencyError:
+            return await self._queue(tenant_id, key, operation, payload, idempotency_key)
+        return WriteOutcome("synced", SYNCED_MESSAGE, idempotency_key)
+
+    async def _queue(
+        self, tenant_id: str, key: str, operation: str, payload: dict[str, Any], idempotency_key: str
+    ) -> WriteOutcome:
+        await self.outbox.enqueue(
+            dependency="crm",
+            operation=operation,
+            tenant_id=tenant_id,
+            contact_key=key,
+            payload=payload,
+            idempotency_key=idempotency_key,
+        )
+        return WriteOutcome("queued", QUEUED_MESSAGE, idempotency_key)
+
+    async def _send(self, entry: _LiveWrite | OutboxEntry) -> None:
+        p = entry.payload
+        args = (entry.tenant_id, entry.contact_key)
+        if entry.operation == "upsert_contact":
+            await self.crm.upsert_contact(*args, p["contact"], entry.idempotency_key)
+        elif entry.operation == "add_note":
+            await self.crm.add_note(*args, p["text"], entry.idempotency_key)
+        elif entry.operation == "set_lead_status":
+            await self.crm.set_lead_status(*args, p["lead"], entry.idempotency_key)
+        else:
+            raise DependencyRejected(
+                f"unknown CRM operation {entry.operation!r}", dependency="crm", status_code=400
+            )
+
+    async def _deliver(self, entry: OutboxEntry) -> None:
+        """Drainer delivery: one attempt per pass (the drainer's poll loop is the retry)."""
+        await self.crm_caller.call(
+            entry.operation,
+            lambda: self._send(entry),
+            policy=NO_RETRY,
+            span_attributes={names.TENANT_ID: entry.tenant_id},
+        )
+
+    # --- CRM reads --------------------------------------------------------------------------
+    async def get_contact(self, tenant_id: str, contact_key: str) -> dict[str, Any] | None:
+        tenant_id, key = _check_tenant(tenant_id), validate_contact_key(contact_key)
+        return await self.crm_caller.call(
+            "get_contact",
+            lambda: self.crm.get_contact(tenant_id, key),
+            span_attributes={names.TENANT_ID: tenant_id},
+        )
+
+    # --- calendar ---------------------------------------------------------------------------
+    async def list_free_slots(self, tenant_id: str, days_ahead: int = 7, limit: int = 5) -> list[Slot]:
+        tenant_id = _check_tenant(tenant_id)
+        if not isinstance(days_ahead, int) or not 1 <= days_ahead <= 60:
+            raise InvalidInput("days_ahead must be a whole number of days from 1 to 60.", field="days_ahead")
+        if not isinstance(limit, int) or not 1 <= limit <= 20:
+            raise InvalidInput("limit must be from 1 to 20.", field="limit")
+        return await self.calendar_caller.call(
+            "list_free_slots",
+            lambda: self.calendar.list_free_slots(tenant_id, days_ahead, limit),
+            span_attributes={names.TENANT_ID: tenant_id},
+        )
+
+    async def book_meeting(
+        self, tenant_id: str, contact_key: str, start: datetime, duration_minutes: int = 30
+    ) -> Booking:
+        tenant_id, key = _check_tenant(tenant_id), validate_contact_key(contact_key)
+        if not isinstance(start, datetime) or start.tzinfo is None:
+            raise InvalidInput("The meeting start must be a date and time with a timezone.", field="start")
+        if start <= datetime.now(UTC):
+            raise InvalidInput("The meeting start is in the past; pick a future slot.", field="start")
+        if not isinstance(duration_minutes, int) or not 5 <= duration_minutes <= 240:
+            raise InvalidInput("The meeting must last 5 to 240 minutes.", field="duration_minutes")
+        idempotency_key = uuid.uuid4().hex  # a retried booking must not book twice
+        return await self.calendar_caller.call(
+            "book_meeting",
+            lambda: self.calendar.book(tenant_id, key, start, duration_minutes, idempotency_key),
+            span_attributes={names.TENANT_ID: tenant_id, names.IDEMPOTENCY_KEY: idempotency_key},
+        )
+
+    async def cancel_meeting(self, tenant_id: str, booking_id: str) -> None:
+        tenant_id = _check_tenant(tenant_id)
+        if not isinstance(booking_id, str) or not booking_id.strip():
+            raise InvalidInput("The booking id is empty.", field="booking_id")
+        idempotency_key = uuid.uuid4().hex
+        await self.calendar_caller.call(
+            "cancel_meeting",
+            lambda: self.calendar.cancel(tenant_id, booking_id.strip(), idempotency_key),
+            span_attributes={names.TENANT_ID: tenant_id},
+        )
+
+    # --- health / stats ---------------------------------------------------------------------
+    async def ping(self, dependency: Literal["crm", "calendar"]) -> None:
+        """One direct request (no retries, no breaker): health checks report what is true now."""
+        caller, backend = (
+            (self.crm_caller, self.crm) if dependency == "crm" else (self.calendar_caller, self.calendar)
+        )
+        try:
+            await backend.ping()
+        except Exception as exc:
+            raise caller.translate(exc) from exc
+
+    def outbox_stats(self) -> OutboxStats:
+        return self.outbox.stats()
+
+
+class _LiveWrite:
+    """A write on its first (live) attempt; same shape as an OutboxEntry for ``_send``."""
+
+    __slots__ = ("contact_key", "idempotency_key", "operation", "payload", "tenant_id")
+
+    def __init__(
+        self, tenant_id: str, contact_key: str, operation: str, payload: dict[str, Any], idempotency_key: str
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.contact_key = contact_key
+        self.operation = operation
+        self.payload = payload
+        self.idempotency_key = idempotency_key

@@ -1,0 +1,57 @@
+"""CRM / calendar configuration from the environment (pydantic-settings)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agent.resilience import RetryPolicy
+
+
+class CrmSettings(BaseSettings):
+    """``CRM_URL``, ``CALENDAR_URL`` (defaults to the CRM's), ``CRM_OUTBOX_PATH``, ``CRM_API_KEY`` and
+    the retry / breaker policy (``CRM_RETRY_*``, ``CRM_BREAKER_*``; per-operation overrides as JSON in
+    ``CRM_RETRY_OVERRIDES``, e.g. ``{"book_meeting": {"retries": 1}}``)."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+
+    crm_url: str = Field(default="http://127.0.0.1:8090", alias="CRM_URL")
+    calendar_url: str | None = Field(default=None, alias="CALENDAR_URL")
+    api_key: SecretStr | None = Field(
+        default=None, alias="CRM_API_KEY"
+    )  # sent as a bearer token, never logged
+    outbox_path: str = Field(default="data/crm_outbox.sqlite3", alias="CRM_OUTBOX_PATH")
+    outbox_poll_interval_s: float = Field(default=2.0, gt=0, alias="CRM_OUTBOX_POLL_INTERVAL_S")
+
+    connect_timeout_s: float = Field(default=2.0, gt=0, alias="CRM_CONNECT_TIMEOUT_S")
+    read_timeout_s: float = Field(default=5.0, gt=0, alias="CRM_READ_TIMEOUT_S")
+    max_connections: int = Field(default=20, ge=1, alias="CRM_MAX_CONNECTIONS")
+
+    # The spec's retry defaults: 3 retries, 1 s initial, 10 s max, x2, jitter.
+    retries: int = Field(default=3, ge=0, alias="CRM_RETRY_ATTEMPTS")
+    retry_wait_initial_s: float = Field(default=1.0, ge=0, alias="CRM_RETRY_WAIT_INITIAL_S")
+    retry_wait_max_s: float = Field(default=10.0, ge=0, alias="CRM_RETRY_WAIT_MAX_S")
+    retry_exp_base: float = Field(default=2.0, ge=1, alias="CRM_RETRY_EXP_BASE")
+    retry_jitter_s: float = Field(default=1.0, ge=0, alias="CRM_RETRY_JITTER_S")
+    retry_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict, alias="CRM_RETRY_OVERRIDES")
+
+    # The spec's breaker defaults: open after 5 failures, 60 s recovery, 3 calls in half-open.
+    breaker_failure_threshold: int = Field(default=5, ge=1, alias="CRM_BREAKER_FAILURE_THRESHOLD")
+    breaker_recovery_s: float = Field(default=60.0, ge=0, alias="CRM_BREAKER_RECOVERY_S")
+    breaker_half_open_max_calls: int = Field(default=3, ge=1, alias="CRM_BREAKER_HALF_OPEN_MAX_CALLS")
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            retries=self.retries,
+            wait_initial_s=self.retry_wait_initial_s,
+            wait_max_s=self.retry_wait_max_s,
+            wait_exp_base=self.retry_exp_base,
+            wait_jitter_s=self.retry_jitter_s,
+            retry_after_max_s=self.retry_wait_max_s,
+        )
+
+    def retry_policy_overrides(self) -> dict[str, RetryPolicy]:
+        base = self.retry_policy()
+        return {op: base.with_overrides(**changes) for op, changes in self.retry_overrides.items()}

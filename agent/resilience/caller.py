@@ -1,0 +1,135 @@
+"""One dependency call done right: span, circuit breaker, stamina retries, latency, error mapping.
+
+``DependencyCaller.call`` is what every client here (CRM, calendar; the benchmarks reuse it) wraps its
+single-attempt HTTP function in. Each attempt passes the breaker (an open breaker fails fast, no
+network call, no retry); transient failures are retried per ``RetryPolicy``; what finally escapes is
+one of the project's errors: ``CircuitOpenError``, ``DependencyRejected`` (a 4xx other than 429; the
+server's own message is kept) or ``DependencyError``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
+
+import httpx
+from opentelemetry import metrics, trace
+from opentelemetry.trace import Status, StatusCode
+
+from agent.errors import CircuitOpenError, DependencyError, DependencyRejected, SalesAgentError
+from agent.resilience.breaker import CircuitBreaker
+from agent.resilience.retry import RetryPolicy, retry_async
+from telemetry import names
+
+T = TypeVar("T")
+
+_tracer = trace.get_tracer(__name__)
+_meter = metrics.get_meter("sales_agent")
+_duration = _meter.create_histogram(
+    names.DEPENDENCY_DURATION,
+    unit="s",
+    description="Duration of one logical dependency call, retries and backoff included",
+)
+
+
+class DependencyCaller:
+    """Calls to one dependency (``crm``, ``calendar``...) through its breaker and retry policy."""
+
+    def __init__(
+        self,
+        dependency: str,
+        breaker: CircuitBreaker,
+        policy: RetryPolicy,
+        overrides: Mapping[str, RetryPolicy] | None = None,
+    ) -> None:
+        self.dependency = dependency
+        self.breaker = breaker
+        self.policy = policy
+        self.overrides = dict(overrides or {})
+
+    def policy_for(self, operation: str) -> RetryPolicy:
+        return self.overrides.get(operation, self.policy)
+
+    async def call(
+        self,
+        operation: str,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        policy: RetryPolicy | None = None,
+        span_attributes: Mapping[str, str | int | float | bool] | None = None,
+    ) -> T:
+        policy = policy or self.policy_for(operation)
+        attrs = {names.DEPENDENCY: self.dependency, names.OPERATION: operation}
+        start = time.perf_counter()
+        outcome = "error"
+        with _tracer.start_as_current_span(
+            f"{self.dependency}.{operation}",
+            attributes={**attrs, **(span_attributes or {})},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                result = await retry_async(
+                    lambda: self.breaker.call(fn),
+                    policy=policy,
+                    dependency=self.dependency,
+                    operation=operation,
+                )
+                outcome = "ok"
+                return result
+            except Exception as exc:
+                error = self.translate(exc)
+                outcome = _outcome(error)
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, error.message))
+                span.set_attribute(names.ERROR_TYPE, error.error_type)
+                if error is exc:
+                    raise
+                raise error from exc
+            finally:
+                _duration.record(time.perf_counter() - start, {**attrs, names.OUTCOME: outcome})
+
+    def translate(self, exc: BaseException) -> SalesAgentError:
+        """The project error for a failure that escaped the retry policy."""
+        if isinstance(exc, SalesAgentError):
+            return exc
+        dep = self.dependency
+        if isinstance(exc, httpx.HTTPStatusError):
+            status = exc.response.status_code
+            if 400 <= status < 500 and status != 429:
+                return DependencyRejected(
+                    f"{dep} rejected the request (HTTP {status}): {_server_message(exc.response)}",
+                    dependency=dep,
+                    status_code=status,
+                )
+            return DependencyError(
+                f"{dep} is unavailable (HTTP {status} after retries)",
+                dependency=dep,
+                error_type=f"http_{status}",
+            )
+        if isinstance(exc, httpx.TimeoutException):
+            return DependencyError(f"{dep} timed out", dependency=dep, error_type="timeout")
+        if isinstance(exc, httpx.TransportError):
+            return DependencyError(
+                f"{dep} is unreachable ({type(exc).__name__})", dependency=dep, error_type="connect_error"
+            )
+        return DependencyError(f"{dep} call failed: {exc}", dependency=dep, error_type=type(exc).__name__)
+
+
+def _outcome(error: SalesAgentError) -> str:
+    if isinstance(error, CircuitOpenError):
+        return "circuit_open"
+    if isinstance(error, DependencyRejected):
+        return "rejected"
+    return "error"
+
+
+def _server_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200] or response.reason_phrase
+    if isinstance(body, dict) and body.get("message"):
+        return str(body["message"])[:200]
+    return response.reason_phrase

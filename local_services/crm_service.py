@@ -1,0 +1,483 @@
+"""Local CRM + calendar service: the REST contract of ``agent/crm/README.md`` over aiohttp + SQLite.
+
+Used by the tests, the offline demo (``sales-agent simulate``) and compose. Server spans come from
+opentelemetry-instrumentation-aiohttp-server's middleware, which extracts the W3C ``traceparent`` the
+agent's httpx client sends, so one trace crosses from the agent's tool into this service.
+
+Per-tenant data (header ``X-Tenant-Id``); writes honour ``Idempotency-Key`` (same key -> applied
+once, the first response replayed). Fault injection for tests and demos: ``POST /admin/fault``
+``{"mode": "ok|down|slow|500|429", "delay_s": 2, "retry_after": 1, "count": null, "style": "503|reset"}``
+(``count``: fault only the next N requests; ``down`` answers 503, or drops the connection with
+``"style": "reset"``); ``GET /admin/stats``.
+
+Run: ``python -m local_services.crm_service --host 127.0.0.1 --port 8090 --db crm.sqlite3``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import signal
+import sqlite3
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from opentelemetry import trace
+from opentelemetry.instrumentation.aiohttp_server import create_aiohttp_middleware
+
+from telemetry import names
+
+log = logging.getLogger(__name__)
+
+TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+FAULT_MODES = ("ok", "down", "slow", "500", "429")
+SLOT_MINUTES = 30
+BUSINESS_HOURS_UTC = (9, 17)  # slots are offered 09:00-17:00 UTC, Monday to Friday
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS contacts (
+    tenant_id TEXT NOT NULL, contact_key TEXT NOT NULL, name TEXT NOT NULL, company TEXT, role TEXT,
+    email TEXT, phone TEXT, lead_status TEXT, lead_score REAL, lead_band TEXT,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (tenant_id, contact_key));
+CREATE TABLE IF NOT EXISTS notes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, tenant_id TEXT NOT NULL, contact_key TEXT NOT NULL,
+    text TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS bookings (
+    booking_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, contact_key TEXT NOT NULL,
+    start TEXT NOT NULL, end TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS idempotency (
+    tenant_id TEXT NOT NULL, key TEXT NOT NULL, request TEXT NOT NULL, status INTEGER NOT NULL,
+    body TEXT NOT NULL, PRIMARY KEY (tenant_id, key));
+"""
+
+
+@dataclass
+class Fault:
+    mode: str = "ok"
+    delay_s: float = 2.0
+    retry_after: float = 1.0
+    count: int | None = None  # None: until changed
+    style: str = "503"
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    faulted: int = 0
+    writes_applied: int = 0
+    idempotent_replays: int = 0
+    by_route: Counter[str] = field(default_factory=Counter)
+
+
+class CrmStore:
+    """SQLite-backed CRM + calendar data; each write and its idempotency record commit together."""
+
+    def __init__(self, db_path: str | Path) -> None:
+        self.db = sqlite3.connect(str(db_path), isolation_level=None, check_same_thread=False)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def contact(self, tenant: str, key: str) -> dict[str, Any] | None:
+        row = self.db.execute(
+            "SELECT * FROM contacts WHERE tenant_id=? AND contact_key=?", (tenant, key)
+        ).fetchone()
+        if row is None:
+            return None
+        contact = {k: row[k] for k in row.keys() if k != "tenant_id"}  # noqa: SIM118 (sqlite3.Row)
+        notes = self.db.execute(
+            "SELECT id, text, created_at FROM notes WHERE tenant_id=? AND contact_key=? ORDER BY id",
+            (tenant, key),
+        ).fetchall()
+        contact["notes"] = [dict(n) for n in notes]
+        return contact
+
+    def counts(self) -> dict[str, int]:
+        return {
+            table: self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            for table in ("contacts", "notes", "bookings")
+        }
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _error(status: int, code: str, message: str, **headers: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status, headers=headers)
+
+
+def _tenant(request: web.Request) -> str:
+    tenant = request.headers.get("X-Tenant-Id", "")
+    if not TENANT_RE.match(tenant):
+        raise web.HTTPBadRequest(
+            text=json.dumps(
+                {"error": "invalid_tenant", "message": "X-Tenant-Id header missing or malformed"}
+            ),
+            content_type="application/json",
+        )
+    trace.get_current_span().set_attribute(names.TENANT_ID, tenant)
+    return tenant
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "invalid_body", "message": "request body must be a JSON object"}),
+            content_type="application/json",
+        )
+    return body
+
+
+WriteFn = Callable[[sqlite3.Connection, str, dict[str, Any]], tuple[int, dict[str, Any]]]
+
+
+class CrmService:
+    def __init__(self, db_path: str | Path) -> None:
+        self.store = CrmStore(db_path)
+        self.fault = Fault()
+        self.stats = Stats()
+
+    # --- app --------------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[create_aiohttp_middleware(), self._fault_middleware])
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_put("/v1/contacts/{key}", self.upsert_contact)
+        app.router.add_get("/v1/contacts/{key}", self.get_contact)
+        app.router.add_post("/v1/contacts/{key}/notes", self.add_note)
+        app.router.add_put("/v1/contacts/{key}/lead", self.set_lead)
+        app.router.add_get("/v1/calendar/slots", self.list_slots)
+        app.router.add_post("/v1/calendar/bookings", self.book)
+        app.router.add_delete("/v1/calendar/bookings/{booking_id}", self.cancel)
+        app.router.add_post("/admin/fault", self.set_fault)
+        app.router.add_get("/admin/stats", self.get_stats)
+        app.on_cleanup.append(self._close)
+        return app
+
+    async def _close(self, _app: web.Application) -> None:
+        self.store.close()
+
+    @web.middleware
+    async def _fault_middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if request.path.startswith("/admin/"):
+            return await handler(request)
+        self.stats.requests += 1
+        route = request.match_info.route.resource
+        self.stats.by_route[f"{request.method} {route.canonical if route else request.path}"] += 1
+        fault = self.fault
+        if fault.mode == "ok":
+            return await handler(request)
+        self.stats.faulted += 1
+        if fault.count is not None:
+            fault.count -= 1
+            if fault.count <= 0:
+                self.fault = Fault()
+        if fault.mode == "slow":
+            await asyncio.sleep(fault.delay_s)
+            return await handler(request)
+        if fault.mode == "429":
+            return _error(429, "rate_limited", "slow down", **{"Retry-After": f"{fault.retry_after:g}"})
+        if fault.mode == "500":
+            return _error(500, "internal", "injected failure")
+        if fault.style == "reset" and request.transport is not None:
+            request.transport.abort()  # the client sees the connection drop without a response
+            raise asyncio.CancelledError
+        return _error(503, "unavailable", "injected outage")
+
+    # --- idempotent writes ----------------------------------------------------------------------
+    async def _write(
+        self, request: web.Request, tenant: str, body: dict[str, Any], fn: WriteFn
+    ) -> web.Response:
+        key = request.headers.get("Idempotency-Key")
+        fingerprint = f"{request.method} {request.path}"
+        db = self.store.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if key:
+                row = db.execute(
+                    "SELECT request, status, body FROM idempotency WHERE tenant_id=? AND key=?", (tenant, key)
+                ).fetchone()
+                if row is not None:
+                    db.execute("ROLLBACK")
+                    if row["request"] != fingerprint:
+                        return _error(
+                            422, "idempotency_key_reused", "Idempotency-Key was used for another request"
+                        )
+                    self.stats.idempotent_replays += 1
+                    return web.json_response(
+                        json.loads(row["body"]), status=row["status"], headers={"Idempotent-Replayed": "true"}
+                    )
+            status, payload = fn(db, tenant, body)
+            if key and status < 500:
+                db.execute(
+                    "INSERT INTO idempotency (tenant_id, key, request, status, body) VALUES (?,?,?,?,?)",
+                    (tenant, key, fingerprint, status, json.dumps(payload)),
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        if status < 300:
+            self.stats.writes_applied += 1
+        return web.json_response(payload, status=status)
+
+    # --- handlers -------------------------------------------------------------------------------
+    async def healthz(self, _request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def upsert_contact(self, request: web.Request) -> web.Response:
+        tenant, key = _tenant(request), request.match_info["key"]
+        body = await _json_body(request)
+        if not isinstance(body.get("name"), str) or not body["name"].strip():
+            return _error(422, "invalid_contact", "name is required")
+
+        def write(db: sqlite3.Connection, tenant: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            now = _now()
+            exists = db.execute(
+                "SELECT 1 FROM contacts WHERE tenant_id=? AND contact_key=?", (tenant, key)
+            ).fetchone()
+            fields = [body.get(f) for f in ("name", "company", "role", "email", "phone")]
+            if exists:
+                db.execute(
+                    "UPDATE contacts SET name=?, company=?, role=?, email=?, phone=?, updated_at=? "
+                    "WHERE tenant_id=? AND contact_key=?",
+                    (*fields, now, tenant, key),
+                )
+            else:
+                db.execute(
+                    "INSERT INTO contacts (tenant_id, contact_key, name, company, role, email, phone, "
+                    "lead_status, created_at, updated_at) VALUES (?,?,?,?,?,?,?,'new',?,?)",
+                    (tenant, key, *fields, now, now),
+                )
+            return (200 if exists else 201), {"contact_key": key, "created": not exists}
+
+        return await self._write(request, tenant, body, write)
+
+    async def get_contact(self, request: web.Request) -> web.Response:
+        tenant, key = _tenant(request), request.match_info["key"]
+        contact = self.store.contact(tenant, key)
+        if contact is None:
+            return _error(404, "contact_not_found", f"no contact {key!r}")
+        return web.json_response(contact)
+
+    async def add_note(self, request: web.Request) -> web.Response:
+        tenant, key = _tenant(request), request.match_info["key"]
+        body = await _json_body(request)
+        text = body.get("text")
+        if not isinstance(text, str) or not text.strip():
+            return _error(422, "invalid_note", "text is required")
+
+        def write(db: sqlite3.Connection, tenant: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            if not db.execute(
+                "SELECT 1 FROM contacts WHERE tenant_id=? AND contact_key=?", (tenant, key)
+            ).fetchone():
+                return 404, {"error": "contact_not_found", "message": f"no contact {key!r}"}
+            cur = db.execute(
+                "INSERT INTO notes (tenant_id, contact_key, text, created_at) VALUES (?,?,?,?)",
+                (tenant, key, text, _now()),
+            )
+            return 201, {"note_id": cur.lastrowid}
+
+        return await self._write(request, tenant, body, write)
+
+    async def set_lead(self, request: web.Request) -> web.Response:
+        tenant, key = _tenant(request), request.match_info["key"]
+        body = await _json_body(request)
+        if not isinstance(body.get("status"), str):
+            return _error(422, "invalid_lead", "status is required")
+
+        def write(db: sqlite3.Connection, tenant: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            cur = db.execute(
+                "UPDATE contacts SET lead_status=?, lead_score=?, lead_band=?, updated_at=? "
+                "WHERE tenant_id=? AND contact_key=?",
+                (body["status"], body.get("score"), body.get("band"), _now(), tenant, key),
+            )
+            if cur.rowcount == 0:
+                return 404, {"error": "contact_not_found", "message": f"no contact {key!r}"}
+            return 200, {"contact_key": key, "status": body["status"]}
+
+        return await self._write(request, tenant, body, write)
+
+    def _booked(self, tenant: str) -> list[tuple[datetime, datetime]]:
+        rows = self.store.db.execute(
+            "SELECT start, end FROM bookings WHERE tenant_id=?", (tenant,)
+        ).fetchall()
+        return [(datetime.fromisoformat(r["start"]), datetime.fromisoformat(r["end"])) for r in rows]
+
+    async def list_slots(self, request: web.Request) -> web.Response:
+        tenant = _tenant(request)
+        try:
+            days_ahead = int(request.query.get("days_ahead", "7"))
+            limit = int(request.query.get("limit", "5"))
+        except ValueError:
+            return _error(422, "invalid_query", "days_ahead and limit must be integers")
+        if not (1 <= days_ahead <= 60 and 1 <= limit <= 100):
+            return _error(422, "invalid_query", "days_ahead must be 1..60 and limit 1..100")
+        booked = self._booked(tenant)
+        slots = []
+        for start in _candidate_slots(datetime.now(UTC), days_ahead):
+            end = start + timedelta(minutes=SLOT_MINUTES)
+            if any(s < end and start < e for s, e in booked):
+                continue
+            slots.append({"start": start.isoformat(), "end": end.isoformat()})
+            if len(slots) >= limit:
+                break
+        return web.json_response({"slots": slots})
+
+    async def book(self, request: web.Request) -> web.Response:
+        tenant = _tenant(request)
+        body = await _json_body(request)
+        try:
+            start = datetime.fromisoformat(str(body["start"]))
+            minutes = int(body.get("duration_minutes", SLOT_MINUTES))
+            contact = str(body["contact_key"])
+        except (KeyError, ValueError, TypeError):
+            return _error(
+                422, "invalid_booking", "contact_key, start (ISO 8601) and duration_minutes required"
+            )
+        if start.tzinfo is None:
+            return _error(422, "invalid_booking", "start must include a timezone offset")
+        if not 5 <= minutes <= 240:
+            return _error(422, "invalid_booking", "duration_minutes must be 5..240")
+        end = start + timedelta(minutes=minutes)
+        if start < datetime.now(UTC):
+            return _error(422, "slot_in_past", "start is in the past")
+
+        def write(db: sqlite3.Connection, tenant: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            if any(s < end and start < e for s, e in self._booked(tenant)):
+                return 409, {"error": "slot_taken", "message": "that time is already booked"}
+            booking_id = uuid.uuid4().hex
+            db.execute(
+                "INSERT INTO bookings (booking_id, tenant_id, contact_key, start, end, created_at) "
+                "VALUES (?,?,?,?,?,?)",
+                (booking_id, tenant, contact, start.isoformat(), end.isoformat(), _now()),
+            )
+            return 201, {"booking_id": booking_id, "contact_key": contact, "start": start.isoformat(),
+                         "end": end.isoformat()}  # fmt: skip
+
+        return await self._write(request, tenant, body, write)
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        tenant, booking_id = _tenant(request), request.match_info["booking_id"]
+
+        def write(db: sqlite3.Connection, tenant: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            cur = db.execute("DELETE FROM bookings WHERE tenant_id=? AND booking_id=?", (tenant, booking_id))
+            if cur.rowcount == 0:
+                return 404, {"error": "booking_not_found", "message": f"no booking {booking_id!r}"}
+            return 200, {"booking_id": booking_id, "cancelled": True}
+
+        return await self._write(request, tenant, {}, write)
+
+    # --- admin ------------------------------------------------------------------------------
+    async def set_fault(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        mode = str(body.get("mode", "ok"))
+        if mode not in FAULT_MODES:
+            return _error(422, "invalid_fault", f"mode must be one of {', '.join(FAULT_MODES)}")
+        count = body.get("count")
+        self.fault = Fault(
+            mode=mode,
+            delay_s=float(body.get("delay_s", 2.0)),
+            retry_after=float(body.get("retry_after", 1.0)),
+            count=int(count) if count is not None else None,
+            style=str(body.get("style", "503")),
+        )
+        log.info("crm fault set: %s", self.fault)
+        return web.json_response({"mode": mode})
+
+    async def get_stats(self, _request: web.Request) -> web.Response:
+        s = self.stats
+        return web.json_response(
+            {
+                "requests": s.requests,
+                "faulted": s.faulted,
+                "writes_applied": s.writes_applied,
+                "idempotent_replays": s.idempotent_replays,
+                "by_route": dict(s.by_route),
+                "fault": self.fault.mode,
+                **self.store.counts(),
+            }
+        )
+
+
+def _candidate_slots(now: datetime, days_ahead: int) -> list[datetime]:
+    """Half-hour slots in business hours from the next half hour for ``days_ahead`` days."""
+    start = now.replace(second=0, microsecond=0) + timedelta(minutes=SLOT_MINUTES - now.minute % SLOT_MINUTES)
+    horizon = now + timedelta(days=days_ahead)
+    out = []
+    t = start
+    while t < horizon:
+        if t.weekday() < 5 and BUSINESS_HOURS_UTC[0] <= t.hour < BUSINESS_HOURS_UTC[1]:
+            out.append(t)
+        t += timedelta(minutes=SLOT_MINUTES)
+    return out
+
+
+@contextlib.asynccontextmanager
+async def run_crm_service(db_path: str | Path, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    """Run the service in this event loop; yields its base URL (``port=0`` picks a free port)."""
+    runner = web.AppRunner(CrmService(db_path).app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0][1]
+    try:
+        yield f"http://{host}:{bound}"
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="crm-service", description="Local CRM + calendar service")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--db", default="crm.sqlite3", help="SQLite file (created if missing)")
+    args = parser.parse_args(argv)
+
+    import os
+
+    os.environ.setdefault("OTEL_SERVICE_NAME", "crm-service")
+    from telemetry.setup import setup_telemetry
+
+    telemetry = setup_telemetry()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with run_crm_service(args.db, args.host, args.port) as url:
+            log.info("crm-service listening on %s (db %s)", url, args.db)
+            print(f"crm-service listening on {url}", flush=True)
+            await stop.wait()
+
+    try:
+        asyncio.run(serve())
+    finally:
+        telemetry.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
