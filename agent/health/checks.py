@@ -1,0 +1,132 @@
+"""Ready-made health checks. Each factory returns an async ``Check`` for ``HealthRegistry.register``.
+
+The dependency-specific ones are thin, duck-typed wrappers over the other modules' public APIs
+(``ResilientCrm.ping`` / ``outbox_stats``, ``RouterLLM.check_provider``, the telemetry handle), so
+this package imports none of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from agent.health.registry import Check, CheckReturn
+
+
+def callable_check(fn: Callable[[], CheckReturn | Awaitable[CheckReturn]]) -> Check:
+    """Wrap a sync or async function returning None/bool/(bool, details) (or raising)."""
+
+    async def check() -> CheckReturn:
+        result = fn()
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    return check
+
+
+def http_check(url: str, *, expect: Callable[[int], bool] = lambda status: 200 <= status < 400) -> Check:
+    """Healthy when ``GET url`` answers with an accepted status (default 2xx/3xx).
+
+    aiohttp's client is used (not httpx) so probes don't add client spans to the traces every few
+    seconds; the registry's per-check timeout bounds the request.
+    """
+
+    async def check() -> CheckReturn:
+        async with aiohttp.ClientSession() as session, session.get(url, allow_redirects=False) as resp:
+            return expect(resp.status), {"status_code": resp.status}
+
+    return check
+
+
+def event_loop_lag_check(max_s: float = 0.5, *, probe_s: float = 0.01) -> Check:
+    """Healthy while a ``probe_s`` sleep overshoots by at most ``max_s`` (a busy or blocked loop)."""
+
+    async def check() -> CheckReturn:
+        started = time.perf_counter()
+        await asyncio.sleep(probe_s)
+        lag = max(0.0, time.perf_counter() - started - probe_s)
+        return lag <= max_s, {"lag_s": round(lag, 6), "max_s": max_s}
+
+    return check
+
+
+class _Pingable(Protocol):
+    async def ping(self, dependency: Literal["crm", "calendar"]) -> None: ...
+
+
+def dependency_check(crm: _Pingable, dependency: Literal["crm", "calendar"]) -> Check:
+    """``crm.ping(dependency)``: healthy unless it raises (DependencyError, CircuitOpenError...)."""
+
+    async def check() -> CheckReturn:
+        await crm.ping(dependency)
+        return True, {"dependency": dependency}
+
+    return check
+
+
+def outbox_backlog_check(crm: Any, max_depth: int = 100, max_age_s: float = 300.0) -> Check:
+    """Healthy while the CRM outbox holds at most ``max_depth`` entries, none older than ``max_age_s``.
+
+    A backlog means CRM writes are queued, not lost: register it as non-critical.
+    """
+
+    async def check() -> CheckReturn:
+        stats = crm.outbox_stats()
+        if inspect.isawaitable(stats):
+            stats = await stats
+        age = stats.oldest_age_s
+        healthy = stats.depth <= max_depth and (age is None or age <= max_age_s)
+        return healthy, {
+            "depth": stats.depth,
+            "oldest_age_s": None if age is None else round(age, 3),
+            "max_depth": max_depth,
+            "max_age_s": max_age_s,
+        }
+
+    return check
+
+
+def llm_provider_check(llm: Any, name: str) -> Check:
+    """``await llm.check_provider(name) -> (ok, details)`` of the Router-backed LLM."""
+
+    async def check() -> CheckReturn:
+        ok, details = await llm.check_provider(name)
+        return bool(ok), dict(details or {})
+
+    return check
+
+
+def otlp_export_check(telemetry: Any, *, connect_timeout_s: float = 1.0) -> Check:
+    """Healthy when OTLP export is off, or the collector endpoint accepts a TCP connection.
+
+    If the telemetry handle exposes ``export_status() -> (ok, details)`` (recent export failures),
+    that verdict is used as well. Register as non-critical: lost telemetry must not stop calls.
+    """
+
+    async def check() -> CheckReturn:
+        settings = getattr(telemetry, "settings", None)
+        endpoint = getattr(settings, "otlp_endpoint", None)
+        if not endpoint:
+            return True, {"otlp": "disabled"}
+        parts = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+        port = parts.port or (443 if parts.scheme == "https" else 4318)
+        details: dict[str, Any] = {"endpoint": f"{parts.hostname}:{port}"}
+        async with asyncio.timeout(connect_timeout_s):
+            _, writer = await asyncio.open_connection(parts.hostname, port)
+        writer.close()
+        await writer.wait_closed()
+        status = getattr(telemetry, "export_status", None)
+        if callable(status):
+            ok, more = status()
+            details.update(dict(more or {}))
+            return bool(ok), details
+        return True, details
+
+    return check

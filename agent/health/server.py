@@ -1,0 +1,73 @@
+"""``/health`` (liveness) and ``/ready`` (readiness) over aiohttp.
+
+``/health`` answers 200 whenever the event loop can serve a request: a wedged loop times the probe
+out, which is exactly what a liveness probe should see. ``/ready`` runs the registry (cached) and
+answers 503 with the JSON detail when a critical check fails, 200 otherwise; both list every check.
+"""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+
+from aiohttp import web
+
+from agent.health.registry import HealthRegistry
+
+
+class HealthServer:
+    def __init__(self, registry: HealthRegistry, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._registry = registry
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+        self._started_at = time.monotonic()
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when constructed with port 0)."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/ready", self._ready)
+        return app
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            return
+        runner = web.AppRunner(self.app(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self._host, self._port)
+        await site.start()
+        self._runner = runner
+        sockets = site._server.sockets if site._server is not None else ()  # type: ignore[union-attr]
+        if sockets:
+            self._port = sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> HealthServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def _health(self, request: web.Request) -> web.Response:
+        uptime = round(time.monotonic() - self._started_at, 3)
+        return web.json_response({"status": "alive", "uptime_s": uptime})
+
+    async def _ready(self, request: web.Request) -> web.Response:
+        report = await self._registry.run()
+        return web.json_response(report.to_json(), status=200 if report.ready else 503)
