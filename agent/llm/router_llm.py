@@ -1,0 +1,414 @@
+"""A LiveKit ``llm.LLM`` that streams from LiteLLM's Router across the provider chain.
+
+One turn = one ``RouterLLMStream``. It walks the chain (providers in cooldown are skipped) and makes
+one attempt per provider, each its own ``chat {model}`` span; a failure before the first token
+(refused, 5xx, 429, garbage, first-token deadline, drop) falls back to the next provider with a
+``gen_ai.fallback`` event on the turn span. Once text reached the caller, a failure ends the turn
+with what was said (the error is recorded): replaying the turn on another provider would make the
+agent say the beginning twice. Every provider down -> the stream speaks ``fallback_line`` instead of
+raising, so the session keeps going.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from livekit.agents import llm
+from livekit.agents.llm import ToolChoice
+from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, APIConnectOptions, NotGivenOr
+from livekit.agents.utils import is_given
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from agent.call_context import CallContext
+from agent.llm.chain import Provider, ProviderChain
+from agent.llm.errors import ProviderAttemptError, classify
+from agent.llm.instruments import instruments
+from telemetry import names
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+
+OPERATION = "chat"
+
+
+class RouterLLM(llm.LLM):
+    """Use like any LiveKit LLM plugin: ``AgentSession(llm=build_llm(settings))``."""
+
+    def __init__(self, chain: ProviderChain, *, call: CallContext | None = None) -> None:
+        super().__init__()
+        self._chain = chain
+        self._call = call
+
+    # --- identity (used by LiveKit's own llm_request span and metrics) ---------------------------
+    @property
+    def model(self) -> str:
+        return self._chain.providers[0].model
+
+    @property
+    def provider(self) -> str:
+        return "litellm-router"
+
+    @property
+    def chain(self) -> ProviderChain:
+        return self._chain
+
+    @property
+    def call_context(self) -> CallContext | None:
+        return self._call
+
+    def for_call(self, call: CallContext) -> RouterLLM:
+        """The same chain (Router, cooldowns) labelled with one call's tenant/session ids."""
+        return RouterLLM(self._chain, call=call)
+
+    def chat(
+        self,
+        *,
+        chat_ctx: llm.ChatContext,
+        tools: list[llm.Tool] | None = None,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+        parallel_tool_calls: NotGivenOr[bool] = NOT_GIVEN,
+        tool_choice: NotGivenOr[ToolChoice] = NOT_GIVEN,
+        extra_kwargs: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
+    ) -> RouterLLMStream:
+        extra: dict[str, Any] = dict(extra_kwargs) if is_given(extra_kwargs) else {}
+        if is_given(parallel_tool_calls) and tools:
+            extra["parallel_tool_calls"] = parallel_tool_calls
+        if is_given(tool_choice) and tools:
+            if isinstance(tool_choice, dict):
+                extra["tool_choice"] = {
+                    "type": "function",
+                    "function": {"name": tool_choice["function"]["name"]},
+                }
+            elif tool_choice in ("auto", "required", "none"):
+                extra["tool_choice"] = tool_choice
+        if self._chain.settings.temperature is not None:
+            extra.setdefault("temperature", self._chain.settings.temperature)
+        # The chain is the one retry layer: LiveKit must not replay a turn the chain already failed over.
+        no_retry = APIConnectOptions(max_retry=0, retry_interval=0.0, timeout=conn_options.timeout)
+        return RouterLLMStream(self, chat_ctx=chat_ctx, tools=tools or [], conn_options=no_retry, extra=extra)
+
+    def provider_status(self) -> dict[str, bool]:
+        """Provider name -> usable (False while it cools down after failures)."""
+        return self._chain.status()
+
+    async def check_provider(self, name: str) -> tuple[bool, dict[str, Any]]:
+        """Health check without spending tokens: cooldown state, plus ``GET /models`` for local providers."""
+        provider = next((p for p in self._chain.providers if p.name == name), None)
+        if provider is None:
+            return False, {
+                "error": f"unknown provider {name!r}",
+                "known": [p.name for p in self._chain.providers],
+            }
+        remaining = self._chain.cooldown_remaining(name)
+        details: dict[str, Any] = {"model": provider.model, "cooling_down": remaining > 0}
+        if remaining > 0:
+            details["cooldown_remaining_s"] = round(remaining, 1)
+        healthy = remaining <= 0
+        if provider.config.kind == "local" and provider.config.api_base:
+            import httpx
+
+            try:
+                async with httpx.AsyncClient(timeout=1.0) as client:
+                    response = await client.get(provider.config.api_base.rstrip("/") + "/models")
+                details["http_status"] = response.status_code
+                healthy = healthy and response.status_code == 200
+            except httpx.HTTPError as exc:
+                details["error"] = type(exc).__name__
+                healthy = False
+        return healthy, details
+
+    async def aclose(self) -> None:
+        # The Router is shared by every RouterLLM of the process (for_call); nothing per-instance to close.
+        await super().aclose()
+
+
+@dataclass
+class _ToolCallAcc:
+    call_id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclass
+class _AttemptResult:
+    ok: bool
+    emitted: bool  # text / tool calls already reached the caller
+    error_type: str | None = None
+    reason: str | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+class RouterLLMStream(llm.LLMStream):
+    def __init__(
+        self,
+        router_llm: RouterLLM,
+        *,
+        chat_ctx: llm.ChatContext,
+        tools: list[llm.Tool],
+        conn_options: APIConnectOptions,
+        extra: dict[str, Any],
+    ) -> None:
+        super().__init__(router_llm, chat_ctx=chat_ctx, tools=tools, conn_options=conn_options)
+        self._router_llm = router_llm
+        self._extra = extra
+        self._turn_start = time.perf_counter()
+        self._first_output_recorded = False
+
+    # --- helpers --------------------------------------------------------------------------------
+    def _tenant_attrs(self) -> dict[str, str]:
+        call = self._router_llm.call_context
+        return {names.TENANT_ID: call.tenant_id} if call else {}
+
+    def _span_call_attrs(self) -> dict[str, str]:
+        call = self._router_llm.call_context
+        return call.span_attributes() if call else {}
+
+    def _send(self, chunk: llm.ChatChunk) -> None:
+        if not self._first_output_recorded and chunk.has_response():
+            self._first_output_recorded = True
+            instruments().turn_latency.record(time.perf_counter() - self._turn_start, self._tenant_attrs())
+        self._event_ch.send_nowait(chunk)
+
+    # --- the turn -------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        chain = self._router_llm.chain
+        turn_span = trace.get_current_span()
+        messages, _ = self._chat_ctx.to_provider_format(format="openai")
+        tool_schemas = (
+            llm.ToolContext(self._tools).parse_function_tools("openai", strict=False) if self._tools else []
+        )
+
+        cooling = await chain.async_cooling_down()
+        candidates = [p for p in chain.providers if p.name not in cooling]
+        if not candidates:  # everything cools down: trying beats giving up without a request
+            log.warning("every LLM provider is cooling down; trying the whole chain anyway")
+            candidates = list(chain.providers)
+        previous: tuple[str, str] | None = None
+        for skipped in (p for p in chain.providers if p.name in cooling and p not in candidates):
+            previous = (skipped.name, "cooldown")
+        for attempt, provider in enumerate(candidates, start=1):
+            if previous is not None:
+                self._record_fallback(turn_span, previous[0], provider.name, previous[1])
+            result = await self._attempt(provider, attempt, messages, tool_schemas)
+            if result.ok:
+                instruments().completions.add(1, {names.OUTCOME: "ok", **self._tenant_attrs()})
+                return
+            if result.emitted:
+                # Mid-stream failure after the caller heard text: end the turn here, no replay.
+                log.warning(
+                    "LLM stream from %s failed after output was sent (%s); the turn ends with what was said",
+                    provider.name,
+                    result.error_type,
+                )
+                instruments().completions.add(1, {names.OUTCOME: "failed", **self._tenant_attrs()})
+                turn_span.set_status(
+                    Status(StatusCode.ERROR, f"stream broke mid-answer: {result.error_type}")
+                )
+                return
+            previous = (provider.name, result.reason or "error")
+
+        # Every provider failed before saying anything: speak the fallback line, keep the session.
+        log.error("all LLM providers failed for this turn; speaking the fallback line")
+        instruments().completions.add(1, {names.OUTCOME: "failed", **self._tenant_attrs()})
+        turn_span.set_status(Status(StatusCode.ERROR, "all LLM providers failed"))
+        turn_span.set_attribute(names.ERROR_TYPE, "all_providers_failed")
+        self._send(
+            llm.ChatChunk(
+                id=f"fallback-{uuid.uuid4().hex[:8]}",
+                delta=llm.ChoiceDelta(
+                    role="assistant", content=self._router_llm.chain.settings.fallback_line
+                ),
+            )
+        )
+
+    def _record_fallback(self, turn_span: trace.Span, from_: str, to: str, reason: str) -> None:
+        attrs = {names.FALLBACK_FROM: from_, names.FALLBACK_TO: to, names.FALLBACK_REASON: reason}
+        turn_span.add_event(names.FALLBACK_EVENT, attrs)
+        instruments().fallbacks.add(1, attrs)
+        log.info("LLM fallback %s -> %s (%s)", from_, to, reason)
+
+    async def _attempt(
+        self,
+        provider: Provider,
+        attempt: int,
+        messages: list[dict[str, Any]],
+        tool_schemas: list[dict[str, Any]],
+    ) -> _AttemptResult:
+        chain = self._router_llm.chain
+        settings = chain.settings
+        metric_attrs = {names.GEN_AI_PROVIDER_NAME: provider.name, names.GEN_AI_REQUEST_MODEL: provider.model}
+        span_attrs = {
+            names.GEN_AI_OPERATION_NAME: OPERATION,
+            **metric_attrs,
+            names.LLM_ATTEMPT: attempt,
+            names.LLM_CHAIN_POSITION: provider.position,
+            **self._span_call_attrs(),
+        }
+        start = time.perf_counter()
+        first_token_at: float | None = None
+        emitted = False
+        usage: dict[str, int] = {}
+        response_model: str | None = None
+        chunk_id = ""
+        text_seen = False
+        tool_calls: dict[int, _ToolCallAcc] = {}
+
+        def flush_tool_calls() -> None:
+            nonlocal emitted
+            if not tool_calls:
+                return
+            calls = [
+                llm.FunctionToolCall(name=acc.name, arguments=acc.arguments or "{}", call_id=acc.call_id)
+                for _, acc in sorted(tool_calls.items())
+                if acc.name
+            ]
+            tool_calls.clear()
+            if calls:
+                emitted = True
+                self._send(
+                    llm.ChatChunk(id=chunk_id, delta=llm.ChoiceDelta(role="assistant", tool_calls=calls))
+                )
+
+        with tracer.start_as_current_span(
+            f"{OPERATION} {provider.model}", kind=SpanKind.CLIENT, attributes=span_attrs
+        ) as span:
+            try:
+                async with asyncio.timeout(settings.first_token_deadline_s) as deadline:
+                    kwargs: dict[str, Any] = {"stream_options": {"include_usage": True}, **self._extra}
+                    if tool_schemas:
+                        kwargs["tools"] = tool_schemas
+                    stream = await chain.router.acompletion(
+                        model=provider.name, messages=messages, stream=True, num_retries=0, **kwargs
+                    )
+                    async for chunk in stream:
+                        chunk_id = chunk_id or getattr(chunk, "id", "") or ""
+                        response_model = getattr(chunk, "model", None) or response_model
+                        if (raw_usage := getattr(chunk, "usage", None)) is not None:
+                            usage = {
+                                "input": int(getattr(raw_usage, "prompt_tokens", 0) or 0),
+                                "output": int(getattr(raw_usage, "completion_tokens", 0) or 0),
+                            }
+                        for choice in getattr(chunk, "choices", None) or []:
+                            delta = getattr(choice, "delta", None)
+                            content = getattr(delta, "content", None) if delta is not None else None
+                            deltas = (getattr(delta, "tool_calls", None) or []) if delta is not None else []
+                            if (content or deltas) and first_token_at is None:
+                                first_token_at = time.perf_counter()
+                                deadline.reschedule(None)  # the deadline is for the first token only
+                            for tc in deltas:
+                                acc = tool_calls.setdefault(int(getattr(tc, "index", 0) or 0), _ToolCallAcc())
+                                acc.call_id = getattr(tc, "id", None) or acc.call_id
+                                fn = getattr(tc, "function", None)
+                                if fn is not None:
+                                    acc.name = getattr(fn, "name", None) or acc.name
+                                    acc.arguments += getattr(fn, "arguments", None) or ""
+                            if content:
+                                text_seen = emitted = True
+                                self._send(
+                                    llm.ChatChunk(
+                                        id=chunk_id, delta=llm.ChoiceDelta(role="assistant", content=content)
+                                    )
+                                )
+                            if getattr(choice, "finish_reason", None):
+                                flush_tool_calls()
+                    flush_tool_calls()
+                    if not emitted and not text_seen:
+                        raise ProviderAttemptError(
+                            provider.name, "empty_response", "no text and no tool calls"
+                        )
+            except TimeoutError as exc:
+                cut = f"no token within {settings.first_token_deadline_s}s"
+                error = (
+                    exc
+                    if first_token_at is not None
+                    else ProviderAttemptError(provider.name, "first_token_timeout", cut)
+                )
+                return await self._fail(span, provider, error, start, emitted, metric_attrs)
+            except asyncio.CancelledError:
+                span.set_attribute(names.ERROR_TYPE, "cancelled")
+                raise
+            except Exception as exc:
+                return await self._fail(span, provider, exc, start, emitted, metric_attrs)
+
+            # Success: response side of the span and the per-attempt metrics.
+            duration = time.perf_counter() - start
+            span.set_attribute(names.GEN_AI_RESPONSE_MODEL, response_model or provider.model)
+            if usage:
+                span.set_attribute(names.GEN_AI_USAGE_INPUT_TOKENS, usage["input"])
+                span.set_attribute(names.GEN_AI_USAGE_OUTPUT_TOKENS, usage["output"])
+                self._send(
+                    llm.ChatChunk(
+                        id=chunk_id,
+                        usage=llm.CompletionUsage(
+                            prompt_tokens=usage["input"],
+                            completion_tokens=usage["output"],
+                            total_tokens=usage["input"] + usage["output"],
+                        ),
+                    )
+                )
+            ins = instruments()
+            ins.requests.add(1, {**metric_attrs, names.OUTCOME: "ok"})
+            ins.attempt_duration.record(duration, {**metric_attrs, names.OUTCOME: "ok"})
+            if first_token_at is not None:
+                ins.ttft.record(first_token_at - start, metric_attrs)
+            self._record_usage(provider, usage, metric_attrs)
+            return _AttemptResult(ok=True, emitted=emitted, usage=usage)
+
+    async def _fail(
+        self,
+        span: trace.Span,
+        provider: Provider,
+        exc: BaseException,
+        start: float,
+        emitted: bool,
+        metric_attrs: dict[str, str],
+    ) -> _AttemptResult:
+        classified = classify(exc)
+        span.set_attribute(names.ERROR_TYPE, classified.error_type)
+        span.set_status(Status(StatusCode.ERROR, f"{provider.name}: {classified.error_type}"))
+        span.record_exception(exc)
+        attrs = {**metric_attrs, names.OUTCOME: "error", names.ERROR_TYPE: classified.error_type}
+        instruments().requests.add(1, attrs)
+        instruments().attempt_duration.record(
+            time.perf_counter() - start, {**metric_attrs, names.OUTCOME: "error"}
+        )
+        log.warning(
+            "LLM attempt on %s failed: %s (%s)", provider.name, classified.error_type, type(exc).__name__
+        )
+        try:
+            await self._router_llm.chain.record_failure(provider.name, exc, classified.status_code)
+        except Exception:  # a cooldown store outage (Redis) must not break the turn
+            log.exception("could not record the LLM failure in the cooldown store")
+        return _AttemptResult(
+            ok=False, emitted=emitted, error_type=classified.error_type, reason=classified.reason
+        )
+
+    def _record_usage(self, provider: Provider, usage: dict[str, int], metric_attrs: dict[str, str]) -> None:
+        if not usage:
+            return
+        tenant = self._tenant_attrs()
+        ins = instruments()
+        for token_type, count in (("input", usage["input"]), ("output", usage["output"])):
+            ins.tokens.add(count, {**metric_attrs, names.GEN_AI_TOKEN_TYPE: token_type, **tenant})
+        ins.cost.add(_cost_usd(provider, usage), {**metric_attrs, **tenant})
+
+
+def _cost_usd(provider: Provider, usage: dict[str, int]) -> float:
+    """Cost from LiteLLM's bundled cost map (LITELLM_LOCAL_MODEL_COST_MAP=True); unknown models cost 0."""
+    import litellm  # already loaded by the Router
+
+    try:
+        prompt_cost, completion_cost = litellm.cost_per_token(
+            model=provider.config.litellm_model,
+            prompt_tokens=usage.get("input", 0),
+            completion_tokens=usage.get("output", 0),
+        )
+        return float(prompt_cost) + float(completion_cost)
+    except Exception:  # local / unmapped model
+        return 0.0
