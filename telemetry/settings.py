@@ -1,6 +1,11 @@
-"""Telemetry configuration: the standard ``OTEL_*`` variables plus the project's own switches."""
+"""Telemetry configuration: the standard ``OTEL_*`` variables plus the project's own switches.
+
+Every variable is listed (with its default) in ``telemetry/README.md``.
+"""
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,15 +20,44 @@ class TelemetrySettings(BaseSettings):
     service_name: str = Field(default="sales-agent", alias="OTEL_SERVICE_NAME")
     resource_attributes: str = Field(default="", alias="OTEL_RESOURCE_ATTRIBUTES")
     # None: no OTLP export at all (nothing configured). The SDK exporters read the per-signal
-    # variables (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, ..._HEADERS, ..._TIMEOUT) themselves.
+    # variables (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, ..._HEADERS, ...) themselves.
     otlp_endpoint: str | None = Field(default=None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
-    otlp_protocol: str = Field(default="http/protobuf", alias="OTEL_EXPORTER_OTLP_PROTOCOL")
+    # The Python SDK has no http/json exporter, so only these two are accepted.
+    otlp_protocol: Literal["http/protobuf", "grpc"] = Field(
+        default="http/protobuf", alias="OTEL_EXPORTER_OTLP_PROTOCOL"
+    )
     deployment_environment: str = Field(default="development", alias="DEPLOYMENT_ENVIRONMENT")
-    # Prometheus scrape endpoint on the same MeterProvider; 0 disables it.
-    prometheus_port: int = Field(default=0, alias="SALES_AGENT_METRICS_PORT")
+    # Prometheus scrape endpoint on the same MeterProvider; 0 disables it (port 0 is not "random":
+    # tests that want a free port pass prometheus_enabled=True with port 0).
+    prometheus_port: int = Field(default=0, ge=0, le=65535, alias="SALES_AGENT_METRICS_PORT")
     prometheus_host: str = Field(default="127.0.0.1", alias="SALES_AGENT_METRICS_HOST")
+    prometheus_enabled: bool | None = Field(default=None, alias="SALES_AGENT_METRICS_ENABLED")
     redact_pii: bool = Field(default=True, alias="SALES_AGENT_REDACT_PII")
     log_level: str = Field(default="INFO", alias="SALES_AGENT_LOG_LEVEL")
-    metric_export_interval_ms: int = Field(default=15000, alias="OTEL_METRIC_EXPORT_INTERVAL")
-    export_timeout_s: float = Field(default=5.0, alias="SALES_AGENT_EXPORT_TIMEOUT_S")
-    shutdown_timeout_s: float = Field(default=5.0, alias="SALES_AGENT_SHUTDOWN_TIMEOUT_S")
+    metric_export_interval_ms: int = Field(default=15000, gt=0, alias="OTEL_METRIC_EXPORT_INTERVAL")
+    # Per-request OTLP timeout (the exporter retries transient errors within it).
+    export_timeout_s: float = Field(default=5.0, gt=0, alias="SALES_AGENT_EXPORT_TIMEOUT_S")
+    shutdown_timeout_s: float = Field(default=5.0, gt=0, alias="SALES_AGENT_SHUTDOWN_TIMEOUT_S")
+    # Export errors are logged at most once per interval per message (the OTel exporters log each one).
+    export_error_log_interval_s: float = Field(
+        default=60.0, ge=0, alias="SALES_AGENT_EXPORT_ERROR_LOG_INTERVAL_S"
+    )
+    # Batch processors: bounded queues (oldest dropped when full), standard OTEL_BSP_* / OTEL_BLRP_* names.
+    span_queue_size: int = Field(default=2048, gt=0, alias="OTEL_BSP_MAX_QUEUE_SIZE")
+    span_batch_size: int = Field(default=512, gt=0, alias="OTEL_BSP_MAX_EXPORT_BATCH_SIZE")
+    span_schedule_delay_ms: int = Field(default=5000, gt=0, alias="OTEL_BSP_SCHEDULE_DELAY")
+    log_queue_size: int = Field(default=2048, gt=0, alias="OTEL_BLRP_MAX_QUEUE_SIZE")
+    log_batch_size: int = Field(default=512, gt=0, alias="OTEL_BLRP_MAX_EXPORT_BATCH_SIZE")
+    log_schedule_delay_ms: int = Field(default=1000, gt=0, alias="OTEL_BLRP_SCHEDULE_DELAY")
+    # psutil process.* / system.* observable instruments.
+    system_metrics: bool = Field(default=True, alias="SALES_AGENT_SYSTEM_METRICS")
+    filesystem_mountpoints: str = Field(default="/", alias="SALES_AGENT_FILESYSTEM_MOUNTPOINTS")
+    loop_lag_interval_s: float = Field(default=0.5, gt=0, alias="SALES_AGENT_LOOP_LAG_INTERVAL_S")
+    instrument_httpx: bool = Field(default=True, alias="SALES_AGENT_INSTRUMENT_HTTPX")
+
+    @property
+    def metrics_server_enabled(self) -> bool:
+        """Prometheus /metrics on when asked explicitly, or when a port is configured."""
+        if self.prometheus_enabled is not None:
+            return self.prometheus_enabled
+        return self.prometheus_port != 0

@@ -3,28 +3,138 @@
 The SDK's default histogram boundaries (0, 5, 10, ... 10000) are sized for milliseconds; every
 latency histogram here (ours, livekit-agents' ``lk.agents.*`` and ``gen_ai.*``, httpx's
 ``http.client.*``) is recorded in seconds, so each gets explicit boundaries.
+
+In the Python SDK every View that matches an instrument produces its own stream, so two matching
+Views mean duplicate series. The rules below are therefore a *partition*: they are tried in order and
+an instrument takes the first rule it satisfies (``_RuleView`` encodes "this rule and none before
+it"); the last rule matches everything, so every instrument gets exactly one View and its label
+filter.
+
+Labels: livekit-agents stamps its job attribution (``room_id``, ``job_id``, agent/simulation ids -
+unbounded) on every measurement, so livekit's instruments get allow-lists of the labels they are
+meant to carry. Everything else keeps its labels except ``names.METRIC_FORBIDDEN_ATTRIBUTES``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
 from opentelemetry.sdk.metrics import Histogram
-from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.metrics._internal.instrument import _Instrument
+from opentelemetry.sdk.metrics.view import Aggregation, ExplicitBucketHistogramAggregation, View
 
 from telemetry import names
 
-_LATENCY = ExplicitBucketHistogramAggregation(boundaries=names.LATENCY_BUCKETS_S)
-_DURATION = ExplicitBucketHistogramAggregation(boundaries=names.DURATION_BUCKETS_S)
+LATENCY = ExplicitBucketHistogramAggregation(boundaries=names.LATENCY_BUCKETS_S)
+DURATION = ExplicitBucketHistogramAggregation(boundaries=names.DURATION_BUCKETS_S)
+# GenAI semconv's advised boundaries for gen_ai.client.token.usage (tokens, not seconds).
+TOKENS = ExplicitBucketHistogramAggregation(
+    boundaries=(1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+)
 
-# Long-running histograms (minutes); everything else in seconds is a latency.
-_DURATION_HISTOGRAMS = (names.SESSION_DURATION, names.CALL_DURATION)
+# Long-running histograms (minutes); every other seconds histogram is a latency.
+DURATION_HISTOGRAMS = frozenset({names.SESSION_DURATION, names.CALL_DURATION})
+
+# The labels livekit-agents 1.8 puts on its instruments itself (see livekit/agents/telemetry/
+# otel_metrics.py); its per-job attribution is everything else and is dropped.
+LIVEKIT_ATTRIBUTES = frozenset({"model_name", "model_provider", "connection_reused", "severity"})
+GEN_AI_ATTRIBUTES = frozenset(
+    {
+        names.GEN_AI_OPERATION_NAME,
+        names.GEN_AI_PROVIDER_NAME,
+        names.GEN_AI_REQUEST_MODEL,
+        names.GEN_AI_RESPONSE_MODEL,
+        names.GEN_AI_TOKEN_TYPE,
+        "gen_ai.tool.name",
+        "gen_ai.agent.name",
+        "server.address",
+        "server.port",
+        names.ERROR_TYPE,
+        names.TENANT_ID,
+    }
+)
 
 
-def build_views() -> list[View]:
-    views = [
-        View(instrument_type=Histogram, instrument_name=name, aggregation=_DURATION)
-        for name in _DURATION_HISTOGRAMS
-    ]
-    # Wildcards: every other seconds histogram of ours, livekit's and the GenAI/HTTP conventions.
-    for pattern in ("sales_agent.*", "lk.agents.*", "gen_ai.*", "http.*"):
-        views.append(View(instrument_type=Histogram, instrument_name=pattern, aggregation=_LATENCY))
-    return views
+class AllExcept(frozenset[str]):
+    """A label "allow-list" that allows every key but the given ones.
+
+    The SDK only offers allow-lists (``View(attribute_keys=...)``) and filters with ``key in keys``;
+    this set answers that question inverted, which gives the deny-list it lacks.
+    """
+
+    def __contains__(self, key: object) -> bool:
+        return not super().__contains__(key)
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    matches: Callable[[_Instrument], bool]
+    aggregation: Aggregation | None
+    attribute_keys: frozenset[str]
+
+
+def _histogram(unit: str | None = None) -> Callable[[_Instrument], bool]:
+    def check(instrument: _Instrument) -> bool:
+        return isinstance(instrument, Histogram) and (unit is None or instrument.unit == unit)
+
+    return check
+
+
+def _prefix(prefix: str) -> Callable[[_Instrument], bool]:
+    return lambda instrument: instrument.name.startswith(prefix)
+
+
+def _all(*checks: Callable[[_Instrument], bool]) -> Callable[[_Instrument], bool]:
+    return lambda instrument: all(check(instrument) for check in checks)
+
+
+_ANY_LABEL = AllExcept(names.METRIC_FORBIDDEN_ATTRIBUTES)
+_LIVEKIT = _prefix("lk.agents.")
+_GEN_AI = _prefix("gen_ai.")
+_SECONDS = _histogram("s")
+
+# Order matters: first match wins.
+RULES: tuple[Rule, ...] = (
+    Rule("livekit seconds histograms", _all(_LIVEKIT, _SECONDS), LATENCY, LIVEKIT_ATTRIBUTES),
+    Rule("livekit other instruments", _LIVEKIT, None, LIVEKIT_ATTRIBUTES),
+    Rule("gen_ai seconds histograms", _all(_GEN_AI, _SECONDS), LATENCY, GEN_AI_ATTRIBUTES),
+    Rule("gen_ai token histograms", _all(_GEN_AI, _histogram("{token}")), TOKENS, GEN_AI_ATTRIBUTES),
+    Rule("gen_ai other instruments", _GEN_AI, None, GEN_AI_ATTRIBUTES),
+    Rule(
+        "session/call durations",
+        _all(lambda i: i.name in DURATION_HISTOGRAMS, _SECONDS),
+        DURATION,
+        _ANY_LABEL,
+    ),
+    # Ours (sales_agent.*), http.client.* / http.server.* (new semconv) and anything else in seconds.
+    Rule("seconds histograms", _SECONDS, LATENCY, _ANY_LABEL),
+    Rule("everything else", lambda _: True, None, _ANY_LABEL),
+)
+
+
+class _RuleView(View):
+    """A View selected by ``RULES[index]`` and none of the rules before it.
+
+    The SDK's View criteria (name wildcard, unit, type, meter) cannot say "not matched by an earlier
+    View", so selection is done here by overriding the SDK's matching hook.
+    """
+
+    def __init__(self, rules: tuple[Rule, ...], index: int) -> None:
+        rule = rules[index]
+        super().__init__(
+            instrument_name="*",
+            aggregation=rule.aggregation,
+            attribute_keys=rule.attribute_keys,  # type: ignore[arg-type]  # a set, possibly inverted
+        )
+        self._rule = rule
+        self._earlier = rules[:index]
+
+    def _match(self, instrument: _Instrument) -> bool:
+        return self._rule.matches(instrument) and not any(r.matches(instrument) for r in self._earlier)
+
+
+def build_views(rules: Iterable[Rule] = RULES) -> list[View]:
+    rules = tuple(rules)
+    return [_RuleView(rules, index) for index in range(len(rules))]

@@ -1,0 +1,194 @@
+"""PII and secret redaction for spans and log records, before any exporter sees them.
+
+No OTel package redacts attribute *values* in-process (the Collector's redaction processor does, but
+we must not rely on every deployment running one), so this is hand-written:
+
+- secrets: attributes whose key names a credential (``api_key``, ``authorization``, ``secret``,
+  ``password``, ``token`` - but not token counts such as ``gen_ai.usage.input_tokens``) are replaced
+  whole; values that look like keys (``sk-...``, ``Bearer ...``, ``?api_key=...``) anywhere are masked.
+  Always on: API keys never leave the process.
+- PII: e-mail addresses and phone numbers inside string values and log bodies. On by default
+  (``SALES_AGENT_REDACT_PII``).
+
+Span attributes are immutable once the span has ended, so spans are redacted twice: in ``on_start``
+(what other processors see) and, completely, by ``RedactingSpanExporter`` which hands the wrapped
+exporter a redacted copy of every finished span (attributes, events, links, status).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
+from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import Link, Status
+
+REDACTED = "[REDACTED]"
+EMAIL_MASK = "[EMAIL]"
+PHONE_MASK = "[PHONE]"
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+# Candidates: "+<digits/separators>", NANP "(555) 123-4567" / "555-123-4567" / "555.123.4567",
+# and European "0xx xxxx xxxx". The digit count is checked afterwards (7..15, E.164's maximum), so
+# dates, versions, IPs and plain integers (timestamps, ids) are left alone.
+_PHONE = re.compile(
+    r"(?<![\w+])(?:"
+    r"\+\d[\d\s().-]{5,}\d"
+    r"|\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}"
+    r"|0\d{1,4}[\s-]\d{3,4}[\s-]?\d{3,4}"
+    r")(?!\w)"
+)
+_SECRET_VALUES = (
+    re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"),  # OpenAI-style and most LLM providers
+    re.compile(r"\bAKIA[0-9A-Z]{16}\b"),  # AWS access key id
+    re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}\b"),  # GitHub tokens
+    re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),  # Slack tokens
+    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"),
+)
+# Query-string / key=value credentials: keep the name, mask the value.
+_SECRET_PARAM = re.compile(
+    r"(?i)\b((?:api[_-]?key|access[_-]?token|auth[_-]?token|token|secret|password|key)=)[^&\s\"']+"
+)
+_SECRET_KEY_PARTS = ("api_key", "apikey", "api-key", "authorization", "secret", "password", "token")
+
+
+def _is_secret_key(key: str) -> bool:
+    lowered = key.lower()
+    if not any(part in lowered for part in _SECRET_KEY_PARTS):
+        return False
+    # Token *counts* and token types are usage metrics, not credentials.
+    return not ("tokens" in lowered or "token.type" in lowered or "token_type" in lowered)
+
+
+def _digits(text: str) -> int:
+    return sum(ch.isdigit() for ch in text)
+
+
+class Redactor:
+    """Pure string/attribute redaction; shared by the span, log and stderr paths."""
+
+    def __init__(self, *, pii: bool = True) -> None:
+        self.pii = pii
+
+    def text(self, value: str) -> str:
+        for pattern in _SECRET_VALUES:
+            value = pattern.sub(REDACTED, value)
+        value = _SECRET_PARAM.sub(lambda m: m.group(1) + REDACTED, value)
+        if self.pii:
+            value = _EMAIL.sub(EMAIL_MASK, value)
+            value = _PHONE.sub(lambda m: PHONE_MASK if 7 <= _digits(m.group(0)) <= 15 else m.group(0), value)
+        return value
+
+    def value(self, key: str, value: Any) -> Any:
+        if _is_secret_key(key) and not isinstance(value, bool | int | float):
+            return REDACTED
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, bytes):
+            return value
+        if isinstance(value, Mapping):
+            return {k: self.value(str(k), v) for k, v in value.items()}
+        if isinstance(value, Sequence):
+            return (
+                type(value)(self.value(key, v) for v in value)
+                if isinstance(value, tuple)
+                else [self.value(key, v) for v in value]
+            )
+        return value
+
+    def attributes(self, attributes: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        if attributes is None:
+            return None
+        return {key: self.value(key, val) for key, val in attributes.items()}
+
+    def changed(self, attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Only the attributes whose redacted value differs (for in-place updates)."""
+        out: dict[str, Any] = {}
+        for key, val in (attributes or {}).items():
+            new = self.value(key, val)
+            if new != val:
+                out[key] = new
+        return out
+
+
+class RedactingSpanProcessor(SpanProcessor):
+    """Redacts the attributes a span starts with, so processors after this one see clean values."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        changed = self._redactor.changed(span.attributes)
+        if changed:
+            span.set_attributes(changed)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        # Too late to change the span in place: RedactingSpanExporter does the rest.
+        pass
+
+
+class RedactingSpanExporter(SpanExporter):
+    """Hands ``inner`` a redacted copy of each finished span (attributes, events, links, status)."""
+
+    def __init__(self, inner: SpanExporter, redactor: Redactor) -> None:
+        self.inner = inner
+        self._redactor = redactor
+
+    def _copy(self, span: ReadableSpan) -> ReadableSpan:
+        r = self._redactor
+        events = [Event(e.name, r.attributes(e.attributes), e.timestamp) for e in span.events]
+        links = [Link(link.context, r.attributes(link.attributes)) for link in span.links]
+        status = span.status
+        if status.description:
+            status = Status(status.status_code, r.text(status.description))
+        return ReadableSpan(
+            name=span.name,
+            context=span.context,
+            parent=span.parent,
+            resource=span.resource,
+            attributes=r.attributes(span.attributes),
+            events=events,
+            links=links,
+            kind=span.kind,
+            status=status,
+            start_time=span.start_time,
+            end_time=span.end_time,
+            instrumentation_scope=span.instrumentation_scope,
+        )
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self.inner.export([self._copy(span) for span in spans])
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+class RedactingLogProcessor(LogRecordProcessor):
+    """Redacts body and attributes in place; must be the first log processor on the provider."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+
+    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
+        record = log_record.log_record
+        if isinstance(record.body, str):
+            record.body = self._redactor.text(record.body)
+        elif record.body is not None:
+            record.body = self._redactor.value("body", record.body)
+        changed = self._redactor.changed(record.attributes)
+        if changed and record.attributes is not None:
+            for key, value in changed.items():
+                record.attributes[key] = value  # type: ignore[index]
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True

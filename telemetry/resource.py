@@ -1,0 +1,82 @@
+"""The OTel Resource: who is emitting (service, version, instance, environment, host, process)."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import socket
+import uuid
+from importlib import metadata
+from urllib.parse import unquote
+
+from opentelemetry.sdk.resources import (
+    OsResourceDetector,
+    ProcessResourceDetector,
+    Resource,
+    get_aggregated_resources,
+)
+
+from telemetry.settings import TelemetrySettings
+
+log = logging.getLogger(__name__)
+
+DISTRIBUTION = "sales-agent-observability"
+# One id per process: replicas and livekit job processes are told apart by it.
+INSTANCE_ID = str(uuid.uuid4())
+# The process detector copies argv; a command line can carry secrets (--api-key ...), so it stays out.
+_DROPPED_PROCESS_ATTRIBUTES = ("process.command_line", "process.command_args", "process.command")
+
+
+def package_version() -> str:
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
+def parse_resource_attributes(raw: str) -> dict[str, str]:
+    """``OTEL_RESOURCE_ATTRIBUTES`` syntax: ``k1=v1,k2=v2`` with percent-encoded values."""
+    attributes: dict[str, str] = {}
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            log.warning("ignoring malformed OTEL_RESOURCE_ATTRIBUTES entry %r (expected key=value)", item)
+            continue
+        attributes[key.strip()] = unquote(value.strip())
+    return attributes
+
+
+def _host_attributes() -> dict[str, str]:
+    # The SDK's host detector is private (_HostResourceDetector); these two attributes are all it adds
+    # that we need, so they are read directly.
+    return {"host.name": socket.gethostname(), "host.arch": platform.machine()}
+
+
+def build_resource(settings: TelemetrySettings) -> Resource:
+    """Defaults < host/process/os detectors < OTEL_RESOURCE_ATTRIBUTES < OTEL_SERVICE_NAME (spec order)."""
+    detected = get_aggregated_resources([ProcessResourceDetector(), OsResourceDetector()])
+    # get_aggregated_resources also adds the SDK defaults (service.name=unknown_service...): keep only
+    # what the detectors are for.
+    process_attrs = {
+        k: v
+        for k, v in detected.attributes.items()
+        if k.startswith(("process.", "os.", "telemetry.sdk.")) and k not in _DROPPED_PROCESS_ATTRIBUTES
+    }
+    base = Resource(
+        {
+            "service.name": settings.service_name,
+            "service.version": package_version(),
+            "service.instance.id": INSTANCE_ID,
+            "deployment.environment.name": settings.deployment_environment,
+            "telemetry.sdk.language": "python",
+            **_host_attributes(),
+            **process_attrs,
+        }
+    )
+    resource = base.merge(Resource(parse_resource_attributes(settings.resource_attributes)))
+    # OTEL_SERVICE_NAME beats service.name in OTEL_RESOURCE_ATTRIBUTES, but only when it was set.
+    if "service_name" in settings.model_fields_set:
+        resource = resource.merge(Resource({"service.name": settings.service_name}))
+    return resource

@@ -1,0 +1,202 @@
+"""Process and host metrics from psutil, named per the OTel semantic conventions, plus event-loop lag.
+
+opentelemetry-instrumentation-system-metrics exists but still emits the pre-1.0 names (e.g.
+``process.runtime.cpython.memory``) and is not a dependency; the handful of observable
+instruments below follow the current conventions (``process.*``, ``system.*``).
+Cardinality is kept low: CPU by mode (not per core), filesystems only for the configured mount
+points, network I/O per interface and direction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterable
+
+import psutil
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+from telemetry import names
+
+log = logging.getLogger(__name__)
+
+METER_NAME = "sales_agent.runtime"
+
+
+def _safe(fn: Callable[[], Iterable[Observation]]) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    """A failing probe (permissions, a vanished mount) yields nothing instead of breaking collection."""
+
+    def callback(_options: CallbackOptions) -> Iterable[Observation]:
+        try:
+            return list(fn())
+        except (psutil.Error, OSError) as exc:
+            log.debug("system metric probe failed: %s", exc)
+            return []
+
+    return callback
+
+
+class SystemMetrics:
+    """Registers the observable instruments on ``meter``; keeps the psutil handles they read."""
+
+    def __init__(self, meter: Meter, mountpoints: Iterable[str] = ("/",)) -> None:
+        self._process = psutil.Process()
+        self._cpu_count = psutil.cpu_count() or 1
+        self._mountpoints = tuple(mountpoints)
+        # The first cpu_percent() calls return 0.0 and set the baseline.
+        self._process.cpu_percent(None)
+        psutil.cpu_times_percent(None)
+        self._register(meter)
+
+    def _register(self, m: Meter) -> None:
+        m.create_observable_counter(
+            "process.cpu.time", [_safe(self._process_cpu_time)], unit="s", description="CPU seconds by mode"
+        )
+        m.create_observable_gauge(
+            "process.cpu.utilization",
+            [_safe(self._process_cpu_utilization)],
+            unit="1",
+            description="Process CPU time / wall time / logical CPUs since the last observation",
+        )
+        m.create_observable_up_down_counter(
+            "process.memory.usage", [_safe(self._rss)], unit="By", description="Resident set size"
+        )
+        m.create_observable_up_down_counter(
+            "process.memory.virtual", [_safe(self._vms)], unit="By", description="Virtual memory size"
+        )
+        m.create_observable_up_down_counter(
+            "process.unix.file_descriptor.count",
+            [_safe(self._fds)],
+            unit="{file_descriptor}",
+            description="Open file descriptors",
+        )
+        m.create_observable_up_down_counter(
+            "process.thread.count", [_safe(self._threads)], unit="{thread}", description="OS threads"
+        )
+        m.create_observable_gauge(
+            "system.cpu.utilization", [_safe(self._system_cpu)], unit="1", description="Host CPU by mode"
+        )
+        m.create_observable_up_down_counter(
+            "system.memory.usage", [_safe(self._memory_usage)], unit="By", description="Host memory by state"
+        )
+        m.create_observable_gauge(
+            "system.memory.utilization", [_safe(self._memory_utilization)], unit="1", description="Used share"
+        )
+        m.create_observable_up_down_counter(
+            "system.filesystem.usage", [_safe(self._fs_usage)], unit="By", description="Filesystem by state"
+        )
+        m.create_observable_gauge(
+            "system.filesystem.utilization", [_safe(self._fs_utilization)], unit="1", description="Used share"
+        )
+        m.create_observable_counter(
+            "system.network.io", [_safe(self._network_io)], unit="By", description="Bytes by direction"
+        )
+        for window, index in (("1m", 0), ("5m", 1), ("15m", 2)):
+            m.create_observable_gauge(
+                f"system.cpu.load_average.{window}",
+                [_safe(lambda i=index: [Observation(os.getloadavg()[i])])],
+                unit="{thread}",
+                description=f"Load average over {window}",
+            )
+
+    def _process_cpu_time(self) -> Iterable[Observation]:
+        times = self._process.cpu_times()
+        return [
+            Observation(times.user, {"cpu.mode": "user"}),
+            Observation(times.system, {"cpu.mode": "system"}),
+        ]
+
+    def _process_cpu_utilization(self) -> Iterable[Observation]:
+        return [Observation(self._process.cpu_percent(None) / 100.0 / self._cpu_count)]
+
+    def _rss(self) -> Iterable[Observation]:
+        return [Observation(self._process.memory_info().rss)]
+
+    def _vms(self) -> Iterable[Observation]:
+        return [Observation(self._process.memory_info().vms)]
+
+    def _fds(self) -> Iterable[Observation]:
+        return [Observation(self._process.num_fds())]
+
+    def _threads(self) -> Iterable[Observation]:
+        return [Observation(self._process.num_threads())]
+
+    def _system_cpu(self) -> Iterable[Observation]:
+        percents = psutil.cpu_times_percent(None)._asdict()
+        return [Observation(value / 100.0, {"cpu.mode": mode}) for mode, value in percents.items()]
+
+    def _memory_states(self) -> tuple[int, dict[str, int]]:
+        vm = psutil.virtual_memory()
+        states = {"used": vm.used, "free": vm.free}
+        for state in ("cached", "buffers"):
+            if hasattr(vm, state):
+                states[state] = getattr(vm, state)
+        return vm.total, states
+
+    def _memory_usage(self) -> Iterable[Observation]:
+        _, states = self._memory_states()
+        return [Observation(v, {"system.memory.state": s}) for s, v in states.items()]
+
+    def _memory_utilization(self) -> Iterable[Observation]:
+        total, states = self._memory_states()
+        return [Observation(v / total, {"system.memory.state": s}) for s, v in states.items()]
+
+    def _fs_usage(self) -> Iterable[Observation]:
+        out = []
+        for mount in self._mountpoints:
+            usage = psutil.disk_usage(mount)
+            attrs = {"system.filesystem.mountpoint": mount}
+            out.append(Observation(usage.used, {**attrs, "system.filesystem.state": "used"}))
+            out.append(Observation(usage.free, {**attrs, "system.filesystem.state": "free"}))
+        return out
+
+    def _fs_utilization(self) -> Iterable[Observation]:
+        return [
+            Observation(psutil.disk_usage(m).percent / 100.0, {"system.filesystem.mountpoint": m})
+            for m in self._mountpoints
+        ]
+
+    def _network_io(self) -> Iterable[Observation]:
+        out = []
+        for nic, counters in psutil.net_io_counters(pernic=True).items():
+            nic_attrs = {"network.interface.name": nic}
+            out.append(Observation(counters.bytes_sent, {**nic_attrs, "network.io.direction": "transmit"}))
+            out.append(Observation(counters.bytes_recv, {**nic_attrs, "network.io.direction": "receive"}))
+        return out
+
+
+class LoopLagMonitor:
+    """Measures how late ``asyncio.sleep(interval)`` wakes up: time the loop spent blocked or busy.
+
+    One per event loop; the app starts it on its own loop (``Telemetry.start_loop_lag_monitor``).
+    """
+
+    def __init__(self, meter: Meter, interval_s: float = 0.5) -> None:
+        self.interval_s = interval_s
+        self._gauge = meter.create_gauge(
+            names.EVENT_LOOP_LAG, unit="s", description="How late the event loop ran a timer (last sample)"
+        )
+        self.last_lag_s: float | None = None
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(self.interval_s)
+            lag = max(0.0, loop.time() - started - self.interval_s)
+            self.last_lag_s = lag
+            self._gauge.set(lag)
+
+    def start(self) -> asyncio.Task[None]:
+        """Start on the running loop; cancel the returned task to stop."""
+        task = asyncio.get_running_loop().create_task(self.run(), name="sales_agent.event_loop_lag")
+        task.add_done_callback(_log_unexpected_end)
+        return task
+
+
+def _log_unexpected_end(task: asyncio.Task[None]) -> None:
+    with contextlib.suppress(asyncio.CancelledError):
+        if (exc := task.exception()) is not None:
+            log.error("event-loop lag monitor stopped: %r", exc)
