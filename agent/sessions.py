@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -98,6 +99,9 @@ class SessionManager:
         self._clock = clock
         self._sessions: dict[str, SessionHandle] = {}
         self._per_tenant: dict[str, int] = {}  # open sessions per tenant; keys removed at zero
+        # With livekit's thread job executor, calls open/touch/close from their own threads and
+        # loops: the structures change only under this lock (never held across an await).
+        self._lock = threading.Lock()
         self._cleanup_task: asyncio.Task[None] | None = None
 
     # --- queries ------------------------------------------------------------------------------
@@ -128,21 +132,22 @@ class SessionManager:
     def open(self, session_id: str, tenant_id: str, on_close: OnClose) -> SessionHandle:
         """Register a new session; ``InvalidInput`` (bad tenant / duplicate id) or ``CapacityExceeded``."""
         limits = self.limits_for(tenant_id)  # validates the tenant id
-        if session_id in self._sessions:
-            raise InvalidInput(f"session {session_id!r} is already open", field="session_id")
-        if len(self._sessions) >= self._settings.max_sessions:
-            cap = self._settings.max_sessions
-            self._reject(tenant_id, "capacity", f"worker at capacity ({cap} sessions)")
-        if self._per_tenant.get(tenant_id, 0) >= limits.max_sessions:
-            self._reject(
-                tenant_id,
-                "tenant_capacity",
-                f"tenant {tenant_id!r} at its session limit ({limits.max_sessions})",
-            )
-        now = self._clock()
-        handle = SessionHandle(session_id, tenant_id, now, now, limits, on_close)
-        self._sessions[session_id] = handle
-        self._per_tenant[tenant_id] = self._per_tenant.get(tenant_id, 0) + 1
+        with self._lock:
+            if session_id in self._sessions:
+                raise InvalidInput(f"session {session_id!r} is already open", field="session_id")
+            if len(self._sessions) >= self._settings.max_sessions:
+                cap = self._settings.max_sessions
+                self._reject(tenant_id, "capacity", f"worker at capacity ({cap} sessions)")
+            if self._per_tenant.get(tenant_id, 0) >= limits.max_sessions:
+                self._reject(
+                    tenant_id,
+                    "tenant_capacity",
+                    f"tenant {tenant_id!r} at its session limit ({limits.max_sessions})",
+                )
+            now = self._clock()
+            handle = SessionHandle(session_id, tenant_id, now, now, limits, on_close)
+            self._sessions[session_id] = handle
+            self._per_tenant[tenant_id] = self._per_tenant.get(tenant_id, 0) + 1
         attrs = {names.TENANT_ID: tenant_id}
         _started.add(1, attrs)
         _active.add(1, attrs)
@@ -170,7 +175,9 @@ class SessionManager:
     async def sweep(self) -> dict[str, SessionOutcome]:
         """Close every expired or idle session now; returns {session_id: outcome}."""
         now = self._clock()
-        due = {sid: why for sid, h in self._sessions.items() if (why := h.overdue(now)) is not None}
+        with self._lock:
+            snapshot = list(self._sessions.items())
+        due = {sid: why for sid, h in snapshot if (why := h.overdue(now)) is not None}
         if due:
             await asyncio.gather(*(self.close(sid, why) for sid, why in due.items()))
             log.info("session sweep closed %d sessions", len(due))
@@ -191,7 +198,9 @@ class SessionManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if close_open and self._sessions:
-            await asyncio.gather(*(self.close(sid, "evicted") for sid in list(self._sessions)))
+            with self._lock:
+                open_ids = list(self._sessions)
+            await asyncio.gather(*(self.close(sid, "evicted") for sid in open_ids))
 
     async def _cleanup_loop(self) -> None:
         interval = self._settings.cleanup_interval_minutes * 60.0
@@ -209,15 +218,16 @@ class SessionManager:
         raise CapacityExceeded(message, reason=reason)
 
     def _detach(self, session_id: str, outcome: SessionOutcome) -> SessionHandle | None:
-        handle = self._sessions.pop(session_id, None)
-        if handle is None:
-            return None
-        handle.closed = True
-        remaining = self._per_tenant.get(handle.tenant_id, 1) - 1
-        if remaining > 0:
-            self._per_tenant[handle.tenant_id] = remaining
-        else:
-            self._per_tenant.pop(handle.tenant_id, None)
+        with self._lock:
+            handle = self._sessions.pop(session_id, None)
+            if handle is None:
+                return None
+            handle.closed = True
+            remaining = self._per_tenant.get(handle.tenant_id, 1) - 1
+            if remaining > 0:
+                self._per_tenant[handle.tenant_id] = remaining
+            else:
+                self._per_tenant.pop(handle.tenant_id, None)
         attrs = {names.TENANT_ID: handle.tenant_id}
         _active.add(-1, attrs)
         ended = {**attrs, names.SESSION_OUTCOME: outcome}

@@ -249,3 +249,28 @@ async def test_ten_thousand_sessions_leave_no_growth(manager, clock):
             await manager.close(f"s-{i}")
     await manager.sweep()
     assert (len(manager._sessions), len(manager._per_tenant)) == baseline == (0, 0)
+
+
+def test_calls_from_several_threads_keep_the_structures_consistent(clock):
+    # livekit's thread executor runs each job in its own thread and event loop.
+    import threading
+
+    manager = SessionManager(SessionSettings(max_sessions=10_000), TENANTS, clock=clock)
+
+    def job(worker: int) -> None:
+        async def run() -> None:
+            for i in range(500):
+                sid = f"t{worker}-{i}"
+                manager.open(sid, "acme", Resource().on_close)
+                manager.touch(sid)
+                await manager.close(sid)
+
+        asyncio.run(run())
+
+    threads = [threading.Thread(target=job, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert len(manager) == 0 and manager.count("acme") == 0
