@@ -1,8 +1,11 @@
 """Local CRM + calendar service: the REST contract of ``agent/crm/README.md`` over aiohttp + SQLite.
 
-Used by the tests, the offline demo (``sales-agent simulate``) and compose. Server spans come from
-opentelemetry-instrumentation-aiohttp-server's middleware, which extracts the W3C ``traceparent`` the
-agent's httpx client sends, so one trace crosses from the agent's tool into this service.
+Used by the tests, the offline demo (``sales-agent simulate``) and compose. A small tracing middleware
+extracts the W3C ``traceparent`` the agent's httpx client sends and opens a SERVER span (HTTP semconv
+attributes), so one trace crosses from the agent's tool into this service. (Not
+opentelemetry-instrumentation-aiohttp-server: its middleware only works after the instrumentor has
+patched ``aiohttp.web.Application`` process-wide, which would add spans to every other aiohttp server
+sharing a test process.)
 
 Per-tenant data (header ``X-Tenant-Id``); writes honour ``Idempotency-Key`` (same key -> applied
 once, the first response replayed). Fault injection for tests and demos: ``POST /admin/fault``
@@ -32,12 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from opentelemetry import trace
-from opentelemetry.instrumentation.aiohttp_server import create_aiohttp_middleware
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from telemetry import names
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
 
 TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 FAULT_MODES = ("ok", "down", "slow", "500", "429")
@@ -113,6 +117,34 @@ class CrmStore:
         }
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _tracing_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else None
+    with _tracer.start_as_current_span(
+        f"{request.method} {route}" if route else request.method,
+        context=propagate.extract(request.headers),
+        kind=SpanKind.SERVER,
+        attributes={
+            "http.request.method": request.method,
+            "url.path": request.path,
+            **({"http.route": route} if route else {}),
+        },
+    ) as span:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            span.set_attribute("http.response.status_code", exc.status)
+            raise
+        span.set_attribute("http.response.status_code", response.status)
+        if response.status >= 500:
+            span.set_status(Status(StatusCode.ERROR))
+        return response
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -158,7 +190,7 @@ class CrmService:
 
     # --- app --------------------------------------------------------------------------------
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[create_aiohttp_middleware(), self._fault_middleware])
+        app = web.Application(middlewares=[_tracing_middleware, self._fault_middleware])
         app.router.add_get("/healthz", self.healthz)
         app.router.add_put("/v1/contacts/{key}", self.upsert_contact)
         app.router.add_get("/v1/contacts/{key}", self.get_contact)
@@ -176,9 +208,7 @@ class CrmService:
         self.store.close()
 
     @web.middleware
-    async def _fault_middleware(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
+    async def _fault_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/admin/"):
             return await handler(request)
         self.stats.requests += 1

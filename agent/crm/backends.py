@@ -69,7 +69,9 @@ def pooled_client(
         limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
     )
     # Client span per request + W3C traceparent injection, so the CRM's server span joins our trace.
-    HTTPXClientInstrumentor.instrument_client(client)
+    # If telemetry setup already instrumented httpx process-wide, a second wrapper would double the spans.
+    if not HTTPXClientInstrumentor().is_instrumented_by_opentelemetry:
+        HTTPXClientInstrumentor.instrument_client(client)
     return client
 
 

@@ -1,0 +1,161 @@
+"""Retries with stamina: transient failures only, Retry-After honoured, one logical write."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import stamina
+
+from agent.crm import Contact, CrmSettings, build_crm
+from agent.errors import DependencyRejected
+from agent.resilience import RetryPolicy, httpx_backoff_hook, parse_retry_after, retry_async
+from local_services.crm_service import run_crm_service
+from telemetry import names
+
+ANN = Contact(name="Ann Lee", company="Acme", role="CTO", email="ann@acme.com", phone="+44 20 7946 0958")
+
+
+@pytest.fixture(autouse=True)
+def fast_retries():
+    with stamina.set_testing(True, attempts=10, cap=True):  # no backoff sleeps; policy attempt counts kept
+        yield
+
+
+@pytest.fixture
+async def env(tmp_path):
+    async with run_crm_service(tmp_path / "crm.sqlite3") as url, httpx.AsyncClient(base_url=url) as admin:
+        crm = build_crm(CrmSettings(crm_url=url, outbox_path=str(tmp_path / "outbox.sqlite3")))
+        try:
+            yield crm, admin
+        finally:
+            await crm.aclose()
+
+
+async def stats(admin: httpx.AsyncClient) -> dict:
+    return (await admin.get("/admin/stats")).json()
+
+
+def _response(status: int, headers: dict[str, str] | None = None) -> httpx.HTTPStatusError:
+    request = httpx.Request("GET", "http://crm.test/x")
+    response = httpx.Response(status, headers=headers, request=request)
+    return httpx.HTTPStatusError("x", request=request, response=response)
+
+
+def test_backoff_hook_classifies_failures():
+    hook = httpx_backoff_hook(RetryPolicy())
+    assert hook(httpx.ConnectError("refused")) is True
+    assert hook(httpx.ReadTimeout("slow")) is True
+    assert hook(_response(500)) is True
+    assert hook(_response(503)) is True
+    assert hook(_response(429, {"Retry-After": "7"})) == 7.0
+    assert hook(_response(429, {"Retry-After": "120"})) is False  # longer than wait_max: give up now
+    assert hook(_response(429)) is True
+    for status in (400, 401, 403, 404, 409, 422):
+        assert hook(_response(status)) is False
+    assert hook(ValueError("bug")) is False
+
+
+def test_parse_retry_after_accepts_seconds_and_http_dates():
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+
+
+async def test_5xx_then_success_is_one_logical_write(env, otel):
+    crm, admin = env
+    before_ok = otel.metric_value(names.DEPENDENCY_RETRIES, dependency="crm", outcome="ok")
+    before_err = otel.metric_value(names.DEPENDENCY_RETRIES, dependency="crm", outcome="error")
+    await admin.post("/admin/fault", json={"mode": "500", "count": 2})
+
+    outcome = await crm.upsert_contact("acme", ANN)
+
+    assert outcome.status == "synced"
+    s = await stats(admin)
+    assert s["requests"] == 3 and s["writes_applied"] == 1 and s["contacts"] == 1
+    assert otel.metric_value(names.DEPENDENCY_RETRIES, dependency="crm", outcome="error") - before_err == 1
+    assert otel.metric_value(names.DEPENDENCY_RETRIES, dependency="crm", outcome="ok") - before_ok == 1
+    (span,) = otel.spans("crm.upsert_contact")
+    events = [e for e in span.events if e.name == names.RETRY_EVENT]
+    assert [e.attributes[names.RETRY_ATTEMPT] for e in events] == [1, 2]
+    assert all(e.attributes[names.ERROR_TYPE] == "http_500" for e in events)
+    assert crm.outbox_stats().depth == 0
+
+
+async def test_retried_write_whose_response_was_lost_is_applied_once(env):
+    crm, admin = env
+    # The same idempotency key sent twice (a retry after a lost response) is applied once.
+    first = await crm.crm.upsert_contact("acme", "ann@acme.com", ANN.model_dump(), "key-1")
+    again = await crm.crm.upsert_contact("acme", "ann@acme.com", ANN.model_dump(), "key-1")
+    assert first == again
+    s = await stats(admin)
+    assert s["writes_applied"] == 1 and s["idempotent_replays"] == 1
+
+
+async def test_4xx_is_not_retried_and_raises_a_clear_error(env, otel):
+    crm, admin = env
+    with pytest.raises(DependencyRejected) as info:
+        await crm.add_note("acme", "nobody@acme.com", "called back")  # contact does not exist: 404
+    assert info.value.status_code == 404
+    assert "crm rejected the request (HTTP 404)" in info.value.message
+    assert "no contact 'nobody@acme.com'" in info.value.message
+    assert (await stats(admin))["requests"] == 1
+    (span,) = otel.spans("crm.add_note")
+    assert not [e for e in span.events if e.name == names.RETRY_EVENT]
+    assert crm.outbox_stats().depth == 0  # a rejected write is not queued: retrying can't fix it
+
+
+async def test_429_retry_after_is_recorded_and_retried(env, otel):
+    crm, admin = env
+    await admin.post("/admin/fault", json={"mode": "429", "retry_after": 7, "count": 1})
+    outcome = await crm.upsert_contact("acme", ANN)
+    assert outcome.status == "synced"
+    (span,) = otel.spans("crm.upsert_contact")
+    (event,) = [e for e in span.events if e.name == names.RETRY_EVENT]
+    assert event.attributes[names.RETRY_AFTER] == 7.0
+    assert event.attributes[names.ERROR_TYPE] == "http_429"
+
+
+async def test_429_retry_after_sets_the_actual_backoff(monkeypatch):
+    """Outside testing mode stamina sleeps exactly the server's Retry-After (sleep recorded, not done)."""
+    slept: list[float] = []
+
+    async def fake_sleep(delay: float) -> None:
+        slept.append(delay)
+
+    monkeypatch.setattr("stamina._core._smart_sleep", fake_sleep)
+    calls = 0
+
+    async def flaky() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise _response(429, {"Retry-After": "7"})
+        if calls == 2:
+            raise _response(503)
+        return "ok"
+
+    with stamina.set_testing(False):
+        result = await retry_async(
+            flaky, policy=RetryPolicy(wait_jitter_s=0), dependency="crm", operation="probe"
+        )
+    assert result == "ok"
+    assert slept == [7.0, 2.0]  # Retry-After, then the policy's own backoff (1 s x 2^1, no jitter)
+
+
+async def test_retry_after_longer_than_max_wait_queues_the_write(env):
+    crm, admin = env
+    await admin.post("/admin/fault", json={"mode": "429", "retry_after": 300, "count": 1})
+    outcome = await crm.upsert_contact("acme", ANN)
+    assert outcome.status == "queued"
+    assert (await stats(admin))["requests"] == 1
+
+
+async def test_connection_refused_is_transient(tmp_path):
+    crm = build_crm(CrmSettings(crm_url="http://127.0.0.1:9", outbox_path=str(tmp_path / "o.sqlite3")))
+    try:
+        outcome = await crm.upsert_contact("acme", ANN)
+    finally:
+        await crm.aclose()
+    assert outcome.status == "queued"
+    assert "will sync to the CRM shortly" in outcome.message
