@@ -227,24 +227,39 @@ async def test_dependency_outbox_and_llm_factories():
     assert not report.ready
 
 
+def _telemetry(endpoint: str | None, failing: dict[str, str] | None = None) -> SimpleNamespace:
+    """Shaped like ``telemetry.setup.Telemetry.export_status()``."""
+    failing = failing or {}
+    signals = {
+        s: {"healthy": s not in failing, "failures": int(s in failing), "last_error": failing.get(s)}
+        for s in ("traces", "metrics", "logs")
+    }
+    status = {"otlp_enabled": endpoint is not None, "endpoint": endpoint, "protocol": "http/protobuf"}
+    return SimpleNamespace(export_status=lambda: {**status, "signals": signals})
+
+
 async def test_otlp_export_check():
-    disabled = otlp_export_check(SimpleNamespace(settings=SimpleNamespace(otlp_endpoint=None)))
-    assert await disabled() == (True, {"otlp": "disabled"})
+    assert await otlp_export_check(_telemetry(None))() == (True, {"otlp": "disabled"})
 
     async with fake_dependency() as (url, runner):
-        reachable = otlp_export_check(SimpleNamespace(settings=SimpleNamespace(otlp_endpoint=url)))
+        reachable = otlp_export_check(_telemetry(url))
         ok, details = await reachable()
         assert ok and details["endpoint"] == url.removeprefix("http://")
+        assert details["failing_signals"] == []
 
-        failing = SimpleNamespace(
-            settings=SimpleNamespace(otlp_endpoint=url), export_status=lambda: (False, {"failures": 3})
-        )
-        ok, details = await otlp_export_check(failing)()
-        assert not ok and details["failures"] == 3
+        ok, details = await otlp_export_check(_telemetry(url, {"traces": "HTTP 503"}))()
+        assert not ok
+        assert details["failing_signals"] == ["traces"]
+        assert details["traces_last_error"] == "HTTP 503"
 
-        await runner.cleanup()
+        await runner.cleanup()  # the collector goes away
         registry = HealthRegistry()
         registry.register("otlp", reachable, critical=False)
         report = await registry.run()
         assert not report.checks[0].healthy
         assert report.ready  # non-critical
+
+
+async def test_otlp_export_check_reads_the_real_telemetry_handle(otel):
+    # The test session installs telemetry without OTLP.
+    assert await otlp_export_check(otel.telemetry)() == (True, {"otlp": "disabled"})

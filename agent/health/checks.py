@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
@@ -104,29 +104,30 @@ def llm_provider_check(llm: Any, name: str) -> Check:
 
 
 def otlp_export_check(telemetry: Any, *, connect_timeout_s: float = 1.0) -> Check:
-    """Healthy when OTLP export is off, or the collector endpoint accepts a TCP connection.
+    """OTLP export health from ``telemetry.export_status()`` (``telemetry.setup.Telemetry``).
 
-    If the telemetry handle exposes ``export_status() -> (ok, details)`` (recent export failures),
-    that verdict is used as well. Register as non-critical: lost telemetry must not stop calls.
+    Healthy when OTLP is off, or the collector accepts a TCP connection and no signal's last export
+    failed. The TCP probe answers before the first export batch (metrics go out every 15 s).
+    Register as non-critical: lost telemetry must not stop calls.
     """
 
     async def check() -> CheckReturn:
-        settings = getattr(telemetry, "settings", None)
-        endpoint = getattr(settings, "otlp_endpoint", None)
-        if not endpoint:
+        status: Mapping[str, Any] = telemetry.export_status()
+        endpoint = status.get("endpoint")
+        if not status.get("otlp_enabled") or not endpoint:
             return True, {"otlp": "disabled"}
         parts = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
-        port = parts.port or (443 if parts.scheme == "https" else 4318)
-        details: dict[str, Any] = {"endpoint": f"{parts.hostname}:{port}"}
+        default_port = 4317 if str(status.get("protocol", "")).startswith("grpc") else 4318
+        port = parts.port or default_port
+        signals: Mapping[str, Mapping[str, Any]] = status.get("signals") or {}
+        failing = sorted(name for name, sig in signals.items() if not sig.get("healthy", True))
+        details: dict[str, Any] = {"endpoint": f"{parts.hostname}:{port}", "failing_signals": failing}
+        for name in failing:
+            details[f"{name}_last_error"] = signals[name].get("last_error")
         async with asyncio.timeout(connect_timeout_s):
             _, writer = await asyncio.open_connection(parts.hostname, port)
         writer.close()
         await writer.wait_closed()
-        status = getattr(telemetry, "export_status", None)
-        if callable(status):
-            ok, more = status()
-            details.update(dict(more or {}))
-            return bool(ok), details
-        return True, details
+        return not failing, details
 
     return check
