@@ -206,3 +206,51 @@ async def test_under_function_tool_ok_and_validation_error(otel):
 async def test_missing_call_context_is_a_clear_error():
     with pytest.raises(RuntimeError, match="call_context must be a CallContext"):
         await _Tools(None).capture_email(name="x", email="x@example.com")
+
+
+async def test_error_log_reaches_otel_with_the_tool_span_trace_id(otel):
+    async def boom() -> None:
+        raise RuntimeError("kaput")
+
+    with pytest.raises(ToolError):
+        await with_error_handling("op_log_bridge", CALL, boom)
+    (span,) = otel.spans("op_log_bridge")
+    records = [r.log_record for r in otel.logs()]
+    records = [r for r in records if (r.attributes or {}).get(names.OPERATION) == "op_log_bridge"]
+    assert len(records) == 1
+    record = records[0]
+    assert record.trace_id == span.context.trace_id
+    assert record.span_id == span.context.span_id
+    assert record.attributes[names.ERROR_CATEGORY] == "internal"
+    assert record.attributes[names.CALL_ID] == "call-1"
+    assert "Traceback" in record.attributes["exception.stacktrace"]
+
+
+async def test_pydantic_validation_error_is_a_validation_error_without_the_values(otel):
+    from pydantic import BaseModel, EmailStr
+
+    class Args(BaseModel):
+        name: str
+        email: EmailStr
+
+    before = _errors(otel, "validation", "op_pydantic")
+
+    async def work() -> None:
+        Args.model_validate({"email": "secret-person@@example"})
+
+    with pytest.raises(ToolError) as info:
+        await with_error_handling("op_pydantic", CALL, work)
+    message = info.value.message
+    assert "name: Field required" in message
+    assert "email: value is not a valid email address" in message
+    assert "secret-person" not in message  # input values may be PII
+    assert _errors(otel, "validation", "op_pydantic") == before + 1
+
+
+async def test_tool_error_raised_by_the_tool_keeps_its_message(otel):
+    async def work() -> None:
+        raise ToolError("slot_start must be one of the offered slots")
+
+    with pytest.raises(ToolError, match=r"^slot_start must be one of the offered slots$"):
+        await with_error_handling("op_toolerror", CALL, work)
+    assert _errors(otel, "validation", "op_toolerror") >= 1
