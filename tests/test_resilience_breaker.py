@@ -121,9 +121,8 @@ async def test_open_breaker_stops_requests_reaching_the_crm(tmp_path, otel):
     ann = Contact(name="Ann", email="ann@acme.com")
     async with run_crm_service(tmp_path / "crm.sqlite3") as url, httpx.AsyncClient(base_url=url) as admin:
         settings = CrmSettings(crm_url=url, outbox_path=str(tmp_path / "outbox.sqlite3"), retries=3)
-        crm = build_crm(settings)
         clock = FakeClock()
-        crm.crm_caller.breaker._clock = clock  # injectable clock (the production wiring uses monotonic)
+        crm = build_crm(settings, clock=clock)
         try:
             await admin.post("/admin/fault", json={"mode": "500"})
             with stamina.set_testing(True, attempts=10, cap=True):

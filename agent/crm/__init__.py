@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from agent.crm.backends import (
     CalendarBackend,
     CrmBackend,
@@ -16,8 +19,13 @@ from agent.crm.settings import CrmSettings
 from agent.resilience import CircuitBreaker, DependencyCaller
 
 
-def build_crm(settings: CrmSettings | None = None) -> ResilientCrm:
-    """The production wiring: pooled httpx clients, one breaker per dependency, the outbox file."""
+def build_crm(
+    settings: CrmSettings | None = None, *, clock: Callable[[], float] = time.monotonic
+) -> ResilientCrm:
+    """The production wiring: pooled httpx clients, one breaker per dependency, the outbox file.
+
+    ``clock`` drives the breakers' recovery timing (tests inject a fake one).
+    """
     settings = settings or CrmSettings()
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
 
@@ -36,6 +44,7 @@ def build_crm(settings: CrmSettings | None = None) -> ResilientCrm:
             failure_threshold=settings.breaker_failure_threshold,
             recovery_s=settings.breaker_recovery_s,
             half_open_max_calls=settings.breaker_half_open_max_calls,
+            clock=clock,
         )
         return DependencyCaller(
             dependency, breaker, settings.retry_policy(), settings.retry_policy_overrides()
