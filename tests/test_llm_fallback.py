@@ -31,6 +31,13 @@ def _settings(*providers: tuple[str, str], **overrides: Any) -> LLMSettings:
     return LLMSettings(chain=chain, **values)
 
 
+async def _built(settings: LLMSettings) -> RouterLLM:
+    """build_llm + warm(), as the worker does at start (LiteLLM's first-call setup is slow)."""
+    router_llm = build_llm(settings)
+    await router_llm.warm()
+    return router_llm
+
+
 def _refused_url() -> str:
     with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
         s.bind(("127.0.0.1", 0))
@@ -70,7 +77,9 @@ def _fallback_events(otel: Any) -> list[dict[str, Any]]:
 
 async def test_healthy_primary_answers_with_one_attempt(otel) -> None:
     async with _pair() as (primary, backup):
-        router_llm = build_llm(_settings(("primary", primary.url), ("backup", backup.url))).for_call(CALL)
+        router_llm = (await _built(_settings(("primary", primary.url), ("backup", backup.url)))).for_call(
+            CALL
+        )
         before = otel.metric_value(
             names.LLM_REQUESTS, **{names.GEN_AI_PROVIDER_NAME: "primary", "outcome": "ok"}
         )
@@ -109,7 +118,7 @@ async def test_fault_before_first_token_falls_back_to_backup(
     otel, fault, options, error_type, reason
 ) -> None:
     async with _pair(fault, **options) as (primary, backup):
-        router_llm = build_llm(_settings(("primary", primary.url), ("backup", backup.url)))
+        router_llm = await _built(_settings(("primary", primary.url), ("backup", backup.url)))
         fallbacks_before = otel.metric_value(names.LLM_FALLBACKS, **{names.FALLBACK_REASON: reason})
         response = await _turn(router_llm)
         primary_requests = primary.stats.chat_requests
@@ -132,7 +141,7 @@ async def test_fault_before_first_token_falls_back_to_backup(
 
 async def test_connection_refused_falls_back(otel) -> None:
     async with run_llm_provider("backup", reply=BACKUP_REPLY) as backup:
-        router_llm = build_llm(_settings(("primary", _refused_url()), ("backup", backup.url)))
+        router_llm = await _built(_settings(("primary", _refused_url()), ("backup", backup.url)))
         response = await _turn(router_llm)
     assert response.text == BACKUP_REPLY
     first, second = _attempt_spans(otel)
@@ -144,7 +153,7 @@ async def test_connection_refused_falls_back(otel) -> None:
 async def test_drop_after_tokens_ends_turn_without_replay(otel) -> None:
     """Documented behaviour: text already spoken is not repeated by another provider."""
     async with _pair("drop_mid_stream", after_chunks=3) as (primary, backup):
-        router_llm = build_llm(_settings(("primary", primary.url), ("backup", backup.url)))
+        router_llm = await _built(_settings(("primary", primary.url), ("backup", backup.url)))
         failed_before = otel.metric_value(names.LLM_COMPLETIONS, outcome="failed")
         response = await _turn(router_llm)
     assert response.text == "Thanks for taking"  # the three chunks that were sent, nothing more
@@ -157,7 +166,7 @@ async def test_drop_after_tokens_ends_turn_without_replay(otel) -> None:
 
 async def test_cooldown_skips_primary_until_it_passes(otel) -> None:
     async with _pair("500") as (primary, backup):
-        router_llm = build_llm(
+        router_llm = await _built(
             _settings(("primary", primary.url), ("backup", backup.url), allowed_fails=1, cooldown_s=1.0)
         )
         for _ in range(2):  # allowed_fails=1: the second failure starts the cooldown
@@ -190,7 +199,7 @@ async def test_cooldown_skips_primary_until_it_passes(otel) -> None:
 async def test_all_providers_down_speaks_fallback_line(otel) -> None:
     async with _pair("500") as (primary, backup):
         backup.set_fault("500")
-        router_llm = build_llm(_settings(("primary", primary.url), ("backup", backup.url)))
+        router_llm = await _built(_settings(("primary", primary.url), ("backup", backup.url)))
         failed_before = otel.metric_value(names.LLM_COMPLETIONS, outcome="failed")
         response = await _turn(router_llm)
     assert response.text == router_llm.chain.settings.fallback_line
@@ -200,7 +209,7 @@ async def test_all_providers_down_speaks_fallback_line(otel) -> None:
 
 async def test_tool_calls_stream_through(otel) -> None:
     async with _pair() as (primary, backup):
-        router_llm = build_llm(_settings(("primary", primary.url), ("backup", backup.url)))
+        router_llm = await _built(_settings(("primary", primary.url), ("backup", backup.url)))
         response = await _turn(
             router_llm, '/tool log_note {"note": "wants a demo"}\n/tool check_availability {"days_ahead": 3}'
         )

@@ -78,9 +78,14 @@ class ProviderChain:
         self.settings = settings
         self.providers = usable_providers(settings)
         self.router = self._build_router()
+        self._warmed = False
 
     def _build_router(self) -> Any:
         from litellm import Router  # ~4 s import: only when the LLM is built
+
+        # Our adapter logs every attempt and fallback; LiteLLM's per-call INFO lines would repeat them.
+        for logger_name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+            logging.getLogger(logger_name).setLevel(logging.WARNING)
 
         model_list = []
         for p in self.providers:
@@ -103,6 +108,27 @@ class ProviderChain:
         if self.settings.redis_url:
             kwargs["redis_url"] = self.settings.redis_url
         return Router(**kwargs)
+
+    async def warm(self) -> None:
+        """Pay LiteLLM's lazy first-call setup (~0.5 s) now, not inside the first turn's deadline.
+
+        ``mock_response`` runs the Router's whole path without a network call or tokens. Idempotent.
+        """
+        if self._warmed:
+            return
+        self._warmed = True
+        for p in self.providers:
+            try:
+                stream = await self.router.acompletion(
+                    model=p.name,
+                    messages=[{"role": "user", "content": "warm-up"}],
+                    stream=True,
+                    mock_response="ok",
+                )
+                async for _chunk in stream:
+                    pass
+            except Exception:  # warming is best effort
+                log.debug("LLM warm-up of %s failed", p.name, exc_info=True)
 
     # --- cooldown state (the Router's store) ------------------------------------------------
     @property

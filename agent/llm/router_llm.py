@@ -123,6 +123,13 @@ class RouterLLM(llm.LLM):
                 healthy = False
         return healthy, details
 
+    async def warm(self) -> None:
+        """Call once at worker start (LiveKit's ``prewarm`` also triggers it) so the first turn is fast."""
+        await self._chain.warm()
+
+    async def _prewarm_impl(self) -> None:
+        await self._chain.warm()
+
     async def aclose(self) -> None:
         # The Router is shared by every RouterLLM of the process (for_call); nothing per-instance to close.
         await super().aclose()
