@@ -1,0 +1,120 @@
+"""The services every call of one event loop shares: LLM chain, CRM facade, sessions, health.
+
+Built once per event loop (``simulate``: the run; the LiveKit worker: each job process or job
+thread, since livekit gives every job its own loop and httpx/aiohttp clients must stay on the loop
+that created them). ``start`` opens them in dependency order, ``aclose`` closes them in reverse.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from agent.sales_call import CallServices
+from agent.sessions import SessionManager
+from agent.tenants import TenantRegistry
+
+if TYPE_CHECKING:
+    from agent.crm import CrmSettings, ResilientCrm
+    from agent.health import HealthRegistry, HealthServer
+    from agent.llm import LLMSettings, RouterLLM
+    from agent.session_settings import SessionSettings
+    from telemetry.setup import Telemetry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    llm: RouterLLM
+    crm: ResilientCrm
+    tenants: TenantRegistry
+    sessions: SessionManager
+    health: HealthRegistry
+    health_server: HealthServer | None = None
+    _closed: bool = field(default=False, repr=False)
+
+    @property
+    def services(self) -> CallServices:
+        return CallServices(llm=self.llm, crm=self.crm, tenants=self.tenants, sessions=self.sessions)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.health_server is not None:
+            await self.health_server.stop()
+        await self.sessions.stop(close_open=True)
+        await self.crm.aclose()
+        await self.llm.aclose()
+
+
+def build_health_registry(
+    llm: RouterLLM, crm: ResilientCrm, telemetry: Telemetry | None = None
+) -> HealthRegistry:
+    """Checks for /health and /ready.
+
+    Only the LLM chain is critical (no provider answering = no conversation); one provider down is
+    reported but the chain falls back. CRM writes queue in the outbox and a calendar outage only
+    fails bookings, so those, the outbox backlog, OTLP export and loop lag are reported, not gating.
+    """
+    from agent.health import (
+        HealthRegistry,
+        callable_check,
+        dependency_check,
+        event_loop_lag_check,
+        llm_provider_check,
+        otlp_export_check,
+        outbox_backlog_check,
+    )
+
+    registry = HealthRegistry()
+    provider_names = list(llm.provider_status())
+    for name in provider_names:
+        registry.register(f"llm.{name}", llm_provider_check(llm, name), critical=False)
+
+    async def any_provider() -> tuple[bool, dict[str, Any]]:
+        results = {name: (await llm.check_provider(name))[0] for name in provider_names}
+        return any(results.values()), {"providers": results}
+
+    # The call can go on while at least one provider of the chain answers.
+    registry.register("llm.chain", callable_check(any_provider), critical=True)
+    registry.register("crm", dependency_check(crm, "crm"), critical=False)  # writes queue in the outbox
+    registry.register("calendar", dependency_check(crm, "calendar"), critical=False)
+    registry.register("outbox", outbox_backlog_check(crm), critical=False)
+    registry.register("event_loop", event_loop_lag_check(), critical=False)
+    if telemetry is not None:
+        registry.register("otlp", otlp_export_check(telemetry), critical=False)
+    return registry
+
+
+async def start_runtime(
+    *,
+    llm_settings: LLMSettings,
+    crm_settings: CrmSettings,
+    session_settings: SessionSettings,
+    tenants: TenantRegistry,
+    telemetry: Telemetry | None = None,
+    health_host: str = "127.0.0.1",
+    health_port: int = 0,
+    serve_health: bool = False,
+) -> Runtime:
+    """Build and start the shared services on the running loop."""
+    from agent.crm import build_crm
+    from agent.health import HealthServer
+    from agent.llm import build_llm
+
+    llm = build_llm(llm_settings)
+    crm = build_crm(crm_settings)
+    await crm.start()
+    sessions = SessionManager(session_settings, tenants)
+    sessions.start()
+    health = build_health_registry(llm, crm, telemetry)
+    runtime = Runtime(llm=llm, crm=crm, tenants=tenants, sessions=sessions, health=health)
+    if serve_health:
+        server = HealthServer(health, host=health_host, port=health_port)
+        await server.start()
+        runtime.health_server = server
+        log.info("health endpoints on %s/health and %s/ready", server.url, server.url)
+    return runtime

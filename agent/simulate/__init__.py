@@ -1,0 +1,1 @@
+"""``sales-agent simulate``: the agent's main job run offline as scripted text calls."""

@@ -1,0 +1,268 @@
+"""``sales-agent simulate``: N scripted text calls through the real agent, offline.
+
+Starts the local LLM providers (primary + backup) and the local CRM service in-process unless URLs
+are given, runs the calls with a progress bar, prints a summary table and each call's trace id.
+Telemetry is the normal setup (OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, ``/metrics`` on
+``SALES_AGENT_METRICS_PORT``) plus an in-process span capture for ``--show-trace``; ``/health`` and
+``/ready`` are served on ``SALES_AGENT_HEALTH_PORT`` while it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from agent.simulate.stack import FaultSpec, Stack, apply_faults, check_faults, open_stack, parse_faults
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sales-agent simulate",
+        description="Run scripted text calls through the real agent, LLM router, tools and CRM client.",
+    )
+    parser.add_argument("--calls", type=int, default=5, help="calls per batch (default 5)")
+    parser.add_argument("--concurrency", type=int, default=2, help="calls at the same time (default 2)")
+    parser.add_argument(
+        "--faults",
+        default="",
+        help="faults switched on during the run, e.g. 'llm-primary=500,crm=down' "
+        "(targets: llm-<provider>, crm, calendar)",
+    )
+    parser.add_argument(
+        "--fault-after",
+        type=int,
+        default=None,
+        help="switch the faults on after this many calls finished (default: a third of --calls)",
+    )
+    parser.add_argument("--show-trace", action="store_true", help="print the first call's span tree")
+    parser.add_argument(
+        "--llm-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="OpenAI-compatible provider URL; repeat in fallback order (default: start two locally)",
+    )
+    parser.add_argument(
+        "--crm-url", default=None, help="CRM + calendar service URL (default: start one locally)"
+    )
+    parser.add_argument("--tenants", default="", help="comma-separated tenant ids (default: all configured)")
+    parser.add_argument(
+        "--forever", action="store_true", help="run batches until interrupted (load generator)"
+    )
+    parser.add_argument("--interval", type=float, default=10.0, help="seconds between batches with --forever")
+    parser.add_argument("--turn-timeout", type=float, default=30.0, help="seconds a scripted turn may take")
+    return parser
+
+
+def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[FaultSpec]:
+    if args.calls < 1:
+        parser.error("--calls must be at least 1")
+    if args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
+    if args.interval < 0:
+        parser.error("--interval cannot be negative")
+    if args.fault_after is not None and args.fault_after < 0:
+        parser.error("--fault-after cannot be negative")
+    try:
+        return parse_faults(args.faults)
+    except ValueError as exc:
+        parser.error(str(exc))
+        raise  # unreachable: parser.error exits
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    faults = _validate(parser, args)
+    # Offline: LiteLLM must use its bundled cost map, never the network.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    # The terminal shows the progress and summary; only errors are logged unless asked for
+    # (SALES_AGENT_LOG_LEVEL=INFO, e.g. in compose where the logs go to Loki).
+    os.environ.setdefault("SALES_AGENT_LOG_LEVEL", "ERROR")
+    try:
+        return asyncio.run(_simulate(args, faults))
+    except KeyboardInterrupt:
+        return 130
+    except ValueError as exc:  # configuration problems found once the stack is known
+        Console(stderr=True).print(f"[red]simulate: {exc}[/red]")
+        return 2
+
+
+class _FaultSwitch:
+    """Switches the ``--faults`` on once, after ``after`` calls finished (0: before the first call)."""
+
+    def __init__(self, stack: Stack, faults: Sequence[FaultSpec], *, after: int) -> None:
+        self._stack = stack
+        self._faults = list(faults)
+        self._after = after
+        self._pending = bool(faults)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._done = 0
+
+    async def _switch(self, console: Console) -> None:
+        await apply_faults(self._stack, self._faults)
+        console.print(f"faults on: {', '.join(f'{f.target}={f.mode}' for f in self._faults)}")
+
+    async def maybe_switch(self, *, done: int, console: Console) -> None:
+        if self._pending and done >= self._after:
+            self._pending = False
+            await self._switch(console)
+
+    def call_done(self, console: Console) -> None:
+        """Count one finished call; switch the faults on (in a task) once enough have finished."""
+        self._done += 1
+        if self._pending and self._done >= self._after:
+            self._pending = False
+            self._tasks.append(asyncio.get_running_loop().create_task(self._switch(console)))
+
+    async def wait(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        await asyncio.gather(*tasks)
+
+
+def _on_call_done(
+    progress: Progress, task: TaskID, switch: _FaultSwitch, console: Console, _result: object
+) -> None:
+    progress.advance(task)
+    switch.call_done(console)
+
+
+def _metric_sum(reader: object, name: str) -> float:
+    data = reader.get_metrics_data()  # type: ignore[attr-defined]
+    total = 0.0
+    if data is None:
+        return total
+    for resource_metrics in data.resource_metrics:
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                if metric.name == name:
+                    total += sum(getattr(p, "value", 0) for p in metric.data.data_points)
+    return total
+
+
+async def _simulate(args: argparse.Namespace, faults: list[FaultSpec]) -> int:
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from agent.app_settings import AppSettings
+    from agent.crm import CrmSettings
+    from agent.errors import InvalidInput
+    from agent.llm import LLMSettings, ProviderConfig
+    from agent.runtime import start_runtime
+    from agent.simulate.report import calls_table, summarise, summary_table
+    from agent.simulate.runner import run_batch
+    from agent.simulate.trace_view import SpanCapture, render_trace
+    from agent.tenants import TenantRegistry
+    from telemetry import names
+    from telemetry.setup import setup_telemetry
+
+    console = Console()
+    if not console.is_terminal:  # piped / captured: wide enough for the trace ids
+        console = Console(width=140)
+    settings = AppSettings()
+    capture = SpanCapture(max_traces=max(50, 4 * args.calls))
+    reader = InMemoryMetricReader()
+    telemetry = setup_telemetry(settings.telemetry, span_exporters=[capture], metric_readers=[reader])
+    tenants = TenantRegistry.from_file(settings.tenants.tenants_file)
+    tenant_ids = [t.strip() for t in args.tenants.split(",") if t.strip()] or tenants.ids()
+    for tenant_id in tenant_ids:
+        try:
+            tenants.get(tenant_id)
+        except InvalidInput as exc:
+            raise ValueError(f"--tenants: {exc.message}") from exc
+    failed_calls = 0
+
+    async with contextlib.AsyncExitStack() as exits:
+        stack = await exits.enter_async_context(open_stack(args.llm_url, args.crm_url))
+        check_faults(stack, faults)
+        outbox_path = os.environ.get("CRM_OUTBOX_PATH")
+        if not outbox_path:
+            workdir = Path(exits.enter_context(tempfile.TemporaryDirectory(prefix="sales-agent-outbox-")))
+            outbox_path = str(workdir / "outbox.sqlite3")
+        llm_settings = LLMSettings(
+            chain=[
+                ProviderConfig(name=ep.name, kind="local", model=f"{ep.name}-model", api_base=ep.api_base)
+                for ep in stack.llm
+            ]
+        )
+        crm_settings = CrmSettings(CRM_URL=stack.crm_url, CALENDAR_URL=None, CRM_OUTBOX_PATH=outbox_path)
+        runtime = await start_runtime(
+            llm_settings=llm_settings,
+            crm_settings=crm_settings,
+            session_settings=settings.sessions,
+            tenants=tenants,
+            telemetry=telemetry,
+            health_host=settings.worker.health_host,
+            health_port=settings.worker.health_port,
+            serve_health=settings.worker.health_port > 0,
+        )
+        exits.push_async_callback(runtime.aclose)
+        if faults and not stack.started_locally:
+            # Leave shared (compose) services as we found them.
+            exits.push_async_callback(apply_faults, stack, faults, reset=True)
+        console.print(
+            f"simulate: LLM chain {' -> '.join(ep.name for ep in stack.llm)}, CRM {stack.crm_url}, "
+            f"tenants {', '.join(tenant_ids)}"
+        )
+
+        switch = _FaultSwitch(
+            stack, faults, after=args.fault_after if args.fault_after is not None else args.calls // 3
+        )
+        batch = 0
+        while True:
+            batch += 1
+            fallbacks_before = _metric_sum(reader, names.LLM_FALLBACKS)
+            started = time.perf_counter()
+            await switch.maybe_switch(done=0, console=console)  # --fault-after 0: faults from the start
+            with Progress(
+                TextColumn(f"batch {batch}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+            ) as progress:
+                progress_task = progress.add_task("calls", total=args.calls)
+                results = await run_batch(
+                    calls=args.calls,
+                    concurrency=args.concurrency,
+                    run_id=uuid.uuid4().hex[:6],
+                    tenants=tenant_ids,
+                    runtime=runtime,
+                    capture=capture,
+                    on_call_done=functools.partial(_on_call_done, progress, progress_task, switch, console),
+                    turn_timeout_s=args.turn_timeout,
+                )
+            await switch.wait()
+            stats = runtime.crm.outbox_stats()
+            summary = summarise(
+                results,
+                fallbacks=round(_metric_sum(reader, names.LLM_FALLBACKS) - fallbacks_before),
+                outbox_depth=stats.depth,
+                outbox_oldest_age_s=stats.oldest_age_s,
+                wall_s=time.perf_counter() - started,
+            )
+            failed_calls += summary.failed_calls
+            console.print(summary_table(summary))
+            console.print(calls_table(results))
+            if args.show_trace and results and results[0].trace_id:
+                console.print(render_trace(capture.spans(results[0].trace_id)))
+            if not args.forever:
+                break
+            capture.clear()
+            await asyncio.sleep(args.interval)
+
+    telemetry.force_flush()
+    return 1 if failed_calls else 0

@@ -1,0 +1,104 @@
+"""The run summary: totals and percentiles, and one row per call with its trace id."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich.table import Table
+
+from agent.simulate.runner import CallResult
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0-100, inclusive method); None without data."""
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(sorted(values), n=100, method="inclusive")[max(0, min(98, round(q) - 1))]
+
+
+@dataclass(frozen=True)
+class Summary:
+    calls: int
+    failed_calls: int
+    turns: int
+    ttft_p50_s: float | None
+    ttft_p95_s: float | None
+    fallbacks: int
+    tool_errors: int
+    leads: int
+    meetings: int
+    outbox_depth: int
+    outbox_oldest_age_s: float | None
+    outcomes: dict[str, int]
+    wall_s: float
+
+
+def summarise(
+    results: Sequence[CallResult],
+    *,
+    fallbacks: int,
+    outbox_depth: int,
+    outbox_oldest_age_s: float | None,
+    wall_s: float,
+) -> Summary:
+    ttfts = [t for r in results for t in r.ttfts_s]
+    return Summary(
+        calls=len(results),
+        failed_calls=sum(1 for r in results if r.error),
+        turns=sum(r.turns for r in results),
+        ttft_p50_s=percentile(ttfts, 50),
+        ttft_p95_s=percentile(ttfts, 95),
+        fallbacks=fallbacks,
+        tool_errors=sum(r.tool_errors for r in results),
+        leads=sum(1 for r in results if r.lead_captured),
+        meetings=sum(r.meetings for r in results),
+        outbox_depth=outbox_depth,
+        outbox_oldest_age_s=outbox_oldest_age_s,
+        outcomes=dict(Counter(r.outcome for r in results)),
+        wall_s=wall_s,
+    )
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.0f} ms"
+
+
+def summary_table(summary: Summary) -> Table:
+    table = Table(title="simulate: summary", show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    outcomes = ", ".join(f"{k}={v}" for k, v in sorted(summary.outcomes.items())) or "-"
+    age = "-" if summary.outbox_oldest_age_s is None else f"{summary.outbox_oldest_age_s:.1f} s"
+    rows = [
+        ("calls", f"{summary.calls} ({summary.failed_calls} failed)"),
+        ("outcomes", outcomes),
+        ("turns", str(summary.turns)),
+        ("time to first token p50", _ms(summary.ttft_p50_s)),
+        ("time to first token p95", _ms(summary.ttft_p95_s)),
+        ("LLM fallbacks", str(summary.fallbacks)),
+        ("tool errors", str(summary.tool_errors)),
+        ("leads captured", str(summary.leads)),
+        ("meetings booked", str(summary.meetings)),
+        ("outbox backlog", f"{summary.outbox_depth} (oldest {age})"),
+        ("wall time", f"{summary.wall_s:.1f} s"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def calls_table(results: Sequence[CallResult]) -> Table:
+    table = Table(title="simulate: calls", show_header=True, header_style="bold")
+    for column in ("#", "tenant", "script", "outcome", "turns", "tool errors", "trace id"):
+        table.add_column(column, no_wrap=column == "trace id")
+    for r in results:
+        outcome = r.outcome if not r.error else f"{r.outcome} ({r.error[:40]})"
+        table.add_row(
+            str(r.index), r.tenant_id, r.script, outcome, str(r.turns), str(r.tool_errors), r.trace_id or "-"
+        )
+    return table

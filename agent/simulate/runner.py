@@ -1,0 +1,126 @@
+"""Run scripted text calls through the real agent stack and collect what happened.
+
+Each call is a ``SalesCall`` (the worker's own call code) whose ``AgentSession`` runs in LiveKit's
+text mode: no audio, no LiveKit server. Each scripted line is one ``session.run(user_input=...)``;
+tool results feed the next lines (the offered slots). Numbers come from the telemetry the run
+produced: time-to-first-token from livekit's ``llm_node`` spans (``lk.response.ttft``, so a
+fallback's extra wait is included), fallbacks from ``sales_agent.llm.fallbacks``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from livekit.agents.voice.run_result import FunctionCallOutputEvent
+
+from agent.call_context import CallContext
+from agent.runtime import Runtime
+from agent.sales_call import SalesCall
+from agent.simulate.scripts import ScriptState, render_turn, script_for
+from agent.simulate.trace_view import SpanCapture
+
+log = logging.getLogger(__name__)
+
+TTFT_ATTRIBUTE = "lk.response.ttft"  # livekit sets it on each llm_node span
+_ISO_SLOT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?(?:[+-]\d{2}:\d{2}|Z)?")
+
+
+@dataclass
+class CallResult:
+    index: int
+    script: str
+    tenant_id: str
+    call_id: str
+    trace_id: str = ""
+    outcome: str = "error"
+    turns: int = 0
+    tool_errors: int = 0
+    lead_captured: bool = False
+    meetings: int = 0
+    ttfts_s: list[float] = field(default_factory=list)
+    duration_s: float = 0.0
+    error: str | None = None
+
+
+async def run_call(
+    index: int,
+    run_id: str,
+    tenant_id: str,
+    runtime: Runtime,
+    capture: SpanCapture | None,
+    *,
+    turn_timeout_s: float = 30.0,
+) -> CallResult:
+    """One scripted call from start to recorded outcome; never raises (errors land in the result)."""
+    script = script_for(index, run_id)
+    call_ctx = CallContext(tenant_id=tenant_id, session_id=uuid.uuid4().hex, call_id=f"sim-{run_id}-{index}")
+    result = CallResult(index=index, script=script.name, tenant_id=tenant_id, call_id=call_ctx.call_id)
+    started = time.perf_counter()
+    call = SalesCall(call_ctx, runtime.services, greet_on_enter=False)
+    state = ScriptState()
+    try:
+        await call.start()
+        result.trace_id = call.trace_id
+        for turn in script.turns:
+            if call.ending:  # ended by end_call or the session manager
+                break
+            run = call.session.run(user_input=render_turn(turn, state, index))
+            run_result = await asyncio.wait_for(run, turn_timeout_s)
+            result.turns += 1
+            for event in run_result.events:
+                if isinstance(event, FunctionCallOutputEvent):
+                    result.tool_errors += int(event.item.is_error)
+                    if event.item.name == "check_availability" and not event.item.is_error:
+                        state.slots = _ISO_SLOT.findall(event.item.output)
+    except Exception as exc:  # one broken call must not stop the run
+        result.error = f"{type(exc).__name__}: {exc}"[:300]
+        log.warning("simulated call %s failed: %s", call_ctx.call_id, result.error)
+    finally:
+        await call.aclose()
+    result.outcome = str(call.outcome or "error")
+    result.lead_captured = call.tools.contact_key is not None
+    result.meetings = call.tools.meetings_booked
+    result.duration_s = time.perf_counter() - started
+    if capture is not None and result.trace_id:
+        result.ttfts_s = [
+            float(span.attributes[TTFT_ATTRIBUTE])
+            for span in capture.spans(result.trace_id)
+            if span.name == "llm_node" and span.attributes and TTFT_ATTRIBUTE in span.attributes
+            and float(span.attributes[TTFT_ATTRIBUTE]) >= 0
+        ]  # fmt: skip
+    return result
+
+
+async def run_batch(
+    *,
+    calls: int,
+    concurrency: int,
+    run_id: str,
+    tenants: Sequence[str],
+    runtime: Runtime,
+    capture: SpanCapture | None,
+    on_call_done: Callable[[CallResult], None] | None = None,
+    on_call_started: Callable[[int], None] | None = None,
+    turn_timeout_s: float = 30.0,
+) -> list[CallResult]:
+    """``calls`` scripted calls, at most ``concurrency`` at a time, tenants in rotation."""
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(index: int) -> CallResult:
+        async with limit:
+            if on_call_started is not None:
+                on_call_started(index)
+            tenant_id = tenants[index % len(tenants)]
+            result = await run_call(index, run_id, tenant_id, runtime, capture, turn_timeout_s=turn_timeout_s)
+            if on_call_done is not None:
+                on_call_done(result)
+            return result
+
+    results = await asyncio.gather(*(one(i) for i in range(calls)))
+    return sorted(results, key=lambda r: r.index)
