@@ -69,6 +69,7 @@ def _validation_message(operation: str, exc: BaseException) -> str:
         detail = problems or "the arguments are invalid"
     else:
         detail = getattr(exc, "message", None) or str(exc)
+    detail = detail.rstrip(". ")
     field = getattr(exc, "field", None)
     fix = f" Ask the caller to confirm the {field} and" if field else " Correct the arguments and"
     return f"Invalid input for {operation}: {detail}.{fix} call {operation} again."
