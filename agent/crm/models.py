@@ -108,9 +108,16 @@ def validate_contact_key(key: str) -> str:
     key = (key or "").strip()
     if not key:
         raise InvalidInput("The contact key is empty.", field="contact_key", error_type="invalid_contact_key")
-    if "@" in key:
-        return Contact(name="-", email=key).email.lower()  # type: ignore[union-attr]
-    return Contact(name="-", phone=key).phone  # type: ignore[return-value]
+    try:
+        if "@" in key:
+            return Contact(name="-", email=key).email.lower()  # type: ignore[union-attr]
+        return Contact(name="-", phone=key).phone  # type: ignore[return-value]
+    except InvalidInput as exc:
+        raise InvalidInput(
+            f"The contact key must be the contact's email or phone number. {exc.message}",
+            field="contact_key",
+            error_type="invalid_contact_key",
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,119 @@
+"""One trace from the agent's CRM call into the CRM service; bad input never reaches the network."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+import stamina
+from opentelemetry.trace import SpanKind
+
+from agent.crm import Contact, CrmSettings, build_crm
+from agent.errors import DependencyError, DependencyRejected, InvalidInput
+from local_services.crm_service import run_crm_service
+
+
+@pytest.fixture(autouse=True)
+def fast_retries():
+    with stamina.set_testing(True, attempts=10, cap=True):
+        yield
+
+
+@pytest.fixture
+async def env(tmp_path):
+    async with run_crm_service(tmp_path / "crm.sqlite3") as url, httpx.AsyncClient(base_url=url) as admin:
+        crm = build_crm(CrmSettings(crm_url=url, outbox_path=str(tmp_path / "outbox.sqlite3")))
+        try:
+            yield crm, admin
+        finally:
+            await crm.aclose()
+
+
+async def requests_seen(admin: httpx.AsyncClient) -> int:
+    return (await admin.get("/admin/stats")).json()["requests"]
+
+
+async def test_crm_server_span_is_a_child_of_the_agent_httpx_client_span(env, otel):
+    crm, _ = env
+    await crm.upsert_contact("acme", Contact(name="Ann", email="ann@acme.com"))
+
+    (logical,) = otel.spans("crm.upsert_contact")
+    (server,) = [s for s in otel.spans() if s.kind is SpanKind.SERVER and s.name == "PUT /v1/contacts/{key}"]
+    (client,) = [s for s in otel.spans() if s.kind is SpanKind.CLIENT and s.parent is not None
+                 and s.parent.span_id == logical.context.span_id]  # fmt: skip
+    assert server.parent is not None
+    assert server.parent.span_id == client.context.span_id
+    assert server.parent.is_remote  # it crossed the wire as a W3C traceparent
+    assert server.context.trace_id == client.context.trace_id == logical.context.trace_id
+    assert server.attributes["tenant.id"] == "acme"
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "fragment"),
+    [
+        ({"email": "ann@"}, "email", "The email address 'ann@' is not valid"),
+        ({"email": "ann at acme dot com"}, "email", "is not valid"),
+        ({"phone": "12"}, "phone", "The phone number '12' is not"),
+        ({"phone": "+1 555 0100 999999"}, "phone", "include the country code"),
+        ({}, "email", "Need an email address or a phone number"),
+    ],
+)
+async def test_invalid_contact_is_rejected_before_any_network_call(env, fields, field, fragment):
+    _, admin = env
+    with pytest.raises(InvalidInput) as info:
+        Contact(name="Ann", **fields)
+    assert info.value.field == field
+    assert fragment in info.value.message
+    assert await requests_seen(admin) == 0
+
+
+def test_phone_is_normalised_to_e164():
+    assert Contact(name="A", phone="(415) 555-2671").phone == "+14155552671"
+    assert Contact(name="A", phone="+44 20 7946 0958").phone == "+442079460958"
+
+
+async def test_facade_validates_arguments_before_any_network_call(env):
+    crm, admin = env
+    bad_calls = [
+        (crm.add_note("acme", "not-an-email@", "x"), "contact_key"),
+        (crm.add_note("acme", "ann@acme.com", "   "), "text"),
+        (crm.set_lead_status("acme", "ann@acme.com", "hot", 50, "hot"), "status"),
+        (crm.set_lead_status("acme", "ann@acme.com", "qualified", 150, "hot"), "score"),
+        (crm.set_lead_status("acme", "ann@acme.com", "qualified", 50, "tepid"), "band"),
+        (crm.upsert_contact("Not A Tenant!", Contact(name="A", email="a@acme.com")), "tenant_id"),
+        (crm.list_free_slots("acme", days_ahead=0), "days_ahead"),
+        (crm.book_meeting("acme", "ann@acme.com", datetime(2020, 1, 1, tzinfo=UTC)), "start"),
+        (crm.book_meeting("acme", "ann@acme.com", datetime(2099, 1, 1)), "start"),
+    ]
+    for call, field in bad_calls:
+        with pytest.raises(InvalidInput) as info:
+            await call
+        assert info.value.field == field, (field, info.value.message)
+    assert await requests_seen(admin) == 0
+
+
+async def test_calendar_slots_booking_and_cancel_through_the_facade(env):
+    crm, _ = env
+    slots = await crm.list_free_slots("acme", days_ahead=14, limit=3)
+    assert len(slots) == 3 and all(s.start > datetime.now(UTC) for s in slots)
+    booking = await crm.book_meeting("acme", "ann@acme.com", slots[0].start)
+    assert booking.end - booking.start == timedelta(minutes=30)
+    with pytest.raises(DependencyRejected) as info:
+        await crm.book_meeting("acme", "bob@acme.com", slots[0].start)
+    assert info.value.status_code == 409 and "already booked" in info.value.message
+    await crm.cancel_meeting("acme", booking.booking_id)
+    assert slots[0].start in [s.start for s in await crm.list_free_slots("acme", days_ahead=14, limit=3)]
+
+
+async def test_reads_raise_dependency_errors_and_ping_reports_health(env):
+    crm, admin = env
+    await crm.ping("crm")
+    await crm.ping("calendar")
+    assert await crm.get_contact("acme", "nobody@acme.com") is None
+    await admin.post("/admin/fault", json={"mode": "down"})
+    with pytest.raises(DependencyError) as info:
+        await crm.ping("crm")
+    assert "crm is unavailable (HTTP 503" in info.value.message
+    with pytest.raises(DependencyError):
+        await crm.list_free_slots("acme")
