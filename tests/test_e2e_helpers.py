@@ -1,0 +1,231 @@
+"""Helpers shared by the alerting, dashboard and end-to-end tests (no tests in here).
+
+Real Prometheus 2.42 / Alertmanager 0.25 processes (Debian packages) on loopback with free ports and
+temp storage, a loopback webhook receiver standing in for the pager/chat/email endpoints, bounded
+polling, and the PromQL helpers that pull metric names out of rules and dashboards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+RULES_DIR = REPO / "alert-rules"
+RULE_FILES = sorted(RULES_DIR.glob("*.rules.yml"))
+RULE_TESTS = sorted((RULES_DIR / "tests").glob("*.test.yml"))
+AM_DIR = REPO / "deploy" / "alertmanager"
+DASHBOARDS_DIR = REPO / "dashboards"
+RUNBOOKS_DIR = REPO / "docs" / "runbooks"
+# The one place the runbook links' base is defined for tests; the rule files must use it verbatim.
+RUNBOOK_BASE = "https://github.com/OWNER/sales-agent-observability/blob/main/docs/runbooks/"
+
+T = TypeVar("T")
+
+
+def require_binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} not installed (Debian packages prometheus / prometheus-alertmanager)")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(check: Callable[[], T | None], *, timeout_s: float, interval_s: float = 0.5, what: str) -> T:
+    """Poll ``check`` until it returns something truthy; bounded in time."""
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+        except (OSError, ValueError) as exc:  # endpoint not up yet
+            last_error = exc
+            result = None
+        if result:
+            return result
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last error: {last_error})")
+
+
+def http_json(url: str, payload: Any | None = None, timeout_s: float = 5.0) -> Any:
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        body = response.read()
+    return json.loads(body) if body else None
+
+
+def _ready(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return response.status == 200
+
+
+@contextlib.contextmanager
+def _process(argv: list[str], log_path: Path, ready_url: str, what: str) -> Iterator[None]:
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        try:
+            wait_until(lambda: proc.poll() is None and _ready(ready_url), timeout_s=30, what=f"{what} ready")
+        except AssertionError:
+            raise AssertionError(f"{what} did not start:\n{log_path.read_text()[-3000:]}") from None
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def run_alertmanager(config: Path, workdir: Path) -> Iterator[str]:
+    """A real Alertmanager on 127.0.0.1 (no clustering); yields its base URL."""
+    binary = require_binary("prometheus-alertmanager")
+    port = free_port()
+    storage = workdir / "am-data"
+    storage.mkdir(parents=True, exist_ok=True)
+    argv = [
+        binary,
+        f"--config.file={config}",
+        f"--storage.path={storage}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+        "--log.level=warn",
+    ]
+    url = f"http://127.0.0.1:{port}"
+    with _process(argv, workdir / "alertmanager.log", f"{url}/-/ready", "alertmanager"):
+        yield url
+
+
+@contextlib.contextmanager
+def run_prometheus(config: Path, workdir: Path) -> Iterator[str]:
+    """A real Prometheus on 127.0.0.1 with temp TSDB; yields its base URL."""
+    binary = require_binary("prometheus")
+    port = free_port()
+    storage = workdir / "prom-data"
+    storage.mkdir(parents=True, exist_ok=True)
+    argv = [
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={storage}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=warn",
+    ]
+    url = f"http://127.0.0.1:{port}"
+    with _process(argv, workdir / "prometheus.log", f"{url}/-/ready", "prometheus"):
+        yield url
+
+
+def render_alertmanager_config(out: Path, env: dict[str, str]) -> Path:
+    """Run deploy/alertmanager/render.sh with exactly ``env`` (plus PATH)."""
+    subprocess.run(
+        ["sh", str(AM_DIR / "render.sh"), str(AM_DIR / "alertmanager.yml.tmpl"), str(out)],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+        check=True,
+        timeout=30,
+    )
+    return out
+
+
+class WebhookReceiver:
+    """Loopback HTTP server recording every JSON POST as (path, payload)."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                payload = json.loads(self.rfile.read(length) or b"{}")
+                with receiver._lock:
+                    receiver.received.append((self.path, payload))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:  # keep test output quiet
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> WebhookReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def alerts(self, path: str) -> list[dict[str, Any]]:
+        """Every alert delivered on ``path`` so far (flattened over notifications)."""
+        with self._lock:
+            return [a for p, body in self.received if p == path for a in body.get("alerts", [])]
+
+
+def prom_query(base_url: str, expr: str) -> list[dict[str, Any]]:
+    url = f"{base_url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    body = http_json(url)
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+# --- PromQL: which metric names does an expression read? ----------------------------------------
+_PROMQL_KEYWORDS = {
+    "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "offset",
+    "bool", "inf", "nan", "le",
+}  # fmt: skip
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+_MATCHERS = re.compile(r"\{[^}]*\}")
+_RANGES = re.compile(r"\[[^\]]*\]")
+_GROUPINGS = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
+_IDENT = re.compile(r"(?<![\w.$])([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()")
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """Metric (and recording rule) names an expression selects. Grafana variables ($x) are ignored."""
+    text = _STRINGS.sub('""', expr)
+    text = _MATCHERS.sub("", text)
+    text = _RANGES.sub("", text)
+    text = _GROUPINGS.sub("", text)
+    text = re.sub(r"\$\{?\w+\}?", "", text)
+    text = re.sub(r"\b\d+(\.\d+)?([eE][-+]?\d+)?[smhdwy]?\b", "", text)
+    return {name for name in _IDENT.findall(text) if name.lower() not in _PROMQL_KEYWORDS}
+
+
+def load_rule_groups() -> list[dict[str, Any]]:
+    import yaml
+
+    groups: list[dict[str, Any]] = []
+    for path in RULE_FILES:
+        groups.extend(yaml.safe_load(path.read_text())["groups"])
+    return groups
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    return [rule for group in load_rule_groups() for rule in group["rules"] if "alert" in rule]
