@@ -91,10 +91,15 @@ class SignalStatus:
     last_failure_unix: float | None = None
     failures: int = 0
     last_error: str | None = None
+    in_flight_since_unix: float | None = None
 
-    @property
-    def healthy(self) -> bool:
-        """No failure yet, or a success since the last failure."""
+    def in_flight_s(self, now: float) -> float | None:
+        return None if self.in_flight_since_unix is None else now - self.in_flight_since_unix
+
+    def healthy(self, now: float, stall_after_s: float) -> bool:
+        """No export stuck past its timeout, and no failure yet or a success since the last one."""
+        if self.in_flight_since_unix is not None and now - self.in_flight_since_unix > stall_after_s:
+            return False  # a hanging collector: the request neither succeeds nor fails yet
         if self.last_failure_unix is None:
             return True
         return self.last_success_unix is not None and self.last_success_unix >= self.last_failure_unix
@@ -103,10 +108,12 @@ class SignalStatus:
 class ExportMonitor:
     """Export outcomes per signal. Thread-safe: exports run on the SDK's worker threads."""
 
-    def __init__(self) -> None:
+    def __init__(self, stall_after_s: float = 10.0) -> None:
         self._lock = threading.Lock()
         self._status = {signal: SignalStatus() for signal in SIGNALS}
         self._failures: Counter | None = None
+        # An export running longer than this (the request timeout plus slack) counts as unhealthy.
+        self.stall_after_s = stall_after_s
 
     def bind_meter(self, meter: Meter) -> None:
         self._failures = meter.create_counter(
@@ -115,24 +122,32 @@ class ExportMonitor:
             description="OTLP export batches that failed (collector unreachable, hanging or rejecting)",
         )
 
+    def begin(self, signal: str) -> None:
+        with self._lock:
+            self._status[signal].in_flight_since_unix = time.time()
+
     def success(self, signal: str) -> None:
         with self._lock:
             self._status[signal].last_success_unix = time.time()
+            self._status[signal].in_flight_since_unix = None
 
     def failure(self, signal: str, error: str) -> None:
         with self._lock:
             status = self._status[signal]
             status.last_failure_unix = time.time()
+            status.in_flight_since_unix = None
             status.failures += 1
             status.last_error = error
         if self._failures is not None:
             self._failures.add(1, {names.TELEMETRY_SIGNAL: signal})
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
+        now = time.time()
         with self._lock:
             return {
                 signal: {
-                    "healthy": s.healthy,
+                    "healthy": s.healthy(now, self.stall_after_s),
+                    "export_in_flight_s": s.in_flight_s(now),
                     "last_success_unix": s.last_success_unix,
                     "last_failure_unix": s.last_failure_unix,
                     "failures": s.failures,
@@ -148,6 +163,7 @@ class MonitoredSpanExporter(SpanExporter):
         self._monitor = monitor
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self._monitor.begin("traces")
         try:
             result = self.inner.export(spans)
         except Exception as exc:  # an exporter bug must not kill the batch worker
@@ -172,6 +188,7 @@ class MonitoredLogExporter(LogRecordExporter):
         self._monitor = monitor
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        self._monitor.begin("logs")
         try:
             result = self.inner.export(batch)
         except Exception as exc:
@@ -202,6 +219,7 @@ class MonitoredMetricExporter(MetricExporter):
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
+        self._monitor.begin("metrics")
         try:
             result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         except Exception as exc:

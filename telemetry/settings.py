@@ -26,6 +26,10 @@ class TelemetrySettings(BaseSettings):
     otlp_protocol: Literal["http/protobuf", "grpc"] = Field(
         default="http/protobuf", alias="OTEL_EXPORTER_OTLP_PROTOCOL"
     )
+    # Per-signal switch (standard variables): "none" turns OTLP export of that signal off.
+    traces_exporter: Literal["otlp", "none"] = Field(default="otlp", alias="OTEL_TRACES_EXPORTER")
+    metrics_exporter: Literal["otlp", "none"] = Field(default="otlp", alias="OTEL_METRICS_EXPORTER")
+    logs_exporter: Literal["otlp", "none"] = Field(default="otlp", alias="OTEL_LOGS_EXPORTER")
     deployment_environment: str = Field(default="development", alias="DEPLOYMENT_ENVIRONMENT")
     # Prometheus scrape endpoint on the same MeterProvider; 0 disables it (port 0 is not "random":
     # tests that want a free port pass prometheus_enabled=True with port 0).

@@ -84,8 +84,12 @@ class Telemetry:
         """For the health check: is OTLP on, and per signal the last success/failure and failure count.
 
         ``{"otlp_enabled": bool, "endpoint": str | None, "protocol": str,
-           "signals": {"traces"|"metrics"|"logs": {"healthy": bool, "last_success_unix": float | None,
-           "last_failure_unix": float | None, "failures": int, "last_error": str | None}}}``
+           "signals": {"traces"|"metrics"|"logs": {"healthy": bool, "export_in_flight_s": float | None,
+           "last_success_unix": float | None, "last_failure_unix": float | None, "failures": int,
+           "last_error": str | None}}}``
+
+        ``healthy`` is False after a failed export until the next success, and while an export has been
+        running for longer than its timeout (a collector that accepts and never answers).
         """
         return {
             "otlp_enabled": self.otlp_enabled,
@@ -203,7 +207,7 @@ def _build(
         return Telemetry(settings, None, None, None, _log_handlers=handlers)
 
     resource = build_resource(settings)
-    monitor = ExportMonitor()
+    monitor = ExportMonitor(stall_after_s=settings.export_timeout_s + 1.0)
     otlp = build_otlp_exporters(settings)
     install_export_log_rate_limit(settings.export_error_log_interval_s)
     export_timeout_ms = settings.export_timeout_s * 1000
@@ -212,7 +216,7 @@ def _build(
     tracer_provider.add_span_processor(RedactingSpanProcessor(redactor))
     for exporter in span_exporters:
         tracer_provider.add_span_processor(SimpleSpanProcessor(RedactingSpanExporter(exporter, redactor)))
-    if otlp is not None:
+    if otlp is not None and settings.traces_exporter == "otlp":
         tracer_provider.add_span_processor(
             BatchSpanProcessor(
                 RedactingSpanExporter(MonitoredSpanExporter(otlp.spans, monitor), redactor),
@@ -224,7 +228,7 @@ def _build(
         )
 
     readers = list(metric_readers)
-    if otlp is not None:
+    if otlp is not None and settings.metrics_exporter == "otlp":
         readers.append(
             PeriodicExportingMetricReader(
                 MonitoredMetricExporter(otlp.metrics, monitor),
@@ -249,7 +253,7 @@ def _build(
     logger_provider.add_log_record_processor(RedactingLogProcessor(redactor))
     for log_exporter in log_exporters:
         logger_provider.add_log_record_processor(SimpleLogRecordProcessor(log_exporter))
-    if otlp is not None:
+    if otlp is not None and settings.logs_exporter == "otlp":
         logger_provider.add_log_record_processor(
             BatchLogRecordProcessor(
                 MonitoredLogExporter(otlp.logs, monitor),

@@ -1,0 +1,120 @@
+"""Small pieces of the telemetry core: settings, rate limiting, export status, exporter choice."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from telemetry import TelemetrySettings, setup_telemetry
+from telemetry.exporters import ExportMonitor, RateLimitFilter, build_otlp_exporters
+from telemetry.resource import parse_resource_attributes
+from telemetry.views import AllExcept
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _record(msg: str, *args: object, name: str = "opentelemetry.exporter.x") -> logging.LogRecord:
+    return logging.LogRecord(name, logging.ERROR, __file__, 1, msg, args, None)
+
+
+def test_rate_limit_filter_lets_one_record_per_interval_and_counts_the_rest():
+    now = [100.0]
+    flt = RateLimitFilter(60.0, clock=lambda: now[0])
+    assert flt.filter(_record("Failed to export %s batch", "spans"))
+    assert not flt.filter(_record("Failed to export %s batch", "spans"))
+    assert not flt.filter(_record("Failed to export %s batch", "spans"))
+    assert flt.filter(_record("another message"))  # other messages are independent
+    now[0] += 61
+    record = _record("Failed to export %s batch", "spans")
+    assert flt.filter(record)
+    assert (
+        record.getMessage() == "Failed to export spans batch (2 similar messages suppressed in the last 60s)"
+    )
+
+
+def test_export_monitor_reports_failures_recoveries_and_stalls():
+    monitor = ExportMonitor(stall_after_s=3600)
+    monitor.begin("traces")
+    monitor.failure("traces", "connection refused")
+    status = monitor.snapshot()["traces"]
+    assert (
+        status["healthy"] is False
+        and status["failures"] == 1
+        and status["last_error"] == "connection refused"
+    )
+    monitor.begin("traces")
+    monitor.success("traces")
+    assert monitor.snapshot()["traces"]["healthy"] is True
+    # A request that neither succeeds nor fails (hanging collector) turns unhealthy after the stall time.
+    monitor.stall_after_s = 0.0
+    monitor.begin("logs")
+    status = monitor.snapshot()["logs"]
+    assert status["export_in_flight_s"] is not None and status["healthy"] is False
+
+
+def test_settings_reject_unsupported_protocol_clearly():
+    with pytest.raises(ValidationError, match="grpc"):
+        TelemetrySettings(OTEL_EXPORTER_OTLP_PROTOCOL="http/json")
+    with pytest.raises(ValidationError):
+        TelemetrySettings(SALES_AGENT_METRICS_PORT=70000)
+
+
+def test_http_exporters_get_signal_paths_and_grpc_is_selectable(monkeypatch):
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+    http = build_otlp_exporters(TelemetrySettings(OTEL_EXPORTER_OTLP_ENDPOINT="http://collector:4318/"))
+    assert http is not None
+    assert http.spans._endpoint == "http://collector:4318/v1/traces"
+    assert http.metrics._endpoint == "http://collector:4318/v1/metrics"
+    assert http.logs._endpoint == "http://collector:4318/v1/logs"
+    grpc = build_otlp_exporters(
+        TelemetrySettings(
+            OTEL_EXPORTER_OTLP_ENDPOINT="http://collector:4317", OTEL_EXPORTER_OTLP_PROTOCOL="grpc"
+        )
+    )
+    assert grpc is not None and type(grpc.spans).__module__.startswith(
+        "opentelemetry.exporter.otlp.proto.grpc"
+    )
+    for exporter in (http.spans, http.metrics, http.logs, grpc.spans, grpc.metrics, grpc.logs):
+        exporter.shutdown()
+    assert build_otlp_exporters(TelemetrySettings()) is None
+
+
+def test_resource_attribute_parsing():
+    assert parse_resource_attributes("a=1, b=x%20y,,bad,=v") == {"a": "1", "b": "x y"}
+
+
+def test_deny_list_label_set():
+    keys = AllExcept({"session.id"})
+    assert "tenant.id" in keys and "session.id" not in keys
+
+
+def test_setup_is_idempotent(otel):
+    assert setup_telemetry() is otel.telemetry
+    assert setup_telemetry(TelemetrySettings(OTEL_SERVICE_NAME="other")) is otel.telemetry
+
+
+def test_sdk_disabled_installs_nothing_but_keeps_logging():
+    code = (
+        "import logging\n"
+        "from opentelemetry import trace\n"
+        "from telemetry import setup_telemetry\n"
+        "t = setup_telemetry()\n"
+        "assert not t.enabled and t.metrics_port is None\n"
+        "with trace.get_tracer('x').start_as_current_span('s') as span:\n"
+        "    assert not span.get_span_context().is_valid\n"
+        "logging.getLogger('agent.x').warning('still logging')\n"
+        "assert t.shutdown() is True\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SALES_AGENT_"))}
+    env |= {"OTEL_SDK_DISABLED": "true", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "WARNING agent.x trace=- span=- still logging" in proc.stderr
