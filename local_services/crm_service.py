@@ -307,7 +307,7 @@ class CrmService:
         tenant, key = _tenant(request), request.match_info["key"]
         contact = self.store.contact(tenant, key)
         if contact is None:
-            return _error(404, "contact_not_found", f"no contact {key!r}")
+            return _error(404, "contact_not_found", "no such contact (save the contact first)")
         return web.json_response(contact)
 
     async def add_note(self, request: web.Request) -> web.Response:
@@ -321,7 +321,10 @@ class CrmService:
             if not db.execute(
                 "SELECT 1 FROM contacts WHERE tenant_id=? AND contact_key=?", (tenant, key)
             ).fetchone():
-                return 404, {"error": "contact_not_found", "message": f"no contact {key!r}"}
+                return 404, {
+                    "error": "contact_not_found",
+                    "message": "no such contact (save the contact first)",
+                }
             cur = db.execute(
                 "INSERT INTO notes (tenant_id, contact_key, text, created_at) VALUES (?,?,?,?)",
                 (tenant, key, text, _now()),
@@ -343,7 +346,10 @@ class CrmService:
                 (body["status"], body.get("score"), body.get("band"), _now(), tenant, key),
             )
             if cur.rowcount == 0:
-                return 404, {"error": "contact_not_found", "message": f"no contact {key!r}"}
+                return 404, {
+                    "error": "contact_not_found",
+                    "message": "no such contact (save the contact first)",
+                }
             return 200, {"contact_key": key, "status": body["status"]}
 
         return await self._write(request, tenant, body, write)

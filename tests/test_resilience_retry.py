@@ -98,7 +98,8 @@ async def test_4xx_is_not_retried_and_raises_a_clear_error(env, otel):
         await crm.add_note("acme", "nobody@acme.com", "called back")  # contact does not exist: 404
     assert info.value.status_code == 404
     assert "crm rejected the request (HTTP 404)" in info.value.message
-    assert "no contact 'nobody@acme.com'" in info.value.message
+    assert "no such contact (save the contact first)" in info.value.message
+    assert "nobody@acme.com" not in info.value.message  # no PII in errors, logs or spans
     assert (await stats(admin))["requests"] == 1
     (span,) = otel.spans("crm.add_note")
     assert not [e for e in span.events if e.name == names.RETRY_EVENT]
