@@ -213,10 +213,16 @@ def test_the_agent_worker_runs_only_in_the_livekit_profile_next_to_livekit(servi
     assert services["agent"]["network_mode"] == "service:livekit"
     assert "--dev" in services["livekit"]["command"]
     assert services["agent"]["command"] == ["start"]
-    chain = yaml.safe_load((stackcheck.DEPLOY / "llm/chain.yaml").read_text())["chain"]
-    mounted = {v.split(":")[1]: v.split(":")[0] for v in services["agent"]["volumes"]}
-    assert mounted[services["agent"]["environment"]["SALES_AGENT_LLM_CONFIG"]] == "./deploy/llm/chain.yaml"
-    assert [p["kind"] for p in chain][-2:] == ["local", "local"], "the local providers end the chain"
+    from agent.llm.settings import LLMSettings
+
+    env = services["agent"]["environment"]
+    chain = LLMSettings.model_validate({"chain": json.loads(env["SALES_AGENT_LLM_CHAIN"])}).chain
+    assert [p.kind for p in chain][-2:] == ["local", "local"], "the local providers end the chain"
+    compose_text = stackcheck.COMPOSE_FILE.read_text()
+    for provider in chain:
+        if provider.kind != "local":  # its key is passed through from .env (empty: left out of the chain)
+            key = provider.key_env_names()[0]
+            assert key in env and f"{key}: ${{{key}:-}}" in compose_text, f"{provider.name}: {key} not passed"
 
 
 def test_simulate_drives_the_local_providers_and_crm(services):

@@ -170,7 +170,7 @@ def endpoint_references(services, tmp_path_factory) -> list[tuple[str, str, str]
         refs += [
             ("alertmanager", f"receiver {receiver['name']}", w["url"]) for w in receiver["webhook_configs"]
         ]
-    for provider in read_yaml("llm/chain.yaml")["chain"]:
+    for provider in json.loads(services["agent"]["environment"]["SALES_AGENT_LLM_CHAIN"]):
         if provider.get("api_base"):
             refs.append(("agent", f"llm provider {provider['name']}", provider["api_base"]))
     for name, service in services.items():
