@@ -298,13 +298,16 @@ class OutboxDrainer:
 
     async def _run(self) -> None:
         while True:
+            self.outbox.changed.clear()  # before the pass: an enqueue during it wakes the next one
+            delivered = 0
             try:
-                await self.drain_once()
+                delivered = await self.drain_once()
             except asyncio.CancelledError:
                 raise
             except Exception:  # never let the drainer die: log and try again next interval
                 log.exception("outbox drain pass failed")
-            self.outbox.changed.clear()
+            if delivered:
+                continue  # progress: a backlog larger than one batch drains without pauses
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.outbox.changed.wait(), timeout=self.interval_s)
 
