@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -165,35 +166,53 @@ async def test_drop_after_tokens_ends_turn_without_replay(otel) -> None:
 
 
 async def test_cooldown_skips_primary_until_it_passes(otel) -> None:
+    # Chain names unique to this test so the availability gauge reads only this chain.
     async with _pair("500") as (primary, backup):
         router_llm = await _built(
-            _settings(("primary", primary.url), ("backup", backup.url), allowed_fails=1, cooldown_s=1.0)
+            _settings(("cd_primary", primary.url), ("cd_backup", backup.url), allowed_fails=1, cooldown_s=1.0)
         )
         for _ in range(2):  # allowed_fails=1: the second failure starts the cooldown
             assert (await _turn(router_llm)).text == BACKUP_REPLY
         assert primary.stats.chat_requests == 2
-        assert router_llm.provider_status() == {"primary": False, "backup": True}
-        healthy, details = await router_llm.check_provider("primary")
+        assert router_llm.provider_status() == {"cd_primary": False, "cd_backup": True}
+        healthy, details = await router_llm.check_provider("cd_primary")
         assert not healthy and details["cooling_down"]
         otel.reset()
         assert (await _turn(router_llm)).text == BACKUP_REPLY
         assert primary.stats.chat_requests == 2  # skipped: no request reached it
-        assert _fallback_events(otel)[0][names.FALLBACK_REASON] == "cooldown"
+        assert _fallback_events(otel) == [
+            {
+                names.FALLBACK_FROM: "cd_primary",
+                names.FALLBACK_TO: "cd_backup",
+                names.FALLBACK_REASON: "cooldown",
+            }
+        ]
         [attempt] = _attempt_spans(otel)
-        assert attempt.attributes[names.GEN_AI_PROVIDER_NAME] == "backup"
-        gauge = otel.metric_value(names.LLM_PROVIDER_AVAILABLE, **{names.GEN_AI_PROVIDER_NAME: "primary"})
-        assert gauge == 0
+        assert attempt.attributes[names.GEN_AI_PROVIDER_NAME] == "cd_backup"
+        available = {names.GEN_AI_PROVIDER_NAME: "cd_primary"}
+        assert otel.metric_value(names.LLM_PROVIDER_AVAILABLE, **available) == 0
 
         primary.set_fault("ok")
-        import asyncio
-
         for _ in range(50):  # bounded wait for the 1 s cooldown to expire
-            if router_llm.provider_status()["primary"]:
+            if router_llm.provider_status()["cd_primary"]:
                 break
             await asyncio.sleep(0.1)
         response = await _turn(router_llm)
         assert response.text.startswith("Thanks for taking my call")
         assert primary.stats.chat_requests == 3
+        assert otel.metric_value(names.LLM_PROVIDER_AVAILABLE, **available) == 1
+
+
+async def test_cost_from_local_cost_map() -> None:
+    from agent.llm.chain import Provider
+    from agent.llm.router_llm import _cost_usd
+
+    priced = Provider(ProviderConfig(name="oa", kind="openai", model="gpt-4o-mini"), 0)
+    local = Provider(
+        ProviderConfig(name="lo", kind="local", model="tiny", api_base="http://127.0.0.1:1/v1"), 0
+    )
+    assert _cost_usd(priced, {"input": 1000, "output": 1000}) > 0
+    assert _cost_usd(local, {"input": 1000, "output": 1000}) == 0
 
 
 async def test_all_providers_down_speaks_fallback_line(otel) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable
 from functools import cache
 
@@ -40,7 +41,8 @@ class LLMInstruments:
             unit="s",
             description="LLM turn start to first token, fallbacks included",
         )
-        self._availability_sources: list[Callable[[], dict[str, bool]]] = []
+        # Weak: a chain that is no longer used (tests build many) stops reporting instead of leaking.
+        self._availability_sources: list[weakref.WeakMethod[Callable[[], dict[str, bool]]]] = []
         meter.create_observable_gauge(
             names.LLM_PROVIDER_AVAILABLE,
             callbacks=[self._observe_availability],
@@ -49,14 +51,15 @@ class LLMInstruments:
         )
 
     def add_availability_source(self, source: Callable[[], dict[str, bool]]) -> None:
-        self._availability_sources.append(source)
-
-    def remove_availability_source(self, source: Callable[[], dict[str, bool]]) -> None:
-        if source in self._availability_sources:
-            self._availability_sources.remove(source)
+        """``source`` must be a bound method (e.g. ``ProviderChain.status``); it is held weakly."""
+        self._availability_sources.append(weakref.WeakMethod(source))  # type: ignore[arg-type]
 
     def _observe_availability(self, _options: CallbackOptions) -> Iterable[Observation]:
-        for source in list(self._availability_sources):
+        self._availability_sources = [ref for ref in self._availability_sources if ref() is not None]
+        for ref in list(self._availability_sources):
+            source = ref()
+            if source is None:
+                continue
             try:
                 status = source()
             except Exception:  # a broken cooldown store must not break the metrics export
