@@ -1,10 +1,10 @@
 """A circuit breaker per dependency (the spec's: 5 failures, 60 s recovery, 3 calls in half-open).
 
 Hand-written on purpose: the maintained asyncio breakers on PyPI don't fit the spec. purgatory
-(threshold + ttl, state-change listeners) lets exactly one trial request decide the half-open state and
-reads the wall clock; aiobreaker (a pybreaker port) likewise has no half-open call limit and has been
-unmaintained since 2020. The spec needs "3 calls in half-open", and the tests need an injectable clock
-to move through recovery without sleeping. The state machine below is ~100 lines with no I/O.
+(threshold + ttl, state-change listeners) and aiobreaker (a pybreaker port: fail_max,
+timeout_duration, listeners) both let a single trial call decide the half-open state; the spec needs
+"3 calls in half-open", and the tests need an injectable clock to move through the 60 s recovery
+without sleeping. The state machine below is ~100 lines with no I/O.
 
 Semantics:
 - closed: calls pass; ``failure_threshold`` consecutive transient failures open the circuit.
