@@ -33,13 +33,15 @@ PHONE_MASK = "[PHONE]"
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 # Candidates: "+<digits/separators>", NANP "(555) 123-4567" / "555-123-4567" / "555.123.4567",
-# and European "0xx xxxx xxxx". The digit count is checked afterwards (7..15, E.164's maximum), so
-# dates, versions, IPs and plain integers (timestamps, ids) are left alone.
+# and national "0xx xxxx xxxx" / "06 12 34 56 78". The digit count is checked afterwards (7..15,
+# E.164's maximum), so dates, versions, IPs and plain integers (timestamps, ids) are left alone.
+# A heuristic: unusual national formats without a "+" can slip through.
 _PHONE = re.compile(
     r"(?<![\w+])(?:"
     r"\+\d[\d\s().-]{5,}\d"
     r"|\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}"
     r"|0\d{1,4}[\s-]\d{3,4}[\s-]?\d{3,4}"
+    r"|0\d(?:[\s.-]\d{2}){4}"
     r")(?!\w)"
 )
 _SECRET_VALUES = (
@@ -52,6 +54,10 @@ _SECRET_VALUES = (
 # Query-string / key=value credentials: keep the name, mask the value.
 _SECRET_PARAM = re.compile(
     r"(?i)\b((?:api[_-]?key|access[_-]?token|auth[_-]?token|token|secret|password|key)=)[^&\s\"']+"
+)
+# Cheap pre-check: a string none of the patterns above could match is returned untouched (most are).
+_MAYBE_SENSITIVE = re.compile(
+    r"@|\+\d|\d[\s.-]?\d[\s.-]?\d|sk-|AKIA|gh[pousr]_|xox|(?i:bearer|basic|key=|token=|secret=|password=)"
 )
 _SECRET_KEY_PARTS = ("api_key", "apikey", "api-key", "authorization", "secret", "password", "token")
 
@@ -75,6 +81,8 @@ class Redactor:
         self.pii = pii
 
     def text(self, value: str) -> str:
+        if not _MAYBE_SENSITIVE.search(value):
+            return value
         for pattern in _SECRET_VALUES:
             value = pattern.sub(REDACTED, value)
         value = _SECRET_PARAM.sub(lambda m: m.group(1) + REDACTED, value)

@@ -118,6 +118,13 @@ def test_secrets_never_exported(otel):
     assert record.log_record.attributes["session_token"] == REDACTED
 
 
+@pytest.mark.parametrize(
+    "phone", ["+1 (415) 555-0100", "415-555-0100", "+447911123456", "020 7946 0958", "06 12 34 56 78"]
+)
+def test_phone_formats_are_redacted(phone):
+    assert Redactor().text(f"call {phone} today") == f"call {PHONE_MASK} today"
+
+
 def test_redaction_leaves_ordinary_numbers_alone():
     redactor = Redactor()
     for text in ("2026-11-29 03:40:01", "v1.45.1", "127.0.0.1:4318", "ts 1764387442", "took 0.312 s"):
