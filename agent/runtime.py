@@ -33,6 +33,7 @@ class Runtime:
     sessions: SessionManager
     health: HealthRegistry
     health_server: HealthServer | None = None
+    owns_sessions: bool = True
     _closed: bool = field(default=False, repr=False)
 
     @property
@@ -45,7 +46,8 @@ class Runtime:
         self._closed = True
         if self.health_server is not None:
             await self.health_server.stop()
-        await self.sessions.stop(close_open=True)
+        if self.owns_sessions:
+            await self.sessions.stop(close_open=True)
         await self.crm.aclose()
         await self.llm.aclose()
 
@@ -99,19 +101,32 @@ async def start_runtime(
     health_host: str = "127.0.0.1",
     health_port: int = 0,
     serve_health: bool = False,
+    sessions: SessionManager | None = None,
+    start_outbox_drainer: bool = True,
 ) -> Runtime:
-    """Build and start the shared services on the running loop."""
+    """Build and start the shared services on the running loop.
+
+    ``sessions``: an existing (process-wide) manager to use instead of a new one; it is not stopped
+    by ``aclose``. ``start_outbox_drainer=False``: writes still queue in the outbox, but another
+    process (the worker) delivers them.
+    """
     from agent.crm import build_crm
     from agent.health import HealthServer
     from agent.llm import build_llm
 
     llm = build_llm(llm_settings)
+    await llm.warm()  # LiteLLM's first-call setup, here rather than in the first turn's deadline
     crm = build_crm(crm_settings)
-    await crm.start()
-    sessions = SessionManager(session_settings, tenants)
-    sessions.start()
+    if start_outbox_drainer:
+        await crm.start()
+    owns_sessions = sessions is None
+    if sessions is None:
+        sessions = SessionManager(session_settings, tenants)
+        sessions.start()
     health = build_health_registry(llm, crm, telemetry)
-    runtime = Runtime(llm=llm, crm=crm, tenants=tenants, sessions=sessions, health=health)
+    runtime = Runtime(
+        llm=llm, crm=crm, tenants=tenants, sessions=sessions, health=health, owns_sessions=owns_sessions
+    )
     if serve_health:
         server = HealthServer(health, host=health_host, port=health_port)
         await server.start()

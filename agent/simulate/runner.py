@@ -78,6 +78,8 @@ async def run_call(
                     result.tool_errors += int(event.item.is_error)
                     if event.item.name == "check_availability" and not event.item.is_error:
                         state.slots = _ISO_SLOT.findall(event.item.output)
+                    if event.item.name == "book_meeting" and not event.item.is_error:
+                        state.meeting_booked = True
     except Exception as exc:  # one broken call must not stop the run
         result.error = f"{type(exc).__name__}: {exc}"[:300]
         log.warning("simulated call %s failed: %s", call_ctx.call_id, result.error)

@@ -4,7 +4,8 @@ The local LLM provider turns a user message's ``/tool NAME {json}`` lines into e
 calls and answers plain lines with a canned sales reply, so a script fixes the whole conversation:
 which tools run with which arguments, including deliberately bad ones. ``{slot}`` in a line is
 replaced by a slot the last ``check_availability`` returned (or an hour from now, so a booking
-still goes to the calendar when no slots were listed).
+still goes to the calendar when no slots were listed); ``{won}`` by ``converted`` when this call
+booked a meeting, else ``callback`` (a calendar outage turns a sale into a follow-up).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class ScriptState:
     """What a running script learned from tool results so far."""
 
     slots: list[str] = field(default_factory=list)
+    meeting_booked: bool = False
 
 
 def tool(tool_name: str, /, **args: Any) -> str:
@@ -77,7 +79,7 @@ def converted(p: Prospect, index: int) -> Script:
             tool("check_availability", days_ahead=7),
             tool("book_meeting", slot_start="{slot}"),
             tool("log_note", note="Wants a demo for the platform team; currently evaluating two vendors."),
-            tool("end_call", outcome="converted"),
+            tool("end_call", outcome="{won}"),
         ),
         "converted",
     )
@@ -137,6 +139,7 @@ def script_for(index: int, run_id: str) -> Script:
 
 
 def render_turn(turn: str, state: ScriptState, index: int) -> str:
+    turn = turn.replace("{won}", "converted" if state.meeting_booked else "callback")
     if "{slot}" not in turn:
         return turn
     if state.slots:

@@ -1,0 +1,318 @@
+"""The LiveKit worker: job admission by tenant, one ``SalesCall`` per job, health and load.
+
+Where things live (``SALES_AGENT_JOB_EXECUTOR``):
+
+- ``thread`` (default): every job of a worker runs in a thread of the worker process, each with its
+  own event loop. Imports (livekit ~120 MB, litellm ~200 MB) are paid once per worker, the
+  ``SessionManager`` is process-wide (its sweep runs on the worker loop, ``SalesCall`` hops to the
+  job's loop to say goodbye) and ``load_fnc`` reports open sessions / ``max_sessions``.
+- ``process``: livekit's isolation default; each job process builds its own services and session
+  manager, and the load is the number of running jobs / ``max_sessions``.
+
+Either way each job builds its LLM chain and CRM clients on its own loop (httpx/aiohttp clients
+must stay on the loop that created them), while the worker process keeps one CRM facade whose
+outbox drainer delivers writes a finished job queued, and serves ``/health`` + ``/ready``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from agent.app_settings import AppSettings, WorkerSettings
+from agent.call_context import CallContext
+from agent.errors import InvalidInput
+from agent.tenants import TenantRegistry
+
+if TYPE_CHECKING:
+    from livekit.agents import AgentServer, JobContext, JobProcess, JobRequest, WorkerOptions
+    from livekit.protocol.agent import Job
+
+    from agent.runtime import Runtime
+    from agent.sessions import SessionManager
+
+log = logging.getLogger(__name__)
+
+TENANT_METADATA_KEYS = ("tenant_id", "tenant")
+
+
+@functools.cache
+def app_settings() -> AppSettings:
+    return AppSettings()
+
+
+@functools.cache
+def tenant_registry() -> TenantRegistry:
+    return TenantRegistry.from_file(app_settings().tenants.tenants_file)
+
+
+def tenant_from_metadata(metadata: str | None) -> str | None:
+    """The tenant id in a job or room metadata string: JSON ``{"tenant_id": ...}`` or a bare id."""
+    text = (metadata or "").strip()
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return text  # a bare id; TenantRegistry.get validates its format
+    if isinstance(data, dict):
+        for key in TENANT_METADATA_KEYS:
+            value = data.get(key)
+            if isinstance(value, str) and value.strip():
+                return value.strip()
+        return None
+    return data if isinstance(data, str) else None
+
+
+def tenant_for_job(job: Job, default_tenant: str = "") -> str:
+    """Job metadata first, then the room's, then the configured default; validated.
+
+    Raises ``InvalidInput`` (unknown/malformed tenant, or none given and no default).
+    """
+    tenant = tenant_from_metadata(job.metadata) or tenant_from_metadata(job.room.metadata) or default_tenant
+    if not tenant:
+        raise InvalidInput(
+            'the job carries no tenant: set job or room metadata to {"tenant_id": "<id>"}',
+            field="tenant_id",
+            error_type="missing_tenant",
+        )
+    tenant_registry().get(tenant)
+    return tenant
+
+
+# --- worker-process state (thread executor shares it with the jobs) ----------------------------
+@dataclass
+class WorkerState:
+    sessions: SessionManager
+    runtime: Runtime | None = None  # health + outbox drainer on the worker loop
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+_state: WorkerState | None = None
+
+
+def _session_manager() -> SessionManager:
+    global _state
+    if _state is None:
+        from agent.sessions import SessionManager
+
+        _state = WorkerState(sessions=SessionManager(app_settings().sessions, tenant_registry()))
+    return _state.sessions
+
+
+async def _start_worker_services() -> None:
+    """On the worker loop: the session sweep, and health + outbox drainer when configured."""
+    from agent.runtime import start_runtime
+    from telemetry.setup import setup_telemetry
+
+    settings = app_settings()
+    sessions = _session_manager()
+    assert _state is not None
+    _state.loop = asyncio.get_running_loop()
+    sessions.start()
+    try:
+        runtime = await start_runtime(
+            llm_settings=settings.llm,
+            crm_settings=settings.crm,
+            session_settings=settings.sessions,
+            tenants=tenant_registry(),
+            telemetry=setup_telemetry(settings.telemetry),
+            health_host=settings.worker.health_host,
+            health_port=settings.worker.health_port,
+            serve_health=settings.worker.health_port > 0,
+        )
+    except Exception:
+        log.exception("worker services (health, outbox drainer) failed to start; calls still run")
+        return
+    _state.runtime = runtime
+
+
+def _on_worker_started() -> None:
+    asyncio.get_running_loop().create_task(_start_worker_services(), name="sales-agent-worker-services")
+
+
+def worker_load(server: AgentServer) -> float:
+    """0..1 for livekit's ``load_threshold``: open sessions (thread executor) or running jobs (process)."""
+    max_sessions = app_settings().sessions.max_sessions
+    by_jobs = len(server.active_jobs) / max_sessions
+    by_sessions = _state.sessions.load() if _state is not None else 0.0
+    return min(1.0, max(by_jobs, by_sessions))
+
+
+# --- livekit hooks --------------------------------------------------------------------------------
+# Imported before the first call: by the worker (thread executor), in livekit's forkserver
+# (process executor, ``preload_modules``) and again in ``prewarm`` (a no-op when already done).
+# litellm alone is ~4 s; imported on a job's loop it would block the call's first turn.
+PRELOAD_MODULES = ["litellm", "agent.llm.router_llm", "agent.crm", "agent.sales_call", "agent.runtime"]
+
+
+def preload() -> None:
+    import importlib
+
+    for module in PRELOAD_MODULES:
+        importlib.import_module(module)
+
+
+def prewarm(proc: JobProcess) -> None:
+    """Runs once per job process (or thread): telemetry and the slow imports before a call arrives."""
+    from telemetry.setup import setup_telemetry
+
+    settings = app_settings()
+    setup_telemetry(settings.telemetry)
+    preload()
+
+    if settings.worker.vad == "silero":
+        from livekit.plugins import silero
+
+        proc.userdata["vad"] = silero.VAD.load()
+
+
+async def request_fnc(request: JobRequest) -> None:
+    """Accept only jobs whose tenant is known; anything else is rejected with a clear log line."""
+    try:
+        tenant = tenant_for_job(request.job, app_settings().worker.default_tenant)
+    except InvalidInput as exc:
+        log.warning(
+            "rejecting job %s for room %r: %s",
+            request.id,
+            request.room.name,
+            exc.message,
+            extra={"job_id": request.id, "error.type": exc.error_type},
+        )
+        await request.reject()
+        return
+    log.info("accepting job %s for tenant %s", request.id, tenant, extra={"tenant.id": tenant})
+    await request.accept(attributes={"tenant.id": tenant})
+
+
+def speech_plugins(settings: WorkerSettings, vad: Any = None) -> dict[str, Any]:
+    """STT/TTS (and VAD) for the voice session; keys come from each plugin's env variable."""
+    plugins: dict[str, Any] = {}
+    if settings.stt == "deepgram":
+        from livekit.plugins import deepgram
+
+        plugins["stt"] = deepgram.STT(model=settings.stt_model or "nova-3", language=settings.language)
+    else:
+        from livekit.plugins import openai
+
+        plugins["stt"] = openai.STT(
+            model=settings.stt_model or "gpt-4o-mini-transcribe", language=settings.language
+        )
+    if settings.tts == "cartesia":
+        from livekit.plugins import cartesia
+
+        options = {"voice": settings.tts_voice} if settings.tts_voice else {}
+        plugins["tts"] = cartesia.TTS(
+            model=settings.tts_model or "sonic-3", language=settings.language, **options
+        )
+    else:
+        from livekit.plugins import openai
+
+        options = {"voice": settings.tts_voice} if settings.tts_voice else {}
+        plugins["tts"] = openai.TTS(model=settings.tts_model or "gpt-4o-mini-tts", **options)
+    if settings.vad == "silero":
+        if vad is None:
+            from livekit.plugins import silero
+
+            vad = silero.VAD.load()
+        plugins["vad"] = vad
+    return plugins
+
+
+async def entrypoint(ctx: JobContext) -> None:
+    """One job = one call: services on this loop, the call inside its root span, cleanup on shutdown."""
+    from agent.runtime import start_runtime
+    from agent.sales_call import SalesCall
+    from agent.sessions import CapacityExceeded
+    from telemetry.setup import setup_telemetry
+
+    settings = app_settings()
+    telemetry = setup_telemetry(settings.telemetry)
+    tenant = tenant_for_job(ctx.job, settings.worker.default_tenant)  # validated again: metadata may change
+    call_ctx = CallContext(
+        tenant_id=tenant, session_id=ctx.job.id, call_id=ctx.job.room.sid or ctx.job.room.name
+    )
+
+    # Thread executor: the worker-wide SessionManager (on the worker loop) sees every call of the process.
+    shared = _state is not None and _state.loop is not None and _state.loop is not asyncio.get_running_loop()
+    runtime = await start_runtime(
+        llm_settings=settings.llm,
+        crm_settings=settings.crm,
+        session_settings=settings.sessions,
+        tenants=tenant_registry(),
+        telemetry=telemetry,
+        sessions=_state.sessions if shared and _state is not None else None,
+        start_outbox_drainer=_state is None,  # the worker process drains when it runs one
+    )
+    call = SalesCall(
+        call_ctx, runtime.services, **speech_plugins(settings.worker, ctx.proc.userdata.get("vad"))
+    )
+
+    async def end_call_then_services() -> None:  # livekit runs shutdown callbacks concurrently
+        try:
+            await call.aclose()
+        finally:
+            await runtime.aclose()
+
+    ctx.add_shutdown_callback(end_call_then_services)
+    await ctx.connect()
+    try:
+        await call.start(room=ctx.room)
+    except CapacityExceeded as exc:
+        log.warning("call refused: %s", exc.message, extra=call_ctx.span_attributes())
+        ctx.shutdown(reason="capacity")
+        return
+    log.info("call %s running (trace %s)", call_ctx.call_id, call.trace_id, extra=call_ctx.span_attributes())
+
+
+def worker_options() -> WorkerOptions:
+    from livekit.agents import JobExecutorType, WorkerOptions
+
+    worker = app_settings().worker
+    options = WorkerOptions(
+        entrypoint_fnc=entrypoint,
+        request_fnc=request_fnc,
+        prewarm_fnc=prewarm,
+        load_fnc=worker_load,
+        load_threshold=worker.load_threshold,
+        job_executor_type=JobExecutorType.THREAD
+        if worker.job_executor == "thread"
+        else JobExecutorType.PROCESS,
+        agent_name=worker.agent_name,
+        # Loading silero and warming imports on 2 shared cores can take longer than livekit's 10 s.
+        initialize_process_timeout=30.0,
+        preload_modules=PRELOAD_MODULES,
+    )
+    return options
+
+
+def import_speech_plugins(settings: WorkerSettings) -> None:
+    """livekit plugins register themselves on import and refuse to outside the main thread (job threads)."""
+    import importlib
+
+    modules = {settings.stt, settings.tts} | ({"silero"} if settings.vad == "silero" else set())
+    for module in sorted(modules):
+        importlib.import_module(f"livekit.plugins.{module}")
+
+
+def run_worker(argv: Sequence[str]) -> None:
+    """``sales-agent dev|start|console|connect ...``: livekit's CLI with our options."""
+    from livekit.agents import AgentServer, cli
+
+    from telemetry.setup import setup_telemetry
+
+    setup_telemetry(app_settings().telemetry)
+    import_speech_plugins(app_settings().worker)
+    if app_settings().worker.job_executor == "thread":
+        preload()  # job threads share this process's modules
+    tenant_registry()  # fail fast on a bad tenants file, before connecting to LiveKit
+    server = AgentServer.from_server_options(worker_options())
+    server.on("worker_started", _on_worker_started)
+    sys.argv = ["sales-agent", *argv]  # livekit's CLI (typer) reads its command from sys.argv
+    cli.run_app(server)
