@@ -13,44 +13,19 @@ import subprocess
 import pytest
 import yaml
 from test_e2e_helpers import (
+    NON_CATALOG_METRICS,
     RULE_FILES,
     RULE_TESTS,
     RUNBOOK_BASE,
     RUNBOOKS_DIR,
     alert_rules,
+    in_catalog,
     load_rule_groups,
     promql_metric_names,
     require_binary,
 )
 
-from telemetry import names
-
 SEVERITIES = {"critical", "warning", "info"}
-# Series the agent exports that are not in the catalog: psutil metrics (telemetry/system_metrics.py,
-# OTel semconv names) and the exporter's target_info.
-NON_CATALOG_METRICS = {
-    "target_info",
-    "process_memory_usage_bytes",
-    "system_memory_usage_bytes",
-    "system_memory_utilization",
-    "system_cpu_utilization",
-}
-# Prometheus suffixes the exporter may add to a catalog name (unit, counter, histogram parts).
-_SUFFIXES = ("", "_total", "_seconds", "_seconds_total", "_seconds_bucket", "_seconds_sum", "_seconds_count",
-             "_bucket", "_sum", "_count", "_bytes")  # fmt: skip
-
-
-def catalog_prometheus_bases() -> set[str]:
-    return {
-        value.replace(".", "_")
-        for key, value in vars(names).items()
-        if key.isupper() and isinstance(value, str) and value.startswith("sales_agent.")
-    }
-
-
-def in_catalog(metric: str) -> bool:
-    bases = catalog_prometheus_bases()
-    return any(metric == base + suffix for base in bases for suffix in _SUFFIXES)
 
 
 def test_promtool_check_rules() -> None:

@@ -229,3 +229,120 @@ def load_rule_groups() -> list[dict[str, Any]]:
 
 def alert_rules() -> list[dict[str, Any]]:
     return [rule for group in load_rule_groups() for rule in group["rules"] if "alert" in rule]
+
+
+# --- Metric catalog: which Prometheus names can the agent export? -------------------------------
+# Series the agent exports that are not in telemetry/names.py: psutil metrics under OTel semconv names
+# (telemetry/system_metrics.py) and the exporter's target_info.
+NON_CATALOG_METRICS = {
+    "target_info",
+    "process_cpu_utilization",
+    "process_memory_usage_bytes",
+    "process_memory_virtual_bytes",
+    "process_unix_file_descriptor_count",
+    "process_thread_count",
+    "system_cpu_utilization",
+    "system_cpu_load_average_1m",
+    "system_cpu_load_average_5m",
+    "system_memory_usage_bytes",
+    "system_memory_utilization",
+    "system_filesystem_utilization",
+    "system_network_io_bytes_total",
+}
+# Suffixes the Prometheus exporter may add to a catalog name (unit, counter, histogram parts).
+_SUFFIXES = ("", "_total", "_seconds", "_seconds_total", "_seconds_bucket", "_seconds_sum", "_seconds_count",
+             "_bucket", "_sum", "_count", "_bytes")  # fmt: skip
+
+
+def catalog_prometheus_bases() -> set[str]:
+    from telemetry import names
+
+    return {
+        value.replace(".", "_")
+        for key, value in vars(names).items()
+        if key.isupper() and isinstance(value, str) and value.startswith("sales_agent.")
+    }
+
+
+def in_catalog(metric: str) -> bool:
+    bases = catalog_prometheus_bases()
+    return any(metric == base + suffix for base in bases for suffix in _SUFFIXES)
+
+
+# --- Dashboards: every query, by datasource ------------------------------------------------------
+def load_dashboards() -> dict[str, dict[str, Any]]:
+    return {path.stem: json.loads(path.read_text()) for path in sorted(DASHBOARDS_DIR.glob("*.json"))}
+
+
+def dashboard_queries() -> list[tuple[str, str, str, str]]:
+    """(dashboard uid, panel title, datasource type, query) for every panel target and query variable."""
+    found: list[tuple[str, str, str, str]] = []
+    for uid, board in load_dashboards().items():
+        for p in board["panels"]:
+            for t in p.get("targets", []):
+                kind = (t.get("datasource") or p.get("datasource") or {}).get("type", "")
+                query = t.get("expr") or t.get("query") or ""
+                found.append((uid, p["title"], kind, query))
+        for var in board["templating"]["list"]:
+            if var["type"] == "query":
+                kind = var["datasource"]["type"]
+                found.append((uid, f"variable {var['name']}", kind, var["query"]["query"]))
+    return found
+
+
+# What the e2e test substitutes for Grafana's variables (every tenant, instance and environment).
+GRAFANA_VARIABLES = {
+    "__rate_interval": "1m",
+    "__interval": "15s",
+    "__range": "10m",
+    "environment": ".*",
+    "instance": ".*",
+    "tenant": ".*",
+    "call_id": ".*",
+    "trace_id": ".*",
+}
+
+
+def substitute_variables(query: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        if name not in GRAFANA_VARIABLES:
+            raise KeyError(f"unknown Grafana variable ${name} in {query!r}")
+        return GRAFANA_VARIABLES[name]
+
+    return re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)", replace, query)
+
+
+def label_values_to_promql(query: str) -> str:
+    """``label_values(selector, label)`` (Grafana variable query) -> the selector as PromQL."""
+    match = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", query.strip())
+    assert match, f"unsupported variable query {query!r}"
+    return match.group(1)
+
+
+# --- LogQL / TraceQL: a structural syntax check (no Loki or Tempo binary here) ---------------------
+_MATCHER = r'\s*[A-Za-z_][\w.]*\s*(=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"\s*'
+
+
+def check_logql(query: str) -> None:
+    """A LogQL log query: a stream selector, then pipeline stages (| filter, |= text, | json ...)."""
+    match = re.match(r"\{(" + _MATCHER + r"(," + _MATCHER + r")*)\}", query)
+    assert match, f"LogQL must start with a stream selector: {query!r}"
+    rest = query[match.end() :].strip()
+    for stage in filter(None, (s.strip() for s in re.split(r"\|(?=[\s=~!])", rest))):
+        ok = re.fullmatch(_MATCHER, stage) or re.fullmatch(r'(=|~|!=|!~)\s*"(?:[^"\\]|\\.)*"', stage)
+        ok = ok or re.fullmatch(r"(json|logfmt|unpack)(\s.*)?", stage)
+        assert ok, f"unrecognised LogQL stage {stage!r} in {query!r}"
+
+
+_TRACEQL_CONDITION = (
+    r'\s*(resource|span|\.)\.?[A-Za-z_][\w.]*\s*(=~|!~|!=|=|>=|<=|>|<)\s*("(?:[^"\\]|\\.)*"|[\w.]+)\s*'
+)
+
+
+def check_traceql(query: str) -> None:
+    """A TraceQL spanset filter: { cond (&& | ||) cond ... } with scoped attributes."""
+    match = re.fullmatch(r"\{(.*)\}", query.strip())
+    assert match, f"TraceQL must be a spanset filter: {query!r}"
+    for cond in re.split(r"&&|\|\|", match.group(1)):
+        assert re.fullmatch(_TRACEQL_CONDITION, cond), f"unrecognised TraceQL condition {cond!r} in {query!r}"
