@@ -33,12 +33,12 @@ RUN groupadd --system --gid 10001 app \
     && chown app:app /data
 COPY --from=build --chown=app:app /app /app
 COPY --chown=app:app deploy/docker/healthcheck.py /usr/local/bin/healthcheck.py
+# Ports stay off unless a service sets SALES_AGENT_HEALTH_PORT / SALES_AGENT_METRICS_PORT; when it
+# does, they must be reachable from other containers (Prometheus) and published ports.
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     LITELLM_LOCAL_MODEL_COST_MAP=True \
-    SALES_AGENT_HEALTH_PORT=8080 \
     SALES_AGENT_HEALTH_HOST=0.0.0.0 \
-    SALES_AGENT_METRICS_PORT=9464 \
     SALES_AGENT_METRICS_HOST=0.0.0.0
 WORKDIR /app
 USER app
