@@ -1,0 +1,262 @@
+"""One scripted call end to end in LiveKit's text mode, through the real agent stack.
+
+SalesAgent + its tools + SalesCall (root span, sessions, outcome) + RouterLLM over the local
+providers + ResilientCrm over the local CRM service, all on loopback; the LLM is driven by the
+provider's ``/tool NAME {json}`` convention so the conversation is deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from livekit.agents.voice.run_result import ChatMessageEvent, FunctionCallOutputEvent
+from opentelemetry.trace import SpanKind
+
+from agent.call_context import CallContext
+from agent.crm import CrmSettings
+from agent.llm import LLMSettings, ProviderConfig
+from agent.runtime import Runtime, start_runtime
+from agent.sales_call import CALL_SPAN_NAME, SalesCall
+from agent.session_settings import SessionSettings
+from agent.tenants import TenantRegistry
+from local_services.crm_service import run_crm_service
+from local_services.llm_provider import run_llm_provider
+from telemetry import names
+
+TENANTS = {
+    "tenants": {
+        "acme": {"display_name": "Acme Corp", "pitch": "cost analytics"},
+        "globex": {"display_name": "Globex", "pitch": "logistics software"},
+    }
+}
+
+
+@dataclass
+class Stack:
+    runtime: Runtime
+    crm_url: str
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    async with (
+        run_llm_provider("primary") as primary,
+        run_llm_provider("backup") as backup,
+        run_crm_service(tmp_path / "crm.sqlite3") as crm_url,
+    ):
+        chain = [
+            ProviderConfig(name=p.name, kind="local", model=f"{p.name}-model", api_base=p.url)
+            for p in (primary, backup)
+        ]
+        runtime = await start_runtime(
+            llm_settings=LLMSettings(chain=chain),
+            crm_settings=CrmSettings(CRM_URL=crm_url, CRM_OUTBOX_PATH=str(tmp_path / "outbox.sqlite3")),
+            session_settings=SessionSettings(),
+            tenants=TenantRegistry.from_mapping(TENANTS),
+        )
+        try:
+            yield Stack(runtime, crm_url)
+        finally:
+            await runtime.aclose()
+
+
+def tool(name: str, /, **args: Any) -> str:
+    return f"/tool {name} {json.dumps(args)}"
+
+
+def new_call(stack: Stack, tenant: str = "acme") -> SalesCall:
+    ctx = CallContext(tenant_id=tenant, session_id=uuid.uuid4().hex, call_id=f"test-{uuid.uuid4().hex[:8]}")
+    return SalesCall(ctx, stack.runtime.services, greet_on_enter=False)
+
+
+def outputs(result: Any) -> list[Any]:
+    return [e.item for e in result.events if isinstance(e, FunctionCallOutputEvent)]
+
+
+def replies(result: Any) -> list[str]:
+    return [e.item.text_content or "" for e in result.events if isinstance(e, ChatMessageEvent)]
+
+
+def chain_to_root(span: Any, by_id: dict[int, Any]) -> list[str]:
+    """Span names from ``span`` up to the root of its trace."""
+    path = [span.name]
+    while span.parent is not None and span.parent.span_id in by_id:
+        span = by_id[span.parent.span_id]
+        path.append(span.name)
+    return path
+
+
+CONTACT = {"name": "Dana Scully", "company": "Initech", "role": "CTO", "email": "dana@initech.example.com"}
+
+
+async def test_scripted_call_is_one_trace_from_call_root_to_crm_server(otel, stack: Stack) -> None:
+    acme = {names.TENANT_ID: "acme"}
+    leads_before = otel.metric_value(names.LEADS_CAPTURED, **acme)
+    qualified_before = otel.metric_value(names.LEADS_QUALIFIED, **acme, **{names.LEAD_BAND: "hot"})
+    calls_before = otel.metric_value(names.CALLS, **acme, **{names.CALL_OUTCOME: "callback"})
+    started_before = otel.metric_value(names.SESSIONS_STARTED, **acme)
+    ended_before = otel.metric_value(names.SESSIONS_ENDED, **acme, **{names.SESSION_OUTCOME: "completed"})
+
+    call = new_call(stack)
+    await call.start()
+    assert call.context.session_id in stack.runtime.sessions
+    greeting = await call.session.run(user_input="Hi, who is this?")
+    captured = await call.session.run(user_input=tool("capture_basic_info", **CONTACT))
+    qualified = await call.session.run(
+        user_input=tool(
+            "qualify_lead", budget=90000, authority="decision_maker", need="high", timeline="this_quarter"
+        )
+    )
+    await call.session.run(user_input=tool("end_call", outcome="callback"))
+    assert await call.wait_finished(10)
+
+    assert replies(greeting)  # the canned sales reply
+    assert "saved" in outputs(captured)[0].output.lower()
+    assert not outputs(captured)[0].is_error
+    assert outputs(qualified)[0].output.startswith("Lead scored 100/100 (hot)")
+    assert call.outcome == "callback"
+    assert call.context.session_id not in stack.runtime.sessions
+
+    spans = otel.spans()
+    [root] = [
+        s for s in spans if s.name == CALL_SPAN_NAME and s.attributes[names.CALL_ID] == call.context.call_id
+    ]
+    trace_id = root.context.trace_id
+    assert root.attributes[names.TENANT_ID] == "acme"
+    assert root.attributes[names.SESSION_ID] == call.context.session_id
+    assert root.attributes[names.CALL_OUTCOME] == "callback"
+    in_trace = [s for s in spans if s.context.trace_id == trace_id]
+    by_id = {s.context.span_id: s for s in in_trace}
+
+    # Every LLM attempt (one provider call) sits under a turn of this call.
+    attempts = [s for s in in_trace if s.name == "chat primary-model"]
+    assert len(attempts) >= 5  # greeting, 2 per tool turn (call + acknowledgement)...
+    for attempt in attempts:
+        path = chain_to_root(attempt, by_id)
+        assert path[-1] == CALL_SPAN_NAME and "agent_turn" in path and "llm_node" in path
+
+    # Tool span -> CRM client span -> HTTP client span -> CRM server span, under the turn.
+    [tool_span] = [s for s in in_trace if s.name == "capture_basic_info"]
+    assert chain_to_root(tool_span, by_id)[1:3] == ["function_tool", "agent_turn"]
+    assert chain_to_root(tool_span, by_id)[-1] == CALL_SPAN_NAME
+    assert tool_span.attributes[names.CALL_ID] == call.context.call_id
+    crm_spans = [s for s in in_trace if s.parent and s.parent.span_id == tool_span.context.span_id]
+    assert [s.name for s in crm_spans] == ["crm.upsert_contact"]
+    http_client = [
+        s
+        for s in in_trace
+        if s.kind is SpanKind.CLIENT and s.parent and s.parent.span_id == crm_spans[0].context.span_id
+    ]
+    assert http_client
+    server = [
+        s
+        for s in in_trace
+        if s.kind is SpanKind.SERVER and s.parent and s.parent.span_id == http_client[-1].context.span_id
+    ]
+    assert len(server) == 1 and "/v1/contacts" in server[0].name
+
+    # The call's logs carry its trace id.
+    bodies = {r.log_record.body for r in otel.logs() if r.log_record.trace_id == trace_id}
+    assert "call started" in bodies
+    assert any(str(b).startswith("call ended: callback") for b in bodies)
+
+    # Business and session metrics.
+    assert otel.metric_value(names.LEADS_CAPTURED, **acme) == leads_before + 1
+    assert (
+        otel.metric_value(names.LEADS_QUALIFIED, **acme, **{names.LEAD_BAND: "hot"}) == qualified_before + 1
+    )
+    assert otel.metric_value(names.CALLS, **acme, **{names.CALL_OUTCOME: "callback"}) == calls_before + 1
+    assert otel.metric_value(names.SESSIONS_STARTED, **acme) == started_before + 1
+    ended = otel.metric_value(names.SESSIONS_ENDED, **acme, **{names.SESSION_OUTCOME: "completed"})
+    assert ended == ended_before + 1
+
+
+async def test_bad_tool_arguments_give_the_llm_a_specific_error_and_the_call_goes_on(
+    otel, stack: Stack
+) -> None:
+    validation = {names.ERROR_CATEGORY: "validation", names.OPERATION: "capture_basic_info"}
+    errors_before = otel.metric_value(names.ERRORS, **validation)
+
+    call = new_call(stack, "globex")
+    await call.start()
+    missing = await call.session.run(
+        user_input=tool("capture_basic_info", name="Dana", email="dana@x.example.com")
+    )
+    malformed = await call.session.run(
+        user_input=tool("capture_basic_info", name="Dana", company="Initech", email="dana at initech")
+    )
+    fixed = await call.session.run(user_input=tool("capture_basic_info", **CONTACT))
+    await call.aclose()
+
+    [missing_out] = outputs(missing)
+    assert missing_out.is_error
+    assert "company: this field is required" in missing_out.output
+    [malformed_out] = outputs(malformed)
+    assert malformed_out.is_error
+    assert "email" in malformed_out.output and "not valid" in malformed_out.output
+    assert "Ask the caller to confirm the email" in malformed_out.output
+    # The LLM answered each error (the provider quotes the tool output's first sentence) ...
+    assert replies(missing)[-1].startswith("Got it: Invalid input for capture_basic_info")
+    # ... and the call went on: the corrected call went through.
+    [fixed_out] = outputs(fixed)
+    assert not fixed_out.is_error
+    assert call.tools.contact_key == CONTACT["email"]
+    assert call.outcome == "dropped"  # closed without end_call
+
+    assert otel.metric_value(names.ERRORS, **validation) == errors_before + 2
+    error_spans = [s for s in otel.spans("capture_basic_info") if s.attributes.get(names.ERROR_CATEGORY)]
+    assert [s.attributes[names.ERROR_CATEGORY] for s in error_spans] == ["validation", "validation"]
+
+
+async def test_tools_cannot_reach_another_tenants_records(otel, stack: Stack) -> None:
+    crm = stack.runtime.crm
+    key = CONTACT["email"]
+    # Tenant B (globex) already has this person on record.
+    globex = new_call(stack, "globex")
+    await globex.start()
+    await globex.session.run(user_input=tool("capture_basic_info", **{**CONTACT, "company": "Globex Client"}))
+    await globex.aclose()
+    globex_before = await crm.get_contact("globex", key)
+    assert globex_before is not None
+
+    # A session of tenant A (acme) works with the same email, and tries to name tenant B explicitly.
+    acme = new_call(stack, "acme")
+    await acme.start()
+    smuggled = await acme.session.run(
+        user_input=tool("log_note", note="moved to acme", tenant_id="globex", contact_key=key)
+    )
+    await acme.session.run(user_input=tool("capture_basic_info", **CONTACT))
+    await acme.session.run(
+        user_input=tool("qualify_lead", budget=0, authority="none", need="low", timeline="none")
+    )
+    await acme.session.run(user_input=tool("log_note", note="acme-only note"))
+    await acme.aclose()
+
+    [smuggled_out] = outputs(smuggled)
+    assert smuggled_out.is_error
+    assert "tenant_id: unexpected argument" in smuggled_out.output
+    assert "contact_key: unexpected argument" in smuggled_out.output
+
+    # Tenant B's record is exactly as it was; tenant A has its own.
+    assert await crm.get_contact("globex", key) == globex_before
+    acme_record = await crm.get_contact("acme", key)
+    assert acme_record is not None
+    assert "acme-only note" in json.dumps(acme_record)
+    assert "acme-only note" not in json.dumps(globex_before)
+    assert "Initech" in json.dumps(acme_record) and "Initech" not in json.dumps(globex_before)
+
+
+async def test_tools_that_need_a_contact_say_so(otel, stack: Stack) -> None:
+    call = new_call(stack)
+    await call.start()
+    result = await call.session.run(user_input=tool("log_note", note="hello"))
+    await call.aclose()
+    [out] = outputs(result)
+    assert out.is_error
+    assert "call capture_basic_info before log_note" in out.output
