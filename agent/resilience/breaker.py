@@ -51,8 +51,12 @@ _live_breakers: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
 
 
 def _observe_states(_options: CallbackOptions) -> Iterable[Observation]:
+    # One point per dependency; if a process holds several breakers for one, report the worst state.
+    worst: dict[str, int] = {}
     for breaker in list(_live_breakers):
-        yield Observation(int(breaker.state), {names.DEPENDENCY: breaker.name})
+        worst[breaker.name] = max(worst.get(breaker.name, 0), int(breaker.state))
+    for name, state in worst.items():
+        yield Observation(state, {names.DEPENDENCY: name})
 
 
 _meter = metrics.get_meter("sales_agent")
