@@ -355,6 +355,9 @@ def test_the_dashboards_folder_is_provisioned_and_its_datasource_uids_exist(serv
     mounts = {v.split(":")[1]: v.split(":")[0] for v in services["grafana"]["volumes"]}
     assert mounts[provider["options"]["path"]] == "./dashboards"
     assert (REPO / "dashboards").is_dir()
+    home = services["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home.startswith(provider["options"]["path"] + "/")
+    assert (REPO / "dashboards" / Path(home).name).is_file(), f"home dashboard {home} is not in dashboards/"
     for path in sorted((REPO / "dashboards").glob("*.json")):
         dashboard = json.loads(path.read_text())
         template_names = {v["name"] for v in dashboard.get("templating", {}).get("list", [])}
