@@ -138,6 +138,8 @@ async def test_fault_before_first_token_falls_back_to_backup(
         {names.FALLBACK_FROM: "primary", names.FALLBACK_TO: "backup", names.FALLBACK_REASON: reason}
     ]
     assert otel.metric_value(names.LLM_FALLBACKS, **{names.FALLBACK_REASON: reason}) == fallbacks_before + 1
+    # Only a 429's Retry-After cools a provider down after one failure (allowed_fails=2 otherwise).
+    assert router_llm.provider_status()["primary"] is (fault != "429")
 
 
 async def test_connection_refused_falls_back(otel) -> None:

@@ -31,6 +31,7 @@ from agent.llm.settings import LLMSettings, ProviderConfig
 log = logging.getLogger(__name__)
 
 _FAIL_COUNTER_SUFFIX = "sales_agent"
+_MAX_RETRY_AFTER_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -149,23 +150,29 @@ class ProviderChain:
                 return max(0.0, float(value["timestamp"]) + float(value["cooldown_time"]) - time.time())
         return 0.0
 
-    async def record_failure(self, name: str, exc: BaseException, status_code: int) -> bool:
-        """Count a failed attempt; returns True when this failure put the provider in cooldown."""
+    async def record_failure(
+        self, name: str, exc: BaseException, status_code: int, retry_after_s: float | None = None
+    ) -> bool:
+        """Count a failed attempt; returns True when this failure put the provider in cooldown.
+
+        A 429 with ``Retry-After`` cools the provider down at once for that long (capped at
+        ``_MAX_RETRY_AFTER_S``): the provider said when to come back, counting to allowed_fails
+        would only send it more requests it will refuse.
+        """
         store = self._cooldowns.cooldown_store
         fails = await store.async_increment_allowed_fails(
             name, _FAIL_COUNTER_SUFFIX, self.settings.cooldown_s
         )
-        if fails <= self.settings.allowed_fails:
+        if retry_after_s:
+            cooldown, why = min(retry_after_s, _MAX_RETRY_AFTER_S), "Retry-After"
+        elif fails > self.settings.allowed_fails:
+            cooldown, why = self.settings.cooldown_s, f"{fails} failures"
+        else:
             return False
         self._cooldowns.add_deployment_to_cooldown(
-            model_id=name,
-            original_exception=exc,
-            exception_status=status_code,
-            cooldown_time=self.settings.cooldown_s,
+            model_id=name, original_exception=exc, exception_status=status_code, cooldown_time=cooldown
         )
-        log.warning(
-            "LLM provider %s cooling down for %.0f s after %d failures", name, self.settings.cooldown_s, fails
-        )
+        log.warning("LLM provider %s cooling down for %.1f s (%s)", name, cooldown, why)
         return True
 
     def status(self) -> dict[str, bool]:

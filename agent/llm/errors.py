@@ -54,6 +54,7 @@ class Classified:
     error_type: str
     reason: str
     status_code: int  # HTTP-like status to hand to LiteLLM's cooldown store (500 when unknown)
+    retry_after_s: float | None = None  # a 429's Retry-After (seconds form only)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -103,6 +104,18 @@ def _classify_code(exc: BaseException) -> tuple[str, int]:
     return "error", 500
 
 
+def _retry_after(exc: BaseException) -> float | None:
+    headers = getattr(exc, "litellm_response_headers", None) or getattr(
+        getattr(exc, "response", None), "headers", None
+    )
+    try:
+        value = headers.get("retry-after") if headers is not None else None
+        return max(0.0, float(value)) if value is not None else None
+    except (TypeError, ValueError, AttributeError):  # HTTP-date form or odd header: ignore
+        return None
+
+
 def classify(exc: BaseException) -> Classified:
     code, status = _classify_code(exc)
-    return Classified(code, ERROR_TYPES.get(code, "error"), status)
+    retry_after = _retry_after(exc) if code == "http_429" else None
+    return Classified(code, ERROR_TYPES.get(code, "error"), status, retry_after)

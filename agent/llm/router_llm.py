@@ -389,7 +389,9 @@ class RouterLLMStream(llm.LLMStream):
             "LLM attempt on %s failed: %s (%s)", provider.name, classified.error_type, type(exc).__name__
         )
         try:
-            await self._router_llm.chain.record_failure(provider.name, exc, classified.status_code)
+            await self._router_llm.chain.record_failure(
+                provider.name, exc, classified.status_code, classified.retry_after_s
+            )
         except Exception:  # a cooldown store outage (Redis) must not break the turn
             log.exception("could not record the LLM failure in the cooldown store")
         return _AttemptResult(
