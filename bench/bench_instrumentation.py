@@ -1,0 +1,266 @@
+"""Item 1: what one instrumented tool call costs, next to the bare call and one bare OTel span.
+
+The full path is what a tool does in production: ``with_error_handling`` (span + tool metrics) around a
+``CircuitBreaker.call`` around ``retry_async`` (stamina) around the operation. The child process installs
+the production providers with ``setup_telemetry`` (views, resource, processors) plus a BatchSpanProcessor
+into a null exporter and a periodic metric reader into a null exporter, so the SDK does all its work
+except the network. Variants are interleaved round by round; the figure is the median ns/op.
+
+    python -m bench.bench_instrumentation [--quick]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench._common import (
+    Table,
+    bench_arg_parser,
+    child_env,
+    emit,
+    median,
+    profile_hotspots,
+    run_child,
+    verdict,
+    write_result,
+)
+
+GOAL_RATIO = 1.5  # full path <= 1.5x one bare span
+OP = "capture_basic_info"
+FULL_PATH = "full: wrapper + breaker + retry"
+
+Variant = Callable[[], Awaitable[Any]]
+
+
+def _install_providers() -> None:
+    """Production providers (setup_telemetry) with null exporters in place of OTLP."""
+    from opentelemetry.sdk.metrics.export import (
+        MetricExporter,
+        MetricExportResult,
+        PeriodicExportingMetricReader,
+    )
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    from telemetry.settings import TelemetrySettings
+    from telemetry.setup import setup_telemetry
+
+    class NullSpanExporter(SpanExporter):
+        def export(self, spans: Sequence[Any]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    class NullMetricExporter(MetricExporter):
+        def __init__(self) -> None:
+            super().__init__(preferred_temporality={}, preferred_aggregation={})
+
+        def export(
+            self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any
+        ) -> MetricExportResult:
+            return MetricExportResult.SUCCESS
+
+        def force_flush(self, timeout_millis: float = 10_000) -> bool:
+            return True
+
+        def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+            return None
+
+    reader = PeriodicExportingMetricReader(NullMetricExporter(), export_interval_millis=60_000)
+    handle = setup_telemetry(TelemetrySettings(), metric_readers=[reader])
+    if handle.tracer_provider is None:
+        raise RuntimeError("setup_telemetry installed no TracerProvider (is OTEL_SDK_DISABLED set?)")
+    handle.tracer_provider.add_span_processor(BatchSpanProcessor(NullSpanExporter()))
+
+
+def build_paths(sdk: bool = True) -> dict[str, Variant]:
+    from opentelemetry import trace
+
+    from agent import error_handling
+    from agent.call_context import CallContext
+    from agent.error_handling import with_error_handling
+    from agent.errors import InvalidInput
+    from agent.resilience import CircuitBreaker, RetryPolicy, retry_async
+    from telemetry import names
+
+    tracer = trace.get_tracer("bench")
+    call = CallContext(tenant_id="acme", session_id="sess-0001", call_id="call-0001")
+    breaker = CircuitBreaker("crm")
+    policy = RetryPolicy()
+
+    async def op() -> dict[str, str]:  # a tool's own work, already done: what's left is the plumbing
+        return {"status": "synced"}
+
+    async def bad_op() -> dict[str, str]:
+        raise InvalidInput("email is not a valid address", field="email")
+
+    async def bare_call() -> Any:
+        return await op()
+
+    async def bare_span() -> Any:
+        with tracer.start_as_current_span("bench.bare_span"):
+            return await op()
+
+    span_attrs = {**call.span_attributes(), names.OPERATION: OP}
+    metric_attrs = {names.OPERATION: OP, names.OUTCOME: "ok", names.TENANT_ID: call.tenant_id}
+
+    async def span_with_attrs() -> Any:
+        with tracer.start_as_current_span(OP, attributes=span_attrs):
+            return await op()
+
+    async def metrics_only() -> Any:  # the two instruments the wrapper records per call
+        started = time.perf_counter()
+        result = await op()
+        error_handling._tool_calls.add(1, metric_attrs)
+        error_handling._tool_duration.record(time.perf_counter() - started, metric_attrs)
+        return result
+
+    async def guarded() -> Any:
+        return await breaker.call(lambda: retry_async(op, policy=policy, dependency="crm", operation=OP))
+
+    async def wrapper_only() -> Any:
+        return await with_error_handling(OP, call, op)
+
+    async def full() -> Any:
+        return await with_error_handling(OP, call, guarded)
+
+    async def full_error() -> Any:
+        try:
+            await with_error_handling(OP, call, bad_op)
+        except Exception:  # the ToolError the LLM would get
+            return None
+
+    variants: dict[str, Variant] = {
+        "bare call": bare_call,
+        "bare OTel span": bare_span,
+        "span + the wrapper's 4 attributes": span_with_attrs,
+        "tool counter + histogram only": metrics_only,
+        "breaker + retry (no wrapper)": guarded,
+        "error wrapper only (span + metrics)": wrapper_only,
+        FULL_PATH: full,
+        "full, validation error path (log + ToolError)": full_error,
+    }
+    if not sdk:
+        variants.pop("full, validation error path (log + ToolError)")
+    return variants
+
+
+async def _measure(variants: dict[str, Variant], n: int, rounds: int) -> dict[str, list[float]]:
+    per_op_ns: dict[str, list[float]] = {name: [] for name in variants}
+    for fn in variants.values():  # warm-up: first-call costs (instrument creation, caches)
+        for _ in range(min(n, 200)):
+            await fn()
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            count = max(1, n // 4) if "error" in name else n
+            gc.collect()
+            started = time.perf_counter_ns()
+            for _ in range(count):
+                await fn()
+            per_op_ns[name].append((time.perf_counter_ns() - started) / count)
+    return per_op_ns
+
+
+def child_measure(n: int, rounds: int, sdk: bool, profile: bool) -> dict[str, Any]:
+    if sdk:
+        _install_providers()
+    variants = build_paths(sdk)
+    loop = asyncio.new_event_loop()
+    try:
+        samples = loop.run_until_complete(_measure(variants, n, rounds))
+        hotspots: dict[str, list[dict[str, Any]]] = {}
+        if profile:
+            full = variants[FULL_PATH]
+
+            async def many() -> None:
+                for _ in range(n * 2):
+                    await full()
+
+            hotspots = profile_hotspots(lambda: loop.run_until_complete(many()))
+    finally:
+        loop.close()
+    return {"samples_ns": samples, "hotspots": hotspots}
+
+
+def build_tables(on: dict[str, Any], off: dict[str, Any] | None) -> list[Table]:
+    med = {name: median(v) for name, v in on["samples_ns"].items()}
+    span_ns = med["bare OTel span"]
+    table = Table(
+        "1. Cost of instrumentation (one tool-style call, median of interleaved rounds)",
+        ["path", "ns/op (SDK on)", "x bare span", "ns/op (OTEL_SDK_DISABLED)"],
+    )
+    off_med = {name: median(v) for name, v in (off or {}).get("samples_ns", {}).items()}
+    for name, ns in med.items():
+        table.add(name, round(ns), f"{ns / span_ns:.2f}x", round(off_med[name]) if name in off_med else "-")
+    full_ns = med[FULL_PATH]
+    ratio = full_ns / span_ns
+    table.verdicts.append(
+        verdict(
+            "instrumented call <= 1.5x one bare span",
+            ratio <= GOAL_RATIO,
+            f"{ratio:.2f}x ({full_ns / 1000:.1f} µs vs {span_ns / 1000:.1f} µs)"
+            + ("" if ratio <= GOAL_RATIO else f"; over the goal by {ratio / GOAL_RATIO - 1:.0%}"),
+        )
+    )
+    table.notes.append(
+        "Providers: setup_telemetry() + BatchSpanProcessor(null exporter) + PeriodicExportingMetricReader"
+        "(null exporter, 60 s): all SDK work except the network, in a fresh child process."
+    )
+    tables = [table]
+    hotspots = on.get("hotspots") or {}
+    if hotspots:
+        prof = Table(
+            "1b. Where the full path's time goes (pyinstrument, self time of the full path)",
+            ["package", "share", "top functions", "share "],
+        )
+        packages, functions = hotspots.get("packages", []), hotspots.get("functions", [])
+        for i in range(max(len(packages), len(functions))):
+            pkg = packages[i] if i < len(packages) else None
+            fn = functions[i] if i < len(functions) else None
+            prof.add(
+                pkg["name"] if pkg else "",
+                f"{pkg['share']:.0%}" if pkg else "",
+                fn["name"] if fn else "",
+                f"{fn['share']:.0%}" if fn else "",
+            )
+        tables.append(prof)
+    return tables
+
+
+def run(quick: bool) -> list[Table]:
+    n, rounds = (300, 3) if quick else (20_000, 15)
+    args = ["--child", "--n", str(n), "--rounds", str(rounds)]
+    on = run_child("bench.bench_instrumentation", [*args, "--profile"], env=child_env())
+    off = run_child(
+        "bench.bench_instrumentation", [*args, "--sdk-off"], env=child_env(OTEL_SDK_DISABLED="true")
+    )
+    return build_tables(on, off)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = bench_arg_parser(__doc__.splitlines()[0])
+    parser.add_argument("--child", action="store_true", help=argparse_hidden())
+    parser.add_argument("--n", type=int, default=1000, help=argparse_hidden())
+    parser.add_argument("--rounds", type=int, default=3, help=argparse_hidden())
+    parser.add_argument("--sdk-off", action="store_true", help=argparse_hidden())
+    parser.add_argument("--profile", action="store_true", help=argparse_hidden())
+    parser.add_argument("--result-out", type=Path, default=None, help=argparse_hidden())
+    args = parser.parse_args(argv)
+    if args.child:
+        write_result(args.result_out, child_measure(args.n, args.rounds, not args.sdk_off, args.profile))
+        return 0
+    emit(run(args.quick), args.json_out)
+    return 0
+
+
+def argparse_hidden() -> str:
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+if __name__ == "__main__":
+    sys.exit(main())

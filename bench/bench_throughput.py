@@ -1,0 +1,363 @@
+"""Item 3: simulated text calls per second for one worker process, telemetry on vs OTEL_SDK_DISABLED.
+
+The measured process is one "worker": ``setup_telemetry`` as in production (telemetry on: OTLP/HTTP to a
+loopback sink, ``bench.otlp_sink``; off: ``OTEL_SDK_DISABLED=true``), the runtime ``simulate`` uses
+(RouterLLM, ResilientCrm, SessionManager) and the scripted calls of ``agent.simulate`` through the real
+``SalesCall`` in LiveKit's text mode. The LLM providers (primary + backup) and the CRM service run as
+their own processes, started once and shared by every configuration, so the measured process does only
+the worker's work. Each (concurrency, telemetry) configuration runs in its own child process; on/off
+alternate within each concurrency level, and each level is repeated ``--repeats`` times (median).
+
+    python -m bench.bench_throughput [--quick] [--concurrency 1,4,16,32] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bench._common import (
+    REPO_ROOT,
+    Table,
+    bench_arg_parser,
+    child_env,
+    emit,
+    median,
+    percentile,
+    rss_mb,
+    run_child,
+    verdict,
+    write_result,
+)
+
+GOAL_RATIO = 0.95
+_ISO_SLOT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?(?:[+-]\d{2}:\d{2}|Z)?")
+
+
+# --- child: one worker process running a batch of calls -----------------------------------------
+
+
+async def _one_call(
+    index: int, run_id: str, tenant_id: str, runtime: Any, turn_latencies: list[float]
+) -> bool:
+    """One scripted call (as ``agent.simulate.runner.run_call``), timing every turn."""
+    import uuid
+
+    from livekit.agents.voice.run_result import FunctionCallOutputEvent
+
+    from agent.call_context import CallContext
+    from agent.sales_call import SalesCall
+    from agent.simulate.scripts import ScriptState, render_turn, script_for
+
+    script = script_for(index, run_id)
+    ctx = CallContext(tenant_id=tenant_id, session_id=uuid.uuid4().hex, call_id=f"bench-{run_id}-{index}")
+    call = SalesCall(ctx, runtime.services, greet_on_enter=False)
+    state = ScriptState()
+    ok = True
+    try:
+        await call.start()
+        for turn in script.turns:
+            if call.ending:
+                break
+            started = time.perf_counter()
+            result = await asyncio.wait_for(call.session.run(user_input=render_turn(turn, state, index)), 60)
+            turn_latencies.append(time.perf_counter() - started)
+            for event in result.events:
+                if (
+                    isinstance(event, FunctionCallOutputEvent)
+                    and event.item.name == "check_availability"
+                    and not event.item.is_error
+                ):
+                    state.slots = _ISO_SLOT.findall(event.item.output)
+    except Exception:  # counted, not fatal: the figure is throughput of completed calls
+        ok = False
+    finally:
+        await call.aclose()
+    return ok
+
+
+async def _child_async(llm_urls: list[str], crm_url: str, calls: int, concurrency: int) -> dict[str, Any]:
+    import psutil
+
+    from agent.app_settings import AppSettings
+    from agent.crm import CrmSettings
+    from agent.llm import LLMSettings, ProviderConfig
+    from agent.runtime import start_runtime
+    from agent.tenants import TenantRegistry
+    from telemetry.setup import setup_telemetry
+
+    settings = AppSettings()
+    telemetry = setup_telemetry(settings.telemetry)
+    tenants = TenantRegistry.from_file(settings.tenants.tenants_file)
+    tenant_ids = tenants.ids()
+    names = ("primary", "backup")
+    llm_settings = LLMSettings(
+        chain=[
+            ProviderConfig(name=n, kind="local", model=f"{n}-model", api_base=f"{u}/v1")
+            for n, u in zip(names, llm_urls, strict=True)
+        ]
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-outbox-") as tmp:
+        crm_settings = CrmSettings(
+            CRM_URL=crm_url, CALENDAR_URL=None, CRM_OUTBOX_PATH=str(Path(tmp) / "o.db")
+        )
+        sessions = settings.sessions.model_copy(update={"max_sessions": max(1000, concurrency * 4)})
+        runtime = await start_runtime(
+            llm_settings=llm_settings, crm_settings=crm_settings, session_settings=sessions, tenants=tenants
+        )
+        try:
+            warm: list[float] = []
+            await asyncio.gather(
+                *(_one_call(i, "warm", tenant_ids[i % len(tenant_ids)], runtime, warm) for i in range(2))
+            )
+            latencies: list[float] = []
+            limit = asyncio.Semaphore(concurrency)
+            proc = psutil.Process()
+            rss_peak = rss_mb()
+
+            async def one(i: int) -> bool:
+                nonlocal rss_peak
+                async with limit:
+                    ok = await _one_call(i, "run", tenant_ids[i % len(tenant_ids)], runtime, latencies)
+                    rss_peak = max(rss_peak, rss_mb())
+                    return ok
+
+            cpu0 = proc.cpu_times()
+            started = time.perf_counter()
+            results = await asyncio.gather(*(one(i) for i in range(calls)))
+            wall = time.perf_counter() - started
+            cpu1 = proc.cpu_times()
+        finally:
+            await runtime.aclose()
+            if telemetry.enabled:
+                telemetry.shutdown()
+    cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    completed = sum(results)
+    return {
+        "telemetry": telemetry.enabled,
+        "calls": calls,
+        "completed": completed,
+        "turns": len(latencies),
+        "wall_s": wall,
+        "calls_per_s": completed / wall,
+        "turns_per_s": len(latencies) / wall,
+        "cpu_ms_per_call": cpu_s * 1000 / max(1, completed),
+        "p50_turn_ms": percentile(latencies, 50) * 1000,
+        "p95_turn_ms": percentile(latencies, 95) * 1000,
+        "rss_peak_mb": rss_peak,
+    }
+
+
+# --- parent: shared dependencies, alternating configurations ------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 90) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} not ready within {timeout_s} s")
+
+
+@contextlib.contextmanager
+def dependencies() -> Iterator[tuple[list[str], str]]:
+    """Two local LLM providers and the CRM service, each in its own process; yields (llm urls, crm url)."""
+    procs: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-crm-") as tmp:
+        try:
+            llm_urls = []
+            for name in ("primary", "backup"):
+                port = _free_port()
+                proc = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "local_services.llm_provider",
+                        "--port",
+                        str(port),
+                        "--name",
+                        name,
+                    ],
+                    cwd=REPO_ROOT,
+                    env=child_env(),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                procs.append(proc)
+                llm_urls.append(f"http://127.0.0.1:{port}")
+            crm_port = _free_port()
+            crm = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "local_services.crm_service",
+                    "--port",
+                    str(crm_port),
+                    "--db",
+                    f"{tmp}/crm.db",
+                ],
+                cwd=REPO_ROOT,
+                env=child_env(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            procs.append(crm)
+            crm_url = f"http://127.0.0.1:{crm_port}"
+            for url, proc in zip(llm_urls, procs, strict=False):
+                _wait_http(f"{url}/v1/models", proc)
+            _wait_http(f"{crm_url}/healthz", crm)
+            yield llm_urls, crm_url
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+
+
+def _run_config(
+    llm_urls: list[str], crm_url: str, sink_url: str, calls: int, conc: int, on: bool
+) -> dict[str, Any]:
+    env = (
+        child_env(OTEL_EXPORTER_OTLP_ENDPOINT=sink_url, OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf")
+        if on
+        else child_env(OTEL_SDK_DISABLED="true")
+    )
+    args = ["--child", "--calls", str(calls), "--concurrency", str(conc), "--crm-url", crm_url]
+    for url in llm_urls:
+        args += ["--llm-url", url]
+    return run_child("bench.bench_throughput", args, env=env, timeout_s=900)
+
+
+def run(quick: bool, levels: list[int] | None = None, repeats: int | None = None) -> list[Table]:
+    from bench.otlp_sink import spawn_otlp_sink
+
+    levels = levels or ([1, 4] if quick else [1, 4, 16, 32])
+    repeats = repeats or (1 if quick else 2)
+    results: dict[tuple[int, bool], list[dict[str, Any]]] = {}
+    with dependencies() as (llm_urls, crm_url), spawn_otlp_sink("ok") as (sink_url, _port):
+        for rep in range(repeats):
+            for conc in levels:
+                calls = max(2, conc * 2) if quick else max(12, conc * 3)
+                order = (
+                    (False, True) if (rep + conc) % 2 == 0 else (True, False)
+                )  # alternate which goes first
+                for on in order:
+                    results.setdefault((conc, on), []).append(
+                        _run_config(llm_urls, crm_url, sink_url, calls, conc, on)
+                    )
+    table = Table(
+        "3. Throughput of one worker process: simulated text calls (median of repeats)",
+        [
+            "concurrency",
+            "telemetry",
+            "calls/s",
+            "turns/s",
+            "p50 turn ms",
+            "p95 turn ms",
+            "CPU ms/call",
+            "peak RSS MB",
+            "on/off calls/s",
+            "on/off CPU/call",
+        ],
+    )
+    worst = None
+    for conc in levels:
+        for on in (False, True):
+            runs = results[(conc, on)]
+            m = {k: median([r[k] for r in runs]) for k in runs[0] if isinstance(runs[0][k], int | float)}
+            results_m = m
+            ratio_rate = ratio_cpu = ""
+            if on:
+                off = {
+                    k: median([r[k] for r in results[(conc, False)]])
+                    for k in ("calls_per_s", "cpu_ms_per_call")
+                }
+                rate = results_m["calls_per_s"] / off["calls_per_s"]
+                cpu = off["cpu_ms_per_call"] / results_m["cpu_ms_per_call"]
+                ratio_rate, ratio_cpu = f"{rate:.2f}x", f"{cpu:.2f}x"
+                worst = rate if worst is None else min(worst, rate)
+            table.add(
+                conc,
+                "on (OTLP)" if on else "off",
+                m["calls_per_s"],
+                m["turns_per_s"],
+                m["p50_turn_ms"],
+                m["p95_turn_ms"],
+                m["cpu_ms_per_call"],
+                m["rss_peak_mb"],
+                ratio_rate,
+                ratio_cpu,
+            )
+            failed = sum(r["calls"] - r["completed"] for r in runs)
+            if failed:
+                table.notes.append(
+                    f"concurrency {conc}, telemetry {'on' if on else 'off'}: {failed} calls failed"
+                )
+    if worst is not None:
+        table.verdicts.append(
+            verdict("telemetry on >= 0.95x off (calls/s)", worst >= GOAL_RATIO, f"worst level {worst:.2f}x")
+        )
+    table.notes.append(
+        "on/off CPU/call = CPU ms per call off / on (> 1 would mean on is cheaper): less sensitive to other "
+        "processes' load than calls/s on a shared machine."
+    )
+    table.notes.append(
+        "LLM providers (no token delay) and the CRM run in separate processes on the same cores; "
+        "a turn is one "
+        "`session.run(user_input)` incl. tool calls and the LLM's follow-up."
+    )
+    return [table]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = bench_arg_parser(__doc__.splitlines()[0])
+    parser.add_argument("--concurrency", default=None, help="comma-separated levels (default 1,4,16,32)")
+    parser.add_argument("--repeats", type=int, default=None, help="repeats per configuration (default 2)")
+    hidden = argparse.SUPPRESS
+    parser.add_argument("--child", action="store_true", help=hidden)
+    parser.add_argument("--calls", type=int, default=4, help=hidden)
+    parser.add_argument("--llm-url", action="append", default=[], help=hidden)
+    parser.add_argument("--crm-url", default="", help=hidden)
+    parser.add_argument("--result-out", type=Path, default=None, help=hidden)
+    args = parser.parse_args(argv)
+    if args.child:
+        conc = int(args.concurrency or 1)
+        result = asyncio.run(_child_async(args.llm_url, args.crm_url, args.calls, conc))
+        write_result(args.result_out, result)
+        sys.stdout.flush()
+        os._exit(0)  # don't wait on exporter threads
+    levels = [int(x) for x in args.concurrency.split(",")] if args.concurrency else None
+    emit(run(args.quick, levels, args.repeats), args.json_out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

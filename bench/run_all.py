@@ -1,0 +1,116 @@
+"""Run every benchmark of issue 8 in one go and print one table per item (plus a goal summary).
+
+    uv run python -m bench.run_all                 # full sizes (~10 min on 2 cores)
+    uv run python -m bench.run_all --quick         # tiny sizes (smoke / development, ~4 min)
+    uv run python -m bench.run_all --only 1,5      # a subset (item numbers)
+    uv run python -m bench.run_all --out bench/results-latest.md   # also write the Markdown
+
+Items: 1 instrumentation cost, 2 failover TTFT (bench/bench_failover.py), 3 throughput, 4 memory,
+5 export under load, 6 start-up. Each item runs its measurements in child processes of its own, so
+ratios inside an item are measured side by side under the same conditions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from bench._common import REPO_ROOT, Table, child_env, machine_table
+
+ITEMS: dict[int, tuple[str, str]] = {
+    1: ("Cost of instrumentation", "bench.bench_instrumentation"),
+    2: ("Failover time-to-first-token", "bench/bench_failover.py"),
+    3: ("Throughput, telemetry on vs off", "bench.bench_throughput"),
+    4: ("Memory", "bench.bench_memory"),
+    5: ("Export under load", "bench.bench_export"),
+    6: ("Start-up", "bench.bench_startup"),
+}
+
+
+def _failover(quick: bool) -> list[Table]:
+    """bench/bench_failover.py is the LLM engineer's script: run it as is and keep its own table."""
+    cmd = [sys.executable, str(REPO_ROOT / "bench" / "bench_failover.py"), *(["--quick"] if quick else [])]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=child_env(), capture_output=True, text=True, timeout=1800)
+    table = Table("2. Failover time-to-first-token (bench/bench_failover.py)", [])
+    table.preformatted = proc.stdout.strip()
+    if proc.returncode != 0:
+        table.notes.append(f"bench_failover.py exited {proc.returncode}: {proc.stderr.strip()[-800:]}")
+    table.notes.append(
+        "Goals (issue 3): refused / 500 add <= 50 ms over healthy, hang ~ the first-token deadline, "
+        "cooldown <= 5 ms over healthy."
+    )
+    return [table]
+
+
+def _runner(item: int) -> Callable[[bool], list[Table]]:
+    if item == 2:
+        return _failover
+    import importlib
+
+    return importlib.import_module(ITEMS[item][1]).run
+
+
+def run_items(items: list[int], quick: bool) -> list[Table]:
+    tables: list[Table] = []
+    for item in items:
+        title, module = ITEMS[item]
+        started = time.perf_counter()
+        print(f"--- item {item}: {title} ({module}) ...", file=sys.stderr, flush=True)
+        try:
+            produced = _runner(item)(quick)
+        except Exception as exc:  # one broken item must not hide the others' figures
+            failed = Table(f"{item}. {title}: FAILED", [])
+            failed.notes.append(f"{type(exc).__name__}: {exc}"[:2000])
+            traceback.print_exc()
+            produced = [failed]
+        elapsed = time.perf_counter() - started
+        produced[-1].notes.append(f"(item {item} took {elapsed:.0f} s)")
+        tables.extend(produced)
+    return tables
+
+
+def summary_table(tables: list[Table]) -> Table:
+    summary = Table("Goals", ["result", "goal: measured"])
+    for table in tables:
+        for line in table.verdicts:
+            status, _, rest = line.partition(" ")
+            summary.add(status, rest)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke / development)")
+    parser.add_argument("--only", default="", help="comma-separated item numbers (default: all)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the Markdown to this file")
+    args = parser.parse_args(argv)
+    try:
+        items = [int(x) for x in args.only.split(",") if x.strip()] or sorted(ITEMS)
+    except ValueError:
+        parser.error("--only takes item numbers, e.g. --only 1,5")
+    unknown = [i for i in items if i not in ITEMS]
+    if unknown:
+        parser.error(f"unknown item(s) {unknown}; items are {sorted(ITEMS)}")
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+    before = machine_table()
+    tables = run_items(items, args.quick)
+    load_after = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    before.add("load average at the end (1/5/15 min)", load_after)
+    before.add("mode", "--quick (tiny sizes)" if args.quick else "full")
+    output = [before, *tables, summary_table(tables)]
+    text = "\n".join(t.to_markdown() for t in output)
+    print(text)
+    if args.out is not None:
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

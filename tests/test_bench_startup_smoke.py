@@ -1,0 +1,40 @@
+"""bench.bench_startup runs end to end with tiny sizes (figures only; no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.bench_startup import _chain_to
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_startup_bench_quick(tmp_path: Path) -> None:
+    out = tmp_path / "tables.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.bench_startup", "--quick", "--json-out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    imports, ready, profile = json.loads(out.read_text())
+    assert imports["rows"][0][0] == "interpreter only"
+    assert ready["rows"], "the ready step is reported (measured or why not)"
+    assert profile["rows"], "importtime profile has packages"
+
+
+def test_import_chain_follows_importtime_nesting() -> None:
+    # importtime lists children before their importer, one indent level deeper.
+    entries = [
+        (2, "litellm", 10, 4_000_000),
+        (1, "agent.llm.chain", 5, 4_100_000),
+        (0, "agent.worker", 1, 4_200_000),
+    ]
+    chain = _chain_to(entries, "litellm")
+    assert [c.split()[0] for c in chain] == ["agent.worker", "agent.llm.chain", "litellm"]
+    assert _chain_to(entries, "nothing") == []
