@@ -260,3 +260,57 @@ async def test_tools_that_need_a_contact_say_so(otel, stack: Stack) -> None:
     [out] = outputs(result)
     assert out.is_error
     assert "call capture_basic_info before log_note" in out.output
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_idle_call_is_closed_politely_by_the_session_manager(otel, stack: Stack) -> None:
+    from dataclasses import replace
+
+    from agent.sessions import SessionManager
+
+    clock = FakeClock()
+    sessions = SessionManager(SessionSettings(inactivity_minutes=5), stack.runtime.tenants, clock=clock)
+    idle = {names.TENANT_ID: "acme", names.SESSION_OUTCOME: "idle"}
+    idle_before = otel.metric_value(names.SESSIONS_ENDED, **idle)
+    dropped_attrs = {names.TENANT_ID: "acme", names.CALL_OUTCOME: "dropped"}
+    dropped_before = otel.metric_value(names.CALLS, **dropped_attrs)
+
+    ctx = CallContext(tenant_id="acme", session_id=uuid.uuid4().hex, call_id="test-idle")
+    call = SalesCall(ctx, replace(stack.runtime.services, sessions=sessions), greet_on_enter=False)
+    await call.start()
+    await call.session.run(user_input="Hello?")
+    clock.now += 4 * 60  # activity 4 min ago: not idle yet
+    assert await sessions.sweep() == {}
+    clock.now += 2 * 60
+    assert await sessions.sweep() == {ctx.session_id: "idle"}
+    assert call.finished
+
+    said = [m.text_content for m in call.session.history.messages() if m.role == "assistant"]
+    assert any("disconnected" in (text or "") for text in said)  # the goodbye went out
+    assert call.outcome == "dropped"
+    assert otel.metric_value(names.SESSIONS_ENDED, **idle) == idle_before + 1
+    assert otel.metric_value(names.CALLS, **dropped_attrs) == dropped_before + 1
+
+
+async def test_call_beyond_capacity_is_refused_before_anything_starts(otel, stack: Stack) -> None:
+    from dataclasses import replace
+
+    from agent.sessions import CapacityExceeded, SessionManager
+
+    sessions = SessionManager(SessionSettings(max_sessions=1), stack.runtime.tenants)
+    services = replace(stack.runtime.services, sessions=sessions)
+    first = SalesCall(CallContext("acme", "s-1", "c-1"), services, greet_on_enter=False)
+    second = SalesCall(CallContext("acme", "s-2", "c-2"), services, greet_on_enter=False)
+    await first.start()
+    with pytest.raises(CapacityExceeded):
+        await second.start()
+    assert second.trace_id == ""  # no root span was opened
+    await first.aclose()
+    assert len(sessions) == 0
