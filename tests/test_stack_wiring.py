@@ -117,6 +117,14 @@ def listening(services) -> dict[str, set[int]]:
     return listening_ports(services)
 
 
+@pytest.mark.parametrize(
+    "relative",
+    sorted(str(p.relative_to(DEPLOY)) for p in DEPLOY.rglob("*") if p.suffix in (".yml", ".yaml", ".tmpl")),
+)
+def test_every_deploy_config_file_parses_as_a_yaml_mapping(relative):
+    assert isinstance(read_yaml(relative), dict), f"{relative} is not a YAML mapping"
+
+
 def test_compose_expose_documents_exactly_what_each_service_listens_on(services, listening):
     assert set(listening) == set(services)
     for name, service in services.items():
