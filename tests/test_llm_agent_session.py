@@ -16,7 +16,7 @@ from telemetry import names
 
 def _settings(*providers: tuple[str, str]) -> LLMSettings:
     chain = [ProviderConfig(name=n, kind="local", model=f"{n}-model", api_base=url) for n, url in providers]
-    return LLMSettings(chain=chain, first_token_deadline_s=0.5, cooldown_s=30.0, allowed_fails=5)
+    return LLMSettings(chain=chain, first_token_deadline_s=1.0, cooldown_s=30.0, allowed_fails=5)
 
 
 async def _built(settings: LLMSettings) -> RouterLLM:

@@ -24,7 +24,7 @@ BACKUP_REPLY = "Backup here, happy to help with your order."
 def _settings(*providers: tuple[str, str], **overrides: Any) -> LLMSettings:
     chain = [ProviderConfig(name=n, kind="local", model=f"{n}-model", api_base=url) for n, url in providers]
     values: dict[str, Any] = {
-        "first_token_deadline_s": 0.5,
+        "first_token_deadline_s": 1.0,  # short for speed, loose for a loaded CI box
         "cooldown_s": 30.0,
         "allowed_fails": 2,
         **overrides,
@@ -171,7 +171,7 @@ async def test_cooldown_skips_primary_until_it_passes(otel) -> None:
     # Chain names unique to this test so the availability gauge reads only this chain.
     async with _pair("500") as (primary, backup):
         router_llm = await _built(
-            _settings(("cd_primary", primary.url), ("cd_backup", backup.url), allowed_fails=1, cooldown_s=1.0)
+            _settings(("cd_primary", primary.url), ("cd_backup", backup.url), allowed_fails=1, cooldown_s=3.0)
         )
         for _ in range(2):  # allowed_fails=1: the second failure starts the cooldown
             assert (await _turn(router_llm)).text == BACKUP_REPLY
@@ -195,7 +195,7 @@ async def test_cooldown_skips_primary_until_it_passes(otel) -> None:
         assert otel.metric_value(names.LLM_PROVIDER_AVAILABLE, **available) == 0
 
         primary.set_fault("ok")
-        for _ in range(50):  # bounded wait for the 1 s cooldown to expire
+        for _ in range(100):  # bounded wait (10 s) for the 3 s cooldown to expire
             if router_llm.provider_status()["cd_primary"]:
                 break
             await asyncio.sleep(0.1)
@@ -239,3 +239,27 @@ async def test_tool_calls_stream_through(otel) -> None:
         ("check_availability", '{"days_ahead": 3}'),
     ]
     assert all(c.call_id for c in response.tool_calls)
+
+
+async def test_three_provider_chain_events_and_positions(otel) -> None:
+    async with _pair("500") as (primary, backup), run_llm_provider("middle", "429", retry_after=30) as middle:
+        router_llm = await _built(
+            _settings(("primary", primary.url), ("middle", middle.url), ("backup", backup.url))
+        )
+        assert (await _turn(router_llm)).text == BACKUP_REPLY
+        assert [e[names.FALLBACK_TO] for e in _fallback_events(otel)] == ["middle", "backup"]
+        otel.reset()
+        assert (await _turn(router_llm)).text == BACKUP_REPLY  # middle now cools down (Retry-After)
+        assert middle.stats.chat_requests == 1
+    assert _fallback_events(otel) == [
+        {names.FALLBACK_FROM: "primary", names.FALLBACK_TO: "backup", names.FALLBACK_REASON: "http_5xx"},
+        {names.FALLBACK_FROM: "middle", names.FALLBACK_TO: "backup", names.FALLBACK_REASON: "cooldown"},
+    ]
+    spans = _attempt_spans(otel)
+    assert [
+        (s.attributes[names.GEN_AI_PROVIDER_NAME], s.attributes[names.LLM_CHAIN_POSITION]) for s in spans
+    ] == [
+        ("primary", 0),
+        ("backup", 2),
+    ]
+    assert [s.attributes[names.LLM_ATTEMPT] for s in spans] == [1, 2]

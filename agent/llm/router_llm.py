@@ -192,16 +192,21 @@ class RouterLLMStream(llm.LLMStream):
         )
 
         cooling = await chain.async_cooling_down()
-        candidates = [p for p in chain.providers if p.name not in cooling]
-        if not candidates:  # everything cools down: trying beats giving up without a request
+        if cooling.issuperset(p.name for p in chain.providers):
+            # Everything cools down: a request beats certain failure, so try the whole chain.
             log.warning("every LLM provider is cooling down; trying the whole chain anyway")
-            candidates = list(chain.providers)
-        previous: tuple[str, str] | None = None
-        for skipped in (p for p in chain.providers if p.name in cooling and p not in candidates):
-            previous = (skipped.name, "cooldown")
-        for attempt, provider in enumerate(candidates, start=1):
-            if previous is not None:
-                self._record_fallback(turn_span, previous[0], provider.name, previous[1])
+            cooling = set()
+        # Providers we moved past (failed or skipped) since the last attempt: (name, reason).
+        moved_past: list[tuple[str, str]] = []
+        attempt = 0
+        for provider in chain.providers:
+            if provider.name in cooling:
+                moved_past.append((provider.name, "cooldown"))
+                continue
+            attempt += 1
+            for from_, reason in moved_past:
+                self._record_fallback(turn_span, from_, provider.name, reason)
+            moved_past.clear()
             result = await self._attempt(provider, attempt, messages, tool_schemas)
             if result.ok:
                 instruments().completions.add(1, {names.OUTCOME: "ok", **self._tenant_attrs()})
@@ -218,7 +223,7 @@ class RouterLLMStream(llm.LLMStream):
                     Status(StatusCode.ERROR, f"stream broke mid-answer: {result.error_type}")
                 )
                 return
-            previous = (provider.name, result.reason or "error")
+            moved_past.append((provider.name, result.reason or "error"))
 
         # Every provider failed before saying anything: speak the fallback line, keep the session.
         log.error("all LLM providers failed for this turn; speaking the fallback line")
