@@ -314,5 +314,11 @@ def run_worker(argv: Sequence[str]) -> None:
     tenant_registry()  # fail fast on a bad tenants file, before connecting to LiveKit
     server = AgentServer.from_server_options(worker_options())
     server.on("worker_started", _on_worker_started)
+    if argv and argv[0] == "console" and not app_settings().worker.default_tenant:
+        # A console job has no dispatch metadata: talk as the first configured tenant.
+        app_settings().worker.default_tenant = tenant_registry().ids()[0]
+        log.info(
+            "console: using tenant %s (set SALES_AGENT_DEFAULT_TENANT to choose)", tenant_registry().ids()[0]
+        )
     sys.argv = ["sales-agent", *argv]  # livekit's CLI (typer) reads its command from sys.argv
     cli.run_app(server)
