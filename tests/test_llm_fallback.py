@@ -85,6 +85,8 @@ async def test_healthy_primary_answers_with_one_attempt(otel) -> None:
             names.LLM_REQUESTS, **{names.GEN_AI_PROVIDER_NAME: "primary", "outcome": "ok"}
         )
         response = await _turn(router_llm)
+        healthy, details = await router_llm.check_provider("primary")
+    assert healthy and details["http_status"] == 200 and not details["cooling_down"]
     assert response.text.startswith("Thanks for taking my call")
     assert response.usage is not None and response.usage.completion_tokens > 0
     assert (primary.stats.chat_requests, backup.stats.chat_requests) == (1, 0)
@@ -263,3 +265,17 @@ async def test_three_provider_chain_events_and_positions(otel) -> None:
         ("backup", 2),
     ]
     assert [s.attributes[names.LLM_ATTEMPT] for s in spans] == [1, 2]
+
+
+async def test_livekit_retries_are_disabled_and_local_chain_helper() -> None:
+    from livekit.agents.types import APIConnectOptions
+
+    settings = LLMSettings.for_local(["http://127.0.0.1:1/v1", "http://127.0.0.1:2/v1"])
+    assert [p.name for p in settings.chain] == ["primary", "backup"]
+    router_llm = build_llm(settings)
+    stream = router_llm.chat(chat_ctx=_ctx(), conn_options=APIConnectOptions(max_retry=3, timeout=7.0))
+    try:
+        assert stream._conn_options.max_retry == 0  # the chain is the only retry layer
+        assert stream._conn_options.timeout == 7.0
+    finally:
+        await stream.aclose()

@@ -108,6 +108,16 @@ class LLMSettings(BaseSettings):
         return chain
 
     @classmethod
+    def for_local(cls, urls: list[str], **overrides: Any) -> LLMSettings:
+        """A chain of local OpenAI-compatible providers (``simulate``, demos): primary, backup, backup2..."""
+        names = ["primary", "backup", *(f"backup{i}" for i in range(2, len(urls)))]
+        chain = [
+            ProviderConfig(name=name, kind="local", model=f"{name}-model", api_base=url)
+            for name, url in zip(names, urls, strict=False)
+        ]
+        return cls(chain=chain, **overrides)
+
+    @classmethod
     def load(cls, **overrides: Any) -> LLMSettings:
         """Defaults, then the YAML file (if ``SALES_AGENT_LLM_CONFIG`` or ``config=`` names one), then env."""
         path = overrides.get("config") or os.environ.get("SALES_AGENT_LLM_CONFIG")
