@@ -268,6 +268,8 @@ async def entrypoint(ctx: JobContext) -> None:
         log.warning("call refused: %s", exc.message, extra=call_ctx.span_attributes())
         ctx.shutdown(reason="capacity")
         return
+    # The call is over when its session closes (end_call, hang-up, session manager): free the job.
+    call.session.on("close", lambda _event: ctx.shutdown(reason="call ended"))
     log.info("call %s running (trace %s)", call_ctx.call_id, call.trace_id, extra=call_ctx.span_attributes())
 
 

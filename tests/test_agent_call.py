@@ -314,3 +314,28 @@ async def test_call_beyond_capacity_is_refused_before_anything_starts(otel, stac
     assert second.trace_id == ""  # no root span was opened
     await first.aclose()
     assert len(sessions) == 0
+
+
+async def test_sweep_on_another_loop_closes_the_call_on_its_own_loop(otel, stack: Stack) -> None:
+    """Thread executor: the sweep runs on the worker's loop, each call on its job thread's loop."""
+    import asyncio
+    from dataclasses import replace
+
+    from agent.sessions import SessionManager
+
+    clock = FakeClock()
+    sessions = SessionManager(SessionSettings(expiry_minutes=30), stack.runtime.tenants, clock=clock)
+    ctx = CallContext(tenant_id="globex", session_id=uuid.uuid4().hex, call_id="test-expired")
+    call = SalesCall(ctx, replace(stack.runtime.services, sessions=sessions), greet_on_enter=False)
+    await call.start()
+    await call.session.run(user_input="Hello?")
+    clock.now += 31 * 60
+
+    swept = await asyncio.to_thread(lambda: asyncio.run(sessions.sweep()))
+
+    assert swept == {ctx.session_id: "expired"}
+    assert call.finished
+    said = [m.text_content or "" for m in call.session.history.messages() if m.role == "assistant"]
+    assert any("time limit" in text for text in said)
+    [root] = [s for s in otel.spans(CALL_SPAN_NAME) if s.attributes[names.CALL_ID] == "test-expired"]
+    assert root.attributes[names.CALL_OUTCOME] == "dropped"
