@@ -70,7 +70,7 @@ def _classify_code(exc: BaseException) -> tuple[str, int]:
     import httpx  # cheap; litellm is imported only where it is already loaded
 
     if isinstance(exc, ProviderAttemptError):
-        return exc.error_type, 500
+        return exc.error_type, 408 if ERROR_TYPES.get(exc.error_type) == "timeout" else 502
     chain = _chain(exc)
     text = " ".join(f"{type(e).__name__}: {e}" for e in chain)
     if any(isinstance(e, json.JSONDecodeError | UnicodeDecodeError) for e in chain) or (
