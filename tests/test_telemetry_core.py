@@ -26,17 +26,10 @@ log = logging.getLogger("agent.test_telemetry")
 
 
 def _histogram_point(otel, name: str, **attrs):
+    """The one point with ``attrs``: two matching Views would give two streams, so two points."""
     points = [p for a, p in otel.metric_points(name) if all(a.get(k) == v for k, v in attrs.items())]
     assert len(points) == 1, f"expected one {name} point for {attrs}, got {len(points)}"
     return points[0]
-
-
-def _streams(otel, name: str) -> int:
-    """How many metric streams named ``name`` the reader collected (duplicate Views would make 2)."""
-    data = otel.metric_reader.get_metrics_data()
-    return sum(
-        1 for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics if m.name == name
-    )
 
 
 def _bucket_upper_bound(point, value: float) -> float:
@@ -147,7 +140,6 @@ def test_latency_histograms_use_second_buckets_ours_and_livekit(otel, monkeypatc
     ):
         point = _histogram_point(otel, name, **attrs)
         assert _bucket_upper_bound(point, 0.3) < 1.0, name
-        assert _streams(otel, name) == 1, f"{name} matched by more than one View"
 
 
 def test_livekit_job_ids_never_reach_metric_labels(otel, monkeypatch):
@@ -182,7 +174,6 @@ def test_durations_and_tokens_get_their_own_buckets_once(otel):
     meter.create_histogram(names.SESSION_DURATION, unit="s").record(95.0, {names.TENANT_ID: "bucket-test"})
     point = _histogram_point(otel, names.SESSION_DURATION, **{"tenant.id": "bucket-test"})
     assert tuple(point.explicit_bounds) == names.DURATION_BUCKETS_S
-    assert _streams(otel, names.SESSION_DURATION) == 1
     # gen_ai.client.token.usage counts tokens: token buckets, not latency ones.
     from livekit.agents.telemetry import trace_types
 
