@@ -143,6 +143,71 @@ class _ToolCallAcc:
 
 
 @dataclass
+class _ChunkReader:
+    """Turns LiteLLM's OpenAI-format stream chunks into LiveKit ChatChunks.
+
+    Text is passed on at once; tool-call deltas (streamed by index) are accumulated and passed on
+    whole when the choice finishes, since LiveKit executes a FunctionToolCall as soon as it sees it.
+    """
+
+    chunk_id: str = ""
+    response_model: str | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+    started: bool = False  # a text or tool-call delta arrived (the "first token")
+    _tools: dict[int, _ToolCallAcc] = field(default_factory=dict)
+
+    def feed(self, chunk: Any) -> list[llm.ChatChunk]:
+        self.chunk_id = self.chunk_id or getattr(chunk, "id", "") or ""
+        self.response_model = getattr(chunk, "model", None) or self.response_model
+        if (raw_usage := getattr(chunk, "usage", None)) is not None:
+            self.usage = {
+                "input": int(getattr(raw_usage, "prompt_tokens", 0) or 0),
+                "output": int(getattr(raw_usage, "completion_tokens", 0) or 0),
+            }
+        out: list[llm.ChatChunk] = []
+        for choice in getattr(chunk, "choices", None) or []:
+            delta = getattr(choice, "delta", None)
+            content = getattr(delta, "content", None) if delta is not None else None
+            tool_deltas = (getattr(delta, "tool_calls", None) or []) if delta is not None else []
+            self.started = self.started or bool(content or tool_deltas)
+            for tc in tool_deltas:
+                acc = self._tools.setdefault(int(getattr(tc, "index", 0) or 0), _ToolCallAcc())
+                acc.call_id = getattr(tc, "id", None) or acc.call_id
+                if (fn := getattr(tc, "function", None)) is not None:
+                    acc.name = getattr(fn, "name", None) or acc.name
+                    acc.arguments += getattr(fn, "arguments", None) or ""
+            if content:
+                out.append(
+                    llm.ChatChunk(id=self.chunk_id, delta=llm.ChoiceDelta(role="assistant", content=content))
+                )
+            if getattr(choice, "finish_reason", None):
+                out.extend(self.finish())
+        return out
+
+    def finish(self) -> list[llm.ChatChunk]:
+        calls = [
+            llm.FunctionToolCall(name=acc.name, arguments=acc.arguments or "{}", call_id=acc.call_id)
+            for _, acc in sorted(self._tools.items())
+            if acc.name
+        ]
+        self._tools.clear()
+        if not calls:
+            return []
+        return [llm.ChatChunk(id=self.chunk_id, delta=llm.ChoiceDelta(role="assistant", tool_calls=calls))]
+
+    def usage_chunk(self) -> llm.ChatChunk | None:
+        if not self.usage:
+            return None
+        total = self.usage["input"] + self.usage["output"]
+        return llm.ChatChunk(
+            id=self.chunk_id,
+            usage=llm.CompletionUsage(
+                prompt_tokens=self.usage["input"], completion_tokens=self.usage["output"], total_tokens=total
+            ),
+        )
+
+
+@dataclass
 class _AttemptResult:
     ok: bool
     emitted: bool  # text / tool calls already reached the caller
@@ -265,27 +330,13 @@ class RouterLLMStream(llm.LLMStream):
         start = time.perf_counter()
         first_token_at: float | None = None
         emitted = False
-        usage: dict[str, int] = {}
-        response_model: str | None = None
-        chunk_id = ""
-        text_seen = False
-        tool_calls: dict[int, _ToolCallAcc] = {}
+        reader = _ChunkReader()
 
-        def flush_tool_calls() -> None:
+        def send(chunks: list[llm.ChatChunk]) -> None:
             nonlocal emitted
-            if not tool_calls:
-                return
-            calls = [
-                llm.FunctionToolCall(name=acc.name, arguments=acc.arguments or "{}", call_id=acc.call_id)
-                for _, acc in sorted(tool_calls.items())
-                if acc.name
-            ]
-            tool_calls.clear()
-            if calls:
-                emitted = True
-                self._send(
-                    llm.ChatChunk(id=chunk_id, delta=llm.ChoiceDelta(role="assistant", tool_calls=calls))
-                )
+            for chunk in chunks:
+                emitted = emitted or chunk.has_response()
+                self._send(chunk)
 
         with tracer.start_as_current_span(
             f"{OPERATION} {provider.model}", kind=SpanKind.CLIENT, attributes=span_attrs
@@ -299,38 +350,13 @@ class RouterLLMStream(llm.LLMStream):
                         model=provider.name, messages=messages, stream=True, num_retries=0, **kwargs
                     )
                     async for chunk in stream:
-                        chunk_id = chunk_id or getattr(chunk, "id", "") or ""
-                        response_model = getattr(chunk, "model", None) or response_model
-                        if (raw_usage := getattr(chunk, "usage", None)) is not None:
-                            usage = {
-                                "input": int(getattr(raw_usage, "prompt_tokens", 0) or 0),
-                                "output": int(getattr(raw_usage, "completion_tokens", 0) or 0),
-                            }
-                        for choice in getattr(chunk, "choices", None) or []:
-                            delta = getattr(choice, "delta", None)
-                            content = getattr(delta, "content", None) if delta is not None else None
-                            deltas = (getattr(delta, "tool_calls", None) or []) if delta is not None else []
-                            if (content or deltas) and first_token_at is None:
-                                first_token_at = time.perf_counter()
-                                deadline.reschedule(None)  # the deadline is for the first token only
-                            for tc in deltas:
-                                acc = tool_calls.setdefault(int(getattr(tc, "index", 0) or 0), _ToolCallAcc())
-                                acc.call_id = getattr(tc, "id", None) or acc.call_id
-                                fn = getattr(tc, "function", None)
-                                if fn is not None:
-                                    acc.name = getattr(fn, "name", None) or acc.name
-                                    acc.arguments += getattr(fn, "arguments", None) or ""
-                            if content:
-                                text_seen = emitted = True
-                                self._send(
-                                    llm.ChatChunk(
-                                        id=chunk_id, delta=llm.ChoiceDelta(role="assistant", content=content)
-                                    )
-                                )
-                            if getattr(choice, "finish_reason", None):
-                                flush_tool_calls()
-                    flush_tool_calls()
-                    if not emitted and not text_seen:
+                        out = reader.feed(chunk)
+                        if reader.started and first_token_at is None:
+                            first_token_at = time.perf_counter()
+                            deadline.reschedule(None)  # the deadline is for the first token only
+                        send(out)
+                    send(reader.finish())
+                    if not emitted:
                         raise ProviderAttemptError(
                             provider.name, "empty_response", "no text and no tool calls"
                         )
@@ -342,35 +368,26 @@ class RouterLLMStream(llm.LLMStream):
                     else ProviderAttemptError(provider.name, "first_token_timeout", cut)
                 )
                 return await self._fail(span, provider, error, start, emitted, metric_attrs)
-            except asyncio.CancelledError:
+            except asyncio.CancelledError:  # barge-in / session end: not the provider's fault
                 span.set_attribute(names.ERROR_TYPE, "cancelled")
                 raise
             except Exception as exc:
                 return await self._fail(span, provider, exc, start, emitted, metric_attrs)
 
             # Success: response side of the span and the per-attempt metrics.
-            duration = time.perf_counter() - start
-            span.set_attribute(names.GEN_AI_RESPONSE_MODEL, response_model or provider.model)
-            if usage:
-                span.set_attribute(names.GEN_AI_USAGE_INPUT_TOKENS, usage["input"])
-                span.set_attribute(names.GEN_AI_USAGE_OUTPUT_TOKENS, usage["output"])
-                self._send(
-                    llm.ChatChunk(
-                        id=chunk_id,
-                        usage=llm.CompletionUsage(
-                            prompt_tokens=usage["input"],
-                            completion_tokens=usage["output"],
-                            total_tokens=usage["input"] + usage["output"],
-                        ),
-                    )
-                )
+            span.set_attribute(names.GEN_AI_RESPONSE_MODEL, reader.response_model or provider.model)
+            if reader.usage:
+                span.set_attribute(names.GEN_AI_USAGE_INPUT_TOKENS, reader.usage["input"])
+                span.set_attribute(names.GEN_AI_USAGE_OUTPUT_TOKENS, reader.usage["output"])
+            if (usage_chunk := reader.usage_chunk()) is not None:
+                self._send(usage_chunk)  # feeds LiveKit's own LLMMetrics / gen_ai.* usage
             ins = instruments()
             ins.requests.add(1, {**metric_attrs, names.OUTCOME: "ok"})
-            ins.attempt_duration.record(duration, {**metric_attrs, names.OUTCOME: "ok"})
+            ins.attempt_duration.record(time.perf_counter() - start, {**metric_attrs, names.OUTCOME: "ok"})
             if first_token_at is not None:
                 ins.ttft.record(first_token_at - start, metric_attrs)
-            self._record_usage(provider, usage, metric_attrs)
-            return _AttemptResult(ok=True, emitted=emitted, usage=usage)
+            self._record_usage(provider, reader.usage, metric_attrs)
+            return _AttemptResult(ok=True, emitted=emitted, usage=reader.usage)
 
     async def _fail(
         self,
