@@ -44,7 +44,7 @@ from telemetry.exporters import (
     build_otlp_exporters,
     install_export_log_rate_limit,
 )
-from telemetry.logs import remove_logging, setup_logging
+from telemetry.logs import OTelBridgeHandler, remove_logging, setup_logging
 from telemetry.prometheus import MetricsServer, create_metrics_server
 from telemetry.redaction import RedactingLogProcessor, RedactingSpanExporter, RedactingSpanProcessor, Redactor
 from telemetry.resource import build_resource
@@ -124,7 +124,7 @@ class Telemetry:
             self._shut_down = True
         timeout = timeout_s if timeout_s is not None else self.settings.shutdown_timeout_s
         # Stop bridging logs first: records logged into a shut-down provider are dropped noisily.
-        remove_logging([h for h in self._log_handlers if not h.__class__.__name__.startswith("Stderr")])
+        remove_logging([h for h in self._log_handlers if isinstance(h, OTelBridgeHandler)])
         calls: list[Callable[[], object]] = []
         if self.metrics_server is not None:
             calls.append(self.metrics_server.stop)

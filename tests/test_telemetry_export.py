@@ -166,6 +166,16 @@ def _histogram_points(requests: list[ExportMetricsServiceRequest], name: str) ->
     ]
 
 
+def _log_records(requests: list[ExportLogsServiceRequest]) -> list[Any]:
+    return [
+        record
+        for req in requests
+        for rl in req.resource_logs
+        for sl in rl.scope_logs
+        for record in sl.log_records
+    ]
+
+
 def _bucket_upper_bound(point: Any, value: float) -> float:
     for bound, count in zip(point.explicit_bounds, point.bucket_counts, strict=False):
         if count and value <= bound:
@@ -203,13 +213,7 @@ def test_real_otlp_http_export_of_all_three_signals(otlp_receiver):
     assert echo["traceparent"].split("-")[1] == result["trace_id"]
 
     # Logs: redacted body, same trace.
-    records = [
-        lr
-        for req in received.logs
-        for rl in req.resource_logs
-        for sl in rl.scope_logs
-        for lr in sl.log_records
-    ]
+    records = _log_records(received.logs)
     [record] = [r for r in records if r.body.string_value.startswith("child log")]
     assert record.body.string_value == "child log for [EMAIL]"
     assert record.trace_id == trace_id
@@ -298,3 +302,56 @@ def test_hanging_collector_does_not_block_the_app_and_shutdown_is_bounded(hangin
     # The deadline passed with exports still hanging: shutdown gave up instead of waiting them out.
     assert result["shutdown_ok"] is False
     assert result["shutdown_s"] < 30  # i.e. not the 60 s export timeout (actual: about 1 s)
+
+
+@pytest.fixture
+def otlp_grpc_receiver() -> Iterator[tuple[str, Received]]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+    received = Received()
+
+    class Traces(trace_service_pb2_grpc.TraceServiceServicer):
+        def Export(self, request, context):
+            received.traces.append(request)
+            return trace_service_pb2.ExportTraceServiceResponse()
+
+    class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+        def Export(self, request, context):
+            received.metrics.append(request)
+            return metrics_service_pb2.ExportMetricsServiceResponse()
+
+    class Logs(logs_service_pb2_grpc.LogsServiceServicer):
+        def Export(self, request, context):
+            received.logs.append(request)
+            return logs_service_pb2.ExportLogsServiceResponse()
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), server)
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), server)
+    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"http://127.0.0.1:{port}", received
+    server.stop(grace=None)
+
+
+def test_real_otlp_grpc_export(otlp_grpc_receiver):
+    url, received = otlp_grpc_receiver
+    result, _ = run_child({"OTEL_EXPORTER_OTLP_ENDPOINT": url, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+    assert result["shutdown_ok"] is True
+    assert result["status"]["protocol"] == "grpc"
+    trace_id = bytes.fromhex(result["trace_id"])
+    spans = [
+        s for req in received.traces for rs in req.resource_spans for ss in rs.scope_spans for s in ss.spans
+    ]
+    assert any(s.name == "child-operation" and s.trace_id == trace_id for s in spans)
+    assert _attrs(received.traces[0].resource_spans[0].resource.attributes)["service.name"] == "child-svc"
+    [ours] = _histogram_points(received.metrics, "sales_agent.tool.duration")
+    assert _bucket_upper_bound(ours, 0.3) < 1.0
+    records = _log_records(received.logs)
+    assert any(r.body.string_value == "child log for [EMAIL]" and r.trace_id == trace_id for r in records)
