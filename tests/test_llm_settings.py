@@ -94,3 +94,15 @@ def test_api_key_override_variable(monkeypatch):
     config = ProviderConfig(name="gw", kind="openai", model="m", api_key_env="MY_GATEWAY_KEY")
     assert config.api_key() is not None and config.api_key().get_secret_value() == "k"
     assert "k" not in repr(config.api_key())
+
+
+def test_redis_url_without_client_is_a_clear_error():
+    import importlib.util
+
+    from agent.llm import LLMConfigError, build_llm
+
+    if importlib.util.find_spec("redis") is not None:
+        pytest.skip("redis client installed")
+    settings = LLMSettings.for_local(["http://127.0.0.1:1/v1"], redis_url="redis://127.0.0.1:6379/0")
+    with pytest.raises(LLMConfigError, match="uv add redis"):
+        build_llm(settings)

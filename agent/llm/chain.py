@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from agent.llm.errors import NoUsableLLMProvider
+from agent.llm.errors import LLMConfigError, NoUsableLLMProvider
 from agent.llm.settings import LLMSettings, ProviderConfig
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,14 @@ class ProviderChain:
             "cooldown_time": self.settings.cooldown_s,
         }
         if self.settings.redis_url:
+            import importlib.util
+
+            if importlib.util.find_spec("redis") is None:
+                raise LLMConfigError(
+                    "SALES_AGENT_LLM_REDIS_URL is set but the 'redis' package is not installed "
+                    "(uv add redis), so LiteLLM cannot share cooldowns through Redis",
+                    error_type="redis_client_missing",
+                )
             kwargs["redis_url"] = self.settings.redis_url
         return Router(**kwargs)
 
