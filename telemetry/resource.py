@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import platform
 import socket
-import uuid
 from importlib import metadata
 from urllib.parse import unquote
 
@@ -13,6 +12,7 @@ from opentelemetry.sdk.resources import (
     OsResourceDetector,
     ProcessResourceDetector,
     Resource,
+    ServiceInstanceIdResourceDetector,
     get_aggregated_resources,
 )
 
@@ -21,10 +21,16 @@ from telemetry.settings import TelemetrySettings
 log = logging.getLogger(__name__)
 
 DISTRIBUTION = "sales-agent-observability"
-# One id per process: replicas and livekit job processes are told apart by it.
-INSTANCE_ID = str(uuid.uuid4())
 # The process detector copies argv; a command line can carry secrets (--api-key ...), so it stays out.
 _DROPPED_PROCESS_ATTRIBUTES = ("process.command_line", "process.command_args", "process.command")
+
+
+def instance_id() -> str:
+    """A uuid per process (replicas and livekit job processes are told apart by it).
+
+    The SDK's detector is used so the id is the one the SDK providers switch to after a fork.
+    """
+    return str(ServiceInstanceIdResourceDetector().detect().attributes["service.instance.id"])
 
 
 def package_version() -> str:
@@ -68,7 +74,7 @@ def build_resource(settings: TelemetrySettings) -> Resource:
         {
             "service.name": settings.service_name,
             "service.version": package_version(),
-            "service.instance.id": INSTANCE_ID,
+            "service.instance.id": instance_id(),
             "deployment.environment.name": settings.deployment_environment,
             "telemetry.sdk.language": "python",
             **_host_attributes(),

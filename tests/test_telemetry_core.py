@@ -17,7 +17,7 @@ from opentelemetry import metrics, trace
 from telemetry import names
 from telemetry.logs import HumanFormatter
 from telemetry.redaction import EMAIL_MASK, PHONE_MASK, REDACTED, Redactor
-from telemetry.resource import INSTANCE_ID, package_version
+from telemetry.resource import instance_id, package_version
 from telemetry.views import TOKENS
 
 tracer = trace.get_tracer(__name__)
@@ -64,12 +64,12 @@ def test_resource_identifies_service_instance_and_host(otel):
     attrs = dict(span.resource.attributes)
     assert attrs["service.name"] == "sales-agent-tests"
     assert attrs["service.version"] == package_version() != "0.0.0+unknown"
-    assert attrs["service.instance.id"] == INSTANCE_ID
+    assert attrs["service.instance.id"] == instance_id()
     assert attrs["deployment.environment.name"] == "development"
     assert attrs["host.name"] and attrs["process.pid"] > 0
     assert "process.command_line" not in attrs  # argv may carry secrets
     [record] = [r for r in otel.logs() if r.log_record.body == "resource check"]
-    assert record.resource.attributes["service.instance.id"] == INSTANCE_ID
+    assert record.resource.attributes["service.instance.id"] == instance_id()
 
 
 def test_redaction_removes_email_and_phone_from_spans_and_logs(otel):
