@@ -121,6 +121,9 @@ class ExportMonitor:
             unit="{batch}",
             description="OTLP export batches that failed (collector unreachable, hanging or rejecting)",
         )
+        # Series exist from the start (at 0), so increase()/rate() alerts see the first failure.
+        for signal in SIGNALS:
+            self._failures.add(0, {names.TELEMETRY_SIGNAL: signal})
 
     def begin(self, signal: str) -> None:
         with self._lock:

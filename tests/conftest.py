@@ -16,13 +16,13 @@ import pytest
 # Offline: LiteLLM must use its bundled cost map, never the network (see ../shared/notes.md).
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from opentelemetry.sdk._logs.export import InMemoryLogExporter  # noqa: E402
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
-from opentelemetry.sdk.trace import ReadableSpan  # noqa: E402
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
+from opentelemetry.sdk._logs.export import InMemoryLogExporter
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from telemetry.settings import TelemetrySettings  # noqa: E402
-from telemetry.setup import Telemetry, setup_telemetry  # noqa: E402
+from telemetry.settings import TelemetrySettings
+from telemetry.setup import Telemetry, setup_telemetry
 
 
 @dataclass
@@ -71,7 +71,13 @@ def _otel_session() -> Iterator[OtelCapture]:
     metric_reader = InMemoryMetricReader()
     log_exporter = InMemoryLogExporter()
     telemetry = setup_telemetry(
-        TelemetrySettings(OTEL_SERVICE_NAME="sales-agent-tests"),
+        # In-memory only, whatever the developer's environment says (no OTLP, no /metrics server).
+        TelemetrySettings(
+            OTEL_SERVICE_NAME="sales-agent-tests",
+            OTEL_SDK_DISABLED=False,
+            OTEL_EXPORTER_OTLP_ENDPOINT=None,
+            SALES_AGENT_METRICS_ENABLED=False,
+        ),
         span_exporters=[span_exporter],
         metric_readers=[metric_reader],
         log_exporters=[log_exporter],
