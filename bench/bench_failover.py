@@ -146,6 +146,24 @@ async def run(n: int, deadline_s: float) -> list[tuple[str, dict[str, float]]]:
         )
 
         primary.set_fault("ok")
+        concurrent = max(2, min(n, 20))
+        rss_before = _rss_mb()
+        results = await asyncio.gather(*(_ttft_router_llm(healthy_llm, chat_ctx) for _ in range(concurrent)))
+        ttfts = sorted(ttft for ttft, _ in results)
+        rows.append(
+            (
+                f"healthy, {concurrent} turns at once",
+                {"p50": statistics.median(ttfts), "p95": ttfts[-1], "mean": statistics.fmean(ttfts),
+                 "total_p50": statistics.median(total for _, total in results)},
+            )
+        )  # fmt: skip
+        rows.append(
+            (
+                "memory: RSS growth per concurrent turn (KB)",
+                {"p50": (_rss_mb() - rss_before) * 1024 / concurrent},
+            )
+        )
+
         router = healthy_llm.chain.router
         rows.append(
             ("overhead: Router.acompletion", await _measure(n, lambda: _ttft_router(router, "primary")))
@@ -171,7 +189,8 @@ def print_table(rows: list[tuple[str, dict[str, float]]], deadline_s: float) -> 
         )
     for name, stats in rows:
         if name.startswith("memory"):
-            print(f"{name}: {stats['p50']:.0f}; process RSS now {_rss_mb():.0f} MB")
+            print(f"{name}: {stats['p50']:.0f}")
+    print(f"process RSS now {_rss_mb():.0f} MB (python + livekit-agents + litellm + 2 local providers)")
 
 
 def main(argv: list[str] | None = None) -> None:
