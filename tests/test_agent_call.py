@@ -339,3 +339,26 @@ async def test_sweep_on_another_loop_closes_the_call_on_its_own_loop(otel, stack
     assert any("time limit" in text for text in said)
     [root] = [s for s in otel.spans(CALL_SPAN_NAME) if s.attributes[names.CALL_ID] == "test-expired"]
     assert root.attributes[names.CALL_OUTCOME] == "dropped"
+
+
+async def test_a_taken_slot_tells_the_llm_to_offer_another(otel, stack: Stack) -> None:
+    import re
+
+    first, second = new_call(stack), new_call(stack)
+    await first.start()
+    await second.start()
+    await first.session.run(user_input=tool("capture_basic_info", **CONTACT))
+    await second.session.run(
+        user_input=tool("capture_basic_info", **{**CONTACT, "email": "fox@initech.example.com"})
+    )
+    offered = outputs(await first.session.run(user_input=tool("check_availability", days_ahead=7)))[0].output
+    slot = re.findall(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}[+-]\d{2}:\d{2}", offered)[0]
+    booked = outputs(await first.session.run(user_input=tool("book_meeting", slot_start=slot)))[0]
+    taken = outputs(await second.session.run(user_input=tool("book_meeting", slot_start=slot)))[0]
+    await first.aclose()
+    await second.aclose()
+
+    assert not booked.is_error and booked.output.startswith("Meeting booked")
+    assert taken.is_error
+    assert "no longer available; call check_availability and offer another one" in taken.output
+    assert first.tools.meetings_booked == 1 and second.tools.meetings_booked == 0

@@ -21,7 +21,7 @@ from livekit.agents.llm import RawFunctionTool, find_function_tools, function_to
 from agent import business_metrics
 from agent.call_context import CallContext
 from agent.error_handling import error_handled
-from agent.errors import InvalidInput
+from agent.errors import DependencyRejected, InvalidInput
 from agent.tools.args import (
     BookMeetingArgs,
     CallOutcome,
@@ -45,6 +45,7 @@ EndCallHook = Callable[[CallOutcome], Awaitable[None]]
 # CRM lead status written by qualify_lead, by band (agent.crm.models.LEAD_STATUSES).
 LEAD_STATUS_BY_BAND = {"hot": "qualified", "warm": "qualified", "cold": "unqualified"}
 MAX_SLOTS_OFFERED = 5
+SLOT_REJECTED_STATUSES = frozenset({409, 422})  # slot taken / not bookable (e.g. in the past)
 
 
 def _no_contact(operation: str) -> InvalidInput:
@@ -160,7 +161,17 @@ class SalesTools:
     async def book_meeting(self, raw_arguments: dict[str, Any]) -> str:
         args = parse_args(BookMeetingArgs, raw_arguments)
         key = self._require_contact("book_meeting")
-        booking = await self._crm.book_meeting(self._tenant, key, args.slot_start)
+        try:
+            booking = await self._crm.book_meeting(self._tenant, key, args.slot_start)
+        except DependencyRejected as exc:
+            if exc.status_code not in SLOT_REJECTED_STATUSES:
+                raise
+            # The calendar refused this slot (taken meanwhile, in the past): the LLM can fix that itself.
+            raise InvalidInput(
+                "that slot is no longer available; call check_availability and offer another one",
+                field="slot_start",
+                error_type=exc.error_type,
+            ) from exc
         self.meetings_booked += 1
         business_metrics.meeting_booked(self._tenant)
         booking_id = getattr(booking, "booking_id", None) or getattr(booking, "id", "")
