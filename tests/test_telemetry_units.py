@@ -118,3 +118,30 @@ def test_sdk_disabled_installs_nothing_but_keeps_logging():
     )
     assert proc.returncode == 0, proc.stderr
     assert "WARNING agent.x trace=- span=- still logging" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "unit", "rule"),
+    [
+        ("histogram", "lk.agents.turn.e2e_latency", "s", "livekit seconds histograms"),
+        ("counter", "lk.agents.usage.llm_input_tokens", "", "livekit other instruments"),
+        ("histogram", "gen_ai.client.operation.duration", "s", "gen_ai seconds histograms"),
+        ("histogram", "gen_ai.client.token.usage", "{token}", "gen_ai token histograms"),
+        ("histogram", "sales_agent.session.duration", "s", "session/call durations"),
+        ("histogram", "sales_agent.call.duration", "s", "session/call durations"),
+        ("histogram", "sales_agent.tool.duration", "s", "seconds histograms"),
+        ("histogram", "http.client.request.duration", "s", "seconds histograms"),
+        ("histogram", "http.client.duration", "ms", "everything else"),  # old semconv: ms buckets fit
+        ("counter", "sales_agent.tool.calls", "", "everything else"),
+        ("histogram", "sales_agent.session.duration_in_ms", "ms", "everything else"),
+    ],
+)
+def test_exactly_one_view_matches_each_instrument(kind, name, unit, rule):
+    from opentelemetry.sdk.metrics import MeterProvider  # a private provider, never installed globally
+
+    from telemetry.views import build_views
+
+    meter = MeterProvider().get_meter("views-test")
+    instrument = (meter.create_histogram if kind == "histogram" else meter.create_counter)(name, unit=unit)
+    matching = [view for view in build_views() if view._match(instrument)]
+    assert [view._rule.name for view in matching] == [rule]
