@@ -79,7 +79,11 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def setup_logging(
-    *, level: str, logger_provider: LoggerProvider | None, redactor: Redactor | None
+    *,
+    level: str,
+    logger_provider: LoggerProvider | None,
+    redactor: Redactor | None,
+    quiet_loggers: tuple[str, ...] = (),
 ) -> list[logging.Handler]:
     """Attach the stderr handler (and the OTel bridge when a provider is given) to the root logger.
 
@@ -102,6 +106,8 @@ def setup_logging(
         setattr(handler, _MARK, True)
         root.addHandler(handler)
     root.setLevel(level.upper())
+    for name in quiet_loggers:
+        logging.getLogger(name).setLevel(logging.WARNING)
     return handlers
 
 

@@ -38,6 +38,8 @@ class TelemetrySettings(BaseSettings):
     prometheus_enabled: bool | None = Field(default=None, alias="SALES_AGENT_METRICS_ENABLED")
     redact_pii: bool = Field(default=True, alias="SALES_AGENT_REDACT_PII")
     log_level: str = Field(default="INFO", alias="SALES_AGENT_LOG_LEVEL")
+    # Loggers held at WARNING: httpx logs one INFO line per request, which the client spans already carry.
+    quiet_loggers: str = Field(default="httpx,httpcore", alias="SALES_AGENT_QUIET_LOGGERS")
     metric_export_interval_ms: int = Field(default=15000, gt=0, alias="OTEL_METRIC_EXPORT_INTERVAL")
     # Per-request OTLP timeout (the exporter retries transient errors within it).
     export_timeout_s: float = Field(default=5.0, gt=0, alias="SALES_AGENT_EXPORT_TIMEOUT_S")

@@ -203,7 +203,9 @@ def _build(
 ) -> Telemetry:
     redactor = Redactor(pii=settings.redact_pii)
     if settings.sdk_disabled:
-        handlers = setup_logging(level=settings.log_level, logger_provider=None, redactor=redactor)
+        handlers = setup_logging(
+            level=settings.log_level, logger_provider=None, redactor=redactor, quiet_loggers=_quiet(settings)
+        )
         return Telemetry(settings, None, None, None, _log_handlers=handlers)
 
     resource = build_resource(settings)
@@ -275,7 +277,12 @@ def _build(
     if settings.instrument_httpx:
         _instrument_httpx(tracer_provider, meter_provider)
     _wire_livekit(tracer_provider)
-    handlers = setup_logging(level=settings.log_level, logger_provider=logger_provider, redactor=redactor)
+    handlers = setup_logging(
+        level=settings.log_level,
+        logger_provider=logger_provider,
+        redactor=redactor,
+        quiet_loggers=_quiet(settings),
+    )
     if metrics_server is not None:
         metrics_server.start()
         log.info("Prometheus metrics on http://%s:%d/metrics", metrics_server.host, metrics_server.port)
@@ -289,6 +296,10 @@ def _build(
         otlp_enabled=otlp is not None,
         _log_handlers=handlers,
     )
+
+
+def _quiet(settings: TelemetrySettings) -> tuple[str, ...]:
+    return tuple(name.strip() for name in settings.quiet_loggers.split(",") if name.strip())
 
 
 def _instrument_httpx(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> None:
