@@ -111,3 +111,48 @@ def test_speech_plugins_follow_settings(monkeypatch) -> None:
     assert type(plugins["stt"]).__module__.startswith("livekit.plugins.openai")
     assert type(plugins["tts"]).__module__.startswith("livekit.plugins.cartesia")
     assert "vad" not in plugins
+
+
+async def test_worker_services_serve_health_and_track_sessions(monkeypatch, tmp_path) -> None:
+    import socket
+
+    import aiohttp
+
+    from agent.app_settings import AppSettings
+    from agent.crm import CrmSettings
+    from agent.llm import LLMSettings, ProviderConfig
+    from local_services.crm_service import run_crm_service
+    from local_services.llm_provider import run_llm_provider
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with run_llm_provider("primary") as primary, run_crm_service(tmp_path / "crm.sqlite3") as crm_url:
+        settings = AppSettings()
+        settings.__dict__.update(  # the cached parts, as env would set them
+            llm=LLMSettings(
+                chain=[ProviderConfig(name="primary", kind="local", model="m", api_base=primary.url)]
+            ),
+            crm=CrmSettings(CRM_URL=crm_url, CRM_OUTBOX_PATH=str(tmp_path / "outbox.sqlite3")),
+            worker=WorkerSettings(health_port=port),
+        )
+        monkeypatch.setattr(worker, "app_settings", lambda: settings)
+        monkeypatch.setattr(worker, "_state", None)
+        await worker._start_worker_services()
+        state = worker._state
+        assert state is not None and state.runtime is not None
+        try:
+            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/ready") as resp:
+                body = await resp.json()
+            assert resp.status == 200 and body["ready"] is True
+            assert set(body["checks"]) >= {"llm.primary", "llm.chain", "crm", "calendar", "outbox"}
+
+            async def on_close(_outcome: str) -> None:
+                return None
+
+            state.sessions.open("job-1", "acme", on_close)
+            load = worker.worker_load(SimpleNamespace(active_jobs=[]))  # type: ignore[arg-type]
+            assert load == pytest.approx(1 / settings.sessions.max_sessions)
+        finally:
+            await state.runtime.aclose()
+            await state.sessions.stop()
