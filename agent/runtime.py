@@ -107,8 +107,8 @@ async def start_runtime(
     """Build and start the shared services on the running loop.
 
     ``sessions``: an existing (process-wide) manager to use instead of a new one; it is not stopped
-    by ``aclose``. ``start_outbox_drainer=False``: writes still queue in the outbox, but another
-    process (the worker) delivers them.
+    by ``aclose``. ``start_outbox_drainer=False``: writes still queue in the outbox, but someone else
+    (the worker's own CRM facade) delivers them.
     """
     from agent.crm import build_crm
     from agent.health import HealthServer
@@ -129,7 +129,11 @@ async def start_runtime(
     )
     if serve_health:
         server = HealthServer(health, host=health_host, port=health_port)
-        await server.start()
+        try:
+            await server.start()
+        except BaseException:  # e.g. the port is taken: release what was started
+            await runtime.aclose()
+            raise
         runtime.health_server = server
         log.info("health endpoints on %s/health and %s/ready", server.url, server.url)
     return runtime
