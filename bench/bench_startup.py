@@ -33,23 +33,32 @@ IMPORT_CASES = (
     ("agent.worker (the job entrypoint)", "import agent.worker"),
 )
 
-# What "ready" means offline: everything the worker does before it dials the LiveKit server.
+# What "ready" means offline: everything ``agent.worker.run_worker`` does before livekit's CLI dials
+# the LiveKit server (telemetry, speech plugins, the preloaded modules incl. litellm, tenants, options),
+# then the per-job-process ``prewarm`` work that remains (VAD model) as a separate stage.
 READY_SCRIPT = r"""
-import os, sys, time
+import json, os, sys, time
 t0 = float(sys.argv[1])
-import agent.worker  # noqa: F401  (imports: the LiveKit worker entrypoint)
-from telemetry.settings import TelemetrySettings
+stages = {}
+def mark(name):
+    stages[name] = time.time() - t0
+import agent.worker as worker
+mark("import agent.worker")
 from telemetry.setup import setup_telemetry
-setup_telemetry(TelemetrySettings())
-t_tel = time.time()
-built = "no"
-try:
-    from agent.llm import LLMSettings, build_llm
-    llm = build_llm(LLMSettings.load())
-    built = "yes"
-except Exception as exc:  # no usable provider configured in this environment
-    built = f"no ({type(exc).__name__})"
-print(f"READY {time.time() - t0:.4f} {t_tel - t0:.4f} {built}", flush=True)
+setup_telemetry(worker.app_settings().telemetry)
+mark("setup_telemetry")
+worker.import_speech_plugins(worker.app_settings().worker)
+mark("speech plugins imported")
+worker.preload()
+mark("preload_modules imported (litellm, agent.*)")
+worker.tenant_registry()
+worker.worker_options()
+mark("tenants + WorkerOptions: ready to dial LiveKit")
+if worker.app_settings().worker.vad == "silero":
+    from livekit.plugins import silero
+    silero.VAD.load()
+    mark("+ prewarm: silero VAD loaded (per job process)")
+print("READY " + json.dumps(stages), flush=True)
 os._exit(0)
 """
 
@@ -86,20 +95,18 @@ def _time_import(statement: str, repeats: int) -> tuple[float | None, str]:
 
 
 def _time_ready(repeats: int) -> dict[str, Any]:
-    """Spawn-to-READY seconds of READY_SCRIPT (the worker's imports + telemetry + LLM)."""
+    """Spawn-to-stage seconds of READY_SCRIPT (medians over ``repeats``)."""
+    import json
+
     if not _module_exists("import agent.worker"):
         return {"error": "agent.worker does not exist yet"}
-    env = child_env(
-        SALES_AGENT_LLM_CHAIN='[{"name": "local", "kind": "local", "api_base": "http://127.0.0.1:9/v1", '
-        '"model": "local-sales"}]'
-    )
-    walls, telemetry_at, built = [], [], ""
+    runs: list[dict[str, float]] = []
     for _ in range(repeats):
         started = time.time()
         proc = subprocess.run(
             [sys.executable, "-c", READY_SCRIPT, repr(started)],
             cwd=REPO_ROOT,
-            env=env,
+            env=child_env(),
             capture_output=True,
             text=True,
             timeout=300,
@@ -108,12 +115,16 @@ def _time_ready(repeats: int) -> dict[str, Any]:
         if line is None:
             last = (proc.stderr.strip().splitlines() or ["?"])[-1]
             return {"error": last[:200]}
-        parts = line.split(maxsplit=3)
-        walls.append(float(parts[1]))
-        telemetry_at.append(float(parts[2]))
-        built = parts[3]
-    return {"ready_s": median(walls), "telemetry_s": median(telemetry_at), "llm_built": built}
+        runs.append(json.loads(line.removeprefix("READY ")))
+    return {"stages": {name: median([r[name] for r in runs]) for name in runs[0]}}
 
+
+# 6b's imports as one statement, for -X importtime (imports done inside functions are recorded too).
+READY_IMPORTS = (
+    "import agent.worker as w; from telemetry.setup import setup_telemetry; "
+    "setup_telemetry(w.app_settings().telemetry); "
+    "w.import_speech_plugins(w.app_settings().worker); w.preload()"
+)
 
 _IMPORTTIME = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)")
 
@@ -144,29 +155,31 @@ def importtime_profile(statement: str) -> dict[str, Any]:
     return {
         "total_s": total,
         "by_package": sorted(by_package.items(), key=lambda kv: kv[1], reverse=True),
-        "litellm_chain": _chain_to(entries, "litellm"),
+        "litellm_importers": importers_of(entries, "litellm"),
         "ok": proc.returncode == 0,
     }
 
 
-def _chain_to(entries: list[tuple[int, str, int, int]], target: str) -> list[str]:
-    """The import chain (outermost first) that first imported ``target``.
+def importers_of(entries: list[tuple[int, str, int, int]], package: str) -> list[str]:
+    """Top-level imports that pulled ``package`` in (``package`` itself when imported directly).
 
-    importtime prints a module after its children, deeper ones indented: walk forward from the
-    target's line and take the first later entry at each shallower depth (its importer).
+    importtime prints a module after its children, deeper ones indented, so a top-level (depth 0)
+    entry's subtree is the run of entries since the previous depth-0 one.
     """
-    for idx, (depth, module, _s, cum) in enumerate(entries):
-        if module == target:
-            chain = [f"{module} ({cum / 1e6:.2f} s)"]
-            want = depth - 1
-            for later_depth, later_module, _s2, later_cum in entries[idx + 1 :]:
-                if want < 0:
-                    break
-                if later_depth == want:
-                    chain.append(f"{later_module} ({later_cum / 1e6:.2f} s)")
-                    want -= 1
-            return list(reversed(chain))
-    return []
+    found: list[str] = []
+    subtree: list[str] = []
+    for depth, module, _self_us, cum_us in entries:
+        if depth > 0:
+            subtree.append(module)
+            continue
+        inside = module == package or module.startswith(package + ".")
+        if inside or any(m == package or m.startswith(package + ".") for m in subtree):
+            label = package if inside else module
+            if label not in found:
+                found.append(label)
+        subtree = []
+        _ = cum_us
+    return found
 
 
 def run(quick: bool) -> list[Table]:
@@ -189,28 +202,36 @@ def run(quick: bool) -> list[Table]:
         t1.add(label, seconds if seconds is not None else "-", error)
     ready = _time_ready(repeats)
     t2 = Table(
-        "6b. Worker ready (offline: imports + setup_telemetry + Router-backed LLM built)", ["step", "value"]
+        "6b. Worker ready: seconds since process spawn at each stage of agent.worker.run_worker (median)",
+        ["stage", "s since spawn", "stage took s"],
     )
     if "error" in ready:
-        t2.add("ready", f"not measured: {ready['error']}")
+        t2.add("ready", f"not measured: {ready['error']}", "")
     else:
-        t2.add("imports + setup_telemetry done (s since spawn)", ready["telemetry_s"])
-        t2.add("worker ready (s since spawn)", ready["ready_s"])
-        t2.add("LLM built", ready["llm_built"])
-    target = "import agent.worker" if _module_exists("import agent.worker") else "import agent.cli"
-    if not _module_exists(target):
-        target = "import agent.error_handling"
+        previous = 0.0
+        for stage, at in ready["stages"].items():
+            t2.add(stage, at, at - previous)
+            previous = at
+    if _module_exists("import agent.worker"):
+        target, label = READY_IMPORTS, "the worker's ready path (6b without the VAD)"
+    else:
+        target = label = "import agent.error_handling"
     prof = importtime_profile(target)
     t3 = Table(
-        f"6c. python -X importtime -c '{target}': import self time by top-level package",
+        f"6c. python -X importtime, {label}: import self time by top-level package",
         ["package", "seconds", "share"],
     )
     for package, seconds in prof["by_package"][:12]:
         t3.add(package, seconds, f"{seconds / (prof['total_s'] or 1):.0%}")
-    if prof["litellm_chain"]:
-        t3.notes.append("LiteLLM is imported via: " + " → ".join(prof["litellm_chain"]))
+    litellm_s = dict(prof["by_package"]).get("litellm", 0.0)
+    if prof["litellm_importers"]:
+        t3.notes.append(
+            f"LiteLLM ({litellm_s:.2f} s self time here) is pulled in by: "
+            + ", ".join(f"`{m}`" for m in prof["litellm_importers"])
+            + " (`litellm` = a direct `import litellm`)."
+        )
     else:
-        t3.notes.append(f"LiteLLM is not imported by `{target}` (deferred until first use).")
+        t3.notes.append(f"LiteLLM is not imported by `{target}`.")
     t3.notes.append("importtime adds its own overhead; compare shares, not absolute seconds, with 6a.")
     return [t1, t2, t3]
 

@@ -13,7 +13,9 @@ ratios inside an item are measured side by side under the same conditions.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -21,7 +23,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench._common import REPO_ROOT, Table, child_env, machine_table
+from bench._common import REPO_ROOT, Table, child_env, machine_table, verdict
 
 ITEMS: dict[int, tuple[str, str]] = {
     1: ("Cost of instrumentation", "bench.bench_instrumentation"),
@@ -41,11 +43,48 @@ def _failover(quick: bool) -> list[Table]:
     table.preformatted = proc.stdout.strip()
     if proc.returncode != 0:
         table.notes.append(f"bench_failover.py exited {proc.returncode}: {proc.stderr.strip()[-800:]}")
+    table.verdicts.extend(failover_verdicts(proc.stdout))
     table.notes.append(
         "Goals (issue 3): refused / 500 add <= 50 ms over healthy, hang ~ the first-token deadline, "
-        "cooldown <= 5 ms over healthy."
+        "cooldown <= 5 ms over healthy. Verdicts are read from the script's p50 column."
     )
     return [table]
+
+
+_SCENARIO_ROW = re.compile(r"^(?P<name>[a-z][a-z0-9 ,()._-]*?)\s{2,}(?P<nums>[-+\d.\s]+)$")
+
+
+def failover_verdicts(text: str) -> list[str]:
+    """Goal lines from bench_failover.py's table (p50 and '+p50 vs healthy' columns); none if unparsable."""
+    deadline = re.search(r"deadline (\d+) ms", text)
+    p50: dict[str, float] = {}
+    for line in text.splitlines():
+        match = _SCENARIO_ROW.match(line.strip())
+        if match:
+            numbers = match["nums"].split()
+            with contextlib.suppress(ValueError, IndexError):
+                p50[match["name"].strip()] = float(numbers[0])
+    healthy = p50.get("healthy primary")
+    if healthy is None:
+        return []
+    out = []
+    for name, limit in (("primary refused", 50.0), ("primary 500", 50.0), ("primary in cooldown", 5.0)):
+        if name in p50:
+            extra = p50[name] - healthy
+            out.append(
+                verdict(f"TTFT {name} <= healthy + {limit:.0f} ms", extra <= limit, f"{extra:+.1f} ms")
+            )
+    if deadline and "primary hang (deadline)" in p50:
+        limit_ms = float(deadline[1])
+        extra = p50["primary hang (deadline)"] - limit_ms - healthy
+        out.append(
+            verdict(
+                "TTFT primary hanging ~ deadline (<= deadline + healthy + 50 ms)",
+                extra <= 50.0,
+                f"{p50['primary hang (deadline)']:.0f} ms, deadline {limit_ms:.0f} ms ({extra:+.1f} ms)",
+            )
+        )
+    return out
 
 
 def _runner(item: int) -> Callable[[bool], list[Table]]:

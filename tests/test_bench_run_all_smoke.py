@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.run_all import failover_verdicts
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -35,3 +37,17 @@ def test_run_all_rejects_unknown_items() -> None:
     )
     assert proc.returncode == 2
     assert "unknown item" in proc.stderr
+
+
+def test_failover_verdicts_read_the_failover_table() -> None:
+    text = """TTFT through RouterLLM (first-token deadline 300 ms), milliseconds
+scenario                                         p50       p95      mean  +p50 vs healthy  total p50
+healthy primary                                13.16     13.62     13.16            +0.00      33.74
+primary refused                                34.70     38.53     34.70           +21.54      52.01
+primary 500                                    94.86     95.08     94.86           +81.70      97.14
+primary hang (deadline)                       330.21    334.95    330.21          +317.04     344.94
+primary in cooldown                            11.17     11.41     11.17            -1.99      20.58
+"""
+    verdicts = failover_verdicts(text)
+    assert [v.split()[0] for v in verdicts] == ["PASS", "MISS", "PASS", "PASS"]
+    assert failover_verdicts("no table here") == []
