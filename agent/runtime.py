@@ -7,6 +7,7 @@ that created them). ``start`` opens them in dependency order, ``aclose`` closes 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,8 @@ class Runtime:
     health: HealthRegistry
     health_server: HealthServer | None = None
     owns_sessions: bool = True
+    # sales_agent.event_loop.lag for this loop (dashboards' System panel, EventLoopLagHigh alert).
+    loop_lag_monitor: asyncio.Task[None] | None = None
     _closed: bool = field(default=False, repr=False)
 
     @property
@@ -44,6 +47,8 @@ class Runtime:
         if self._closed:
             return
         self._closed = True
+        if self.loop_lag_monitor is not None:
+            self.loop_lag_monitor.cancel()
         if self.health_server is not None:
             await self.health_server.stop()
         if self.owns_sessions:
@@ -127,6 +132,8 @@ async def start_runtime(
     runtime = Runtime(
         llm=llm, crm=crm, tenants=tenants, sessions=sessions, health=health, owns_sessions=owns_sessions
     )
+    if telemetry is not None:
+        runtime.loop_lag_monitor = telemetry.start_loop_lag_monitor()
     if serve_health:
         server = HealthServer(health, host=health_host, port=health_port)
         try:
