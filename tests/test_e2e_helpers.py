@@ -81,15 +81,28 @@ def _ready(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def _process(argv: list[str], log_path: Path, ready_url: str, what: str) -> Iterator[None]:
+def run_process(
+    argv: list[str],
+    log_path: Path,
+    ready_url: str,
+    what: str,
+    *,
+    env: dict[str, str] | None = None,
+    ready_timeout_s: float = 30,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start ``argv`` (output to ``log_path``), wait until ``ready_url`` answers 200, stop it afterwards."""
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         try:
-            wait_until(lambda: proc.poll() is None and _ready(ready_url), timeout_s=30, what=f"{what} ready")
+            wait_until(
+                lambda: proc.poll() is None and _ready(ready_url),
+                timeout_s=ready_timeout_s,
+                what=f"{what} ready",
+            )
         except AssertionError:
             raise AssertionError(f"{what} did not start:\n{log_path.read_text()[-3000:]}") from None
-        yield
+        yield proc
     finally:
         proc.terminate()
         try:
@@ -115,7 +128,7 @@ def run_alertmanager(config: Path, workdir: Path) -> Iterator[str]:
         "--log.level=warn",
     ]
     url = f"http://127.0.0.1:{port}"
-    with _process(argv, workdir / "alertmanager.log", f"{url}/-/ready", "alertmanager"):
+    with run_process(argv, workdir / "alertmanager.log", f"{url}/-/ready", "alertmanager"):
         yield url
 
 
@@ -134,7 +147,7 @@ def run_prometheus(config: Path, workdir: Path) -> Iterator[str]:
         "--log.level=warn",
     ]
     url = f"http://127.0.0.1:{port}"
-    with _process(argv, workdir / "prometheus.log", f"{url}/-/ready", "prometheus"):
+    with run_process(argv, workdir / "prometheus.log", f"{url}/-/ready", "prometheus"):
         yield url
 
 
