@@ -255,6 +255,11 @@ def profile_hotspots(
         run()
     finally:
         session = profiler.stop()
+    return aggregate_session(session, top=top)
+
+
+def aggregate_session(session: Any, *, top: int = 10) -> dict[str, list[dict[str, Any]]]:
+    """A pyinstrument session's self time aggregated per package and per function (see profile_hotspots)."""
     root = session.root_frame()
     functions: dict[str, float] = {}
     packages: dict[str, float] = {}

@@ -29,7 +29,9 @@ def test_throughput_bench_quick(tmp_path: Path) -> None:
         timeout=280,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    (table,) = json.loads(out.read_text())
-    assert [row[:2] for row in table["rows"]] == [[2, "off"], [2, "on (OTLP)"]]
+    table, profile = json.loads(out.read_text())
+    assert [row[0] for row in table["rows"]] == [2, 2, 2]
+    assert [row[1].split()[0] for row in table["rows"]] == ["off", "on", "on,"]
     assert all(row[2] > 0 for row in table["rows"]), "calls completed in both configurations"
     assert not any("calls failed" in note for note in table["notes"])
+    assert profile["rows"], "the profile by package is reported"
