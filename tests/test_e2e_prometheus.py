@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -175,7 +176,16 @@ def test_faults_fire_alerts_that_reach_the_webhook_and_every_dashboard_query_has
                     timeout_s=120,
                     what="healthy calls (meetings booked) scraped by Prometheus",
                 )
-                assert not _firing(prom, "SalesAgentNotReporting")
+                # A healthy agent under load: no page or chat alert even pending (info alerts may fire).
+                # Host-resource alerts (component="system") describe the shared test machine, not the agent.
+                wait_until(
+                    lambda: prom_query(prom, "sum(sales_agent_calls_total) >= 10"),
+                    timeout_s=120,
+                    what="10 healthy calls scraped",
+                )
+                time.sleep(6)  # a few rule evaluations (every 2 s) on the healthy data
+                noisy = prom_query(prom, 'ALERTS{severity!="info", component!="system"}')
+                assert noisy == [], [a["metric"] for a in noisy]
 
                 # Phase 2: primary LLM and CRM fail -> alerts fire and reach their receivers.
                 _post_fault(primary, "500")
