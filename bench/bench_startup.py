@@ -31,6 +31,19 @@ IMPORT_CASES = (
     ("agent.llm", "import agent.llm"),
     ("agent.cli (the console script)", "import agent.cli"),
     ("agent.worker (the job entrypoint)", "import agent.worker"),
+    (
+        "CRM service process: import + setup_telemetry()",
+        "import local_services.crm_service; from telemetry.setup import setup_telemetry; setup_telemetry()",
+    ),
+    (
+        "same, livekit wiring skipped (livekit stubbed: what deferring it would save)",
+        "import sys, types; lk = types.ModuleType('livekit.agents'); "
+        "lkt = types.ModuleType('livekit.agents.telemetry'); "
+        "lkt.set_tracer_provider = lambda *a, **k: None; lk.telemetry = lkt; "
+        "sys.modules.update({'livekit.agents': lk, 'livekit.agents.telemetry': lkt}); "
+        "import local_services.crm_service; from telemetry.setup import setup_telemetry; setup_telemetry(); "
+        "assert 'openai' not in sys.modules",
+    ),
 )
 
 # What "ready" means offline: everything ``agent.worker.run_worker`` does before livekit's CLI dials
@@ -64,7 +77,7 @@ os._exit(0)
 
 
 def _module_exists(statement: str) -> bool:
-    if not statement.startswith("import "):
+    if not statement.startswith("import ") or ";" in statement:
         return True
     name = statement.split()[1]
     try:
