@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import subprocess
@@ -23,7 +24,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench._common import REPO_ROOT, Table, child_env, machine_table, verdict
+from bench._common import REPO_ROOT, Table, child_env, machine_table, tables_to_json, verdict
 
 ITEMS: dict[int, tuple[str, str]] = {
     1: ("Cost of instrumentation", "bench.bench_instrumentation"),
@@ -128,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke / development)")
     parser.add_argument("--only", default="", help="comma-separated item numbers (default: all)")
     parser.add_argument("--out", type=Path, default=None, help="also write the Markdown to this file")
+    parser.add_argument("--json-out", type=Path, default=None, help="also write the tables as JSON")
     args = parser.parse_args(argv)
     try:
         items = [int(x) for x in args.only.split(",") if x.strip()] or sorted(ITEMS)
@@ -148,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.out is not None:
         args.out.write_text(text)
+    if args.json_out is not None:
+        args.json_out.write_text(json.dumps(tables_to_json(output), indent=1, default=str))
     return 0
 
 
