@@ -79,7 +79,8 @@ class AppSettings:
     def llm(self) -> LLMSettings:
         from agent.llm.settings import LLMSettings
 
-        return LLMSettings()
+        # load(), not the constructor: it also reads the YAML file named by SALES_AGENT_LLM_CONFIG.
+        return LLMSettings.load()
 
     @cached_property
     def crm(self) -> CrmSettings:

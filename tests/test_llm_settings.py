@@ -76,6 +76,10 @@ def test_yaml_file_with_env_override(monkeypatch, tmp_path):
     settings = LLMSettings.load()
     assert [p.name for p in settings.chain] == ["local1", "oa"]
     assert (settings.first_token_deadline_s, settings.allowed_fails, settings.cooldown_s) == (1.5, 4, 7.0)
+    # The worker's aggregate settings read the same file (not just the env).
+    from agent.app_settings import AppSettings
+
+    assert [p.name for p in AppSettings().llm.chain] == ["local1", "oa"]
 
 
 def test_bad_config_is_rejected_specifically(tmp_path):
@@ -85,8 +89,18 @@ def test_bad_config_is_rejected_specifically(tmp_path):
         LLMSettings(chain=[ProviderConfig(name="a", kind="openai", model="m")] * 2)
     with pytest.raises(ValidationError, match="empty"):
         LLMSettings(chain=[])
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    from agent.llm import LLMConfigError
+
+    with pytest.raises(LLMConfigError, match="does not exist"):
         LLMSettings.load(config=tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("chain: [unclosed\n")
+    with pytest.raises(LLMConfigError, match="not valid YAML"):
+        LLMSettings.load(config=broken)
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("chain: []\n")
+    with pytest.raises(LLMConfigError, match=r"wrong\.yaml: invalid LLM settings"):
+        LLMSettings.load(config=wrong)
 
 
 def test_api_key_override_variable(monkeypatch):

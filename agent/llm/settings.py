@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agent.llm.errors import LLMConfigError
 
 ProviderKind = Literal["openrouter", "openai", "gemini", "anthropic", "local"]
 
@@ -125,12 +127,20 @@ class LLMSettings(BaseSettings):
         if path:
             file = Path(path)
             if not file.is_file():
-                raise FileNotFoundError(f"SALES_AGENT_LLM_CONFIG points to {file}, which does not exist")
-            loaded = yaml.safe_load(file.read_text()) or {}
+                raise LLMConfigError(f"SALES_AGENT_LLM_CONFIG points to {file}, which does not exist")
+            try:
+                loaded = yaml.safe_load(file.read_text()) or {}
+            except yaml.YAMLError as exc:
+                raise LLMConfigError(f"{file}: not valid YAML: {exc}") from exc
             if not isinstance(loaded, dict):
-                raise ValueError(f"{file}: expected a mapping of LLM settings at the top level")
+                raise LLMConfigError(f"{file}: expected a mapping of LLM settings at the top level")
             file_values = loaded
         env_settings = cls(**overrides)
         explicit_env = env_settings.model_fields_set  # fields set by env or overrides
         merged = {**file_values, **{k: getattr(env_settings, k) for k in explicit_env}}
-        return cls.model_validate(merged) if file_values else env_settings
+        if not file_values:
+            return env_settings
+        try:
+            return cls.model_validate(merged)
+        except ValidationError as exc:
+            raise LLMConfigError(f"{path}: invalid LLM settings: {exc}") from exc
