@@ -134,7 +134,15 @@ async def with_error_handling(operation: str, call: CallContext, fn: Callable[[]
             outcome = "error"
             category = _categorise(exc)
             error_type = _error_type(exc)
-            span.record_exception(exc)
+            message = llm_message(operation, exc)
+            if category == "validation":
+                # A pydantic error's own text (and so its traceback) repeats the offending input values,
+                # possibly PII: record the field-and-reason message instead, here and in the log line.
+                span.add_event(
+                    "exception", {"exception.type": type(exc).__qualname__, "exception.message": message}
+                )
+            else:
+                span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, f"{category}: {error_type}"))
             span.set_attribute(names.ERROR_TYPE, error_type)
             span.set_attribute(names.ERROR_CATEGORY, category)
@@ -150,10 +158,10 @@ async def with_error_handling(operation: str, call: CallContext, fn: Callable[[]
             extra = {**span_attrs, names.ERROR_CATEGORY: category, names.ERROR_TYPE: error_type}
             if category == "validation":
                 # Expected (the LLM sent bad arguments): no stack trace needed.
-                log.warning("%s: invalid input: %s", operation, exc, extra=extra)
+                log.warning("%s: %s", operation, message, extra=extra)
             else:
                 log.exception("%s failed (%s, %s)", operation, category, error_type, extra=extra)
-            raise ToolError(llm_message(operation, exc)) from exc
+            raise ToolError(message) from exc
         finally:
             labels = {names.OPERATION: operation, names.OUTCOME: outcome}
             _tool_calls.add(1, {**labels, names.TENANT_ID: call.tenant_id})

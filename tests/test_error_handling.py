@@ -245,6 +245,12 @@ async def test_pydantic_validation_error_is_a_validation_error_without_the_value
     assert "email: value is not a valid email address" in message
     assert "secret-person" not in message  # input values may be PII
     assert _errors(otel, "validation", "op_pydantic") == before + 1
+    # Nor in what is exported: the span's exception event and the log line carry the safe message.
+    (span,) = otel.spans("op_pydantic")
+    (event,) = [e for e in span.events if e.name == "exception"]
+    assert "secret-person" not in str(dict(event.attributes))
+    logged = [str(r.log_record.body) for r in otel.logs() if "op_pydantic" in str(r.log_record.body)]
+    assert logged and not any("secret-person" in body for body in logged)
 
 
 async def test_tool_error_raised_by_the_tool_keeps_its_message(otel):
