@@ -162,6 +162,9 @@ def test_scripts_cover_every_outcome_and_bad_input() -> None:
     assert any(" at " in turn and "capture_basic_info" in turn for turn in bad.turns)  # malformed email
     # Each call gets its own prospect, so concurrent calls never share a CRM record.
     assert script_for(0, "run").turns[1] != script_for(5, "run").turns[1]
+    # The first five cover every outcome; a whole rotation drops one call in ten.
+    assert {s.expected_outcome for s in scripts[:5]} == {"converted", "not_interested", "callback", None}
+    assert sum(s.expected_outcome is None for s in scripts) / len(scripts) == 0.1
 
 
 def test_render_turn_uses_offered_slots_and_booking() -> None:
