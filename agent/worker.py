@@ -20,6 +20,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -309,6 +310,10 @@ def run_worker(argv: Sequence[str]) -> None:
 
     from telemetry.setup import setup_telemetry
 
+    # livekit's CLI prints every record with its own console handler (JSON in `start`): ours would
+    # print each line a second time. The variable reaches job processes too (executor "process").
+    os.environ["SALES_AGENT_LOG_STDERR"] = "false"
+    app_settings().telemetry.log_stderr = False
     setup_telemetry(app_settings().telemetry)
     import_speech_plugins(app_settings().worker)
     if app_settings().worker.job_executor == "thread":

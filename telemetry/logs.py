@@ -84,6 +84,7 @@ def setup_logging(
     logger_provider: LoggerProvider | None,
     redactor: Redactor | None,
     quiet_loggers: tuple[str, ...] = (),
+    stderr: bool = True,
 ) -> list[logging.Handler]:
     """Attach the stderr handler (and the OTel bridge when a provider is given) to the root logger.
 
@@ -93,9 +94,10 @@ def setup_logging(
     for handler in [h for h in root.handlers if getattr(h, _MARK, False)]:
         root.removeHandler(handler)
     handlers: list[logging.Handler] = []
-    stderr = StderrHandler()
-    stderr.setFormatter(HumanFormatter(redactor))
-    handlers.append(stderr)
+    if stderr:
+        human = StderrHandler()
+        human.setFormatter(HumanFormatter(redactor))
+        handlers.append(human)
     if logger_provider is not None:
         with warnings.catch_warnings():
             # The SDK handler is deprecated in favour of opentelemetry-instrumentation-logging, which is

@@ -38,6 +38,9 @@ class TelemetrySettings(BaseSettings):
     prometheus_enabled: bool | None = Field(default=None, alias="SALES_AGENT_METRICS_ENABLED")
     redact_pii: bool = Field(default=True, alias="SALES_AGENT_REDACT_PII")
     log_level: str = Field(default="INFO", alias="SALES_AGENT_LOG_LEVEL")
+    # The human one-line-per-record stderr handler. The LiveKit worker modes turn it off: livekit's CLI
+    # installs its own console handler, and two would print every record twice.
+    log_stderr: bool = Field(default=True, alias="SALES_AGENT_LOG_STDERR")
     # Loggers held at WARNING: httpx logs one INFO line per request, which the client spans already carry.
     quiet_loggers: str = Field(default="httpx,httpcore", alias="SALES_AGENT_QUIET_LOGGERS")
     metric_export_interval_ms: int = Field(default=15000, gt=0, alias="OTEL_METRIC_EXPORT_INTERVAL")

@@ -204,7 +204,11 @@ def _build(
     redactor = Redactor(pii=settings.redact_pii)
     if settings.sdk_disabled:
         handlers = setup_logging(
-            level=settings.log_level, logger_provider=None, redactor=redactor, quiet_loggers=_quiet(settings)
+            level=settings.log_level,
+            logger_provider=None,
+            redactor=redactor,
+            quiet_loggers=_quiet(settings),
+            stderr=settings.log_stderr,
         )
         return Telemetry(settings, None, None, None, _log_handlers=handlers)
 
@@ -282,6 +286,7 @@ def _build(
         logger_provider=logger_provider,
         redactor=redactor,
         quiet_loggers=_quiet(settings),
+        stderr=settings.log_stderr,
     )
     if metrics_server is not None:
         metrics_server.start()
