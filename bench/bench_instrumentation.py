@@ -11,6 +11,7 @@ except the network. Variants are interleaved round by round; the figure is the m
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gc
 import sys
@@ -286,24 +287,19 @@ def run(quick: bool) -> list[Table]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = bench_arg_parser(__doc__.splitlines()[0])
-    parser.add_argument("--child", action="store_true", help=argparse_hidden())
-    parser.add_argument("--n", type=int, default=1000, help=argparse_hidden())
-    parser.add_argument("--rounds", type=int, default=3, help=argparse_hidden())
-    parser.add_argument("--sdk-off", action="store_true", help=argparse_hidden())
-    parser.add_argument("--profile", action="store_true", help=argparse_hidden())
-    parser.add_argument("--result-out", type=Path, default=None, help=argparse_hidden())
+    hidden = argparse.SUPPRESS  # internal flags of the measurement child
+    parser.add_argument("--child", action="store_true", help=hidden)
+    parser.add_argument("--n", type=int, default=1000, help=hidden)
+    parser.add_argument("--rounds", type=int, default=3, help=hidden)
+    parser.add_argument("--sdk-off", action="store_true", help=hidden)
+    parser.add_argument("--profile", action="store_true", help=hidden)
+    parser.add_argument("--result-out", type=Path, default=None, help=hidden)
     args = parser.parse_args(argv)
     if args.child:
         write_result(args.result_out, child_measure(args.n, args.rounds, not args.sdk_off, args.profile))
         return 0
     emit(run(args.quick), args.json_out)
     return 0
-
-
-def argparse_hidden() -> str:
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":

@@ -181,7 +181,7 @@ def importers_of(entries: list[tuple[int, str, int, int]], package: str) -> list
     """
     found: list[str] = []
     subtree: list[str] = []
-    for depth, module, _self_us, cum_us in entries:
+    for depth, module, _self_us, _cum_us in entries:
         if depth > 0:
             subtree.append(module)
             continue
@@ -191,7 +191,6 @@ def importers_of(entries: list[tuple[int, str, int, int]], package: str) -> list
             if label not in found:
                 found.append(label)
         subtree = []
-        _ = cum_us
     return found
 
 
