@@ -24,7 +24,6 @@ import contextlib
 import json
 import logging
 import re
-import signal
 import sqlite3
 import uuid
 from collections import Counter
@@ -38,6 +37,7 @@ from aiohttp import web
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from local_services._serve import serve_until_signal
 from telemetry import names
 
 log = logging.getLogger(__name__)
@@ -498,18 +498,12 @@ def main(argv: list[str] | None = None) -> int:
     telemetry = setup_telemetry()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    async def serve() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        async with run_crm_service(args.db, args.host, args.port) as url:
-            log.info("crm-service listening on %s (db %s)", url, args.db)
-            print(f"crm-service listening on {url}", flush=True)
-            await stop.wait()
+    def ready(url: str) -> None:
+        log.info("crm-service listening on %s (db %s)", url, args.db)
+        print(f"crm-service listening on {url}", flush=True)
 
     try:
-        asyncio.run(serve())
+        serve_until_signal(lambda: run_crm_service(args.db, args.host, args.port), ready)
     finally:
         telemetry.shutdown()
     return 0

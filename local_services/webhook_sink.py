@@ -17,11 +17,9 @@ Hand-written on aiohttp: a few lines, and no maintained image both logs and serv
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import logging
-import signal
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -29,6 +27,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+
+from local_services._serve import serve_until_signal
 
 log = logging.getLogger(__name__)
 
@@ -152,16 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_arg_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    async def serve() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        async with run_webhook_sink(args.host, args.port, args.keep) as running:
-            log.info("notification sink listening on %s (GET / lists the last %d)", running.url, args.keep)
-            await stop.wait()
+    def ready(running: RunningSink) -> None:
+        log.info("notification sink listening on %s (GET / lists the last %d)", running.url, args.keep)
 
-    asyncio.run(serve())
+    serve_until_signal(lambda: run_webhook_sink(args.host, args.port, args.keep), ready)
     return 0
 
 
