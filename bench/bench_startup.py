@@ -195,7 +195,7 @@ def importers_of(entries: list[tuple[int, str, int, int]], package: str) -> list
 
 
 def run(quick: bool) -> list[Table]:
-    repeats = 1 if quick else 5
+    repeats = 1 if quick else 3
     t1 = Table(
         "6a. Start-up: fresh interpreter importing each layer (wall clock, spawn to exit)",
         ["what", "seconds (median)", "note"],
