@@ -495,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OTEL_SERVICE_NAME", "crm-service")
     from telemetry.setup import setup_telemetry
 
-    telemetry = setup_telemetry()
+    telemetry = setup_telemetry(wire_livekit=False)  # no LiveKit session runs here
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def ready(url: str) -> None:

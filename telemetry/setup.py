@@ -180,17 +180,22 @@ def setup_telemetry(
     span_exporters: Sequence[SpanExporter] = (),
     metric_readers: Sequence[MetricReader] = (),
     log_exporters: Sequence[LogRecordExporter] = (),
+    wire_livekit: bool = True,
 ) -> Telemetry:
     """Install the SDK providers globally, logging, httpx and livekit wiring; return a handle.
 
     ``span_exporters`` / ``log_exporters`` are attached synchronously (for tests' in-memory
     exporters, redacted like OTLP); ``metric_readers`` are added beside the OTLP and Prometheus readers.
+    ``wire_livekit=False`` is for processes that never run a LiveKit session (the local services):
+    the wiring imports livekit.agents, ~2 s and ~100 MB at start.
     """
     global _installed
     with _lock:
         if _installed is not None:
             return _installed
-        _installed = _build(settings or TelemetrySettings(), span_exporters, metric_readers, log_exporters)
+        _installed = _build(
+            settings or TelemetrySettings(), span_exporters, metric_readers, log_exporters, wire_livekit
+        )
         atexit.register(_installed.shutdown)
         return _installed
 
@@ -200,6 +205,7 @@ def _build(
     span_exporters: Sequence[SpanExporter],
     metric_readers: Sequence[MetricReader],
     log_exporters: Sequence[LogRecordExporter],
+    wire_livekit: bool,
 ) -> Telemetry:
     redactor = Redactor(pii=settings.redact_pii)
     if settings.sdk_disabled:
@@ -280,7 +286,8 @@ def _build(
         SystemMetrics(meter_provider.get_meter(RUNTIME_METER), mounts)
     if settings.instrument_httpx:
         _instrument_httpx(tracer_provider, meter_provider)
-    _wire_livekit(tracer_provider)
+    if wire_livekit:
+        _wire_livekit(tracer_provider, allow_content=not settings.redact_pii)
     handlers = setup_logging(
         level=settings.log_level,
         logger_provider=logger_provider,
@@ -324,8 +331,16 @@ def _instrument_httpx(tracer_provider: TracerProvider, meter_provider: MeterProv
         instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
 
 
-def _wire_livekit(tracer_provider: TracerProvider) -> None:
-    """LiveKit keeps its own tracer handle; its metrics use the global MeterProvider."""
+def _wire_livekit(tracer_provider: TracerProvider, *, allow_content: bool) -> None:
+    """LiveKit keeps its own tracer handle; its metrics use the global MeterProvider.
+
+    livekit-agents puts the conversation itself on its spans (the chat context on every LLM node, the
+    input messages, instructions and tool payloads: ~200 KB per call). With PII redaction on, its own
+    in-process filter strips that content before any exporter: our redaction masks e-mails and phone
+    numbers, not names and companies in free text, and the content was most of the export cost
+    (bench/RESULTS.md, item 3). ``LIVEKIT_TELEMETRY_ALLOW_PII``, when set, still decides.
+    """
     from livekit.agents.telemetry import set_tracer_provider
 
-    set_tracer_provider(tracer_provider)
+    explicit = "LIVEKIT_TELEMETRY_ALLOW_PII" in os.environ
+    set_tracer_provider(tracer_provider, allow_pii=None if explicit else allow_content)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from livekit.agents.telemetry.pii import GEN_AI_PII_ATTRIBUTES
 from livekit.agents.voice.run_result import ChatMessageEvent, FunctionCallOutputEvent
 from opentelemetry.trace import SpanKind
 
@@ -160,6 +161,17 @@ async def test_scripted_call_is_one_trace_from_call_root_to_crm_server(otel, sta
         if s.kind is SpanKind.SERVER and s.parent and s.parent.span_id == http_client[-1].context.span_id
     ]
     assert len(server) == 1 and "/v1/contacts" in server[0].name
+
+    # With PII redaction on (the default), livekit's own filter keeps the conversation off the spans:
+    # no chat context, prompts, instructions or tool payloads reach an exporter.
+    content = [
+        (s.name, key)
+        for s in in_trace
+        for key in s.attributes or {}
+        if ".pii." in f".{key}." or key in GEN_AI_PII_ATTRIBUTES
+    ]
+    assert not content
+    assert any(s.name == "llm_node" for s in in_trace)  # the spans that would carry it are there
 
     # The call's logs carry its trace id.
     bodies = {r.log_record.body for r in otel.logs() if r.log_record.trace_id == trace_id}
