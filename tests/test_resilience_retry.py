@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 import stamina
@@ -160,3 +162,42 @@ async def test_connection_refused_is_transient(tmp_path):
         await crm.aclose()
     assert outcome.status == "queued"
     assert "will sync to the CRM shortly" in outcome.message
+
+
+async def test_first_attempt_that_succeeds_never_enters_stamina(monkeypatch):
+    """The fast path: a call that works first time costs no retrier (bench/instrumentation.py)."""
+
+    def no_retrier(**_kwargs: object) -> None:
+        raise AssertionError("stamina.retry_context entered for a call that succeeded")
+
+    monkeypatch.setattr(stamina, "retry_context", no_retrier)
+
+    async def works() -> str:
+        return "ok"
+
+    assert await retry_async(works, policy=RetryPolicy(), dependency="crm", operation="probe") == "ok"
+
+
+async def test_non_transient_first_failure_is_raised_without_retrier(monkeypatch):
+    monkeypatch.setattr(stamina, "retry_context", lambda **_: pytest.fail("retrier built for a 404"))
+
+    async def rejected() -> str:
+        raise _response(404)
+
+    with pytest.raises(httpx.HTTPStatusError):
+        await retry_async(rejected, policy=RetryPolicy(), dependency="crm", operation="probe")
+
+
+async def test_time_spent_in_the_first_attempt_counts_against_the_timeout():
+    calls = 0
+
+    async def slow_then_503() -> str:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        raise _response(503)
+
+    policy = RetryPolicy(timeout_s=0.01)  # the first attempt alone uses up the call's budget
+    with pytest.raises(httpx.HTTPStatusError):
+        await retry_async(slow_then_503, policy=policy, dependency="crm", operation="probe")
+    assert calls == 1
