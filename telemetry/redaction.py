@@ -56,8 +56,10 @@ _SECRET_PARAM = re.compile(
     r"(?i)\b((?:api[_-]?key|access[_-]?token|auth[_-]?token|token|secret|password|key)=)[^&\s\"']+"
 )
 # Cheap pre-check: a string none of the patterns above could match is returned untouched (most are).
+# Every phone alternative without a "+" has a separator between two digits ("555-0100", "20 7946",
+# "06 12"), hence "\d[\s.-]\d": plain digit runs such as hex ids and timestamps skip the scan.
 _MAYBE_SENSITIVE = re.compile(
-    r"@|\+\d|\d[\s.-]?\d[\s.-]?\d|sk-|AKIA|gh[pousr]_|xox|(?i:bearer|basic|key=|token=|secret=|password=)"
+    r"@|\+\d|\d[\s.-]\d|sk-|AKIA|gh[pousr]_|xox|(?i:bearer|basic|key=|token=|secret=|password=)"
 )
 _SECRET_KEY_PARTS = ("api_key", "apikey", "api-key", "authorization", "secret", "password", "token")
 

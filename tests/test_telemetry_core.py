@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,7 +16,7 @@ import pytest
 from livekit.agents.telemetry import otel_metrics
 from opentelemetry import metrics, trace
 
-from telemetry import names
+from telemetry import names, redaction
 from telemetry.logs import HumanFormatter
 from telemetry.redaction import EMAIL_MASK, PHONE_MASK, REDACTED, Redactor
 from telemetry.resource import instance_id, package_version
@@ -116,6 +118,18 @@ def test_secrets_never_exported(otel):
 )
 def test_phone_formats_are_redacted(phone):
     assert Redactor().text(f"call {phone} today") == f"call {PHONE_MASK} today"
+
+
+def test_pre_check_never_skips_a_string_the_full_scan_would_change(monkeypatch):
+    """The cheap pre-check may only skip strings no pattern matches: compare against a scan of everything."""
+    rng = random.Random(20261129)
+    alphabet = "0123456789" * 4 + " -.()+@abcxyzSK_=/:"
+    samples = ["".join(rng.choice(alphabet) for _ in range(rng.randint(5, 30))) for _ in range(4000)]
+    samples += ["(415) 555-0100", "415.555.0100", "0161 496 0000", "5f0c2a9e41b34d7f9a0e3c1b2d4f6a81"]
+    fast = [Redactor().text(text) for text in samples]
+    monkeypatch.setattr(redaction, "_MAYBE_SENSITIVE", re.compile(""))  # matches every string
+    assert fast == [Redactor().text(text) for text in samples]
+    assert fast[-4:-1] == [PHONE_MASK] * 3
 
 
 def test_redaction_leaves_ordinary_numbers_alone():
