@@ -7,11 +7,14 @@ OpenTelemetry's global providers are set once per process, so the whole test ses
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import stamina
 
 # Offline: LiteLLM must use its bundled cost map, never the network (see ../shared/notes.md).
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -94,3 +97,32 @@ def otel(_otel_session: OtelCapture) -> OtelCapture:
     """
     _otel_session.reset()
     return _otel_session
+
+
+@pytest.fixture
+def fast_retries() -> Iterator[None]:
+    """stamina's testing mode: no backoff sleeps; the policy's attempt counts are kept (cap=True)."""
+    with stamina.set_testing(True, attempts=10, cap=True):
+        yield
+
+
+@pytest.fixture
+async def crm_service(tmp_path: Path) -> AsyncIterator[tuple[str, httpx.AsyncClient]]:
+    """The local CRM service on a free loopback port, and a client for its /admin fault and stats API."""
+    from local_services.crm_service import run_crm_service
+
+    async with run_crm_service(tmp_path / "crm.sqlite3") as url, httpx.AsyncClient(base_url=url) as admin:
+        yield url, admin
+
+
+@pytest.fixture
+async def crm_env(crm_service: tuple[str, httpx.AsyncClient], tmp_path: Path) -> AsyncIterator[Any]:
+    """The agent's CRM client (default settings, outbox in tmp_path) against ``crm_service``: (crm, admin)."""
+    from agent.crm import CrmSettings, build_crm
+
+    url, admin = crm_service
+    crm = build_crm(CrmSettings(crm_url=url, outbox_path=str(tmp_path / "outbox.sqlite3")))
+    try:
+        yield crm, admin
+    finally:
+        await crm.aclose()

@@ -13,10 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-import stamina
 
 from agent.crm import Contact, CrmSettings, build_crm
-from local_services.crm_service import run_crm_service
 from telemetry import names
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,16 +22,7 @@ N = 5
 UPSERT = {"dependency": "crm", "operation": "upsert_contact"}
 
 
-@pytest.fixture(autouse=True)
-def fast_retries():
-    with stamina.set_testing(True, attempts=10, cap=True):
-        yield
-
-
-@pytest.fixture
-async def service(tmp_path):
-    async with run_crm_service(tmp_path / "crm.sqlite3") as url, httpx.AsyncClient(base_url=url) as admin:
-        yield url, admin
+pytestmark = pytest.mark.usefixtures("fast_retries")
 
 
 def lead(i: int) -> Contact:
@@ -68,8 +57,8 @@ async def contact(admin: httpx.AsyncClient, key: str) -> dict:
     return r.json()
 
 
-async def test_leads_captured_while_crm_is_down_are_delivered_once_it_recovers(service, tmp_path, otel):
-    url, admin = service
+async def test_leads_captured_while_crm_is_down_are_delivered_once_it_recovers(crm_service, tmp_path, otel):
+    url, admin = crm_service
     enq0 = otel.metric_value(names.OUTBOX_ENQUEUED, **UPSERT)
     del0 = otel.metric_value(names.OUTBOX_DELIVERED, **UPSERT)
     await admin.post("/admin/fault", json={"mode": "down"})
@@ -97,8 +86,8 @@ async def test_leads_captured_while_crm_is_down_are_delivered_once_it_recovers(s
         await crm.aclose()
 
 
-async def test_writes_for_one_contact_are_delivered_in_order(service, tmp_path):
-    url, admin = service
+async def test_writes_for_one_contact_are_delivered_in_order(crm_service, tmp_path):
+    url, admin = crm_service
     await admin.post("/admin/fault", json={"mode": "down"})
     crm = build_crm(settings(url, tmp_path))
     try:
@@ -120,8 +109,8 @@ async def test_writes_for_one_contact_are_delivered_in_order(service, tmp_path):
         await crm.aclose()
 
 
-async def test_poison_entry_is_parked_and_does_not_block_the_queue(service, tmp_path, otel, caplog):
-    url, admin = service
+async def test_poison_entry_is_parked_and_does_not_block_the_queue(crm_service, tmp_path, otel, caplog):
+    url, admin = crm_service
     failed0 = otel.metric_value(names.OUTBOX_FAILED, dependency="crm", operation="add_note")
     await admin.post("/admin/fault", json={"mode": "down"})
     crm = build_crm(settings(url, tmp_path))
@@ -142,8 +131,8 @@ async def test_poison_entry_is_parked_and_does_not_block_the_queue(service, tmp_
         await crm.aclose()
 
 
-async def test_redelivery_after_a_crash_between_send_and_mark_is_applied_once(service, tmp_path):
-    url, admin = service
+async def test_redelivery_after_a_crash_between_send_and_mark_is_applied_once(crm_service, tmp_path):
+    url, admin = crm_service
     await admin.post("/admin/fault", json={"mode": "down"})
     crm = build_crm(settings(url, tmp_path))
     try:
@@ -180,8 +169,8 @@ asyncio.run(main())
 """
 
 
-async def test_outbox_survives_sigkill_of_the_agent_process(service, tmp_path):
-    url, admin = service
+async def test_outbox_survives_sigkill_of_the_agent_process(crm_service, tmp_path):
+    url, admin = crm_service
     outbox_path = tmp_path / "outbox.sqlite3"
     await admin.post("/admin/fault", json={"mode": "down"})
     env = {**os.environ, "OTEL_SDK_DISABLED": "true"}

@@ -6,36 +6,20 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-import stamina
 from opentelemetry.trace import SpanKind
 
-from agent.crm import Contact, CrmSettings, build_crm
+from agent.crm import Contact
 from agent.errors import DependencyError, DependencyRejected, InvalidInput
-from local_services.crm_service import run_crm_service
 
-
-@pytest.fixture(autouse=True)
-def fast_retries():
-    with stamina.set_testing(True, attempts=10, cap=True):
-        yield
-
-
-@pytest.fixture
-async def env(tmp_path):
-    async with run_crm_service(tmp_path / "crm.sqlite3") as url, httpx.AsyncClient(base_url=url) as admin:
-        crm = build_crm(CrmSettings(crm_url=url, outbox_path=str(tmp_path / "outbox.sqlite3")))
-        try:
-            yield crm, admin
-        finally:
-            await crm.aclose()
+pytestmark = pytest.mark.usefixtures("fast_retries")
 
 
 async def requests_seen(admin: httpx.AsyncClient) -> int:
     return (await admin.get("/admin/stats")).json()["requests"]
 
 
-async def test_crm_server_span_is_a_child_of_the_agent_httpx_client_span(env, otel):
-    crm, _ = env
+async def test_crm_server_span_is_a_child_of_the_agent_httpx_client_span(crm_env, otel):
+    crm, _ = crm_env
     await crm.upsert_contact("acme", Contact(name="Ann", email="ann@acme.com"))
 
     (logical,) = otel.spans("crm.upsert_contact")
@@ -59,8 +43,8 @@ async def test_crm_server_span_is_a_child_of_the_agent_httpx_client_span(env, ot
         ({}, "email", "Need an email address or a phone number"),
     ],
 )
-async def test_invalid_contact_is_rejected_before_any_network_call(env, fields, field, fragment):
-    _, admin = env
+async def test_invalid_contact_is_rejected_before_any_network_call(crm_env, fields, field, fragment):
+    _, admin = crm_env
     with pytest.raises(InvalidInput) as info:
         Contact(name="Ann", **fields)
     assert info.value.field == field
@@ -73,8 +57,8 @@ def test_phone_is_normalised_to_e164():
     assert Contact(name="A", phone="+44 20 7946 0958").phone == "+442079460958"
 
 
-async def test_facade_validates_arguments_before_any_network_call(env):
-    crm, admin = env
+async def test_facade_validates_arguments_before_any_network_call(crm_env):
+    crm, admin = crm_env
     bad_calls = [
         (crm.add_note("acme", "not-an-email@", "x"), "contact_key"),
         (crm.add_note("acme", "ann@acme.com", "   "), "text"),
@@ -93,8 +77,8 @@ async def test_facade_validates_arguments_before_any_network_call(env):
     assert await requests_seen(admin) == 0
 
 
-async def test_calendar_slots_booking_and_cancel_through_the_facade(env):
-    crm, _ = env
+async def test_calendar_slots_booking_and_cancel_through_the_facade(crm_env):
+    crm, _ = crm_env
     slots = await crm.list_free_slots("acme", days_ahead=14, limit=3)
     assert len(slots) == 3 and all(s.start > datetime.now(UTC) for s in slots)
     booking = await crm.book_meeting("acme", "ann@acme.com", slots[0].start)
@@ -106,8 +90,8 @@ async def test_calendar_slots_booking_and_cancel_through_the_facade(env):
     assert slots[0].start in [s.start for s in await crm.list_free_slots("acme", days_ahead=14, limit=3)]
 
 
-async def test_reads_raise_dependency_errors_and_ping_reports_health(env):
-    crm, admin = env
+async def test_reads_raise_dependency_errors_and_ping_reports_health(crm_env):
+    crm, admin = crm_env
     await crm.ping("crm")
     await crm.ping("calendar")
     assert await crm.get_contact("acme", "nobody@acme.com") is None

@@ -11,26 +11,12 @@ import stamina
 from agent.crm import Contact, CrmSettings, build_crm
 from agent.errors import DependencyRejected
 from agent.resilience import RetryPolicy, httpx_backoff_hook, parse_retry_after, retry_async
-from local_services.crm_service import run_crm_service
 from telemetry import names
 
 ANN = Contact(name="Ann Lee", company="Acme", role="CTO", email="ann@acme.com", phone="+44 20 7946 0958")
 
 
-@pytest.fixture(autouse=True)
-def fast_retries():
-    with stamina.set_testing(True, attempts=10, cap=True):  # no backoff sleeps; policy attempt counts kept
-        yield
-
-
-@pytest.fixture
-async def env(tmp_path):
-    async with run_crm_service(tmp_path / "crm.sqlite3") as url, httpx.AsyncClient(base_url=url) as admin:
-        crm = build_crm(CrmSettings(crm_url=url, outbox_path=str(tmp_path / "outbox.sqlite3")))
-        try:
-            yield crm, admin
-        finally:
-            await crm.aclose()
+pytestmark = pytest.mark.usefixtures("fast_retries")
 
 
 async def stats(admin: httpx.AsyncClient) -> dict:
@@ -64,8 +50,8 @@ def test_parse_retry_after_accepts_seconds_and_http_dates():
     assert parse_retry_after(None) is None
 
 
-async def test_5xx_then_success_is_one_logical_write(env, otel):
-    crm, admin = env
+async def test_5xx_then_success_is_one_logical_write(crm_env, otel):
+    crm, admin = crm_env
     before_ok = otel.metric_value(names.DEPENDENCY_RETRIES, dependency="crm", outcome="ok")
     before_err = otel.metric_value(names.DEPENDENCY_RETRIES, dependency="crm", outcome="error")
     await admin.post("/admin/fault", json={"mode": "500", "count": 2})
@@ -84,8 +70,8 @@ async def test_5xx_then_success_is_one_logical_write(env, otel):
     assert crm.outbox_stats().depth == 0
 
 
-async def test_retried_write_whose_response_was_lost_is_applied_once(env):
-    crm, admin = env
+async def test_retried_write_whose_response_was_lost_is_applied_once(crm_env):
+    crm, admin = crm_env
     # The same idempotency key sent twice (a retry after a lost response) is applied once.
     first = await crm.crm.upsert_contact("acme", "ann@acme.com", ANN.model_dump(), "key-1")
     again = await crm.crm.upsert_contact("acme", "ann@acme.com", ANN.model_dump(), "key-1")
@@ -94,8 +80,8 @@ async def test_retried_write_whose_response_was_lost_is_applied_once(env):
     assert s["writes_applied"] == 1 and s["idempotent_replays"] == 1
 
 
-async def test_4xx_is_not_retried_and_raises_a_clear_error(env, otel):
-    crm, admin = env
+async def test_4xx_is_not_retried_and_raises_a_clear_error(crm_env, otel):
+    crm, admin = crm_env
     with pytest.raises(DependencyRejected) as info:
         await crm.add_note("acme", "nobody@acme.com", "called back")  # contact does not exist: 404
     assert info.value.status_code == 404
@@ -108,8 +94,8 @@ async def test_4xx_is_not_retried_and_raises_a_clear_error(env, otel):
     assert crm.outbox_stats().depth == 0  # a rejected write is not queued: retrying can't fix it
 
 
-async def test_429_retry_after_is_recorded_and_retried(env, otel):
-    crm, admin = env
+async def test_429_retry_after_is_recorded_and_retried(crm_env, otel):
+    crm, admin = crm_env
     await admin.post("/admin/fault", json={"mode": "429", "retry_after": 7, "count": 1})
     outcome = await crm.upsert_contact("acme", ANN)
     assert outcome.status == "synced"
@@ -146,8 +132,8 @@ async def test_429_retry_after_sets_the_actual_backoff(monkeypatch):
     assert slept == [7.0, 2.0]  # Retry-After, then the policy's own backoff (1 s x 2^1, no jitter)
 
 
-async def test_retry_after_longer_than_max_wait_queues_the_write(env):
-    crm, admin = env
+async def test_retry_after_longer_than_max_wait_queues_the_write(crm_env):
+    crm, admin = crm_env
     await admin.post("/admin/fault", json={"mode": "429", "retry_after": 300, "count": 1})
     outcome = await crm.upsert_contact("acme", ANN)
     assert outcome.status == "queued"
