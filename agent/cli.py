@@ -26,6 +26,7 @@ Project commands:
   simulate         scripted text calls through the real agent, offline (see simulate --help)
   llm-provider     local OpenAI-compatible LLM provider with fault injection
   crm-service      local CRM + calendar service
+  outbox           list queued CRM writes; requeue parked ones (dead letters)
 
 Run `sales-agent COMMAND --help` for a command's options.
 """
@@ -50,6 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from local_services.crm_service import main as crm_service_main
 
         return crm_service_main(rest) or 0
+    if command == "outbox":
+        from agent.crm.outbox_command import main as outbox_main
+
+        return outbox_main(rest)
     if command in WORKER_MODES:
         from agent.worker import run_worker
 

@@ -86,6 +86,7 @@ OUTBOX_OLDEST_AGE: Final = "sales_agent.outbox.oldest_age"  # gauge s; dependenc
 OUTBOX_ENQUEUED: Final = "sales_agent.outbox.enqueued"  # counter; dependency, operation
 OUTBOX_DELIVERED: Final = "sales_agent.outbox.delivered"  # counter; dependency, operation
 OUTBOX_FAILED: Final = "sales_agent.outbox.failed"  # counter; dependency, operation, error.type
+OUTBOX_DEAD_LETTERS: Final = "sales_agent.outbox.dead_letters"  # gauge {entry}; dependency
 
 # Tools and errors (the spec's withErrorHandling)
 TOOL_CALLS: Final = "sales_agent.tool.calls"  # counter; operation, outcome, tenant

@@ -4,6 +4,7 @@ even when the process holding the outbox is SIGKILLed mid-outage."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -129,6 +130,73 @@ async def test_poison_entry_is_parked_and_does_not_block_the_queue(crm_service, 
         await contact(admin, "lead2@acme.com")
     finally:
         await crm.aclose()
+
+
+async def outbox_command(*args: str) -> tuple[int, str, str]:
+    """``sales-agent outbox ...`` in its own process, as an operator runs it beside the agent."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agent.cli", "outbox", *args,
+        cwd=REPO, env={**os.environ, "OTEL_SDK_DISABLED": "true"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_parked_entry_is_listed_counted_and_delivered_after_requeue(crm_service, tmp_path, otel):
+    url, admin = crm_service
+    outbox_path = str(tmp_path / "outbox.sqlite3")
+    await admin.post("/admin/fault", json={"mode": "down"})
+    crm = build_crm(settings(url, tmp_path))
+    try:
+        assert (await crm.add_note("acme", "ghost@acme.com", "call back")).status == "queued"
+        assert (await crm.add_note("acme", "ghost@acme.com", "sent deck")).status == "queued"
+        await admin.post("/admin/fault", json={"mode": "ok"})
+        await crm.drainer.drain_once()  # 404: no such contact, both parked
+        assert otel.metric_value(names.OUTBOX_DEAD_LETTERS, dependency="crm") == 2
+
+        code, out, _ = await outbox_command("--path", outbox_path, "list", "--status", "dead")
+        assert code == 0
+        assert out.count(" dead ") == 2 and "crm.add_note" in out and "HTTP 404" in out
+        assert "ghost@acme.com" not in out, "contact keys are masked unless --reveal"
+        code, out, _ = await outbox_command("--path", outbox_path, "list", "--json", "--reveal")
+        listed = [json.loads(line) for line in out.splitlines()]
+        assert [e["status"] for e in listed] == ["dead", "dead"]
+        first = listed[0]
+        assert first["contact_key"] == "ghost@acme.com" and "HTTP 404" in first["last_error"]
+
+        # The cause is fixed (the contact now exists); the operator requeues one, then the rest.
+        saved = await crm.upsert_contact("acme", Contact(name="Ghost", email="ghost@acme.com"))
+        assert saved.status == "synced", saved
+        code, out, _ = await outbox_command("--path", outbox_path, "requeue", str(first["id"]))
+        assert (code, out.strip()) == (0, "requeued 1 parked entry")
+        code, _, err = await outbox_command("--path", outbox_path, "requeue", str(first["id"]))
+        assert code == 1 and "not parked" in err  # already back in the queue
+        assert (await outbox_command("--path", outbox_path, "requeue", "--all"))[:2] == (
+            0,
+            "requeued 1 parked entry\n",
+        )
+        assert await crm.drainer.drain_once() == 2
+        assert [n["text"] for n in (await contact(admin, "ghost@acme.com"))["notes"]] == [
+            "call back",
+            "sent deck",
+        ]
+        assert otel.metric_value(names.OUTBOX_DEAD_LETTERS, dependency="crm") == 0
+        assert await crm.outbox.entries() == []
+    finally:
+        await crm.aclose()
+
+
+async def test_outbox_command_refuses_a_missing_file_instead_of_creating_one(tmp_path):
+    missing = tmp_path / "nope.sqlite3"
+    code, _, err = await outbox_command("--path", str(missing), "list")
+    assert code == 2 and "no outbox at" in err
+    assert not missing.exists()
 
 
 async def test_redelivery_after_a_crash_between_send_and_mark_is_applied_once(crm_service, tmp_path):

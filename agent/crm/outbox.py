@@ -8,6 +8,9 @@ crash (delivered, but killed before the row was marked) a no-op on the CRM side:
 Rows are committed with ``synchronous=FULL`` before the tool answers "saved", so they survive a
 SIGKILL (and a power cut). A 4xx on delivery means the entry itself is bad: it is parked
 (``status='dead'``) with a log line and ``sales_agent.outbox.failed`` so it cannot block the queue.
+Parked entries are kept, never dropped: ``sales_agent.outbox.dead_letters`` counts them (the
+OutboxDeadLetters alert), and ``sales-agent outbox`` lists them and puts them back in the queue once
+the cause is fixed (``requeue``).
 """
 
 from __future__ import annotations
@@ -85,12 +88,24 @@ def _observe_age(_options: CallbackOptions) -> Iterable[Observation]:
             yield Observation(age or 0.0, {names.DEPENDENCY: dependency})
 
 
+def _observe_dead(_options: CallbackOptions) -> Iterable[Observation]:
+    for outbox in list(_live):
+        for dependency, count in outbox.dead_by_dependency().items():
+            yield Observation(count, {names.DEPENDENCY: dependency})
+
+
 _meter = metrics.get_meter("sales_agent")
 _meter.create_observable_gauge(
     names.OUTBOX_DEPTH, callbacks=[_observe_depth], unit="{entry}", description="Outbox entries waiting"
 )
 _meter.create_observable_gauge(
     names.OUTBOX_OLDEST_AGE, callbacks=[_observe_age], unit="s", description="Age of the oldest waiting entry"
+)
+_meter.create_observable_gauge(
+    names.OUTBOX_DEAD_LETTERS,
+    callbacks=[_observe_dead],
+    unit="{entry}",
+    description="Parked (rejected) writes kept for an operator: list and requeue with `sales-agent outbox`",
 )
 _enqueued = _meter.create_counter(names.OUTBOX_ENQUEUED, unit="{entry}", description="Writes queued")
 _delivered = _meter.create_counter(
@@ -211,6 +226,32 @@ class Outbox:
             error.message,
         )
 
+    async def requeue(self, ids: Iterable[int] | None = None) -> int:
+        """Put parked entries back in the queue (all of them when ``ids`` is None); how many moved.
+
+        For after the cause of the rejection is fixed (a missing contact or tenant in the CRM, a
+        validation rule). Each requeued entry gets a new idempotency key: an idempotent API records
+        the rejection under the old key and would replay it. That cannot apply a write twice: the
+        CRM's answer for the old key was the rejection, so the write was not applied under it.
+        """
+        wanted = None if ids is None else sorted({int(i) for i in ids})
+
+        requeue = (
+            "UPDATE outbox SET status='pending', "
+            "idempotency_key = idempotency_key || '.r' || lower(hex(randomblob(6))) WHERE status='dead'"
+        )
+
+        def move(db: sqlite3.Connection) -> int:
+            if wanted is None:
+                return db.execute(requeue).rowcount
+            return db.execute(f"{requeue} AND id IN ({','.join('?' * len(wanted))})", wanted).rowcount
+
+        moved = int(await self._arun(move)) if wanted != [] else 0
+        if moved:
+            log.warning("requeued %s parked outbox entries", moved)
+            self.changed.set()
+        return moved
+
     # --- reads ------------------------------------------------------------------------------
     async def has_pending(self, dependency: str, tenant_id: str, contact_key: str) -> bool:
         row = await self._arun(
@@ -235,14 +276,39 @@ class Outbox:
         ]
 
     async def dead_letters(self) -> list[dict[str, Any]]:
-        rows = await self._arun(
-            lambda db: db.execute(
-                "SELECT id, dependency, operation, tenant_id, contact_key, last_error FROM outbox "
-                "WHERE status='dead' ORDER BY id"
-            ).fetchall()
+        return await self.entries(status="dead")
+
+    async def entries(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Entries (pending and parked, or one ``status``), oldest first, without payloads (for operators)."""
+        keys = (
+            "id",
+            "status",
+            "dependency",
+            "operation",
+            "tenant_id",
+            "contact_key",
+            "attempts",
+            "last_error",
+            "created_at",
         )
-        keys = ("id", "dependency", "operation", "tenant_id", "contact_key", "last_error")
+        where, args = ("WHERE status=?", (status,)) if status else ("", ())
+        query = f"SELECT {', '.join(keys)} FROM outbox {where} ORDER BY id"
+        rows = await self._arun(lambda db: db.execute(query, args).fetchall())
         return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def dead_by_dependency(self) -> dict[str, int]:
+        """{dependency: parked entries}; sync: read by the metric reader."""
+        try:
+            rows = self._run(
+                lambda db: db.execute(
+                    "SELECT dependency, COUNT(*) FROM outbox WHERE status='dead' GROUP BY dependency"
+                ).fetchall()
+            )
+        except (RuntimeError, sqlite3.Error):
+            return {}
+        out = dict.fromkeys(KNOWN_DEPENDENCIES, 0)
+        out.update({dependency: int(count) for dependency, count in rows})
+        return out
 
     def stats_by_dependency(self) -> dict[str, tuple[int, float | None]]:
         """{dependency: (depth, oldest age in s)} for pending entries; sync: read by the metric reader."""
