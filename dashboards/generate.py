@@ -564,7 +564,17 @@ def dependencies() -> Json:
                 ),
             ],
             unit="ops",
-            w=24,
+        ),
+        ts(
+            "Parked writes (dead letters)",
+            [target(f"max by (dependency) (sales_agent_outbox_dead_letters{{{S}}})", "{{dependency}}")],
+            unit="short",
+            thresholds=[(None, "green"), (1, "red")],
+            custom={"thresholdsStyle": {"mode": "dashed"}},
+            description=(
+                "Queued writes the dependency rejected (4xx), kept for an operator: "
+                "`sales-agent outbox list --status dead`, then `requeue`. OutboxDeadLetters warns above 0."
+            ),
         ),
     ]
     return dashboard(
