@@ -17,6 +17,7 @@ exporter a redacted copy of every finished span (attributes, events, links, stat
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -55,15 +56,38 @@ _SECRET_VALUES = (
 _SECRET_PARAM = re.compile(
     r"(?i)\b((?:api[_-]?key|access[_-]?token|auth[_-]?token|token|secret|password|key)=)[^&\s\"']+"
 )
-# Cheap pre-check: a string none of the patterns above could match is returned untouched (most are).
-# Every phone alternative without a "+" has a separator between two digits ("555-0100", "20 7946",
-# "06 12"), hence "\d[\s.-]\d": plain digit runs such as hex ids and timestamps skip the scan.
-_MAYBE_SENSITIVE = re.compile(
-    r"@|\+\d|\d[\s.-]\d|sk-|AKIA|gh[pousr]_|xox|(?i:bearer|basic|key=|token=|secret=|password=)"
+# Cheap pre-check (``_maybe_sensitive``): a string none of the patterns above could match is returned
+# untouched, and most strings (ids, enum values, numbers) are. Each piece is a substring test or a regex
+# that starts with a character class, which CPython's re scans for quickly; one regex alternating over
+# every pattern cost ~4 µs per 32-character id (bench item 1). The pieces, and why they are complete:
+# "@" for e-mails; "+<digit>" and digit-separator-digit for phones (every phone alternative without "+"
+# has a separator between two digit groups: "555-0100", "20 7946", "06 12"); the lowercase markers of
+# the secret patterns ("sk-", "akia", "gh?_", "xox", "...key=", "...token=", "secret=", "password=");
+# "bearer"/"basic" followed by whitespace.
+_PLUS_DIGIT = re.compile(r"\+\d")
+_DIGIT_SEPARATOR_DIGIT = re.compile(r"[\s.-](?<=\d[\s.-])\d")
+_AUTH_SCHEME = re.compile(r"(?i:bearer|basic)\s")
+_SECRET_MARKERS = (
+    *("sk-", "akia", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xox"),
+    *("key=", "token=", "secret=", "password="),
 )
+
+
+def _maybe_sensitive(value: str) -> bool:
+    if "@" in value or _DIGIT_SEPARATOR_DIGIT.search(value):
+        return True
+    if "+" in value and _PLUS_DIGIT.search(value):
+        return True
+    lowered = value.lower()
+    if any(marker in lowered for marker in _SECRET_MARKERS):
+        return True
+    return ("bearer" in lowered or "basic" in lowered) and _AUTH_SCHEME.search(value) is not None
+
+
 _SECRET_KEY_PARTS = ("api_key", "apikey", "api-key", "authorization", "secret", "password", "token")
 
 
+@functools.lru_cache(maxsize=4096)  # attribute keys are a small, fixed set; this runs for every attribute
 def _is_secret_key(key: str) -> bool:
     lowered = key.lower()
     if not any(part in lowered for part in _SECRET_KEY_PARTS):
@@ -83,7 +107,7 @@ class Redactor:
         self.pii = pii
 
     def text(self, value: str) -> str:
-        if not _MAYBE_SENSITIVE.search(value):
+        if not _maybe_sensitive(value):
             return value
         for pattern in _SECRET_VALUES:
             value = pattern.sub(REDACTED, value)
