@@ -169,6 +169,21 @@ async def test_drop_after_tokens_ends_turn_without_replay(otel) -> None:
     assert otel.metric_value(names.LLM_COMPLETIONS, outcome="failed") == failed_before + 1
 
 
+async def test_stream_that_stalls_after_tokens_is_cut_by_the_stream_timeout(otel) -> None:
+    """After the first token only LiteLLM's stream timeout guards the turn: a stall must not hang it."""
+    async with (
+        run_llm_provider("primary", token_delay_s=3.0) as primary,  # one chunk, then 3 s of silence
+        run_llm_provider("backup", reply=BACKUP_REPLY) as backup,
+    ):
+        settings = _settings(("primary", primary.url), ("backup", backup.url), stream_timeout_s=0.3)
+        router_llm = await _built(settings)
+        response = await asyncio.wait_for(_turn(router_llm), timeout=30)
+    assert response.text == "Thanks"  # what arrived before the stall; not replayed elsewhere
+    assert backup.stats.chat_requests == 0
+    [span] = _attempt_spans(otel)
+    assert span.attributes[names.ERROR_TYPE] == "timeout"
+
+
 async def test_cooldown_skips_primary_until_it_passes(otel) -> None:
     # Chain names unique to this test so the availability gauge reads only this chain.
     async with _pair("500") as (primary, backup):
