@@ -31,7 +31,9 @@ def test_throughput_bench_quick(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     table, profile = json.loads(out.read_text())
     assert [row[0] for row in table["rows"]] == [2, 2, 2]
-    assert [row[1].split()[0] for row in table["rows"]] == ["off", "on", "on,"]
+    labels = [row[1] for row in table["rows"]]
+    assert labels == ["off (OTEL_SDK_DISABLED)", "on (OTLP)", "on again (A/A control)"]
+    assert any(note.startswith("A/A control") for note in table["notes"])
     assert all(row[2] > 0 for row in table["rows"]), "calls completed in both configurations"
     assert not any("calls failed" in note for note in table["notes"])
     assert profile["rows"], "the profile by package is reported"
