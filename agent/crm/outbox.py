@@ -235,7 +235,8 @@ class Outbox:
         CRM's answer for the old key was the rejection, so the write was not applied under it.
         """
         wanted = None if ids is None else sorted({int(i) for i in ids})
-
+        if wanted == []:
+            return 0
         requeue = (
             "UPDATE outbox SET status='pending', "
             "idempotency_key = idempotency_key || '.r' || lower(hex(randomblob(6))) WHERE status='dead'"
@@ -246,7 +247,7 @@ class Outbox:
                 return db.execute(requeue).rowcount
             return db.execute(f"{requeue} AND id IN ({','.join('?' * len(wanted))})", wanted).rowcount
 
-        moved = int(await self._arun(move)) if wanted != [] else 0
+        moved = int(await self._arun(move))
         if moved:
             log.warning("requeued %s parked outbox entries", moved)
             self.changed.set()
