@@ -1,4 +1,4 @@
-"""Run every benchmark of issue 8 in one go and print one table per item (plus a goal summary).
+"""Run every benchmark (issues 8 and 13) in one go and print one table per item (plus a goal summary).
 
     uv run python -m bench.run_all                 # full sizes (~10 min on 2 cores)
     uv run python -m bench.run_all --quick         # tiny sizes (smoke / development, ~4 min)
@@ -6,8 +6,9 @@
     uv run python -m bench.run_all --out bench/results-latest.md   # also write the Markdown
 
 Items: 1 instrumentation cost, 2 failover TTFT (bench/bench_failover.py), 3 throughput, 4 memory,
-5 export under load, 6 start-up. Each item runs its measurements in child processes of its own, so
-ratios inside an item are measured side by side under the same conditions.
+5 export under load, 6 start-up, 7 our LLM instrumentation against the peers and 8 the LLM path
+(both in CPU instructions under valgrind's callgrind). Each item runs its measurements in child
+processes of its own, so ratios inside an item are measured side by side under the same conditions.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ ITEMS: dict[int, tuple[str, str]] = {
     4: ("Memory", "bench.bench_memory"),
     5: ("Export under load", "bench.bench_export"),
     6: ("Start-up", "bench.bench_startup"),
+    7: ("Against the peers, in instructions", "bench.bench_peers"),
+    8: ("The LLM path, in instructions", "bench.bench_llm_path"),
 }
 
 
