@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 import sqlite3
 import uuid
 from collections import Counter
@@ -37,13 +36,13 @@ from aiohttp import web
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from agent.vocabulary.tenant_id import is_tenant_id
 from local_services._serve import serve_until_signal
 from telemetry import names
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 
-TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 FAULT_MODES = ("ok", "down", "slow", "500", "429")
 SLOT_MINUTES = 30
 BUSINESS_HOURS_UTC = (9, 17)  # slots are offered 09:00-17:00 UTC, Monday to Friday
@@ -155,7 +154,7 @@ def _error(status: int, code: str, message: str, **headers: str) -> web.Response
 
 def _tenant(request: web.Request) -> str:
     tenant = request.headers.get("X-Tenant-Id", "")
-    if not TENANT_RE.match(tenant):
+    if not is_tenant_id(tenant):
         raise web.HTTPBadRequest(
             text=json.dumps(
                 {"error": "invalid_tenant", "message": "X-Tenant-Id header missing or malformed"}
