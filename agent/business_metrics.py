@@ -1,23 +1,18 @@
 """Business metrics by tenant: leads captured and qualified, meetings booked, call outcomes.
 
-Labels are bounded: tenant ids come from the tenant registry, bands and outcomes from the fixed
-sets below (anything else is refused with ``InvalidInput`` so an LLM-chosen value can't create a
-new series).
+Labels are bounded: tenant ids come from the tenant registry, bands and outcomes from their
+vocabularies in ``agent/vocabulary/`` (anything else is refused with ``InvalidInput`` so an
+LLM-chosen value can't create a new series).
 """
 
 from __future__ import annotations
 
-from typing import Final, Literal, get_args
-
 from opentelemetry import metrics
 
 from agent.errors import InvalidInput
+from agent.vocabulary.call_outcome import CALL_OUTCOMES, CallOutcome
+from agent.vocabulary.lead_band import LEAD_BANDS, LeadBand
 from telemetry import names
-
-LeadBand = Literal["hot", "warm", "cold"]
-CallOutcome = Literal["converted", "not_interested", "callback", "dropped", "error"]
-LEAD_BANDS: Final = frozenset(get_args(LeadBand))
-CALL_OUTCOMES: Final = frozenset(get_args(CallOutcome))
 
 _meter = metrics.get_meter("sales_agent")
 _leads_captured = _meter.create_counter(
@@ -35,7 +30,7 @@ _call_duration = _meter.create_histogram(
 )
 
 
-def _check(value: str, allowed: frozenset[str], what: str) -> None:
+def _check(value: str, allowed: tuple[str, ...], what: str) -> None:
     if value not in allowed:
         choices = ", ".join(sorted(allowed))
         raise InvalidInput(f"{what} must be one of {choices}; got {value!r:.40}", field=what)

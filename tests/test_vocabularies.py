@@ -12,8 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from agent import business_metrics
 from agent.errors import InvalidInput
 from agent.tenants import TenantRegistry
+from agent.tools.args import EndCallArgs
+from agent.tools.sales_tools import LEAD_STATUS_BY_BAND
+from agent.tools.scoring import band_for
+from agent.vocabulary.call_outcome import CALL_OUTCOMES, END_CALL_CHOICES
+from agent.vocabulary.lead_band import LEAD_BANDS
 from agent.vocabulary.tenant_id import TENANT_ID_PATTERN, is_tenant_id
 
 REPO = Path(__file__).resolve().parent.parent
@@ -81,3 +87,55 @@ async def test_crm_facade_and_crm_service_accept_the_same_tenant_ids(crm_env) ->
         response = await admin.get("/v1/contacts/ann%40acme.com", headers={"X-Tenant-Id": tenant_id})
         expected = 404 if valid else 400  # 404: accepted, no such contact; 400: invalid_tenant
         assert response.status_code == expected, (tenant_id, response.text)
+
+
+def _collections(tree: ast.AST) -> Iterator[frozenset[str]]:
+    """Every literal tuple/list/set of strings, and every ``Literal[...]`` of strings, in ``tree``."""
+    for node in ast.walk(tree):
+        elements: list[ast.expr] | None = None
+        if isinstance(node, ast.Tuple | ast.List | ast.Set):
+            elements = list(node.elts)
+        elif isinstance(node, ast.Subscript) and getattr(node.value, "id", None) == "Literal":
+            inner = node.slice
+            elements = list(inner.elts) if isinstance(inner, ast.Tuple) else [inner]
+        if elements and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in elements):
+            yield frozenset(e.value for e in elements)  # type: ignore[attr-defined]
+
+
+def _definers(values: tuple[str, ...]) -> set[str]:
+    """The modules that spell out a collection holding every one of ``values``."""
+    wanted = frozenset(values)
+    return {rel for rel, tree in _modules() if any(wanted <= c for c in _collections(tree))}
+
+
+# --- call outcome and lead band -----------------------------------------------------------------
+def test_call_outcomes_and_end_call_choices_are_defined_once() -> None:
+    assert END_CALL_CHOICES == ("converted", "not_interested", "callback")
+    assert set(END_CALL_CHOICES) < set(CALL_OUTCOMES)  # every choice of the LLM is a recorded outcome
+    assert _definers(END_CALL_CHOICES) == {"agent/vocabulary/call_outcome.py"}
+
+
+def test_end_call_tool_schema_offers_exactly_the_choices() -> None:
+    schema = EndCallArgs.model_json_schema()
+    assert tuple(schema["properties"]["outcome"]["enum"]) == END_CALL_CHOICES
+
+
+def test_lead_bands_are_defined_once() -> None:
+    assert _definers(LEAD_BANDS) == {"agent/vocabulary/lead_band.py"}
+    assert {band_for(score) for score in range(101)} == set(LEAD_BANDS)
+    assert set(LEAD_STATUS_BY_BAND) == set(LEAD_BANDS)
+
+
+@pytest.mark.parametrize("outcome", [*CALL_OUTCOMES, "hung_up"])
+def test_recorded_outcomes_are_the_vocabulary(otel, outcome: str) -> None:
+    if outcome in CALL_OUTCOMES:
+        business_metrics.call_ended("acme", outcome, 1.0)  # type: ignore[arg-type]
+    else:
+        with pytest.raises(InvalidInput, match="outcome must be one of"):
+            business_metrics.call_ended("acme", outcome, 1.0)  # type: ignore[arg-type]
+
+
+async def test_facade_refuses_a_band_outside_the_vocabulary(crm_env) -> None:
+    crm, _admin = crm_env
+    with pytest.raises(InvalidInput, match="hot, warm, cold"):
+        await crm.set_lead_status("acme", "ann@acme.com", "qualified", 80, "boiling")

@@ -30,6 +30,7 @@ from agent.crm.models import (
 from agent.crm.outbox import Outbox, OutboxDrainer, OutboxEntry
 from agent.errors import DependencyError, DependencyRejected, InvalidInput
 from agent.resilience import NO_RETRY, DependencyCaller
+from agent.vocabulary.lead_band import LEAD_BANDS
 from agent.vocabulary.tenant_id import is_tenant_id
 from telemetry import names
 
@@ -113,8 +114,8 @@ class ResilientCrm:
             raise InvalidInput(f"Lead status must be one of {', '.join(LEAD_STATUSES)}.", field="status")
         if not isinstance(score, int | float) or math.isnan(score) or not 0 <= score <= 100:
             raise InvalidInput("Lead score must be a number from 0 to 100.", field="score")
-        if band not in ("hot", "warm", "cold"):
-            raise InvalidInput("Lead band must be hot, warm or cold.", field="band")
+        if band not in LEAD_BANDS:
+            raise InvalidInput(f"Lead band must be one of {', '.join(LEAD_BANDS)}.", field="band")
         return await self._write(
             tenant_id,
             key,

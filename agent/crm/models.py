@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from agent.errors import InvalidInput
 
-LeadBand = Literal["hot", "warm", "cold"]
 LEAD_STATUSES = ("new", "contacted", "qualified", "unqualified", "meeting_booked", "callback", "lost")
 DEFAULT_PHONE_REGION = "US"  # numbers spoken without a country code are read as this region's
 
