@@ -36,6 +36,7 @@ from aiohttp import web
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from agent.vocabulary.fault_modes import CRM_FAULT_MODES, CrmFaultMode
 from agent.vocabulary.tenant_id import is_tenant_id
 from local_services._serve import serve_until_signal
 from telemetry import names
@@ -43,7 +44,6 @@ from telemetry import names
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 
-FAULT_MODES = ("ok", "down", "slow", "500", "429")
 SLOT_MINUTES = 30
 BUSINESS_HOURS_UTC = (9, 17)  # slots are offered 09:00-17:00 UTC, Monday to Friday
 
@@ -66,7 +66,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
 
 @dataclass
 class Fault:
-    mode: str = "ok"
+    mode: CrmFaultMode = "ok"
     delay_s: float = 2.0
     retry_after: float = 1.0
     count: int | None = None  # None: until changed
@@ -427,11 +427,11 @@ class CrmService:
     async def set_fault(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
         mode = str(body.get("mode", "ok"))
-        if mode not in FAULT_MODES:
-            return _error(422, "invalid_fault", f"mode must be one of {', '.join(FAULT_MODES)}")
+        if mode not in CRM_FAULT_MODES:
+            return _error(422, "invalid_fault", f"mode must be one of {', '.join(CRM_FAULT_MODES)}")
         count = body.get("count")
         self.fault = Fault(
-            mode=mode,
+            mode=mode,  # type: ignore[arg-type]  # checked against CRM_FAULT_MODES above
             delay_s=float(body.get("delay_s", 2.0)),
             retry_after=float(body.get("retry_after", 1.0)),
             count=int(count) if count is not None else None,

@@ -14,13 +14,16 @@ import pytest
 
 from agent import business_metrics
 from agent.errors import InvalidInput
+from agent.simulate.stack import FaultSpec, LlmEndpoint, Stack, check_faults
 from agent.tenants import TenantRegistry
 from agent.tools.args import EndCallArgs
 from agent.tools.sales_tools import LEAD_STATUS_BY_BAND
 from agent.tools.scoring import band_for
 from agent.vocabulary.call_outcome import CALL_OUTCOMES, END_CALL_CHOICES
+from agent.vocabulary.fault_modes import CRM_FAULT_MODES, LLM_FAULT_MODES
 from agent.vocabulary.lead_band import LEAD_BANDS
 from agent.vocabulary.tenant_id import TENANT_ID_PATTERN, is_tenant_id
+from local_services.llm_provider import Fault
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE_DIRS = ("agent", "telemetry", "local_services", "bench")
@@ -139,3 +142,25 @@ async def test_facade_refuses_a_band_outside_the_vocabulary(crm_env) -> None:
     crm, _admin = crm_env
     with pytest.raises(InvalidInput, match="hot, warm, cold"):
         await crm.set_lead_status("acme", "ann@acme.com", "qualified", 80, "boiling")
+
+
+# --- fault modes --------------------------------------------------------------------------------
+def test_fault_modes_are_defined_once() -> None:
+    assert _definers(LLM_FAULT_MODES) == {"agent/vocabulary/fault_modes.py"}
+    assert _definers(CRM_FAULT_MODES) == {"agent/vocabulary/fault_modes.py"}
+
+
+async def test_stand_ins_and_simulate_accept_the_same_fault_modes(crm_service) -> None:
+    _url, admin = crm_service
+    for mode in CRM_FAULT_MODES:
+        assert (await admin.post("/admin/fault", json={"mode": mode, "count": 1})).status_code == 200
+    assert (await admin.post("/admin/fault", json={"mode": "explode"})).status_code == 422
+    for mode in LLM_FAULT_MODES:
+        assert Fault.parse({"mode": mode}).mode == mode
+    with pytest.raises(ValueError, match="unknown fault mode"):
+        Fault.parse({"mode": "explode"})
+    stack = Stack((LlmEndpoint("primary", "http://127.0.0.1:1/v1"),), "http://127.0.0.1:2", False)
+    check_faults(stack, [FaultSpec("llm-primary", m) for m in LLM_FAULT_MODES])
+    check_faults(stack, [FaultSpec(target, m) for target in ("crm", "calendar") for m in CRM_FAULT_MODES])
+    with pytest.raises(ValueError, match="expected one of"):
+        check_faults(stack, [FaultSpec("crm", "hang")])

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import httpx
 
+from agent.vocabulary.fault_modes import CRM_FAULT_MODES, LLM_FAULT_MODES
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PROVIDER_NAMES = ("primary", "backup")
-LLM_MODES = ("ok", "500", "429", "hang", "slow_first_token", "drop_mid_stream", "garbage")
-CRM_MODES = ("ok", "down", "slow", "500", "429")
 
 
 @dataclass(frozen=True)
@@ -40,9 +40,9 @@ class Stack:
 
     def fault_targets(self) -> dict[str, tuple[str, tuple[str, ...]]]:
         """``target -> (admin base URL, allowed modes)``: llm-<provider name>, crm, calendar."""
-        targets = {f"llm-{ep.name}": (ep.admin_url, LLM_MODES) for ep in self.llm}
-        targets["crm"] = (self.crm_url, CRM_MODES)
-        targets["calendar"] = (self.crm_url, CRM_MODES)  # the local service serves both
+        targets = {f"llm-{ep.name}": (ep.admin_url, LLM_FAULT_MODES) for ep in self.llm}
+        targets["crm"] = (self.crm_url, CRM_FAULT_MODES)
+        targets["calendar"] = (self.crm_url, CRM_FAULT_MODES)  # the local service serves both
         return targets
 
 
