@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from agent.vocabulary.local_providers import DEFAULT_LOCAL_PROVIDERS
 from bench._common import (
     REPO_ROOT,
     Table,
@@ -93,7 +94,7 @@ async def _child_async(
 
     from agent.app_settings import AppSettings
     from agent.crm import CrmSettings
-    from agent.llm import LLMSettings, ProviderConfig
+    from agent.llm import LLMSettings
     from agent.runtime import start_runtime
     from agent.tenants import TenantRegistry
     from telemetry.setup import setup_telemetry
@@ -102,13 +103,7 @@ async def _child_async(
     telemetry = setup_telemetry(settings.telemetry)
     tenants = TenantRegistry.from_file(settings.tenants.tenants_file)
     tenant_ids = tenants.ids()
-    names = ("primary", "backup")
-    llm_settings = LLMSettings(
-        chain=[
-            ProviderConfig(name=n, kind="local", model=f"{n}-model", api_base=f"{u}/v1")
-            for n, u in zip(names, llm_urls, strict=True)
-        ]
-    )
+    llm_settings = LLMSettings.for_local([f"{u}/v1" for u in llm_urls])
     with tempfile.TemporaryDirectory(prefix="bench-outbox-") as tmp:
         crm_settings = CrmSettings(
             CRM_URL=crm_url, CALENDAR_URL=None, CRM_OUTBOX_PATH=str(Path(tmp) / "o.db")
@@ -224,7 +219,7 @@ def dependencies() -> Iterator[tuple[list[str], str]]:
     with tempfile.TemporaryDirectory(prefix="bench-crm-") as tmp:
         try:
             llm_urls = []
-            for name in ("primary", "backup"):
+            for name in DEFAULT_LOCAL_PROVIDERS:
                 port = _free_port()
                 proc = subprocess.Popen(
                     [

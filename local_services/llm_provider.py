@@ -34,6 +34,7 @@ from typing import Any
 from aiohttp import web
 
 from agent.vocabulary.fault_modes import LLM_FAULT_MODES, LlmFaultMode
+from agent.vocabulary.local_providers import PRIMARY, local_model
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ class LocalLLMProvider:
         token_delay_s: float = 0.0,
     ) -> None:
         self.name = name
-        self.model = model or f"{name}-model"
+        self.model = model or local_model(name)
         self.fault = fault or Fault()
         self.reply = reply
         self.token_delay_s = token_delay_s
@@ -362,7 +363,7 @@ class RunningProvider:
 
 @contextlib.asynccontextmanager
 async def run_llm_provider(
-    name: str = "primary",
+    name: str = PRIMARY,
     fault: LlmFaultMode = "ok",
     *,
     host: str = "127.0.0.1",
@@ -397,7 +398,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
-    parser.add_argument("--name", default="primary", help="provider name (shown in stats and model id)")
+    parser.add_argument("--name", default=PRIMARY, help="provider name (shown in stats and model id)")
     parser.add_argument("--model", default=None, help="model id to report (default NAME-model)")
     parser.add_argument("--fault", default="ok", choices=LLM_FAULT_MODES, help="fault mode at start")
     parser.add_argument("--retry-after", type=float, default=1.0, help="429: Retry-After seconds")

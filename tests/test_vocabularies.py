@@ -14,7 +14,8 @@ import pytest
 
 from agent import business_metrics
 from agent.errors import InvalidInput
-from agent.simulate.stack import FaultSpec, LlmEndpoint, Stack, check_faults
+from agent.llm import LLMSettings
+from agent.simulate.stack import FaultSpec, LlmEndpoint, Stack, check_faults, open_stack
 from agent.tenants import TenantRegistry
 from agent.tools.args import EndCallArgs
 from agent.tools.sales_tools import LEAD_STATUS_BY_BAND
@@ -22,8 +23,9 @@ from agent.tools.scoring import band_for
 from agent.vocabulary.call_outcome import CALL_OUTCOMES, END_CALL_CHOICES
 from agent.vocabulary.fault_modes import CRM_FAULT_MODES, LLM_FAULT_MODES
 from agent.vocabulary.lead_band import LEAD_BANDS
+from agent.vocabulary.local_providers import DEFAULT_LOCAL_PROVIDERS
 from agent.vocabulary.tenant_id import TENANT_ID_PATTERN, is_tenant_id
-from local_services.llm_provider import Fault
+from local_services.llm_provider import Fault, run_llm_provider
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE_DIRS = ("agent", "telemetry", "local_services", "bench")
@@ -164,3 +166,31 @@ async def test_stand_ins_and_simulate_accept_the_same_fault_modes(crm_service) -
     check_faults(stack, [FaultSpec(target, m) for target in ("crm", "calendar") for m in CRM_FAULT_MODES])
     with pytest.raises(ValueError, match="expected one of"):
         check_faults(stack, [FaultSpec("crm", "hang")])
+
+
+# --- local provider names ----------------------------------------------------------------------
+def _model_suffix_fstrings(tree: ast.AST) -> bool:
+    return any(
+        isinstance(node, ast.JoinedStr)
+        and any(isinstance(v, ast.Constant) and str(v.value).endswith("-model") for v in node.values)
+        for node in ast.walk(tree)
+    )
+
+
+def test_local_provider_naming_is_defined_once() -> None:
+    assert _definers(DEFAULT_LOCAL_PROVIDERS) == set()  # the vocabulary spells it with its constants
+    assert {rel for rel, tree in _modules() if _model_suffix_fstrings(tree)} == {
+        "agent/vocabulary/local_providers.py"
+    }
+
+
+async def test_simulate_and_llm_settings_name_a_local_chain_alike() -> None:
+    urls = ["http://127.0.0.1:1/v1", "http://127.0.0.1:2/v1", "http://127.0.0.1:3/v1"]
+    chain = LLMSettings.for_local(urls).chain
+    assert [p.name for p in chain] == ["primary", "backup", "backup2"]
+    assert [p.model for p in chain] == ["primary-model", "backup-model", "backup2-model"]
+    async with open_stack(urls, crm_url="http://127.0.0.1:4") as stack:  # nothing is started
+        assert [ep.name for ep in stack.llm] == [p.name for p in chain]
+        assert set(stack.fault_targets()) >= {f"llm-{p.name}" for p in chain}
+    async with run_llm_provider() as provider:
+        assert (provider.name, provider.provider.model) == ("primary", "primary-model")

@@ -16,10 +16,9 @@ from pathlib import Path
 import httpx
 
 from agent.vocabulary.fault_modes import CRM_FAULT_MODES, LLM_FAULT_MODES
+from agent.vocabulary.local_providers import DEFAULT_LOCAL_PROVIDERS, local_provider_names
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PROVIDER_NAMES = ("primary", "backup")
 
 
 @dataclass(frozen=True)
@@ -97,15 +96,15 @@ async def open_stack(llm_urls: Sequence[str] = (), crm_url: str | None = None) -
     """Yield the stack, starting whatever was not given a URL in this event loop."""
     async with contextlib.AsyncExitStack() as exits:
         if llm_urls:
-            names = [*DEFAULT_PROVIDER_NAMES, *(f"llm{i}" for i in range(3, len(llm_urls) + 1))]
+            names = local_provider_names(len(llm_urls))
             endpoints = tuple(
-                LlmEndpoint(n, normalise_api_base(u)) for n, u in zip(names, llm_urls, strict=False)
+                LlmEndpoint(n, normalise_api_base(u)) for n, u in zip(names, llm_urls, strict=True)
             )
         else:
             from local_services.llm_provider import run_llm_provider
 
             started = [
-                await exits.enter_async_context(run_llm_provider(name=n)) for n in DEFAULT_PROVIDER_NAMES
+                await exits.enter_async_context(run_llm_provider(name=n)) for n in DEFAULT_LOCAL_PROVIDERS
             ]
             endpoints = tuple(LlmEndpoint(p.name, p.url) for p in started)
         if crm_url is None:
