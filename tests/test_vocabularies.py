@@ -15,6 +15,8 @@ import pytest
 from agent import business_metrics
 from agent.errors import InvalidInput
 from agent.llm import LLMSettings
+from agent.percentiles import percentile
+from agent.simulate.report import percentile as report_percentile
 from agent.simulate.stack import FaultSpec, LlmEndpoint, Stack, check_faults, open_stack
 from agent.tenants import TenantRegistry
 from agent.tools.args import EndCallArgs
@@ -25,6 +27,7 @@ from agent.vocabulary.fault_modes import CRM_FAULT_MODES, LLM_FAULT_MODES
 from agent.vocabulary.lead_band import LEAD_BANDS
 from agent.vocabulary.local_providers import DEFAULT_LOCAL_PROVIDERS
 from agent.vocabulary.tenant_id import TENANT_ID_PATTERN, is_tenant_id
+from bench._common import percentile as bench_percentile
 from local_services.llm_provider import Fault, run_llm_provider
 
 REPO = Path(__file__).resolve().parent.parent
@@ -194,3 +197,33 @@ async def test_simulate_and_llm_settings_name_a_local_chain_alike() -> None:
         assert set(stack.fault_targets()) >= {f"llm-{p.name}" for p in chain}
     async with run_llm_provider() as provider:
         assert (provider.name, provider.provider.model) == ("primary", "primary-model")
+
+
+# --- percentiles ----------------------------------------------------------------------------------
+def _estimators(tree: ast.AST) -> bool:
+    """A module computes percentiles itself: statistics.quantiles, or a percentile/p95 index by hand."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr == "quantiles":
+            return True
+        if (
+            isinstance(node, ast.FunctionDef)
+            and "percentile" in node.name
+            and any(isinstance(n, ast.Name) and n.id == "sorted" for n in ast.walk(node))
+        ):
+            return True
+        if isinstance(node, ast.Subscript) and any(
+            isinstance(n, ast.Constant) and n.value in (0.95, 0.99) for n in ast.walk(node.slice)
+        ):
+            return True
+    return False
+
+
+def test_one_percentile_estimator() -> None:
+    assert {rel for rel, tree in _modules() if _estimators(tree)} == {"agent/percentiles.py"}
+    values = [0.3, 0.1, 0.4, 0.2]
+    assert percentile(values, 50) == pytest.approx(0.25)  # the mean of the middle two
+    assert (percentile(values, 0), percentile(values, 100)) == (0.1, 0.4)
+    assert percentile(values, 95) == pytest.approx(0.385)
+    assert report_percentile is percentile
+    assert bench_percentile(values, 95) == percentile(values, 95)
+    assert (percentile([], 95), bench_percentile([], 95)) == (None, 0.0)
