@@ -32,6 +32,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from agent.call_context import CallContext
 from agent.errors import DependencyError, DependencyRejected, ErrorCategory, error_category
+from agent.failures import classify
 from telemetry import names
 
 T = TypeVar("T")
@@ -112,10 +113,6 @@ def llm_message(operation: str, exc: BaseException) -> str:
     return _internal_message(operation)
 
 
-def _error_type(exc: BaseException) -> str:
-    return getattr(exc, "error_type", None) or type(exc).__name__
-
-
 async def with_error_handling(operation: str, call: CallContext, fn: Callable[[], Awaitable[T]]) -> T:
     """Run ``fn`` as the tool ``operation`` of ``call``; failures become a ``ToolError`` for the LLM."""
     span_attrs = {**call.span_attributes(), names.OPERATION: operation}
@@ -133,7 +130,7 @@ async def with_error_handling(operation: str, call: CallContext, fn: Callable[[]
         except Exception as exc:
             outcome = "error"
             category = _categorise(exc)
-            error_type = _error_type(exc)
+            error_type = classify(exc).error_type
             message = llm_message(operation, exc)
             if category == "validation":
                 # A pydantic error's own text (and so its traceback) repeats the offending input values,

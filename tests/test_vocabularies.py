@@ -29,6 +29,7 @@ from agent.vocabulary.local_providers import DEFAULT_LOCAL_PROVIDERS
 from agent.vocabulary.tenant_id import TENANT_ID_PATTERN, is_tenant_id
 from bench._common import percentile as bench_percentile
 from local_services.llm_provider import Fault, run_llm_provider
+from telemetry import names
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE_DIRS = ("agent", "telemetry", "local_services", "bench")
@@ -227,3 +228,59 @@ def test_one_percentile_estimator() -> None:
     assert report_percentile is percentile
     assert bench_percentile(values, 95) == percentile(values, 95)
     assert (percentile([], 95), bench_percentile([], 95)) == (None, 0.0)
+
+
+# --- error.type codes ---------------------------------------------------------------------------
+CLASSIFIER_CODES = (
+    names.ERROR_CONNECT,
+    names.ERROR_STREAM_DROPPED,
+    names.ERROR_MALFORMED_RESPONSE,
+    names.ERROR_CIRCUIT_OPEN,
+    names.ERROR_COOLDOWN,
+    names.ERROR_FIRST_TOKEN_TIMEOUT,
+    names.ERROR_EMPTY_RESPONSE,
+    names.ERROR_ALL_PROVIDERS_FAILED,
+)
+
+
+def test_error_type_codes_are_spelled_only_in_telemetry_names() -> None:
+    # sales_agent.dependency.duration's outcome label has a value of the same spelling (its own vocabulary)
+    also_an_outcome = {names.ERROR_CIRCUIT_OPEN: {"agent/resilience/caller.py"}}
+    for code in CLASSIFIER_CODES:
+        owners = _owners(lambda s, code=code: s == code)
+        assert owners == {"telemetry/names.py", *also_an_outcome.get(code, ())}, code
+    # and the HTTP form is built from names.ERROR_HTTP, not with an f-string of its own
+    http_fstrings = {
+        rel
+        for rel, tree in _modules()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.JoinedStr)
+        and any(isinstance(v, ast.Constant) and str(v.value).endswith("http_") for v in node.values)
+    }
+    assert http_fstrings == set()
+
+
+def _error_type_literals(tree: ast.AST) -> Iterator[str]:
+    """Every ``error_type="..."`` (or the constant part of an f-string) given to a call."""
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        for kw in node.keywords:
+            if kw.arg != "error_type":
+                continue
+            if isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str):
+                yield kw.value.value
+            elif isinstance(kw.value, ast.JoinedStr):  # f"invalid_{field or 'contact'}"
+                yield "".join(str(v.value) for v in kw.value.values if isinstance(v, ast.Constant)) + "*"
+
+
+def test_every_error_type_raised_is_documented() -> None:
+    documented = set(names.ERROR_TYPES)
+    for rel, tree in _modules():
+        for code in _error_type_literals(tree):
+            if code.endswith("*"):  # a family: each of its members must be listed
+                assert any(d.startswith(code[:-1]) for d in documented), (rel, code)
+            else:
+                assert code in documented, (rel, code)
+    fields = ("name", "company", "role", "email", "phone")
+    assert {f"invalid_{f}" for f in (*fields, "contact")} <= documented  # agent/crm/models.py's family

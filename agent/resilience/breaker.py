@@ -152,7 +152,7 @@ class CircuitBreaker:
         raise CircuitOpenError(
             f"{self.name} is unavailable (circuit open, next trial in {retry_in:.0f} s)",
             dependency=self.name,
-            error_type="circuit_open",
+            error_type=names.ERROR_CIRCUIT_OPEN,
         )
 
     def record_success(self) -> None:
