@@ -15,24 +15,19 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
 import httpx
-from opentelemetry import metrics, trace
+from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from agent.errors import CircuitOpenError, DependencyError, DependencyRejected, SalesAgentError
 from agent.failures import classify
 from agent.resilience.breaker import CircuitBreaker
+from agent.resilience.instruments import instruments
 from agent.resilience.retry import RetryPolicy, retry_async
 from telemetry import names
 
 T = TypeVar("T")
 
 _tracer = trace.get_tracer(__name__)
-_meter = metrics.get_meter("sales_agent")
-_duration = _meter.create_histogram(
-    names.DEPENDENCY_DURATION,
-    unit="s",
-    description="Duration of one logical dependency call, retries and backoff included",
-)
 
 
 class DependencyCaller:
@@ -90,7 +85,7 @@ class DependencyCaller:
                     raise
                 raise error from exc
             finally:
-                _duration.record(time.perf_counter() - start, {**attrs, names.OUTCOME: outcome})
+                instruments().duration.record(time.perf_counter() - start, {**attrs, names.OUTCOME: outcome})
 
     def translate(self, exc: BaseException) -> SalesAgentError:
         """The project error for a failure that escaped the retry policy (``classify`` names it)."""

@@ -15,19 +15,13 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import stamina
-from opentelemetry import metrics, trace
+from opentelemetry import trace
 
 from agent.failures import classify
+from agent.resilience.instruments import instruments
 from telemetry import names
 
 T = TypeVar("T")
-
-_meter = metrics.get_meter("sales_agent")
-_retries = _meter.create_counter(
-    names.DEPENDENCY_RETRIES,
-    unit="{retry}",
-    description="Retry attempts of dependency calls; outcome is the retry attempt's own result (ok | error)",
-)
 
 BackoffHook = Callable[[Exception], bool | float]
 
@@ -133,9 +127,9 @@ async def retry_async(
             try:
                 result = await fn()
             except Exception as exc:
-                _retries.add(1, {**attrs, names.OUTCOME: "error"})
+                instruments().retries.add(1, {**attrs, names.OUTCOME: "error"})
                 previous = exc
                 raise
-            _retries.add(1, {**attrs, names.OUTCOME: "ok"})
+            instruments().retries.add(1, {**attrs, names.OUTCOME: "ok"})
             return result
     raise AssertionError("unreachable: stamina re-raises the last failure")  # pragma: no cover
