@@ -27,28 +27,19 @@ from typing import Any, TypeVar
 
 import pydantic
 from livekit.agents.llm import StopResponse, ToolError
-from opentelemetry import metrics, trace
+from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from agent.call_context import CallContext
 from agent.errors import DependencyError, DependencyRejected, ErrorCategory, error_category
 from agent.failures import classify
+from agent.instruments import instruments
 from telemetry import names
 
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
-_meter = metrics.get_meter("sales_agent")
-_tool_calls = _meter.create_counter(
-    names.TOOL_CALLS, unit="{call}", description="Tool executions by operation and outcome (ok | error)"
-)
-_tool_duration = _meter.create_histogram(
-    names.TOOL_DURATION, unit="s", description="Tool execution time, including CRM/calendar calls"
-)
-_errors = _meter.create_counter(
-    names.ERRORS, unit="{error}", description="Errors by category (validation | dependency | internal)"
-)
 
 # How the LLM-facing text names a dependency; unknown ones fall back to "a backend service".
 _DEPENDENCY_LABELS = {
@@ -143,7 +134,7 @@ async def with_error_handling(operation: str, call: CallContext, fn: Callable[[]
             span.set_status(Status(StatusCode.ERROR, f"{category}: {error_type}"))
             span.set_attribute(names.ERROR_TYPE, error_type)
             span.set_attribute(names.ERROR_CATEGORY, category)
-            _errors.add(
+            instruments().errors.add(
                 1,
                 {
                     names.ERROR_CATEGORY: category,
@@ -161,8 +152,9 @@ async def with_error_handling(operation: str, call: CallContext, fn: Callable[[]
             raise ToolError(message) from exc
         finally:
             labels = {names.OPERATION: operation, names.OUTCOME: outcome}
-            _tool_calls.add(1, {**labels, names.TENANT_ID: call.tenant_id})
-            _tool_duration.record(time.perf_counter() - started, labels)
+            ins = instruments()
+            ins.tool_calls.add(1, {**labels, names.TENANT_ID: call.tenant_id})
+            ins.tool_duration.record(time.perf_counter() - started, labels)
 
 
 def error_handled(
