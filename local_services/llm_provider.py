@@ -382,9 +382,7 @@ async def run_llm_provider(
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    server = getattr(site, "_server", None)
-    sockets = getattr(server, "sockets", None) or []
-    bound_port = sockets[0].getsockname()[1] if sockets else port
+    bound_port = runner.addresses[0][1] if runner.addresses else port
     try:
         yield RunningProvider(provider, f"http://{host}:{bound_port}/v1", bound_port)
     finally:
