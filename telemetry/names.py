@@ -48,7 +48,6 @@ FALLBACK_EVENT: Final = "gen_ai.fallback"  # span event name
 RETRY_ATTEMPT: Final = "retry.attempt"
 RETRY_EVENT: Final = "retry"  # span event name
 RETRY_AFTER: Final = "retry.after_s"  # span events only: wait the server asked for (Retry-After header)
-BREAKER_STATE: Final = "circuit_breaker.state"
 BREAKER_FROM: Final = "circuit_breaker.from_state"
 BREAKER_TO: Final = "circuit_breaker.to_state"
 IDEMPOTENCY_KEY: Final = "sales_agent.idempotency_key"  # spans only

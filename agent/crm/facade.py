@@ -38,8 +38,6 @@ MAX_NOTE_CHARS = 4000
 SYNCED_MESSAGE = "Saved to the CRM."
 QUEUED_MESSAGE = "Saved; the CRM is not reachable right now, so it will sync to the CRM shortly."
 
-WRITE_OPERATIONS = ("upsert_contact", "add_note", "set_lead_status")
-
 
 def _check_tenant(tenant_id: str) -> str:
     if not is_tenant_id(tenant_id):

@@ -44,9 +44,6 @@ class BreakerState(enum.IntEnum):
         return self.name.lower().replace("_", "-")
 
 
-StateListener = Callable[[str, BreakerState, BreakerState], None]
-
-
 class CircuitBreaker:
     def __init__(
         self,
@@ -72,7 +69,6 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._trials_admitted = 0
         self._trials_succeeded = 0
-        self._listeners: list[StateListener] = []
         live_breakers.add(self)
 
     # --- state ------------------------------------------------------------------------------
@@ -81,10 +77,6 @@ class CircuitBreaker:
         with self._lock:
             self._maybe_half_open()
             return self._state
-
-    def add_listener(self, listener: StateListener) -> None:
-        """``listener(name, from_state, to_state)`` on every transition."""
-        self._listeners.append(listener)
 
     def unregister(self) -> None:
         """Stop reporting this breaker's state gauge (its owner is closed)."""
@@ -107,8 +99,6 @@ class CircuitBreaker:
         )
         level = logging.WARNING if to is BreakerState.OPEN else logging.INFO
         log.log(level, "circuit breaker %s: %s -> %s", self.name, old.label, to.label)
-        for listener in self._listeners:
-            listener(self.name, old, to)
 
     # --- calls ------------------------------------------------------------------------------
     def acquire(self) -> None:

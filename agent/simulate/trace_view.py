@@ -66,11 +66,6 @@ class SpanCapture(SpanExporter):
         with self._lock:
             return list(self._traces.get(int(trace_id_hex, 16), ())) if trace_id_hex else []
 
-    def count_events(self, trace_id_hex: str, event_name: str) -> int:
-        return sum(
-            1 for span in self.spans(trace_id_hex) for event in span.events if event.name == event_name
-        )
-
 
 def _label(span: ReadableSpan) -> Text:
     duration_ms = ((span.end_time or span.start_time or 0) - (span.start_time or 0)) / 1e6
