@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import pydantic
 from livekit.agents.llm import StopResponse, ToolError
 from opentelemetry import trace
+from opentelemetry.semconv.attributes import exception_attributes
 from opentelemetry.trace import Status, StatusCode
 
 from agent.call_context import CallContext
@@ -127,7 +128,11 @@ async def with_error_handling(operation: str, call: CallContext, fn: Callable[[]
                 # A pydantic error's own text (and so its traceback) repeats the offending input values,
                 # possibly PII: record the field-and-reason message instead, here and in the log line.
                 span.add_event(
-                    "exception", {"exception.type": type(exc).__qualname__, "exception.message": message}
+                    "exception",
+                    {
+                        exception_attributes.EXCEPTION_TYPE: type(exc).__qualname__,
+                        exception_attributes.EXCEPTION_MESSAGE: message,
+                    },
                 )
             else:
                 span.record_exception(exc)

@@ -34,6 +34,7 @@ from typing import Any
 
 from aiohttp import web
 from opentelemetry import propagate, trace
+from opentelemetry.semconv.attributes import http_attributes, url_attributes
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from agent.vocabulary.fault_modes import CRM_FAULT_MODES, CrmFaultMode
@@ -128,17 +129,17 @@ async def _tracing_middleware(request: web.Request, handler: Handler) -> web.Str
         context=propagate.extract(request.headers),
         kind=SpanKind.SERVER,
         attributes={
-            "http.request.method": request.method,
-            "url.path": request.path,
-            **({"http.route": route} if route else {}),
+            http_attributes.HTTP_REQUEST_METHOD: request.method,
+            url_attributes.URL_PATH: request.path,
+            **({http_attributes.HTTP_ROUTE: route} if route else {}),
         },
     ) as span:
         try:
             response = await handler(request)
         except web.HTTPException as exc:
-            span.set_attribute("http.response.status_code", exc.status)
+            span.set_attribute(http_attributes.HTTP_RESPONSE_STATUS_CODE, exc.status)
             raise
-        span.set_attribute("http.response.status_code", response.status)
+        span.set_attribute(http_attributes.HTTP_RESPONSE_STATUS_CODE, response.status)
         if response.status >= 500:
             span.set_status(Status(StatusCode.ERROR))
         return response

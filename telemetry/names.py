@@ -1,10 +1,12 @@
 """Every project-specific metric and attribute name, in one place.
 
-Standard names come from the OpenTelemetry semantic conventions (``gen_ai.*``, ``http.*``,
-``error.type``, ``process.*``, ``system.*``); what no convention covers is prefixed
-``sales_agent.``. Dashboards, alert rules and tests refer to these names in their Prometheus form:
-dots become underscores, the unit is appended (``s`` -> ``_seconds``, ``By`` -> ``_bytes``; ``1``
-and ``{annotations}`` add nothing) and counters end in ``_total``.
+Standard names come from the OpenTelemetry semantic conventions: the stable ones are imported from
+``opentelemetry.semconv.attributes`` (here ``error.type``; ``http.*``, ``url.*``, ``service.*`` where
+they are used), the incubating ``gen_ai.*`` ones are spelled here because the semconv package keeps
+them in a private ``_incubating`` module. What no convention covers is prefixed ``sales_agent.``.
+Dashboards, alert rules and tests refer to these names in their Prometheus form: dots become
+underscores, the unit is appended (``s`` -> ``_seconds``, ``By`` -> ``_bytes``; ``1`` and
+``{annotations}`` add nothing) and counters end in ``_total``.
 
 Cardinality rule: ``session.id`` and ``call.id`` are span/log attributes only. They never appear
 on a metric; ``METRIC_FORBIDDEN_ATTRIBUTES`` lists them and the metric Views drop them.
