@@ -19,7 +19,15 @@ from agent.errors import InvalidInput
 from agent.session_settings import SessionOverrides
 from agent.vocabulary.tenant_id import TENANT_ID_PATTERN, is_tenant_id
 
-DEFAULT_TENANTS_FILE = Path(__file__).resolve().parent.parent / "config" / "tenants.yaml"
+
+def _default_tenants_file() -> Path:
+    """``config/tenants.yaml`` of the source checkout, else the copy the wheel carries in the package."""
+    package = Path(__file__).resolve().parent
+    packaged = package / "config" / "tenants.yaml"  # pyproject.toml: wheel force-include
+    return packaged if packaged.is_file() else package.parent / "config" / "tenants.yaml"
+
+
+DEFAULT_TENANTS_FILE = _default_tenants_file()
 
 TenantId = Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)]
 
