@@ -16,7 +16,7 @@ import httpx
 import pytest
 import stamina
 
-# Offline: LiteLLM must use its bundled cost map, never the network (see ../shared/notes.md).
+# Offline: LiteLLM must use its bundled cost map, never the network (README: LITELLM_LOCAL_MODEL_COST_MAP).
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from opentelemetry.sdk._logs.export import InMemoryLogExporter
