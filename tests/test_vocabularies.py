@@ -82,7 +82,8 @@ def test_registry_and_vocabulary_agree(tenant_id: str, valid: bool) -> None:
         assert TENANT_ID_PATTERN in info.value.message
 
 
-async def test_crm_facade_and_crm_service_accept_the_same_tenant_ids(crm_env) -> None:
+# ``otel`` first: a CRM client built before setup_telemetry would fix httpx's semconv mode process-wide.
+async def test_crm_facade_and_crm_service_accept_the_same_tenant_ids(otel, crm_env) -> None:
     crm, admin = crm_env
     for tenant_id, valid in TENANT_IDS:
         if valid:
@@ -144,7 +145,7 @@ def test_recorded_outcomes_are_the_vocabulary(otel, outcome: str) -> None:
             business_metrics.call_ended("acme", outcome, 1.0)  # type: ignore[arg-type]
 
 
-async def test_facade_refuses_a_band_outside_the_vocabulary(crm_env) -> None:
+async def test_facade_refuses_a_band_outside_the_vocabulary(otel, crm_env) -> None:
     crm, _admin = crm_env
     with pytest.raises(InvalidInput, match="hot, warm, cold"):
         await crm.set_lead_status("acme", "ann@acme.com", "qualified", 80, "boiling")
