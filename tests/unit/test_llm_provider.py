@@ -1,12 +1,8 @@
-"""The local OpenAI-compatible provider: script, SSE, tool calls, faults, admin, process mode."""
+"""The local OpenAI-compatible provider: script, SSE, tool calls, faults, admin."""
 
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
 
 import httpx
 import pytest
@@ -80,32 +76,3 @@ async def test_admin_fault_stats_reset():
         assert stats["chat_requests"] == 0 and stats["fault"] == "ok"
         models = (await client.get(f"{server.url}/models")).json()
         assert models["data"][0]["id"] == "p1-model"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_runs_as_a_process_with_fault_flag():
-    port = _free_port()
-    cmd = [sys.executable, "-m", "local_services.llm_provider", "--port", str(port), "--name", "primary",
-           "--fault", "500"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        stats = None
-        for _ in range(100):  # bounded: up to ~10 s for the process to listen
-            try:
-                stats = httpx.get(f"http://127.0.0.1:{port}/admin/stats", timeout=0.5).json()
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        assert stats is not None and stats["name"] == "primary" and stats["fault"] == "500"
-        response = httpx.post(
-            f"http://127.0.0.1:{port}/v1/chat/completions", json={"messages": []}, timeout=2
-        )
-        assert response.status_code == 500
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
-import time
 
 import httpx
 import pytest
@@ -82,35 +79,25 @@ def test_keep_must_be_positive():
         NotificationSink(keep=0)
 
 
-def test_module_runs_as_a_process_and_stops_on_sigterm(free_port):
-    """The compose service runs ``python -m local_services.webhook_sink``: it must serve and stop cleanly."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "local_services.webhook_sink", "--port", str(free_port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{free_port}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.1)
-        assert response.json() == {"status": "ok"}
-    finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=20)
-    assert process.returncode == 0, output.decode()
-    assert b"notification sink listening on" in output
-
-
-@pytest.fixture
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+async def test_admin_fault_stats_and_reset():
+    async with run_webhook_sink() as running, httpx.AsyncClient(base_url=running.url) as client:
+        assert (await client.post("/pager", json=ALERTMANAGER_PAYLOAD)).status_code == 200
+        assert (await client.post("/admin/fault", json={"mode": "500"})).json() == {"fault": "500"}
+        # Failing on purpose: Alertmanager sees a 500 and retries; nothing is kept.
+        assert (await client.post("/chat", json=ALERTMANAGER_PAYLOAD)).status_code == 500
+        assert (await client.post("/low", content=b"not json")).status_code == 500
+        bad = await client.post("/admin/fault", json={"mode": "explode"})
+        assert bad.status_code == 400 and "ok, 500" in bad.json()["error"]
+        stats = (await client.get("/admin/stats")).json()
+        assert stats == {
+            "fault": "500",
+            "received_total": 3,
+            "rejected_total": 0,
+            "failed_total": 2,
+            "kept": 1,
+            "kept_by_path": {"/pager": 1},
+        }
+        assert (await client.post("/admin/reset")).json() == {"reset": True}
+        stats = (await client.get("/admin/stats")).json()
+        assert stats["fault"] == "ok" and stats["received_total"] == 0 and stats["kept"] == 0
+        assert (await client.get("/")).json()["notifications"] == []
