@@ -1,8 +1,8 @@
-"""Helpers shared by the alerting, dashboard and end-to-end tests (no tests in here).
+"""Helpers for the tests of alert rules, dashboards and the Prometheus end-to-end run (no tests here).
 
 Real Prometheus 2.42 / Alertmanager 0.25 processes (Debian packages) on loopback with free ports and
-temp storage, a loopback webhook receiver standing in for the pager/chat/email endpoints, bounded
-polling, and the PromQL helpers that pull metric names out of rules and dashboards.
+temp storage, the local webhook sink standing in for the pager/chat/email endpoints, bounded polling,
+and the PromQL helpers that pull metric names out of rules and dashboards.
 """
 
 from __future__ import annotations
@@ -12,20 +12,20 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from local_services.harness import free_port, in_thread
+from local_services.webhook_sink import RunningSink, run_webhook_sink
+
+REPO = Path(__file__).resolve().parents[1]
 RULES_DIR = REPO / "alert-rules"
 RULE_FILES = sorted(RULES_DIR.glob("*.rules.yml"))
 RULE_TESTS = sorted((RULES_DIR / "tests").glob("*.test.yml"))
@@ -43,12 +43,6 @@ def require_binary(name: str) -> str:
     if path is None:
         pytest.skip(f"{name} not installed (Debian packages prometheus / prometheus-alertmanager)")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(check: Callable[[], T | None], *, timeout_s: float, interval_s: float = 0.5, what: str) -> T:
@@ -163,42 +157,30 @@ def render_alertmanager_config(out: Path, env: dict[str, str]) -> Path:
 
 
 class WebhookReceiver:
-    """Loopback HTTP server recording every JSON POST as (path, payload)."""
+    """The local webhook sink (``local_services.webhook_sink``) on a free loopback port, served from a
+    thread so synchronous tests can hand its URL to a real Alertmanager."""
 
     def __init__(self) -> None:
-        self.received: list[tuple[str, dict[str, Any]]] = []
-        self._lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                payload = json.loads(self.rfile.read(length) or b"{}")
-                with receiver._lock:
-                    receiver.received.append((self.path, payload))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:  # keep test output quiet
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._serving = in_thread(run_webhook_sink)
+        self.url = ""
 
     def __enter__(self) -> WebhookReceiver:
-        self._thread.start()
+        running: RunningSink = self._serving.__enter__()
+        self.url = running.url
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._serving.__exit__(None, None, None)
 
     def alerts(self, path: str) -> list[dict[str, Any]]:
-        """Every alert delivered on ``path`` so far (flattened over notifications)."""
-        with self._lock:
-            return [a for p, body in self.received if p == path for a in body.get("alerts", [])]
+        """Every alert delivered on ``path`` so far, oldest first (flattened over notifications)."""
+        notifications = http_json(f"{self.url}/")["notifications"]
+        return [
+            alert
+            for entry in reversed(notifications)
+            if entry["path"] == path and "payload" in entry
+            for alert in entry["payload"].get("alerts", [])
+        ]
 
 
 def prom_query(base_url: str, expr: str) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from test_e2e_helpers import (
+from prometheus_helpers import (
     AM_DIR,
     WebhookReceiver,
     http_json,

@@ -18,7 +18,7 @@ import pytest
 from agent.crm import Contact, CrmSettings, build_crm
 from telemetry import names
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 N = 5
 UPSERT = {"dependency": "crm", "operation": "upsert_contact"}
 

@@ -4,7 +4,7 @@ One scenario, in phases, all on loopback with free ports:
 1. local LLM providers (primary, backup) and the local CRM service run as processes; `simulate --forever`
    drives scripted calls through the real agent and serves /metrics; Prometheus scrapes it every 2 s and
    evaluates alert-rules/*.rules.yml; Alertmanager (the rendered deploy/alertmanager config) delivers to
-   a loopback webhook standing in for pager / chat / low-priority.
+   the local webhook sink standing in for pager / chat / low-priority.
 2. healthy traffic first (meetings get booked), then faults through the services' admin endpoints:
    primary LLM answers 500, CRM down. DependencyCircuitOpen (critical) must reach `firing` and arrive at
    the pager; LLMProviderFallbackActive (warning) must fire and arrive in chat.
@@ -28,11 +28,10 @@ from pathlib import Path
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
-from test_e2e_helpers import (
+from prometheus_helpers import (
     RULE_FILES,
     WebhookReceiver,
     dashboard_queries,
-    free_port,
     http_json,
     label_values_to_promql,
     load_rule_groups,
@@ -46,6 +45,8 @@ from test_e2e_helpers import (
     substitute_variables,
     wait_until,
 )
+
+from local_services.harness import free_port, spawn
 
 # Metrics the rules or dashboards may use that the agent itself does not export, because in the compose
 # stack they come from the Collector or Tempo's metrics-generator. Empty today: list any such name here
@@ -88,37 +89,15 @@ def test_faults_fire_alerts_that_reach_the_webhook_and_every_dashboard_query_has
         k: v for k, v in os.environ.items() if not k.startswith("OTEL_EXPORTER_") and k not in _PORT_VARIABLES
     }
     env = {**inherited, "DEPLOYMENT_ENVIRONMENT": "e2e", "SALES_AGENT_LOG_LEVEL": "WARNING"}
-    primary_port, backup_port, crm_port, metrics_port = (free_port() for _ in range(4))
-    primary = f"http://127.0.0.1:{primary_port}"
-    backup = f"http://127.0.0.1:{backup_port}"
-    crm = f"http://127.0.0.1:{crm_port}"
+    metrics_port = free_port()  # Prometheus's config names it before simulate starts
 
     with (
         WebhookReceiver() as hook,
-        run_process(
-            _python_module("local_services.llm_provider", "--port", str(primary_port), "--name", "primary"),
-            tmp_path / "llm-primary.log",
-            f"{primary}/v1/models",
-            "primary LLM provider",
-            env=env,
-        ),
-        run_process(
-            _python_module("local_services.llm_provider", "--port", str(backup_port), "--name", "backup"),
-            tmp_path / "llm-backup.log",
-            f"{backup}/v1/models",
-            "backup LLM provider",
-            env=env,
-        ),
-        run_process(
-            _python_module(
-                "local_services.crm_service", "--port", str(crm_port), "--db", str(tmp_path / "crm.db")
-            ),
-            tmp_path / "crm.log",
-            f"{crm}/admin/stats",
-            "CRM service",
-            env=env,
-        ),
+        spawn("llm-provider", "--name", "primary", env=env) as primary_process,
+        spawn("llm-provider", "--name", "backup", env=env) as backup_process,
+        spawn("crm-service", "--db", str(tmp_path / "crm.db"), env=env) as crm_process,
     ):
+        primary, backup, crm = primary_process.url, backup_process.url, crm_process.url
         am_config = render_alertmanager_config(
             tmp_path / "alertmanager.yml",
             {

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,8 +17,9 @@ import pytest
 from agent.simulate.report import percentile
 from agent.simulate.scripts import SCRIPT_ROTATION, ScriptState, render_turn, script_for
 from agent.simulate.stack import FaultSpec, parse_faults
+from local_services.harness import free_port
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TRACE_ID = re.compile(r"\b[0-9a-f]{32}\b")
 
 
@@ -38,12 +38,6 @@ def _simulate(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[s
         text=True,
         timeout=timeout,
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_simulate_five_calls_offline_prints_summary_and_trace_ids() -> None:
@@ -109,7 +103,7 @@ def _get(url: str) -> tuple[int, str]:
 
 
 def test_simulate_forever_serves_health_and_metrics_while_running() -> None:
-    health_port, metrics_port = _free_port(), _free_port()
+    health_port, metrics_port = free_port(), free_port()
     env = _env(SALES_AGENT_HEALTH_PORT=str(health_port), SALES_AGENT_METRICS_PORT=str(metrics_port))
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent", "simulate", "--calls", "2", "--forever", "--interval", "0.5"],

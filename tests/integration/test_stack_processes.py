@@ -12,7 +12,6 @@ import importlib.util
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,8 +20,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from local_services.harness import free_port
+
 _spec = importlib.util.spec_from_file_location(
-    "stackcheck", Path(__file__).parents[1] / "deploy/stackcheck.py"
+    "stackcheck", Path(__file__).parents[2] / "deploy/stackcheck.py"
 )
 stackcheck = importlib.util.module_from_spec(_spec)
 sys.modules["stackcheck"] = stackcheck
@@ -32,12 +33,6 @@ HEALTHCHECK = stackcheck.DEPLOY / "docker/healthcheck.py"
 # Started in dependency order; the livekit-profile agent needs a LiveKit server and is not run here.
 SERVICES = ("llm-primary", "llm-backup", "crm", "notification-sink", "simulate")
 STARTUP_DEADLINE_S = 150.0  # all five start at once; a loaded 2-core machine is slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def container_ports(service: dict) -> set[int]:

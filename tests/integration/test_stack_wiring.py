@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 _spec = importlib.util.spec_from_file_location(
-    "stackcheck", Path(__file__).parents[1] / "deploy/stackcheck.py"
+    "stackcheck", Path(__file__).parents[2] / "deploy/stackcheck.py"
 )
 stackcheck = importlib.util.module_from_spec(_spec)
 sys.modules["stackcheck"] = stackcheck

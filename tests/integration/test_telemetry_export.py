@@ -1,33 +1,31 @@
 """The real exporters, in a child process (the global providers are set once per process and the
 test session's belong to the ``otel`` fixture):
 
-- a loopback OTLP/HTTP receiver decodes traces, metrics and logs with opentelemetry-proto;
+- the local OTLP sink (``local_services.otlp_sink``, HTTP and gRPC) decodes traces, metrics and logs;
 - the Prometheus ``/metrics`` endpoint is parsed with prometheus_client's parser;
-- a closed port and a socket that accepts and never answers stand in for a dead / hanging collector.
+- a closed port and the sink's ``hang`` fault stand in for a dead / hanging collector.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from prometheus_client.parser import text_string_to_metric_families
 
-REPO = Path(__file__).resolve().parents[1]
+from local_services.harness import free_port, in_thread
+from local_services.otlp_sink import Received, run_otlp_sink
+
+REPO = Path(__file__).resolve().parents[2]
 
 # The child: one operation emitting a span, a log, our histogram and a livekit histogram (through
 # livekit's own recording code, inside a faked job so it stamps room_id/job_id), an httpx request
@@ -100,50 +98,11 @@ def run_child(env: dict[str, str], timeout_s: float = 90) -> tuple[dict[str, Any
     return json.loads(line.removeprefix("RESULT ")), proc.stderr
 
 
-@dataclass
-class Received:
-    traces: list[ExportTraceServiceRequest] = field(default_factory=list)
-    metrics: list[ExportMetricsServiceRequest] = field(default_factory=list)
-    logs: list[ExportLogsServiceRequest] = field(default_factory=list)
-    echo_headers: list[dict[str, str]] = field(default_factory=list)
-
-
 @pytest.fixture
 def otlp_receiver() -> Iterator[tuple[str, Received]]:
-    received = Received()
-    decoders = {
-        "/v1/traces": (ExportTraceServiceRequest, received.traces),
-        "/v1/metrics": (ExportMetricsServiceRequest, received.metrics),
-        "/v1/logs": (ExportLogsServiceRequest, received.logs),
-    }
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            message_type, sink = decoders[self.path]
-            sink.append(message_type.FromString(body))
-            self._reply(b"", "application/x-protobuf")
-
-        def do_GET(self) -> None:
-            received.echo_headers.append({k.lower(): v for k, v in self.headers.items()})
-            self._reply(b"ok", "text/plain")
-
-        def _reply(self, body: bytes, content_type: str) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", received
-    server.shutdown()
-    server.server_close()
+    """The local OTLP sink over HTTP: (OTEL_EXPORTER_OTLP_ENDPOINT, what it decoded)."""
+    with in_thread(run_otlp_sink) as sink:
+        yield sink.url, sink.received
 
 
 def _attrs(kvs: list[KeyValue]) -> dict[str, Any]:
@@ -183,12 +142,12 @@ def _bucket_upper_bound(point: Any, value: float) -> float:
     return float("inf")
 
 
-def test_real_otlp_http_export_of_all_three_signals(otlp_receiver):
+def test_real_otlp_http_export_of_all_three_signals(otlp_receiver, echo_server):
     url, received = otlp_receiver
     result, _ = run_child(
         {
             "OTEL_EXPORTER_OTLP_ENDPOINT": url,
-            "ECHO_URL": f"{url}/echo",
+            "ECHO_URL": f"{echo_server.url}/echo",
             "SALES_AGENT_METRICS_ENABLED": "true",  # with port 0: a free port
         }
     )
@@ -209,7 +168,7 @@ def test_real_otlp_http_export_of_all_three_signals(otlp_receiver):
     client_spans = [s for s in spans if s.kind == s.SPAN_KIND_CLIENT and s.trace_id == trace_id]
     assert len(client_spans) == 1 and client_spans[0].parent_span_id == operation.span_id
     assert result["echo_status"] == 200
-    [echo] = received.echo_headers
+    [echo] = echo_server.seen_headers
     assert echo["traceparent"].split("-")[1] == result["trace_id"]
 
     # Logs: redacted body, same trace.
@@ -241,16 +200,10 @@ def test_real_otlp_http_export_of_all_three_signals(otlp_receiver):
     assert "target_info" in families
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_unreachable_collector_costs_nothing_but_a_rate_limited_log_line():
     result, stderr = run_child(
         {
-            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{_closed_port()}",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}",
             "SALES_AGENT_EXPORT_TIMEOUT_S": "0.5",
             "SALES_AGENT_SHUTDOWN_TIMEOUT_S": "3",
             "SALES_AGENT_METRICS_ENABLED": "true",
@@ -278,12 +231,9 @@ def test_unreachable_collector_costs_nothing_but_a_rate_limited_log_line():
 
 @pytest.fixture
 def hanging_collector() -> Iterator[str]:
-    """Accepts TCP connections (kernel backlog) and never reads or answers."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    sock.close()
+    """A collector that reads every export and never answers (the local OTLP sink's ``hang`` fault)."""
+    with in_thread(lambda: run_otlp_sink(fault="hang")) as sink:
+        yield sink.url
 
 
 def test_hanging_collector_does_not_block_the_app_and_shutdown_is_bounded(hanging_collector):
@@ -306,38 +256,10 @@ def test_hanging_collector_does_not_block_the_app_and_shutdown_is_bounded(hangin
 
 @pytest.fixture
 def otlp_grpc_receiver() -> Iterator[tuple[str, Received]]:
-    from concurrent.futures import ThreadPoolExecutor
-
-    import grpc
-    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
-    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
-    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-
-    received = Received()
-
-    class Traces(trace_service_pb2_grpc.TraceServiceServicer):
-        def Export(self, request, context):
-            received.traces.append(request)
-            return trace_service_pb2.ExportTraceServiceResponse()
-
-    class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
-        def Export(self, request, context):
-            received.metrics.append(request)
-            return metrics_service_pb2.ExportMetricsServiceResponse()
-
-    class Logs(logs_service_pb2_grpc.LogsServiceServicer):
-        def Export(self, request, context):
-            received.logs.append(request)
-            return logs_service_pb2.ExportLogsServiceResponse()
-
-    server = grpc.server(ThreadPoolExecutor(max_workers=2))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), server)
-    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), server)
-    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield f"http://127.0.0.1:{port}", received
-    server.stop(grace=None)
+    """The local OTLP sink over gRPC: (OTEL_EXPORTER_OTLP_ENDPOINT, what it decoded)."""
+    with in_thread(lambda: run_otlp_sink(grpc_port=0)) as sink:
+        assert sink.grpc_url is not None
+        yield sink.grpc_url, sink.received
 
 
 def test_real_otlp_grpc_export(otlp_grpc_receiver):

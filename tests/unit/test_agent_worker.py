@@ -114,7 +114,6 @@ def test_speech_plugins_follow_settings(monkeypatch) -> None:
 
 
 async def test_worker_services_serve_health_and_track_sessions(monkeypatch, tmp_path) -> None:
-    import socket
 
     import aiohttp
 
@@ -122,11 +121,10 @@ async def test_worker_services_serve_health_and_track_sessions(monkeypatch, tmp_
     from agent.crm import CrmSettings
     from agent.llm import LLMSettings, ProviderConfig
     from local_services.crm_service import run_crm_service
+    from local_services.harness import free_port
     from local_services.llm_provider import run_llm_provider
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     async with run_llm_provider("primary") as primary, run_crm_service(tmp_path / "crm.sqlite3") as crm_url:
         settings = AppSettings()
         settings.__dict__.update(  # the cached parts, as env would set them

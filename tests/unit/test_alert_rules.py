@@ -1,4 +1,5 @@
-"""Alert rules: promtool checks them, runs their unit tests, and every alert has a firing AND a quiet case.
+"""Alert rules: every alert has a firing AND a quiet promtool case (promtool itself runs them in
+tests/integration/test_config_tools.py).
 
 Also the conventions operators rely on: CamelCase names, a known severity, a component (Alertmanager's
 inhibition groups by it), summary/description/runbook_url, a runbook page that exists, a `for:` on
@@ -8,13 +9,11 @@ everything that pages or chats, and metric names that the catalog (telemetry/nam
 from __future__ import annotations
 
 import re
-import subprocess
 
 import pytest
 import yaml
-from test_e2e_helpers import (
+from prometheus_helpers import (
     NON_CATALOG_METRICS,
-    RULE_FILES,
     RULE_TESTS,
     RUNBOOK_BASE,
     RUNBOOKS_DIR,
@@ -22,27 +21,9 @@ from test_e2e_helpers import (
     in_catalog,
     load_rule_groups,
     promql_metric_names,
-    require_binary,
 )
 
 SEVERITIES = {"critical", "warning", "info"}
-
-
-def test_promtool_check_rules() -> None:
-    promtool = require_binary("promtool")
-    result = subprocess.run(
-        [promtool, "check", "rules", *map(str, RULE_FILES)], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert len(RULE_FILES) >= 2
-
-
-def test_promtool_unit_tests_pass() -> None:
-    promtool = require_binary("promtool")
-    result = subprocess.run(
-        [promtool, "test", "rules", *map(str, RULE_TESTS)], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_every_alert_has_a_firing_and_a_quiet_case() -> None:

@@ -7,8 +7,6 @@ import fnmatch
 import importlib.metadata
 import re
 import shlex
-import shutil
-import subprocess
 import sys
 import tomllib
 from dataclasses import dataclass, field
@@ -16,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
 PROJECT = "sales-agent-observability"
 
@@ -229,17 +227,3 @@ def test_locked_runtime_set_excludes_the_dev_group():
     runtime = locked_runtime_packages()
     assert {"litellm", "livekit-agents", "opentelemetry-sdk"} <= runtime
     assert "pytest" not in runtime and "ruff" not in runtime
-
-
-@pytest.mark.skipif(shutil.which("uv") is None, reason="uv is not installed")
-def test_uv_lock_matches_pyproject():
-    """`uv sync --frozen` installs the lock without checking it against pyproject.toml: check here."""
-    result = subprocess.run(
-        ["uv", "lock", "--check", "--offline"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr

@@ -10,7 +10,7 @@ import importlib.util
 from collections import Counter
 
 import pytest
-from test_e2e_helpers import (
+from prometheus_helpers import (
     DASHBOARDS_DIR,
     NON_CATALOG_METRICS,
     check_logql,

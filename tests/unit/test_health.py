@@ -41,7 +41,7 @@ async def fake_dependency() -> AsyncIterator[tuple[str, web.AppRunner]]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    port = runner.addresses[0][1]
     try:
         yield f"http://127.0.0.1:{port}", runner
     finally:

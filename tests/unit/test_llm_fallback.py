@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,6 +13,7 @@ from livekit.agents import llm
 from agent.call_context import CallContext
 from agent.llm import LLMSettings, ProviderConfig, build_llm
 from agent.llm.router_llm import RouterLLM
+from local_services.harness import free_port
 from local_services.llm_provider import RunningProvider, run_llm_provider
 from telemetry import names
 
@@ -40,9 +40,7 @@ async def _built(settings: LLMSettings) -> RouterLLM:
 
 
 def _refused_url() -> str:
-    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    return f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
 
 
 @asynccontextmanager

@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
 
 import httpx
 import pytest
@@ -250,42 +247,17 @@ async def test_event_loop_lag_is_measured(otel):
         task.cancel()
 
 
-class _EchoHeaders(BaseHTTPRequestHandler):
-    seen: ClassVar[list[dict[str, str]]] = []
-
-    def do_GET(self) -> None:
-        _EchoHeaders.seen.append({k.lower(): v for k, v in self.headers.items()})
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def echo_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoHeaders)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    _EchoHeaders.seen.clear()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
-
-
 async def test_httpx_requests_get_client_spans_and_traceparent(otel, echo_server):
     async with httpx.AsyncClient() as client:
         with tracer.start_as_current_span("crm-call") as parent:
-            response = await client.get(f"{echo_server}/contacts")
+            response = await client.get(f"{echo_server.url}/contacts")
     assert response.status_code == 200
     trace_id = parent.get_span_context().trace_id
     [client_span] = [
         s for s in otel.spans() if s.kind == trace.SpanKind.CLIENT and s.context.trace_id == trace_id
     ]
     assert client_span.parent.span_id == parent.get_span_context().span_id
-    [headers] = _EchoHeaders.seen
+    [headers] = echo_server.seen_headers
     assert headers["traceparent"].split("-")[1] == trace.format_trace_id(trace_id)
     assert otel.metric_points("http.client.request.duration"), "stable-semconv duration in seconds"
 
