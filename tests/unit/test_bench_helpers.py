@@ -1,31 +1,12 @@
-"""bench.bench_startup runs end to end with tiny sizes (figures only; no timing assertions)."""
+"""The benchmarks' pure helpers: goal verdicts, import-chain analysis, run_all's argument checks."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
+import pytest
 
+from bench import run_all
+from bench.bench_failover import failover_verdicts
 from bench.bench_startup import importers_of
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def test_startup_bench_quick(tmp_path: Path) -> None:
-    out = tmp_path / "tables.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.bench_startup", "--quick", "--json-out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    imports, ready, profile = json.loads(out.read_text())
-    assert imports["rows"][0][0] == "interpreter only"
-    assert ready["rows"], "the ready step is reported (measured or why not)"
-    assert profile["rows"], "importtime profile has packages"
 
 
 def test_importers_follow_importtime_nesting() -> None:
@@ -40,3 +21,24 @@ def test_importers_follow_importtime_nesting() -> None:
     ]
     assert importers_of(entries, "litellm") == ["agent.llm", "litellm"]
     assert importers_of(entries, "numpy") == []
+
+
+def test_failover_verdicts_compare_each_scenario_with_the_healthy_primary() -> None:
+    p50_ms = {
+        "healthy primary": 13.16,
+        "primary refused": 34.70,  # +21.5: within 50 ms
+        "primary 500": 94.86,  # +81.7: over 50 ms
+        "primary in cooldown": 11.17,  # -2.0: within 5 ms
+        "primary hang (deadline)": 330.21,  # 300 ms deadline + 13 healthy + 17: within 50 ms
+    }
+    verdicts = failover_verdicts(p50_ms, deadline_ms=300.0)
+    assert [v.split()[0] for v in verdicts] == ["PASS", "MISS", "PASS", "PASS"]
+    assert "primary 500" in verdicts[1] and "+81.7 ms" in verdicts[1]
+    assert failover_verdicts({"primary 500": 90.0}, deadline_ms=300.0) == [], "no baseline, no verdict"
+
+
+def test_run_all_rejects_unknown_items(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        run_all.main(["--only", "9"])
+    assert exited.value.code == 2
+    assert "unknown item(s) [9]" in capsys.readouterr().err
