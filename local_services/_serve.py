@@ -5,22 +5,24 @@ A stand-in's ``main(argv)`` parses its options and hands ``serve_main`` a factor
 port is bound (``--port 0`` picks a free one; the caller learns which from that line, see
 ``harness.spawn``), logs where it listens, and leaves cleanly on SIGINT/SIGTERM (exit 0). A port that
 cannot be bound (in use, not permitted) is one line on stderr and exit status 2, not a traceback.
+Also the pieces the stand-ins' aiohttp apps share: ``requested_fault`` (the admin fault body) and
+``bound_port`` (what port 0 picked).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit
 
-if TYPE_CHECKING:
-    from aiohttp import web
+from aiohttp import web
 
 T = TypeVar("T")
 
@@ -91,6 +93,19 @@ def serve_main(
 def _reason(exc: OSError) -> str:
     # asyncio's bind error repeats the address in its message; the errno's text is the cause.
     return os.strerror(exc.errno) if exc.errno else str(exc)
+
+
+async def requested_fault(request: web.Request, modes: Sequence[str]) -> str:
+    """The ``mode`` of a ``POST /admin/fault`` body, or a 400 that names the valid modes."""
+    try:
+        body = await request.json()
+    except ValueError:  # not JSON at all
+        body = None
+    mode = body.get("mode") if isinstance(body, dict) else None
+    if mode not in modes:
+        error = f'body must be {{"mode": one of {", ".join(modes)}}}'
+        raise web.HTTPBadRequest(text=json.dumps({"error": error}), content_type="application/json")
+    return str(mode)
 
 
 def bound_port(runner: web.AppRunner) -> int:

@@ -43,7 +43,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from local_services._serve import bound_port, serve_main
+from local_services._serve import bound_port, requested_fault, serve_main
 
 log = logging.getLogger(__name__)
 
@@ -170,15 +170,7 @@ class OtlpSink:
         return web.json_response({"status": "ok"})
 
     async def _set_fault(self, request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
-        mode = body.get("mode") if isinstance(body, dict) else None
-        if mode not in FAULT_MODES:
-            return web.json_response(
-                {"error": f'body must be {{"mode": one of {", ".join(FAULT_MODES)}}}'}, status=400
-            )
+        mode = await requested_fault(request, FAULT_MODES)
         self.fault = mode
         if mode == "ok":
             self._release.set()  # requests hanging so far get their answer

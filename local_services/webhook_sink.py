@@ -31,7 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
-from local_services._serve import bound_port, serve_main
+from local_services._serve import bound_port, requested_fault, serve_main
 
 log = logging.getLogger(__name__)
 
@@ -133,15 +133,7 @@ class NotificationSink:
         return web.json_response({"status": "ok"})
 
     async def _set_fault(self, request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
-        mode = body.get("mode") if isinstance(body, dict) else None
-        if mode not in FAULT_MODES:
-            return web.json_response(
-                {"error": f'body must be {{"mode": one of {", ".join(FAULT_MODES)}}}'}, status=400
-            )
+        mode = await requested_fault(request, FAULT_MODES)
         self.fault = mode
         log.info("notification sink fault set to %s", mode)
         return web.json_response({"fault": mode})

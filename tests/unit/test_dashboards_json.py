@@ -1,7 +1,7 @@
 """Grafana dashboards: generated JSON is fresh, well-formed, linked, and queries only what the agent exports.
 
-The end-to-end test (tests/test_e2e_prometheus.py) runs every PromQL query against a real Prometheus;
-this file checks statically what can be checked without one.
+The end-to-end test (tests/integration/test_e2e_prometheus.py) runs every PromQL query against a real
+Prometheus; this file checks statically what can be checked without one.
 """
 
 from __future__ import annotations
