@@ -276,6 +276,8 @@ def board(uid: str, title: str, description: str) -> dashboard.Dashboard:
         .version(1)
         .refresh("30s")
         .time("now-1h", "now")
+        # An explicit empty list (Grafana adds its built-in annotations); the SDK default is "{}".
+        .annotations([])
         .with_variable(
             _query_variable(
                 "environment",
