@@ -8,9 +8,11 @@ One scenario, in phases, all on loopback with free ports:
 2. healthy traffic first (meetings get booked), then faults through the services' admin endpoints:
    primary LLM answers 500, CRM down. DependencyCircuitOpen (critical) must reach `firing` and arrive at
    the pager; LLMProviderFallbackActive (warning) must fire and arrive in chat.
-3. the CRM recovers, so the outbox delivers its backlog; then every PromQL query of every dashboard
-   (variables substituted) must return at least one series, and every metric name used by the rules
-   and dashboards must be one the agent actually exported.
+   Before the faults, every PromQL query of every dashboard (variables substituted) must already
+   return a series: a healthy agent shows 0 errors / retries / fallbacks, not "No data".
+3. the CRM recovers, so the outbox delivers its backlog; then every dashboard query must again return
+   at least one series, and every metric name used by the rules and dashboards must be one the agent
+   actually exported.
 
 Waits are polls with deadlines; the alert `for:` durations are the real ones (1-2 min), so this test
 takes a few minutes.
@@ -79,6 +81,36 @@ def _exported_metric_names(metrics_url: str) -> set[str]:
     with urllib.request.urlopen(metrics_url, timeout=10) as response:
         text = response.read().decode()
     return {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def _dashboard_promql() -> dict[str, str]:
+    """Every executable dashboard query (variables substituted), keyed by where it is shown."""
+    promql: dict[str, str] = {}
+    listed = []
+    for uid, title, kind, query in dashboard_queries():
+        if kind != "prometheus":
+            listed.append(f"{kind}: {uid} / {title}")  # checked in test_dashboards_json.py
+            continue
+        expr = substitute_variables(query)
+        if expr.startswith("label_values("):
+            expr = label_values_to_promql(expr)
+        promql[f"{uid} / {title}: {expr}"] = expr
+    print("not executable here (Tempo/Loki):", *listed, sep="\n  ")
+    return promql
+
+
+def _queries_without_data(prom: str, promql: dict[str, str]) -> list[str]:
+    """The queries that return no series, re-asked for a bounded while: a counter created moments ago
+    needs a second scrape before rate() has a value."""
+    empty = sorted(promql)
+
+    def still_empty() -> bool:
+        empty[:] = [name for name in empty if not prom_query(prom, promql[name])]
+        return not empty
+
+    with contextlib.suppress(AssertionError):  # the caller's assert names what stayed empty
+        wait_until(still_empty, timeout_s=30, interval_s=2, what="data for every dashboard query")
+    return empty
 
 
 def test_faults_fire_alerts_that_reach_the_webhook_and_every_dashboard_query_has_data(tmp_path: Path) -> None:
@@ -165,6 +197,11 @@ def test_faults_fire_alerts_that_reach_the_webhook_and_every_dashboard_query_has
                 time.sleep(6)  # a few rule evaluations (every 2 s) on the healthy data
                 noisy = prom_query(prom, 'ALERTS{severity!="info", component!="system"}')
                 assert noisy == [], [a["metric"] for a in noisy]
+                # No panel says "No data" on a healthy agent: failure counters show 0 before any failure.
+                promql = _dashboard_promql()
+                assert len(promql) > 50
+                empty = _queries_without_data(prom, promql)
+                assert empty == [], "dashboard queries without data under healthy load:\n" + "\n".join(empty)
 
                 # Phase 2: primary LLM and CRM fail -> alerts fire and reach their receivers.
                 _post_fault(primary, "500")
@@ -214,29 +251,8 @@ def test_faults_fire_alerts_that_reach_the_webhook_and_every_dashboard_query_has
                     what="outbox deliveries after the CRM recovered",
                 )
 
-                promql: dict[str, str] = {}
-                listed = []
-                for uid, title, kind, query in dashboard_queries():
-                    if kind != "prometheus":
-                        listed.append(f"{kind}: {uid} / {title}")  # checked in test_dashboards_json.py
-                        continue
-                    expr = substitute_variables(query)
-                    if expr.startswith("label_values("):
-                        expr = label_values_to_promql(expr)
-                    promql[f"{uid} / {title}: {expr}"] = expr
-                print("not executable here (Tempo/Loki):", *listed, sep="\n  ")
-                # A counter created moments ago (outbox deliveries) needs a second scrape before rate()
-                # has a value: re-query the empty ones for a bounded while.
-                empty = sorted(promql)
-
-                def still_empty() -> bool:
-                    empty[:] = [name for name in empty if not prom_query(prom, promql[name])]
-                    return not empty
-
-                with contextlib.suppress(AssertionError):  # the assert below names what stayed empty
-                    wait_until(still_empty, timeout_s=30, interval_s=2, what="data for every dashboard query")
-                assert empty == [], "dashboard queries without data:\n" + "\n".join(empty)
-                assert len(promql) > 50
+                empty = _queries_without_data(prom, promql)
+                assert empty == [], "dashboard queries without data after the faults:\n" + "\n".join(empty)
 
                 exported = _exported_metric_names(metrics_url)
 
