@@ -5,7 +5,7 @@ alert by name, this module parses that alert's PromQL (with promql-parser, not r
 the constant the alert compares with ``>`` or ``<``. By the rules' convention (alert-rules/README.md)
 ``>=`` / ``<=`` compare with minimum-traffic guards, which are not thresholds, and ``bool``
 comparisons are arithmetic. Changing a number in a rule makes the committed dashboards stale until
-they are regenerated (tests/test_dashboards_json.py), and reshaping an alert so that its threshold
+they are regenerated (tests/unit/test_dashboards_json.py), and reshaping an alert so that its threshold
 is no longer one clear constant fails generation with the alert's name.
 """
 

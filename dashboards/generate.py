@@ -2,7 +2,7 @@
 
 The boards are Python (dashboards/boards/, built with grafana-foundation-sdk); the JSON is what
 Grafana provisions (deploy/grafana/provisioning/dashboards loads dashboards/*.json) and is committed
-so the stack needs no Python. tests/test_dashboards_json.py fails when the committed JSON differs
+so the stack needs no Python. tests/unit/test_dashboards_json.py fails when the committed JSON differs
 from a fresh generation: edit the modules, never the JSON.
 """
 

@@ -11,7 +11,7 @@ sum (a counter) ends in ``_total``; an up-down counter is exported as a gauge; a
 ``_bucket`` / ``_count`` / ``_sum`` series of its name. Attribute keys become labels the same way
 (``call.outcome`` -> ``call_outcome``). Only the units our instruments use are
 mapped. The rules are reimplemented here, not imported, because the exporter keeps them in a
-private module (``_mapping``); tests/test_dashboards_json.py pins this module against the real
+private module (``_mapping``); tests/unit/test_dashboards_json.py pins this module against the real
 exporter for every kind and unit.
 """
 
