@@ -18,8 +18,15 @@ from telemetry.instruments import InstrumentSet
 if TYPE_CHECKING:
     from agent.crm.outbox import Outbox
 
-# Every open outbox registers itself here until it is closed.
+# Every open outbox registers itself here (``observe_outbox``) until it is closed.
 live_outboxes: weakref.WeakSet[Outbox] = weakref.WeakSet()
+
+
+def observe_outbox(outbox: Outbox) -> None:
+    """Report ``outbox`` on the gauges from now on; creates the gauges if nothing has yet (an outbox
+    nothing was queued in still reports depth 0, which dashboards and alerts rely on)."""
+    instruments()
+    live_outboxes.add(outbox)
 
 
 def _observe_depth(_options: CallbackOptions) -> Iterable[Observation]:

@@ -30,7 +30,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from agent.crm.instruments import instruments, live_outboxes
+from agent.crm.instruments import instruments, live_outboxes, observe_outbox
 from agent.crm.models import OutboxStats
 from agent.errors import CircuitOpenError, DependencyRejected
 from telemetry import names
@@ -90,7 +90,7 @@ class Outbox:
         self._db.executescript(_SCHEMA)
         self._closed = False
         self.changed = asyncio.Event()  # set on enqueue: wakes the drainer
-        live_outboxes.add(self)
+        observe_outbox(self)
 
     def close(self) -> None:
         with self._lock:

@@ -19,7 +19,9 @@ _availability_sources: list[weakref.WeakMethod[Callable[[], dict[str, bool]]]] =
 
 
 def add_availability_source(source: Callable[[], dict[str, bool]]) -> None:
-    """``source`` must be a bound method (e.g. ``ProviderChain.status``); it is held weakly."""
+    """``source`` must be a bound method (e.g. ``ProviderChain.status``); it is held weakly. Creates the
+    instruments if nothing has yet, so a chain reports its providers before its first turn."""
+    instruments()
     _availability_sources.append(weakref.WeakMethod(source))  # type: ignore[arg-type]
 
 

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from agent.errors import CircuitOpenError
-from agent.resilience.instruments import instruments, live_breakers
+from agent.resilience.instruments import instruments, live_breakers, observe_breaker
 from agent.resilience.retry import is_transient
 from telemetry import names
 
@@ -69,7 +69,7 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._trials_admitted = 0
         self._trials_succeeded = 0
-        live_breakers.add(self)
+        observe_breaker(self)
 
     # --- state ------------------------------------------------------------------------------
     @property

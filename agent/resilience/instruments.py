@@ -18,8 +18,15 @@ from telemetry.instruments import InstrumentSet
 if TYPE_CHECKING:
     from agent.resilience.breaker import CircuitBreaker
 
-# Every breaker registers itself here until its owner closes (``CircuitBreaker.unregister``).
+# Every breaker registers itself here (``observe_breaker``) until its owner closes it.
 live_breakers: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
+
+
+def observe_breaker(breaker: CircuitBreaker) -> None:
+    """Report ``breaker`` on the state gauge from now on; creates the gauge if nothing has yet (a
+    breaker that has not been called yet still reports closed)."""
+    instruments()
+    live_breakers.add(breaker)
 
 
 def _observe_states(_options: CallbackOptions) -> Iterable[Observation]:

@@ -44,9 +44,28 @@ for package in ("agent", "telemetry", "local_services"):
         if not info.name.endswith("__main__"):
             importlib.import_module(info.name)
 at_import = sorted(set(created))
+
+# The objects observable gauges report on create those gauges, before any other use.
+import pathlib, tempfile
+from agent.crm.outbox import Outbox
+from agent.llm.instruments import add_availability_source
+from agent.resilience.breaker import CircuitBreaker
+
+class Chain:
+    def status(self):
+        return {"primary": True}
+
+chain = Chain()
+outbox = Outbox(pathlib.Path(tempfile.mkdtemp()) / "outbox.sqlite3")
+breaker = CircuitBreaker("crm")
+add_availability_source(chain.status)
+on_first_object = sorted(set(created) - set(at_import))
+outbox.close()
+
 from agent.instruments import install_all
 install_all()
-print(json.dumps({"at_import": at_import, "installed": sorted(set(created))}))
+installed = sorted(set(created))
+print(json.dumps({"at_import": at_import, "on_first_object": on_first_object, "installed": installed}))
 """
 
 # sales_agent.* names in telemetry/names.py that are not instruments of agent/: span attributes, and
@@ -68,6 +87,15 @@ def test_importing_every_module_creates_no_instrument() -> None:
     result = json.loads(done.stdout.strip().splitlines()[-1])
     ours = [name for name in result["at_import"] if name.startswith("sales_agent.")]
     assert ours == [], f"created at import: {ours}"
+    # An outbox nothing was queued in, a breaker never called and a chain before its first turn are
+    # reported at once (dashboards and alerts read their gauges as 0 / closed / available).
+    assert set(result["on_first_object"]) >= {
+        names.OUTBOX_DEPTH,
+        names.OUTBOX_OLDEST_AGE,
+        names.OUTBOX_DEAD_LETTERS,
+        names.BREAKER_STATE_GAUGE,
+        names.LLM_PROVIDER_AVAILABLE,
+    }
     catalog = {
         value
         for key, value in vars(names).items()
