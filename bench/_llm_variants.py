@@ -38,7 +38,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._callgrind import Markers
-from bench._common import REPO_ROOT, child_env, write_result
+from bench._common import child_env, write_result
 
 # 12 words -> 12 content chunks + the finish chunk + the usage chunk = 14 streamed chunks.
 REPLY = "Thanks for calling Acme today, how can I help your team grow?"
@@ -683,25 +682,10 @@ class Measured:
 def reply_provider(fault: str = "ok") -> Iterator[str]:
     """The local provider (its own process, so its instructions are not counted) answering every
     request with REPLY (or with ``fault``); yields its base URL with /v1."""
-    from bench.bench_throughput import _free_port, _wait_http
+    from local_services.harness import spawn
 
-    port = _free_port()
-    cmd = [sys.executable, "-m", "local_services.llm_provider", "--port", str(port), "--reply", REPLY]
-    cmd += ["--fault", fault]
-    proc = subprocess.Popen(
-        cmd, cwd=REPO_ROOT, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        url = f"http://127.0.0.1:{port}/v1"
-        _wait_http(f"{url}/models", proc)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    with spawn("llm-provider", "--reply", REPLY, "--fault", fault, env=child_env()) as provider:
+        yield f"{provider.url}/v1"
 
 
 def run_variants(

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._callgrind import by_object, unavailable_reason
-from bench._common import Table, bench_arg_parser, emit, machine_table, verdict
+from bench._common import Table, bench_arg_parser, emit, verdict
 from bench._llm_variants import SWITCHES, Measured, Variant, profile_variant, reply_provider, run_variants
 
 GOAL_RATIO = 2.0  # the Router path <= 2x the direct stream
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [k for k in keys or [] if k not in ROWS]
     if unknown:
         parser.error(f"unknown variant(s) {unknown}; known: {', '.join(ROWS)}")
-    emit([machine_table(), *run(args.quick, keys, args.jobs)], args.json_out)
+    emit(run(args.quick, keys, args.jobs), args.json_out)
     return 0
 
 

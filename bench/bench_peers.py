@@ -35,7 +35,7 @@ import tempfile
 from pathlib import Path
 
 from bench._callgrind import unavailable_reason
-from bench._common import Table, bench_arg_parser, emit, machine_table, verdict
+from bench._common import Table, bench_arg_parser, emit, verdict
 from bench._llm_variants import Measured, Variant, reply_provider, run_variants
 
 LLM_ROWS: dict[str, Variant] = {
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown variant(s) {unknown}; known: {', '.join([*LLM_ROWS, *SIM_ROWS])}")
     tables = run(args.quick, keys, args.jobs, with_sim=any(k in SIM_ROWS for k in keys) if keys else None)
-    emit([machine_table(), *tables], args.json_out)
+    emit(tables, args.json_out)
     return 0
 
 
