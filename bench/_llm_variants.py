@@ -378,8 +378,14 @@ async def build_sim_call(llm_urls: list[str], crm_url: str) -> tuple[Call, SimRu
     tenants = TenantRegistry.from_file(settings.tenants.tenants_file)
     llm_settings = _llm_settings(*llm_urls)
     tmp = tempfile.TemporaryDirectory(prefix="bench-peers-outbox-")
+    # Under valgrind the production CRM timeouts (2 s / 5 s) would send writes to the outbox and
+    # measure the fallback path instead of the call.
     crm_settings = CrmSettings(
-        CRM_URL=crm_url, CALENDAR_URL=None, CRM_OUTBOX_PATH=str(Path(tmp.name) / "o.db")
+        CRM_URL=crm_url,
+        CALENDAR_URL=None,
+        CRM_OUTBOX_PATH=str(Path(tmp.name) / "o.db"),
+        CRM_CONNECT_TIMEOUT_S=120,
+        CRM_READ_TIMEOUT_S=300,
     )
     runtime = await start_runtime(
         llm_settings=llm_settings,
@@ -392,7 +398,8 @@ async def build_sim_call(llm_urls: list[str], crm_url: str) -> tuple[Call, SimRu
 
     async def sim_call() -> bool:
         index = next(counter)
-        ok = await _one_call(index, "peers", state.tenant_ids[index % len(state.tenant_ids)], runtime, [])
+        tenant = state.tenant_ids[index % len(state.tenant_ids)]
+        ok = await _one_call(index, "peers", tenant, runtime, [], turn_timeout_s=1800)
         if not ok:
             raise RuntimeError(f"simulated call {index} failed")
         return ok
