@@ -87,7 +87,7 @@ def test_faults_fire_alerts_that_reach_the_webhook_and_every_dashboard_query_has
     inherited = {
         k: v for k, v in os.environ.items() if not k.startswith("OTEL_EXPORTER_") and k not in _PORT_VARIABLES
     }
-    env = {**inherited, "DEPLOYMENT_ENVIRONMENT": "e2e", "SALES_AGENT_LOG_LEVEL": "WARNING"}
+    env = {**inherited, "SALES_AGENT_DEPLOYMENT_ENVIRONMENT": "e2e", "SALES_AGENT_LOG_LEVEL": "WARNING"}
     primary_port, backup_port, crm_port, metrics_port = (free_port() for _ in range(4))
     primary = f"http://127.0.0.1:{primary_port}"
     backup = f"http://127.0.0.1:{backup_port}"

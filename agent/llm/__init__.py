@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 
-def build_llm(settings: LLMSettings | None = None, *, call: CallContext | None = None) -> RouterLLM:
+def build_llm(settings: LLMSettings, *, call: CallContext | None = None) -> RouterLLM:
     """A RouterLLM over a new provider chain (one Router; build once per process and share it,
     ``llm.for_call(call)`` gives per-call labelled views of the same chain).
 
@@ -36,7 +36,7 @@ def build_llm(settings: LLMSettings | None = None, *, call: CallContext | None =
     from agent.llm.instruments import instruments
     from agent.llm.router_llm import RouterLLM
 
-    chain = ProviderChain(settings or LLMSettings.load())
+    chain = ProviderChain(settings)
     instruments().add_availability_source(chain.status)
     return RouterLLM(chain, call=call)
 

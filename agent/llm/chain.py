@@ -52,7 +52,7 @@ def usable_providers(settings: LLMSettings) -> list[Provider]:
     """The chain without providers whose API key is missing (one log line each)."""
     usable: list[Provider] = []
     for config in settings.chain:
-        if config.api_key() is None:
+        if config.key() is None:
             log.warning(
                 "LLM provider %s left out of the chain: no API key (set %s)",
                 config.name,
@@ -92,7 +92,7 @@ class ProviderChain:
         for p in self.providers:
             params: dict[str, Any] = {
                 "model": p.config.litellm_model,
-                "api_key": p.config.api_key().get_secret_value(),  # type: ignore[union-attr]
+                "api_key": p.config.key().get_secret_value(),  # type: ignore[union-attr]
                 "stream_timeout": self.settings.stream_timeout_s,
                 "timeout": self.settings.stream_timeout_s,
                 "max_retries": 0,  # the OpenAI SDK's own retries: off (see module docstring)

@@ -10,10 +10,11 @@ import json
 from dataclasses import dataclass
 
 from agent.errors import DependencyError, SalesAgentError
+from telemetry.config_errors import ConfigError
 
 
-class LLMConfigError(SalesAgentError):
-    """The LLM configuration cannot work (raised at startup, before any call)."""
+class LLMConfigError(SalesAgentError, ConfigError):
+    """The LLM configuration cannot work (raised at startup, before any call): exit status 2."""
 
 
 class NoUsableLLMProvider(LLMConfigError):
