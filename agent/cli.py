@@ -1,13 +1,16 @@
 """``sales-agent``: the LiveKit worker modes plus the project's own commands.
 
 Each command imports only what it needs (livekit-agents ~1.5 s, litellm ~4 s), so ``llm-provider``
-and ``crm-service`` start fast and ``--help`` is instant.
+and ``crm-service`` start fast and ``--help`` is instant. Every command builds its own settings from
+the environment; a configuration problem (``ConfigError``: a bad variable, an unusable file, a taken
+port) is one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 # Delegated to livekit's CLI (``cli.run_app``) with our worker options.
 WORKER_MODES = ("dev", "start", "console", "connect", "download-files")
@@ -32,38 +35,61 @@ Run `sales-agent COMMAND --help` for a command's options.
 """
 
 
+def prepare_process_environment() -> None:
+    """Before anything imports litellm: use its bundled model cost map, never a download at import.
+
+    litellm fetches the map from GitHub when it is imported unless ``LITELLM_LOCAL_MODEL_COST_MAP`` is
+    set (a network call at every start, and a warning when offline). An operator's own value wins.
+    Job processes (livekit's ``process`` executor) inherit the variable.
+    """
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from telemetry.config_errors import run_main
+
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
         return 0
+    prepare_process_environment()
     command, rest = args[0], args[1:]
+    run = _command(command, rest)
+    if run is None:
+        print(f"sales-agent: unknown command {command!r}\n", file=sys.stderr)
+        print(USAGE, end="", file=sys.stderr)
+        return 2
+    return run_main(f"sales-agent {command}", run)
+
+
+def console_main() -> None:
+    """The ``sales-agent`` console script and ``python -m agent``."""
+    sys.exit(main())
+
+
+def _command(command: str, rest: list[str]) -> Callable[[], int | None] | None:
     if command == "simulate":
         from agent.simulate.command import main as simulate_main
 
-        return simulate_main(rest)
+        return lambda: simulate_main(rest)
     if command == "llm-provider":
         from local_services.llm_provider import main as llm_provider_main
 
-        llm_provider_main(rest)
-        return 0
+        return lambda: llm_provider_main(rest)
     if command == "crm-service":
         from local_services.crm_service import main as crm_service_main
 
-        return crm_service_main(rest) or 0
+        return lambda: crm_service_main(rest)
     if command == "outbox":
         from agent.crm.outbox_command import main as outbox_main
 
-        return outbox_main(rest)
+        return lambda: outbox_main(rest)
     if command in WORKER_MODES:
         from agent.worker import run_worker
 
-        run_worker([command, *rest])
-        return 0
-    print(f"sales-agent: unknown command {command!r}\n", file=sys.stderr)
-    print(USAGE, end="", file=sys.stderr)
-    return 2
+        return lambda: run_worker([command, *rest])
+    return None
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

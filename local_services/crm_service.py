@@ -39,6 +39,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from local_services._serve import serve_until_signal
 from telemetry import names
+from telemetry.config_errors import load_settings, run_main
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
@@ -490,12 +491,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", default="crm.sqlite3", help="SQLite file (created if missing)")
     args = parser.parse_args(argv)
 
-    import os
-
-    os.environ.setdefault("OTEL_SERVICE_NAME", "crm-service")
+    from telemetry.settings import TelemetrySettings
     from telemetry.setup import setup_telemetry
 
-    telemetry = setup_telemetry(wire_livekit=False)  # no LiveKit session runs here
+    settings = load_settings(TelemetrySettings)
+    if "service_name" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"service_name": "crm-service"})
+    telemetry = setup_telemetry(settings, wire_livekit=False)  # no LiveKit session runs here
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def ready(url: str) -> None:
@@ -510,4 +512,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main("crm-service", main))

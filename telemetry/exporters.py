@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -248,13 +247,6 @@ class OtlpExporters:
     logs: LogRecordExporter
 
 
-def _http_endpoint(base: str, signal: str) -> str | None:
-    """None when the per-signal variable is set: the SDK exporter reads it (full URL) itself."""
-    if os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT"):
-        return None
-    return f"{base.rstrip('/')}/v1/{signal}"
-
-
 def build_otlp_exporters(settings: TelemetrySettings) -> OtlpExporters | None:
     """The three OTLP exporters, or None when no endpoint is configured."""
     endpoint = settings.otlp_endpoint
@@ -277,7 +269,7 @@ def build_otlp_exporters(settings: TelemetrySettings) -> OtlpExporters | None:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     return OtlpExporters(
-        spans=OTLPSpanExporter(endpoint=_http_endpoint(endpoint, "traces"), timeout=timeout),
-        metrics=OTLPMetricExporter(endpoint=_http_endpoint(endpoint, "metrics"), timeout=timeout),
-        logs=OTLPLogExporter(endpoint=_http_endpoint(endpoint, "logs"), timeout=timeout),
+        spans=OTLPSpanExporter(endpoint=settings.otlp_signal_endpoint("traces"), timeout=timeout),
+        metrics=OTLPMetricExporter(endpoint=settings.otlp_signal_endpoint("metrics"), timeout=timeout),
+        logs=OTLPLogExporter(endpoint=settings.otlp_signal_endpoint("logs"), timeout=timeout),
     )

@@ -175,7 +175,7 @@ _installed: Telemetry | None = None
 
 
 def setup_telemetry(
-    settings: TelemetrySettings | None = None,
+    settings: TelemetrySettings,
     *,
     span_exporters: Sequence[SpanExporter] = (),
     metric_readers: Sequence[MetricReader] = (),
@@ -183,6 +183,8 @@ def setup_telemetry(
     wire_livekit: bool = True,
 ) -> Telemetry:
     """Install the SDK providers globally, logging, httpx and livekit wiring; return a handle.
+
+    ``settings`` come from the entry point (built once from the environment); nothing here reads it.
 
     ``span_exporters`` / ``log_exporters`` are attached synchronously (for tests' in-memory
     exporters, redacted like OTLP); ``metric_readers`` are added beside the OTLP and Prometheus readers.
@@ -193,9 +195,7 @@ def setup_telemetry(
     with _lock:
         if _installed is not None:
             return _installed
-        _installed = _build(
-            settings or TelemetrySettings(), span_exporters, metric_readers, log_exporters, wire_livekit
-        )
+        _installed = _build(settings, span_exporters, metric_readers, log_exporters, wire_livekit)
         atexit.register(_installed.shutdown)
         return _installed
 
@@ -287,7 +287,7 @@ def _build(
     if settings.instrument_httpx:
         _instrument_httpx(tracer_provider, meter_provider)
     if wire_livekit:
-        _wire_livekit(tracer_provider, allow_content=not settings.redact_pii)
+        _wire_livekit(tracer_provider, settings)
     handlers = setup_logging(
         level=settings.log_level,
         logger_provider=logger_provider,
@@ -331,7 +331,7 @@ def _instrument_httpx(tracer_provider: TracerProvider, meter_provider: MeterProv
         instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
 
 
-def _wire_livekit(tracer_provider: TracerProvider, *, allow_content: bool) -> None:
+def _wire_livekit(tracer_provider: TracerProvider, settings: TelemetrySettings) -> None:
     """LiveKit keeps its own tracer handle; its metrics use the global MeterProvider.
 
     livekit-agents puts the conversation itself on its spans (the chat context on every LLM node, the
@@ -342,5 +342,5 @@ def _wire_livekit(tracer_provider: TracerProvider, *, allow_content: bool) -> No
     """
     from livekit.agents.telemetry import set_tracer_provider
 
-    explicit = "LIVEKIT_TELEMETRY_ALLOW_PII" in os.environ
-    set_tracer_provider(tracer_provider, allow_pii=None if explicit else allow_content)
+    explicit = settings.livekit_allow_pii is not None
+    set_tracer_provider(tracer_provider, allow_pii=None if explicit else not settings.redact_pii)

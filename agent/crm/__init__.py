@@ -19,14 +19,12 @@ from agent.crm.settings import CrmSettings
 from agent.resilience import CircuitBreaker, DependencyCaller
 
 
-def build_crm(
-    settings: CrmSettings | None = None, *, clock: Callable[[], float] = time.monotonic
-) -> ResilientCrm:
+def build_crm(settings: CrmSettings, *, clock: Callable[[], float] = time.monotonic) -> ResilientCrm:
     """The production wiring: pooled httpx clients, one breaker per dependency, the outbox file.
 
-    ``clock`` drives the breakers' recovery timing (tests inject a fake one).
+    ``settings`` come from the entry point's settings root. ``clock`` drives the breakers' recovery
+    timing (tests inject a fake one). An unusable outbox file raises ``OutboxUnusable`` (exit 2).
     """
-    settings = settings or CrmSettings()
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
 
     def client(url: str) -> object:

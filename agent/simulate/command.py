@@ -5,6 +5,8 @@ are given, runs the calls with a progress bar, prints a summary table and each c
 Telemetry is the normal setup (OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, ``/metrics`` on
 ``SALES_AGENT_METRICS_PORT``) plus an in-process span capture for ``--show-trace``; ``/health`` and
 ``/ready`` are served on ``SALES_AGENT_HEALTH_PORT`` while it runs.
+
+Settings are built once, here; a bad value or a taken port is one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -14,17 +16,22 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
+import socket
 import tempfile
 import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from agent.simulate.stack import FaultSpec, Stack, apply_faults, check_faults, open_stack, parse_faults
+from telemetry.config_errors import ConfigError, bind_listener, env_name, run_main
+
+if TYPE_CHECKING:
+    from agent.app_settings import AppSettings
 
 log = logging.getLogger(__name__)
 
@@ -85,21 +92,39 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    return run_main("sales-agent simulate", lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     faults = _validate(parser, args)
-    # Offline: LiteLLM must use its bundled cost map, never the network.
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    # The terminal shows the progress and summary; only errors are logged unless asked for
-    # (SALES_AGENT_LOG_LEVEL=INFO, e.g. in compose where the logs go to Loki).
-    os.environ.setdefault("SALES_AGENT_LOG_LEVEL", "ERROR")
+    settings = simulate_settings(args)
+    health_socket = None
+    if settings.health.port:
+        health_socket = bind_listener(
+            settings.health.host, settings.health.port, env_name(type(settings.health), "port")
+        )
     try:
-        return asyncio.run(_simulate(args, faults))
+        return asyncio.run(_simulate(args, faults, settings, health_socket))
     except KeyboardInterrupt:
         return 130
-    except ValueError as exc:  # configuration problems found once the stack is known
-        Console(stderr=True).print(f"[red]simulate: {exc}[/red]")
-        return 2
+    except ValueError as exc:  # problems found once the stack is known (unknown fault target...)
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(str(exc)) from None
+
+
+def simulate_settings(args: argparse.Namespace) -> AppSettings:
+    """The settings root of this run: the environment and simulate's own defaults."""
+    from agent.app_settings import AppSettings
+
+    settings = AppSettings.from_env()
+    if "log_level" not in settings.telemetry.model_fields_set:
+        # The terminal shows the progress and summary: only errors are logged unless asked for
+        # (SALES_AGENT_LOG_LEVEL=INFO, e.g. in compose where the logs go to Loki).
+        settings = settings.with_area("telemetry", log_level="ERROR")
+    return settings
 
 
 class _FaultSwitch:
@@ -154,13 +179,16 @@ def _metric_sum(reader: object, name: str) -> float:
     return total
 
 
-async def _simulate(args: argparse.Namespace, faults: list[FaultSpec]) -> int:
+async def _simulate(
+    args: argparse.Namespace,
+    faults: list[FaultSpec],
+    settings: AppSettings,
+    health_socket: socket.socket | None,
+) -> int:
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-    from agent.app_settings import AppSettings
-    from agent.crm import CrmSettings
     from agent.errors import InvalidInput
-    from agent.llm import LLMSettings, ProviderConfig
+    from agent.llm.settings import ProviderConfig
     from agent.runtime import start_runtime
     from agent.simulate.report import calls_table, summarise, summary_table
     from agent.simulate.runner import run_batch
@@ -172,42 +200,32 @@ async def _simulate(args: argparse.Namespace, faults: list[FaultSpec]) -> int:
     console = Console()
     if not console.is_terminal:  # piped / captured: wide enough for the trace ids
         console = Console(width=140)
-    settings = AppSettings()
-    capture = SpanCapture(max_traces=max(50, 4 * args.calls))
-    reader = InMemoryMetricReader()
-    telemetry = setup_telemetry(settings.telemetry, span_exporters=[capture], metric_readers=[reader])
-    tenants = TenantRegistry.from_file(settings.tenants.tenants_file)
+    tenants = TenantRegistry.from_file(settings.tenants.file)
     tenant_ids = [t.strip() for t in args.tenants.split(",") if t.strip()] or tenants.ids()
     for tenant_id in tenant_ids:
         try:
             tenants.get(tenant_id)
         except InvalidInput as exc:
-            raise ValueError(f"--tenants: {exc.message}") from exc
+            raise ConfigError(f"--tenants: {exc.message}") from None
+    capture = SpanCapture(max_traces=max(50, 4 * args.calls))
+    reader = InMemoryMetricReader()
+    telemetry = setup_telemetry(settings.telemetry, span_exporters=[capture], metric_readers=[reader])
     failed_calls = 0
 
     async with contextlib.AsyncExitStack() as exits:
         stack = await exits.enter_async_context(open_stack(args.llm_url, args.crm_url))
         check_faults(stack, faults)
-        outbox_path = os.environ.get("CRM_OUTBOX_PATH")
-        if not outbox_path:
+        if "outbox_path" not in settings.crm.model_fields_set:
             workdir = Path(exits.enter_context(tempfile.TemporaryDirectory(prefix="sales-agent-outbox-")))
-            outbox_path = str(workdir / "outbox.sqlite3")
-        llm_settings = LLMSettings(
-            chain=[
-                ProviderConfig(name=ep.name, kind="local", model=f"{ep.name}-model", api_base=ep.api_base)
-                for ep in stack.llm
-            ]
-        )
-        crm_settings = CrmSettings(CRM_URL=stack.crm_url, CALENDAR_URL=None, CRM_OUTBOX_PATH=outbox_path)
+            settings = settings.with_area("crm", outbox_path=str(workdir / "outbox.sqlite3"))
+        settings = settings.with_area("crm", crm_url=stack.crm_url, calendar_url=None)
+        chain = [
+            ProviderConfig(name=ep.name, kind="local", model=f"{ep.name}-model", api_base=ep.api_base)
+            for ep in stack.llm
+        ]
+        settings = settings.with_area("llm", chain=chain)
         runtime = await start_runtime(
-            llm_settings=llm_settings,
-            crm_settings=crm_settings,
-            session_settings=settings.sessions,
-            tenants=tenants,
-            telemetry=telemetry,
-            health_host=settings.worker.health_host,
-            health_port=settings.worker.health_port,
-            serve_health=settings.worker.health_port > 0,
+            settings, tenants=tenants, telemetry=telemetry, health_socket=health_socket
         )
         exits.push_async_callback(runtime.aclose)
         if faults and not stack.started_locally:
