@@ -33,6 +33,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from agent.crm.models import OutboxStats
+from agent.crm.outbox_file import open_outbox_db
 from agent.errors import CircuitOpenError, DependencyRejected
 from telemetry import names
 
@@ -123,14 +124,9 @@ class Outbox:
 
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+        self._db = open_outbox_db(self.path, _SCHEMA)  # OutboxUnusable for a path that cannot be ours
         self._closed = False
         self.changed = asyncio.Event()  # set on enqueue: wakes the drainer
         _live.add(self)

@@ -6,7 +6,8 @@ Telemetry is the normal setup (OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set,
 ``SALES_AGENT_METRICS_PORT``) plus an in-process span capture for ``--show-trace``; ``/health`` and
 ``/ready`` are served on ``SALES_AGENT_HEALTH_PORT`` while it runs.
 
-Settings are built once, here; a bad value or a taken port is one line on stderr and exit status 2.
+Settings are built once, here; a bad value, a taken port or an unusable outbox file is one line on
+stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -100,6 +101,10 @@ def _main(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     faults = _validate(parser, args)
     settings = simulate_settings(args)
+    if "outbox_path" in settings.crm.model_fields_set:
+        from agent.crm.outbox import Outbox
+
+        Outbox(settings.crm.outbox_path).close()  # OutboxUnusable now, before anything is started
     health_socket = None
     if settings.health.port:
         health_socket = bind_listener(
