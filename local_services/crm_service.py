@@ -39,7 +39,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from local_services._serve import serve_until_signal
 from telemetry import names
-from telemetry.config_errors import load_settings, run_main
+from telemetry.config_errors import listen_error, load_settings, run_main
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
@@ -476,7 +476,11 @@ async def run_crm_service(db_path: str | Path, host: str = "127.0.0.1", port: in
     runner = web.AppRunner(CrmService(db_path).app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise listen_error(exc, host, port, "--port") from None
     bound = runner.addresses[0][1]
     try:
         yield f"http://{host}:{bound}"

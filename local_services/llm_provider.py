@@ -33,6 +33,8 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from telemetry.config_errors import bind_listener, listen_error, run_main
+
 log = logging.getLogger(__name__)
 
 FaultMode = Literal["ok", "500", "429", "hang", "slow_first_token", "drop_mid_stream", "garbage"]
@@ -380,7 +382,11 @@ async def run_llm_provider(
     runner = web.AppRunner(provider.app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise listen_error(exc, host, port, "--port") from None
     server = getattr(site, "_server", None)
     sockets = getattr(server, "sockets", None) or []
     bound_port = sockets[0].getsockname()[1] if sockets else port
@@ -422,12 +428,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     provider = LocalLLMProvider(
         args.name, model=args.model, fault=fault, reply=args.reply, token_delay_s=args.token_delay
     )
+    sock = bind_listener(args.host, args.port, "--port")  # a taken port: one line and exit 2
     log.info("llm provider %s (model %s, fault %s) on http://%s:%d/v1", args.name, provider.model,
-             fault.mode, args.host, args.port)  # fmt: skip
-    web.run_app(
-        provider.app, host=args.host, port=args.port, access_log=None, print=None, shutdown_timeout=1.0
-    )
+             fault.mode, args.host, sock.getsockname()[1])  # fmt: skip
+    web.run_app(provider.app, sock=sock, access_log=None, print=None, shutdown_timeout=1.0)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_main("llm-provider", main))

@@ -29,6 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from local_services._serve import serve_until_signal
+from telemetry.config_errors import listen_error, run_main
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,11 @@ async def run_webhook_sink(
     runner = web.AppRunner(sink.app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise listen_error(exc, host, port, "--port") from None
     try:
         bound_port = runner.addresses[0][1]
         yield RunningSink(sink, f"http://{host}:{bound_port}")
@@ -160,4 +165,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main("webhook-sink", main))

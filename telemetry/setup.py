@@ -36,6 +36,7 @@ from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetr
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 
+from telemetry.config_errors import env_name
 from telemetry.exporters import (
     ExportMonitor,
     MonitoredLogExporter,
@@ -251,6 +252,8 @@ def _build(
     metrics_server = None
     if settings.metrics_server_enabled:
         metrics_server = create_metrics_server(settings.prometheus_host, settings.prometheus_port)
+        # Bound before anything is installed globally: a taken port is a ConfigError with nothing to undo.
+        metrics_server.start(setting=env_name(TelemetrySettings, "prometheus_port"))
         readers.append(metrics_server.reader)
     meter_provider = MeterProvider(
         metric_readers=readers,
@@ -296,7 +299,6 @@ def _build(
         stderr=settings.log_stderr,
     )
     if metrics_server is not None:
-        metrics_server.start()
         log.info("Prometheus metrics on http://%s:%d/metrics", metrics_server.host, metrics_server.port)
     return Telemetry(
         settings,
