@@ -5,19 +5,24 @@ out, which is exactly what a liveness probe should see. ``/ready`` runs the regi
 answers 503 with the JSON detail when a critical check fails, 200 otherwise; both list every check.
 
 Entry points bind the listening socket at start (``sock``), so a taken port fails before the process
-registers anywhere.
+registers anywhere; a malformed request is answered 400 and logged as one rate-limited line
+(``protocol_log``).
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from types import TracebackType
 
 from aiohttp import web
 
+from agent.health.protocol_log import ProtocolErrorLogger
 from agent.health.registry import HealthRegistry
 from telemetry.config_errors import listen_error
+
+log = logging.getLogger(__name__)
 
 
 class HealthServer:
@@ -55,7 +60,9 @@ class HealthServer:
     async def start(self) -> None:
         if self._runner is not None:
             return
-        runner = web.AppRunner(self.app(), access_log=None)
+        runner = web.AppRunner(
+            self.app(), access_log=None, logger=ProtocolErrorLogger(log, what="health endpoints")
+        )
         await runner.setup()
         site: web.BaseSite = (
             web.SockSite(runner, self._sock)
