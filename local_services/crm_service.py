@@ -31,15 +31,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from local_services._serve import serve_until_signal
 from telemetry import names
-from telemetry.config_errors import listen_error, load_settings, run_main
+from telemetry.config_errors import describe_validation, listen_error, load_settings, run_main
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
@@ -167,17 +168,55 @@ def _tenant(request: web.Request) -> str:
     return tenant
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
+class _Body(BaseModel):
+    """The fields a handler reads, with their types; other fields are ignored. A body of the wrong
+    shape is answered 400 ``invalid_body`` naming the field, never 500 from SQLite or ``float()``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class _ContactBody(_Body):
+    name: str | None = None
+    company: str | None = None
+    role: str | None = None
+    email: str | None = None
+    phone: str | None = None
+
+
+class _NoteBody(_Body):
+    text: str | None = None
+
+
+class _LeadBody(_Body):
+    status: str | None = None
+    score: float | None = None
+    band: str | None = None
+
+
+class _BookingBody(_Body):
+    contact_key: str | None = None
+    start: str | None = None
+    duration_minutes: int | None = None
+
+
+class _FaultBody(_Body):
+    mode: str = "ok"
+    delay_s: float = Field(default=2.0, ge=0)
+    retry_after: float = Field(default=1.0, ge=0)
+    count: int | None = Field(default=None, ge=0)
+    style: Literal["503", "reset"] = "503"
+
+
+async def _json_body(request: web.Request, shape: type[_Body]) -> dict[str, Any]:
+    """The body's fields that were given, checked against ``shape``; 400 ``invalid_body`` otherwise."""
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        body = None
-    if not isinstance(body, dict):
+        body = shape.model_validate_json(await request.read())
+    except ValidationError as exc:
+        message = f"request body must be a JSON object of this form: {describe_validation(exc)}"
         raise web.HTTPBadRequest(
-            text=json.dumps({"error": "invalid_body", "message": "request body must be a JSON object"}),
-            content_type="application/json",
-        )
-    return body
+            text=json.dumps({"error": "invalid_body", "message": message}), content_type="application/json"
+        ) from None
+    return body.model_dump(exclude_unset=True)
 
 
 WriteFn = Callable[[sqlite3.Connection, str, dict[str, Any]], tuple[int, dict[str, Any]]]
@@ -278,7 +317,7 @@ class CrmService:
 
     async def upsert_contact(self, request: web.Request) -> web.Response:
         tenant, key = _tenant(request), request.match_info["key"]
-        body = await _json_body(request)
+        body = await _json_body(request, _ContactBody)
         if not isinstance(body.get("name"), str) or not body["name"].strip():
             return _error(422, "invalid_contact", "name is required")
 
@@ -313,7 +352,7 @@ class CrmService:
 
     async def add_note(self, request: web.Request) -> web.Response:
         tenant, key = _tenant(request), request.match_info["key"]
-        body = await _json_body(request)
+        body = await _json_body(request, _NoteBody)
         text = body.get("text")
         if not isinstance(text, str) or not text.strip():
             return _error(422, "invalid_note", "text is required")
@@ -336,7 +375,7 @@ class CrmService:
 
     async def set_lead(self, request: web.Request) -> web.Response:
         tenant, key = _tenant(request), request.match_info["key"]
-        body = await _json_body(request)
+        body = await _json_body(request, _LeadBody)
         if not isinstance(body.get("status"), str):
             return _error(422, "invalid_lead", "status is required")
 
@@ -383,7 +422,7 @@ class CrmService:
 
     async def book(self, request: web.Request) -> web.Response:
         tenant = _tenant(request)
-        body = await _json_body(request)
+        body = await _json_body(request, _BookingBody)
         try:
             start = datetime.fromisoformat(str(body["start"]))
             minutes = int(body.get("duration_minutes", SLOT_MINUTES))
@@ -427,7 +466,7 @@ class CrmService:
 
     # --- admin ------------------------------------------------------------------------------
     async def set_fault(self, request: web.Request) -> web.Response:
-        body = await _json_body(request)
+        body = await _json_body(request, _FaultBody)
         mode = str(body.get("mode", "ok"))
         if mode not in FAULT_MODES:
             return _error(422, "invalid_fault", f"mode must be one of {', '.join(FAULT_MODES)}")
