@@ -6,8 +6,11 @@ Telemetry is the normal setup (OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set,
 ``SALES_AGENT_METRICS_PORT``) plus an in-process span capture for ``--show-trace``; ``/health`` and
 ``/ready`` are served on ``SALES_AGENT_HEALTH_PORT`` while it runs.
 
-Settings are built once, here; a bad value, a taken port or an unusable outbox file is one line on
-stderr and exit status 2.
+The LLM chain: ``--llm-url`` URLs, else the chain configured by ``--llm-config FILE``,
+``SALES_AGENT_LLM_CONFIG`` or ``SALES_AGENT_LLM_CHAIN``, else two local providers started here. The
+header line says which one runs. The other LLM settings (deadlines, cooldowns...) always come from
+the configuration. Settings are built once, here; a bad value, a taken port or an unusable outbox
+file is one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -62,7 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="URL",
-        help="OpenAI-compatible provider URL; repeat in fallback order (default: start two locally)",
+        help="OpenAI-compatible provider URL; repeat in fallback order (default: the configured chain, "
+        "else two local providers started here)",
+    )
+    parser.add_argument(
+        "--llm-config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="LLM settings YAML (as SALES_AGENT_LLM_CONFIG): its chain and settings are used",
     )
     parser.add_argument(
         "--crm-url", default=None, help="CRM + calendar service URL (default: start one locally)"
@@ -100,6 +111,8 @@ def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     faults = _validate(parser, args)
+    if args.llm_url and args.llm_config:
+        parser.error("--llm-url and --llm-config both choose the LLM chain: give one")
     settings = simulate_settings(args)
     if "outbox_path" in settings.crm.model_fields_set:
         from agent.crm.outbox import Outbox
@@ -121,10 +134,10 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def simulate_settings(args: argparse.Namespace) -> AppSettings:
-    """The settings root of this run: the environment and simulate's own defaults."""
+    """The settings root of this run: the environment, ``--llm-config``, and simulate's own defaults."""
     from agent.app_settings import AppSettings
 
-    settings = AppSettings.from_env()
+    settings = AppSettings.from_env(llm={"config": args.llm_config} if args.llm_config else {})
     if "log_level" not in settings.telemetry.model_fields_set:
         # The terminal shows the progress and summary: only errors are logged unless asked for
         # (SALES_AGENT_LOG_LEVEL=INFO, e.g. in compose where the logs go to Loki).
@@ -212,23 +225,34 @@ async def _simulate(
             tenants.get(tenant_id)
         except InvalidInput as exc:
             raise ConfigError(f"--tenants: {exc.message}") from None
+    configured_chain = settings.llm.chain_configured and not args.llm_url
+    if configured_chain:
+        from agent.llm.chain import usable_providers
+
+        usable_providers(settings.llm)  # no provider with its key: say so before starting anything
     capture = SpanCapture(max_traces=max(50, 4 * args.calls))
     reader = InMemoryMetricReader()
     telemetry = setup_telemetry(settings.telemetry, span_exporters=[capture], metric_readers=[reader])
     failed_calls = 0
 
     async with contextlib.AsyncExitStack() as exits:
-        stack = await exits.enter_async_context(open_stack(args.llm_url, args.crm_url))
+        stack = await exits.enter_async_context(
+            open_stack(args.llm_url, args.crm_url, start_llm=not configured_chain)
+        )
         check_faults(stack, faults)
         if "outbox_path" not in settings.crm.model_fields_set:
             workdir = Path(exits.enter_context(tempfile.TemporaryDirectory(prefix="sales-agent-outbox-")))
             settings = settings.with_area("crm", outbox_path=str(workdir / "outbox.sqlite3"))
         settings = settings.with_area("crm", crm_url=stack.crm_url, calendar_url=None)
-        chain = [
-            ProviderConfig(name=ep.name, kind="local", model=f"{ep.name}-model", api_base=ep.api_base)
-            for ep in stack.llm
-        ]
-        settings = settings.with_area("llm", chain=chain)
+        if configured_chain:
+            chain_source = _chain_source(settings, args)
+        else:
+            chain = [
+                ProviderConfig(name=ep.name, kind="local", model=f"{ep.name}-model", api_base=ep.api_base)
+                for ep in stack.llm
+            ]
+            settings = settings.with_area("llm", chain=chain)
+            chain_source = "--llm-url" if args.llm_url else "local providers started here"
         runtime = await start_runtime(
             settings, tenants=tenants, telemetry=telemetry, health_socket=health_socket
         )
@@ -236,9 +260,11 @@ async def _simulate(
         if faults and not stack.started_locally:
             # Leave shared (compose) services as we found them.
             exits.push_async_callback(apply_faults, stack, faults, reset=True)
+        chain = " -> ".join(p.name for p in settings.llm.chain)
         console.print(
-            f"simulate: LLM chain {' -> '.join(ep.name for ep in stack.llm)}, CRM {stack.crm_url}, "
-            f"tenants {', '.join(tenant_ids)}"
+            f"simulate: LLM chain {chain} ({chain_source}), CRM {stack.crm_url}, "
+            f"tenants {', '.join(tenant_ids)}",
+            markup=False,
         )
 
         switch = _FaultSwitch(
@@ -289,3 +315,11 @@ async def _simulate(
 
     telemetry.force_flush()
     return 1 if failed_calls else 0
+
+
+def _chain_source(settings: AppSettings, args: argparse.Namespace) -> str:
+    if args.llm_config:
+        return f"--llm-config {args.llm_config}"
+    if settings.llm.config is not None:
+        return f"SALES_AGENT_LLM_CONFIG={settings.llm.config}"
+    return "SALES_AGENT_LLM_CHAIN"
