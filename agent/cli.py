@@ -8,6 +8,7 @@ port) is one line on stderr and exit status 2.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -63,8 +64,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def console_main() -> None:
-    """The ``sales-agent`` console script and ``python -m agent``."""
-    sys.exit(main())
+    """The ``sales-agent`` console script and ``python -m agent``: ``main``, then exit quickly.
+
+    Everything is closed and flushed when ``main`` returns; freezing the heap spares the interpreter's
+    last garbage collections a walk over the ~300 MB of modules a command loads (litellm, livekit),
+    about 1 s of the exit time (``bench/bench_exit.py``).
+    """
+    status = main()
+    gc.freeze()
+    sys.exit(status)
 
 
 def _command(command: str, rest: list[str]) -> Callable[[], int | None] | None:

@@ -43,7 +43,9 @@ from telemetry.exporters import (
     MonitoredMetricExporter,
     MonitoredSpanExporter,
     build_otlp_exporters,
+    endpoint_accepts_connections,
     install_export_log_rate_limit,
+    otlp_endpoints,
 )
 from telemetry.logs import OTelBridgeHandler, remove_logging, setup_logging
 from telemetry.prometheus import MetricsServer, create_metrics_server
@@ -68,6 +70,9 @@ class Telemetry:
     metrics_server: MetricsServer | None = None
     monitor: ExportMonitor = field(default_factory=ExportMonitor)
     otlp_enabled: bool = False
+    _otlp_exporters: list[MonitoredSpanExporter | MonitoredMetricExporter | MonitoredLogExporter] = field(
+        default_factory=list
+    )
     _log_handlers: list[logging.Handler] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _shut_down: bool = False
@@ -124,6 +129,17 @@ class Telemetry:
                 return True
             self._shut_down = True
         timeout = timeout_s if timeout_s is not None else self.settings.shutdown_timeout_s
+        unreachable = self._unreachable_collector(min(timeout, _PROBE_TIMEOUT_S))
+        if unreachable:
+            # Nothing buffered can reach it: stop the OTLP exporters first, so the final exports
+            # return at once instead of sitting through their retry backoff (1 s, 2 s...).
+            log.warning(
+                "telemetry: the OTLP collector at %s does not accept connections; "
+                "telemetry still buffered is dropped at shutdown",
+                unreachable,
+            )
+            for exporter in self._otlp_exporters:
+                exporter.abandon()
         # Stop bridging logs first: records logged into a shut-down provider are dropped noisily.
         remove_logging([h for h in self._log_handlers if isinstance(h, OTelBridgeHandler)])
         calls: list[Callable[[], object]] = []
@@ -146,6 +162,19 @@ class Telemetry:
         else:
             log.debug("telemetry shut down in %.3fs", time.monotonic() - started)
         return done
+
+    def _unreachable_collector(self, probe_timeout_s: float) -> str | None:
+        """The first OTLP endpoint that refuses connections now, or None (all reachable, or no OTLP)."""
+        if not self.otlp_enabled:
+            return None
+        for url in otlp_endpoints(self.settings):
+            if not endpoint_accepts_connections(url, probe_timeout_s):
+                return url
+        return None
+
+
+# Shutdown: how long the probe of the collector's port may take.
+_PROBE_TIMEOUT_S = 0.5
 
 
 def run_bounded(calls: Sequence[Callable[[], object]], timeout_s: float, name: str) -> bool:
@@ -222,6 +251,10 @@ def _build(
     resource = build_resource(settings)
     monitor = ExportMonitor(stall_after_s=settings.export_timeout_s + 1.0)
     otlp = build_otlp_exporters(settings)
+    if otlp is not None:
+        spans_out = MonitoredSpanExporter(otlp.spans, monitor)
+        metrics_out = MonitoredMetricExporter(otlp.metrics, monitor)
+        logs_out = MonitoredLogExporter(otlp.logs, monitor)
     install_export_log_rate_limit(settings.export_error_log_interval_s)
     export_timeout_ms = settings.export_timeout_s * 1000
 
@@ -232,7 +265,7 @@ def _build(
     if otlp is not None and settings.traces_exporter == "otlp":
         tracer_provider.add_span_processor(
             BatchSpanProcessor(
-                RedactingSpanExporter(MonitoredSpanExporter(otlp.spans, monitor), redactor),
+                RedactingSpanExporter(spans_out, redactor),
                 max_queue_size=settings.span_queue_size,
                 schedule_delay_millis=settings.span_schedule_delay_ms,
                 max_export_batch_size=min(settings.span_batch_size, settings.span_queue_size),
@@ -244,7 +277,7 @@ def _build(
     if otlp is not None and settings.metrics_exporter == "otlp":
         readers.append(
             PeriodicExportingMetricReader(
-                MonitoredMetricExporter(otlp.metrics, monitor),
+                metrics_out,
                 export_interval_millis=settings.metric_export_interval_ms,
                 export_timeout_millis=export_timeout_ms,
             )
@@ -271,7 +304,7 @@ def _build(
     if otlp is not None and settings.logs_exporter == "otlp":
         logger_provider.add_log_record_processor(
             BatchLogRecordProcessor(
-                MonitoredLogExporter(otlp.logs, monitor),
+                logs_out,
                 max_queue_size=settings.log_queue_size,
                 schedule_delay_millis=settings.log_schedule_delay_ms,
                 max_export_batch_size=min(settings.log_batch_size, settings.log_queue_size),
@@ -308,6 +341,7 @@ def _build(
         metrics_server=metrics_server,
         monitor=monitor,
         otlp_enabled=otlp is not None,
+        _otlp_exporters=[spans_out, metrics_out, logs_out] if otlp is not None else [],
         _log_handlers=handlers,
     )
 

@@ -236,6 +236,7 @@ async def _simulate(
     failed_calls = 0
 
     async with contextlib.AsyncExitStack() as exits:
+        exits.callback(telemetry.shutdown)  # one bounded flush at the end, even on errors
         stack = await exits.enter_async_context(
             open_stack(args.llm_url, args.crm_url, start_llm=not configured_chain)
         )
@@ -313,7 +314,6 @@ async def _simulate(
             capture.clear()
             await asyncio.sleep(args.interval)
 
-    telemetry.force_flush()
     return 1 if failed_calls else 0
 
 
