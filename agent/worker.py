@@ -35,6 +35,7 @@ from agent.app_settings import AppSettings, WorkerSettings
 from agent.call_context import CallContext
 from agent.errors import InvalidInput
 from agent.tenants import TenantRegistry
+from telemetry import names
 from telemetry.config_errors import ConfigError, bind_listener, env_name
 
 if TYPE_CHECKING:
@@ -220,7 +221,7 @@ async def request_fnc(request: JobRequest) -> None:
             request.id,
             request.room.name,
             exc.message,
-            extra={"job_id": request.id, "error.type": exc.error_type},
+            extra={"job_id": request.id, names.ERROR_TYPE: exc.error_type},
         )
         await request.reject()
         return

@@ -5,9 +5,9 @@ line it prints (the calls table) to the process's exit: closing the runtime and 
 the telemetry flush/shutdown and the interpreter's own teardown. Four collector situations:
 
 - no OTLP endpoint configured;
-- a healthy collector (``bench.otlp_sink`` answering 200);
+- a healthy collector (the ``otlp-sink`` stand-in answering 200);
 - a collector that is down (the endpoint is a closed loopback port);
-- a collector that accepts and never answers (``bench.otlp_sink --mode hang``).
+- a collector that accepts and never answers (``otlp-sink --fault hang``).
 
 ``--baseline PATH`` measures another checkout of the repository (e.g. ``git archive main``) with the
 same interpreter in the same run, side by side, so before/after figures share the machine's load.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,17 +26,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench._common import REPO_ROOT, Table, bench_arg_parser, child_env, emit, median, verdict
-from bench.otlp_sink import spawn_otlp_sink
+from local_services.harness import free_port, spawn
 
 SCENARIOS = ("no OTLP endpoint", "collector healthy", "collector down (closed port)", "collector hanging")
 # The shutdown timeout the figures are judged against (SALES_AGENT_SHUTDOWN_TIMEOUT_S's default).
 SHUTDOWN_TIMEOUT_S = 5.0
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -46,10 +39,11 @@ def _collector(scenario: str) -> Iterator[str | None]:
     if scenario == "no OTLP endpoint":
         yield None
     elif scenario == "collector down (closed port)":
-        yield f"http://127.0.0.1:{_closed_port()}"
+        yield f"http://127.0.0.1:{free_port()}"
     else:
-        with spawn_otlp_sink("hang" if scenario == "collector hanging" else "ok") as (url, _port):
-            yield url
+        fault = "hang" if scenario == "collector hanging" else "ok"
+        with spawn("otlp-sink", "--fault", fault, env=child_env()) as sink:
+            yield sink.url
 
 
 def exit_after_summary(repo: Path, endpoint: str | None, timeout_s: float = 600) -> dict[str, float]:

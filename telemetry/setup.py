@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import stamina.instrumentation
 from opentelemetry import metrics, trace
 from opentelemetry._logs import set_logger_provider
 from opentelemetry.sdk._logs import LoggerProvider
@@ -225,6 +226,7 @@ def setup_telemetry(
     with _lock:
         if _installed is not None:
             return _installed
+        _set_retry_hooks()
         _installed = _build(settings, span_exporters, metric_readers, log_exporters, wire_livekit)
         atexit.register(_installed.shutdown)
         return _installed
@@ -344,6 +346,13 @@ def _build(
         _otlp_exporters=[spans_out, metrics_out, logs_out] if otlp is not None else [],
         _log_handlers=handlers,
     )
+
+
+def _set_retry_hooks() -> None:
+    """No stamina instrumentation hooks: its defaults would log a WARNING line per retry and count
+    ``stamina_retries_total`` in a prometheus_client registry nothing exports. Every retry is already
+    a ``retry`` span event and ``sales_agent.dependency.retries`` (agent/resilience/retry.py)."""
+    stamina.instrumentation.set_on_retry_hooks(())
 
 
 def _quiet(settings: TelemetrySettings) -> tuple[str, ...]:

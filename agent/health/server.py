@@ -75,7 +75,8 @@ class HealthServer:
             await runner.cleanup()
             raise listen_error(exc, self._host, self._port, self._setting) from None
         self._runner = runner
-        self._port = runner.addresses[0][1]
+        if runner.addresses:  # the bound (host, port, ...) of each listening socket
+            self._port = runner.addresses[0][1]
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None

@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agent.llm.errors import LLMConfigError
+from agent.vocabulary.local_providers import local_model, local_provider_names
 from telemetry.config_errors import decode_json, describe_validation
 
 ProviderKind = Literal["openrouter", "openai", "gemini", "anthropic", "local"]
@@ -162,7 +163,11 @@ class LLMSettings(BaseSettings):
     @classmethod
     def for_local(cls, urls: list[str], **overrides: Any) -> LLMSettings:
         """A chain of local OpenAI-compatible providers (``simulate``, demos): primary, backup, backup2..."""
-        return cls(chain=local_chain(urls), **overrides)
+        chain = [
+            ProviderConfig(name=name, kind="local", model=local_model(name), api_base=url)
+            for name, url in zip(local_provider_names(len(urls)), urls, strict=True)
+        ]
+        return cls(chain=chain, **overrides)
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> LLMSettings:
@@ -185,15 +190,6 @@ class LLMSettings(BaseSettings):
                 error_type="invalid_llm_config",
             ) from None
         return merged.with_keys_from(os.environ if environ is None else environ)
-
-
-def local_chain(urls: list[str]) -> list[ProviderConfig]:
-    """Local OpenAI-compatible providers named primary, backup, backup2... in fallback order."""
-    names = ["primary", "backup", *(f"backup{i}" for i in range(2, len(urls)))]
-    return [
-        ProviderConfig(name=name, kind="local", model=f"{name}-model", api_base=url)
-        for name, url in zip(names, urls, strict=False)
-    ]
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

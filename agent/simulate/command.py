@@ -212,6 +212,7 @@ async def _simulate(
     from agent.simulate.runner import run_batch
     from agent.simulate.trace_view import SpanCapture, render_trace
     from agent.tenants import TenantRegistry
+    from agent.vocabulary.local_providers import local_model
     from telemetry import names
     from telemetry.setup import setup_telemetry
 
@@ -249,7 +250,7 @@ async def _simulate(
             chain_source = _chain_source(settings, args)
         else:
             chain = [
-                ProviderConfig(name=ep.name, kind="local", model=f"{ep.name}-model", api_base=ep.api_base)
+                ProviderConfig(name=ep.name, kind="local", model=local_model(ep.name), api_base=ep.api_base)
                 for ep in stack.llm
             ]
             settings = settings.with_area("llm", chain=chain)
