@@ -49,6 +49,7 @@ BREAKER_STATE: Final = "circuit_breaker.state"
 BREAKER_FROM: Final = "circuit_breaker.from_state"
 BREAKER_TO: Final = "circuit_breaker.to_state"
 IDEMPOTENCY_KEY: Final = "sales_agent.idempotency_key"  # spans only
+OUTBOX_STEP: Final = "outbox.step"  # add | claim | complete | release | park | read (storage failures)
 
 # Sessions and business
 SESSION_OUTCOME: Final = "session.outcome"  # completed | expired | idle | evicted | error
@@ -74,6 +75,7 @@ LLM_TOKENS: Final = "sales_agent.llm.tokens"  # counter {token}; provider, model
 LLM_COST: Final = "sales_agent.llm.cost_usd"  # counter {USD}; provider, model, tenant
 LLM_PROVIDER_AVAILABLE: Final = "sales_agent.llm.provider.available"  # gauge 1/0 (0 = cooling down)
 LLM_COMPLETIONS: Final = "sales_agent.llm.completions"  # counter; outcome ok | failed, tenant
+LLM_TOOL_CALLS_DROPPED: Final = "sales_agent.llm.tool_calls.dropped"  # counter; provider (stream broke)
 TURN_RESPONSE_LATENCY: Final = "sales_agent.turn.response_latency"  # histogram s, turn start -> 1st token
 
 # Dependencies (CRM, calendar) and resilience
@@ -87,6 +89,7 @@ OUTBOX_ENQUEUED: Final = "sales_agent.outbox.enqueued"  # counter; dependency, o
 OUTBOX_DELIVERED: Final = "sales_agent.outbox.delivered"  # counter; dependency, operation
 OUTBOX_FAILED: Final = "sales_agent.outbox.failed"  # counter; dependency, operation, error.type
 OUTBOX_DEAD_LETTERS: Final = "sales_agent.outbox.dead_letters"  # gauge {entry}; dependency
+OUTBOX_STORAGE_ERRORS: Final = "sales_agent.outbox.storage_errors"  # counter; outbox.step, error.type
 
 # Tools and errors (the spec's withErrorHandling)
 TOOL_CALLS: Final = "sales_agent.tool.calls"  # counter; operation, outcome, tenant
