@@ -45,16 +45,27 @@ ERROR_TYPES: dict[str, str] = {
     "malformed_response": "malformed_response",  # body is not the protocol (garbage, bad JSON)
     "stream_dropped": "stream_dropped",  # connection cut mid-stream
     "empty_response": "malformed_response",  # stream ended with neither text nor tool calls
+    # LiteLLM refused locally (RouterRateLimitError: a deployment in the Router's own cooldown). No
+    # request reached the provider: not a provider attempt, so never counted as one nor re-arming
+    # a cooldown. The chain runs the Router without cooldowns, so this is a guard, not a path.
+    "cooldown_refused": "cooldown",
     "error": "error",  # anything else
 }
+# Refusals raised by LiteLLM itself, by class name (importing litellm here would cost ~4 s).
+LOCAL_REFUSALS = frozenset({"RouterRateLimitError", "RouterRateLimitErrorBasic"})
 
 
 @dataclass(frozen=True)
 class Classified:
     error_type: str
     reason: str
-    status_code: int  # HTTP-like status to hand to LiteLLM's cooldown store (500 when unknown)
+    status_code: int  # HTTP-like status (500 when unknown)
     retry_after_s: float | None = None  # a 429's Retry-After (seconds form only)
+
+    @property
+    def provider_attempt(self) -> bool:
+        """False when no request reached the provider (a local refusal): nothing to count against it."""
+        return self.error_type != "cooldown_refused"
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -72,6 +83,8 @@ def _classify_code(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, ProviderAttemptError):
         return exc.error_type, 408 if ERROR_TYPES.get(exc.error_type) == "timeout" else 502
     chain = _chain(exc)
+    if any(type(e).__name__ in LOCAL_REFUSALS for e in chain):
+        return "cooldown_refused", 429
     text = " ".join(f"{type(e).__name__}: {e}" for e in chain)
     if any(isinstance(e, json.JSONDecodeError | UnicodeDecodeError) for e in chain) or (
         "codec can't decode" in text or "Expecting value" in text or "JSONDecodeError" in text
