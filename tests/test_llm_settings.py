@@ -116,5 +116,5 @@ def test_redis_url_is_a_clear_error_while_cooldowns_are_per_process():
     from agent.llm import LLMConfigError, build_llm
 
     settings = LLMSettings.for_local(["http://127.0.0.1:1/v1"], redis_url="redis://127.0.0.1:6379/0")
-    with pytest.raises(LLMConfigError, match="SALES_AGENT_LLM_REDIS_URL.*process memory"):
+    with pytest.raises(LLMConfigError, match=r"SALES_AGENT_LLM_REDIS_URL.*process memory"):
         build_llm(settings)
