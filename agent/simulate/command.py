@@ -15,15 +15,14 @@ import contextlib
 import functools
 import logging
 import os
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from agent.simulate.backlog import Backlog
 from agent.simulate.stack import FaultSpec, Stack, apply_faults, check_faults, open_stack, parse_faults
 
 log = logging.getLogger(__name__)
@@ -65,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between batches with --forever")
     parser.add_argument("--turn-timeout", type=float, default=30.0, help="seconds a scripted turn may take")
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=10.0,
+        help="at exit, seconds to deliver CRM writes still queued; what is left is kept (default 10)",
+    )
     return parser
 
 
@@ -77,6 +82,8 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list
         parser.error("--interval cannot be negative")
     if args.fault_after is not None and args.fault_after < 0:
         parser.error("--fault-after cannot be negative")
+    if args.drain_timeout < 0:
+        parser.error("--drain-timeout cannot be negative")
     try:
         return parse_faults(args.faults)
     except ValueError as exc:
@@ -188,10 +195,9 @@ async def _simulate(args: argparse.Namespace, faults: list[FaultSpec]) -> int:
     async with contextlib.AsyncExitStack() as exits:
         stack = await exits.enter_async_context(open_stack(args.llm_url, args.crm_url))
         check_faults(stack, faults)
-        outbox_path = os.environ.get("CRM_OUTBOX_PATH")
-        if not outbox_path:
-            workdir = Path(exits.enter_context(tempfile.TemporaryDirectory(prefix="sales-agent-outbox-")))
-            outbox_path = str(workdir / "outbox.sqlite3")
+        backlog = Backlog.at(os.environ.get("CRM_OUTBOX_PATH"))
+        exits.callback(backlog.cleanup)  # after the runtime closed: removed only when nothing is left
+        outbox_path = str(backlog.path)
         llm_settings = LLMSettings(
             chain=[
                 ProviderConfig(name=ep.name, kind="local", model=f"{ep.name}-model", api_base=ep.api_base)
@@ -210,6 +216,8 @@ async def _simulate(args: argparse.Namespace, faults: list[FaultSpec]) -> int:
             serve_health=settings.worker.health_port > 0,
         )
         exits.push_async_callback(runtime.aclose)
+        # Before closing (and after shared services' faults are reset): deliver the backlog or keep it.
+        exits.push_async_callback(backlog.settle, runtime.crm, args.drain_timeout, console)
         if faults and not stack.started_locally:
             # Leave shared (compose) services as we found them.
             exits.push_async_callback(apply_faults, stack, faults, reset=True)
