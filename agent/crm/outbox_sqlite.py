@@ -99,22 +99,31 @@ class SqliteOutboxStore:
                 self._db.close()
 
     # --- plumbing ---------------------------------------------------------------------------
-    def _run(self, fn: Callable[[sqlite3.Connection], Any], *, write: bool = False) -> Any:
+    def _run(self, fn: Callable[[sqlite3.Connection], Any], *, write: bool = False, sync: bool = True) -> Any:
+        """``sync=False``: a write whose loss in a power cut is harmless (a claim, a mark after
+        delivery: at worst the entry is sent again and the CRM replays it) commits without an fsync.
+        What must survive one (a new entry, a requeue) is fsynced (``synchronous=FULL``)."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("outbox is closed")
             try:
                 if not write:
                     return fn(self._db)
-                self._db.execute("BEGIN IMMEDIATE")
+                if not sync:
+                    self._db.execute("PRAGMA synchronous=NORMAL")
                 try:
-                    result = fn(self._db)
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    if self._db.in_transaction:
-                        with contextlib.suppress(sqlite3.Error):
-                            self._db.execute("ROLLBACK")
-                    raise
+                    self._db.execute("BEGIN IMMEDIATE")
+                    try:
+                        result = fn(self._db)
+                        self._db.execute("COMMIT")
+                    except BaseException:
+                        if self._db.in_transaction:
+                            with contextlib.suppress(sqlite3.Error):
+                                self._db.execute("ROLLBACK")
+                        raise
+                finally:
+                    if not sync:
+                        self._db.execute("PRAGMA synchronous=FULL")
                 return result
             except sqlite3.Error as exc:
                 raise StorageError(f"outbox {self.path}: {exc}") from exc
@@ -185,7 +194,7 @@ class SqliteOutboxStore:
         return self._run(tx, write=True)
 
     def claim(self, entry_id: int, lease: Lease) -> tuple[ClaimState, str | None]:
-        return self._run(lambda db: self._claim_in(db, entry_id, lease), write=True)
+        return self._run(lambda db: self._claim_in(db, entry_id, lease), write=True, sync=False)
 
     def claim_heads(self, lease: Lease, limit: int, skip: Collection[int]) -> list[OutboxEntry]:
         def tx(db: sqlite3.Connection) -> list[OutboxEntry]:
@@ -208,7 +217,7 @@ class SqliteOutboxStore:
             )
             return claimed
 
-        return self._run(tx, write=True)
+        return self._run(tx, write=True, sync=False)
 
     def complete(self, entry_ids: Collection[int]) -> None:
         ids = sorted(set(entry_ids))
@@ -216,6 +225,7 @@ class SqliteOutboxStore:
             self._run(
                 lambda db: db.execute(f"DELETE FROM outbox WHERE id IN ({','.join('?' * len(ids))})", ids),
                 write=True,
+                sync=False,
             )
 
     def release(self, entry_id: int, owner: str, error: str | None) -> None:
@@ -226,6 +236,7 @@ class SqliteOutboxStore:
                 (0 if error is None else 1, None if error is None else error[:500], entry_id, owner),
             ),
             write=True,
+            sync=False,
         )
 
     def release_owner(self, owner: str) -> None:
@@ -234,6 +245,7 @@ class SqliteOutboxStore:
                 "UPDATE outbox SET lease_owner=NULL, lease_until=NULL WHERE lease_owner=?", (owner,)
             ),
             write=True,
+            sync=False,
         )
 
     def park(self, entry_id: int, error: str) -> None:
