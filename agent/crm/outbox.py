@@ -120,7 +120,9 @@ class Outbox:
         self.path = Path(path)
         self._clock = clock
         self.store: OutboxStore = store if store is not None else SqliteOutboxStore(self.path, clock=clock)
-        self.lease = Lease(lease_owner(), lease_s)
+        self.lease = Lease(lease_owner(), lease_s)  # live writes
+        # The drainer claims under its own name, so a live write never takes over an entry it is sending.
+        self.drain_lease = Lease(f"{self.lease.owner}-drain", lease_s)
         self.work = wakeup.for_path(self.path, "work")  # an entry became the drainer's to send
         self.turns = wakeup.for_path(self.path, "turns")  # an entry left the queue or its sender
         # Delivered, but the store could not remove them (storage failure): {id: dependency}.
@@ -135,7 +137,8 @@ class Outbox:
         self._closed = True
         _live.discard(self)
         with contextlib.suppress(StorageError, RuntimeError):
-            self.store.release_owner(self.lease.owner)  # what we were sending goes to the next drainer
+            for lease in (self.lease, self.drain_lease):  # what we were sending goes to the next drainer
+                self.store.release_owner(lease.owner)
         self.store.close()
         self.work.notify()
 
@@ -206,12 +209,14 @@ class Outbox:
             self._unmarked[entry_id] = dependency if isinstance(entry, int) else entry.dependency
         self.turns.notify()
 
-    async def release(self, entry_id: int, error: str | None, *, wake_drainer: bool = True) -> None:
-        """Hand a claimed entry back (``error``: its attempt failed); the drainer takes it from here."""
+    async def release(self, entry_id: int, error: str | None, *, drainer: bool = False) -> None:
+        """Hand a claimed entry back (``error``: its attempt failed). A live write's goes to the
+        drainer at once; the drainer's own waits for its next pass."""
+        owner = (self.drain_lease if drainer else self.lease).owner
         with contextlib.suppress(StorageError):  # counted and logged; the lease runs out by itself
-            await self._call("release", self.store.release, entry_id, self.lease.owner, error)
+            await self._call("release", self.store.release, entry_id, owner, error)
         self.turns.notify()
-        if wake_drainer:
+        if not drainer:
             self.work.notify()
 
     def note_queued(self, entry_id: int, dependency: str, operation: str, tenant_id: str) -> None:
@@ -245,7 +250,7 @@ class Outbox:
 
     # --- the drainer's side -----------------------------------------------------------------
     async def claim_heads(self, limit: int, skip: set[int]) -> list[OutboxEntry]:
-        return await self._call("claim", self.store.claim_heads, self.lease, limit, skip)
+        return await self._call("claim", self.store.claim_heads, self.drain_lease, limit, skip)
 
     async def flush_unmarked(self) -> bool:
         """Remove entries delivered while the storage failed; True when none is left over."""
@@ -412,7 +417,7 @@ class OutboxDrainer:
 
     async def _release_all(self, entries: list[OutboxEntry]) -> None:
         for entry in entries:
-            await self.outbox.release(entry.id, None, wake_drainer=False)
+            await self.outbox.release(entry.id, None, drainer=True)
 
     async def _drain_unclaimed(self) -> int:
         """The storage cannot take claims: send what the queue holds, in order, without claiming."""
@@ -443,7 +448,7 @@ class OutboxDrainer:
             await self.outbox.park(entry, exc)
             return "parked"
         except Exception as exc:
-            await self.outbox.release(entry.id, str(exc), wake_drainer=False)
+            await self.outbox.release(entry.id, str(exc), drainer=True)
             return "failed"
         await self.outbox.complete(entry)
         _delivered.add(1, {names.DEPENDENCY: entry.dependency, names.OPERATION: entry.operation})
