@@ -49,7 +49,7 @@ BREAKER_STATE: Final = "circuit_breaker.state"
 BREAKER_FROM: Final = "circuit_breaker.from_state"
 BREAKER_TO: Final = "circuit_breaker.to_state"
 IDEMPOTENCY_KEY: Final = "sales_agent.idempotency_key"  # spans only
-OUTBOX_STEP: Final = "outbox.step"  # add | claim | complete | release | park | read (storage failures)
+OUTBOX_STEP: Final = "outbox.step"  # add | claim | complete | release | park | read | requeue
 
 # Sessions and business
 SESSION_OUTCOME: Final = "session.outcome"  # completed | expired | idle | evicted | error
@@ -89,7 +89,7 @@ OUTBOX_ENQUEUED: Final = "sales_agent.outbox.enqueued"  # counter; dependency, o
 OUTBOX_DELIVERED: Final = "sales_agent.outbox.delivered"  # counter; dependency, operation
 OUTBOX_FAILED: Final = "sales_agent.outbox.failed"  # counter; dependency, operation, error.type
 OUTBOX_DEAD_LETTERS: Final = "sales_agent.outbox.dead_letters"  # gauge {entry}; dependency
-OUTBOX_STORAGE_ERRORS: Final = "sales_agent.outbox.storage_errors"  # counter; outbox.step, error.type
+OUTBOX_STORAGE_ERRORS: Final = "sales_agent.outbox.storage_errors"  # counter; outbox.step
 
 # Tools and errors (the spec's withErrorHandling)
 TOOL_CALLS: Final = "sales_agent.tool.calls"  # counter; operation, outcome, tenant

@@ -50,6 +50,7 @@ __all__ = ["ClaimState", "Outbox", "OutboxDrainer", "OutboxEntry", "StorageError
 DEFAULT_LEASE_S = 60.0
 TURN_POLL_S = 0.25  # a write waiting behind one sent by another process re-checks this often
 STORAGE_LOG_INTERVAL_S = 60.0  # repeated storage failures of one step: one ERROR line a minute
+STORAGE_STEPS = ("add", "claim", "complete", "release", "park", "read", "requeue")
 
 _live: weakref.WeakSet[Outbox] = weakref.WeakSet()
 
@@ -130,6 +131,8 @@ class Outbox:
         self._storage_logged: dict[str, float] = {}
         self._closed = False
         _live.add(self)
+        for step in STORAGE_STEPS:  # series at 0 from the start: increase() then sees the first failure
+            _storage_errors.add(0, {names.OUTBOX_STEP: step})
 
     def close(self) -> None:
         if self._closed:
@@ -150,8 +153,7 @@ class Outbox:
             raise
 
     def _storage_failed(self, step: str, exc: StorageError) -> None:
-        kind = "disk_full" if "full" in str(exc).lower() else "storage_error"
-        _storage_errors.add(1, {names.OUTBOX_STEP: step, names.ERROR_TYPE: kind})
+        _storage_errors.add(1, {names.OUTBOX_STEP: step})
         now = time.monotonic()
         if now - self._storage_logged.get(step, -STORAGE_LOG_INTERVAL_S) < STORAGE_LOG_INTERVAL_S:
             return
