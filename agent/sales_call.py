@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from livekit.agents import AgentSession, CloseEvent
 from opentelemetry import context as otel_context
@@ -29,7 +29,8 @@ from opentelemetry.trace import Status, StatusCode
 from agent import business_metrics
 from agent.call_context import CallContext
 from agent.sales_agent import SalesAgent
-from agent.tools import CallOutcome, SalesTools
+from agent.tools import SalesTools
+from agent.vocabulary.call_outcome import CallOutcome, EndCallChoice
 from telemetry import names
 
 if TYPE_CHECKING:
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from agent.tenants import TenantRegistry
 
 CALL_SPAN_NAME = "sales_call"
-RecordedOutcome = CallOutcome | Literal["dropped", "error"]
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
@@ -88,7 +88,7 @@ class SalesCall:
         call_llm = for_call(call) if callable(for_call) else services.llm
         self.session: AgentSession = AgentSession(llm=call_llm, **session_kwargs)
         self.root_span: trace.Span | None = None
-        self.outcome: RecordedOutcome | None = None
+        self.outcome: CallOutcome | None = None
         self._session_outcome: SessionOutcome | None = None
         self._started_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -169,7 +169,7 @@ class SalesCall:
         if sessions is not None:
             sessions.touch(self.context.session_id)
 
-    async def _on_end_call(self, outcome: CallOutcome) -> None:
+    async def _on_end_call(self, outcome: EndCallChoice) -> None:
         self.outcome = outcome
         self._ending = True
         # drain=True: the goodbye the LLM says after this tool still goes out before the session closes.
@@ -206,7 +206,7 @@ class SalesCall:
         if self._finalize_task is None:
             self._finalize_task = asyncio.get_running_loop().create_task(self._finalize(error))
 
-    def _call_outcome(self, error: object | None) -> RecordedOutcome:
+    def _call_outcome(self, error: object | None) -> CallOutcome:
         if self.outcome is not None:
             return self.outcome
         return "error" if error is not None else "dropped"
@@ -240,7 +240,7 @@ class SalesCall:
         assert self._services.sessions is not None
         await self._services.sessions.close(self.context.session_id, outcome)
 
-    def _end_root_span(self, outcome: RecordedOutcome, duration: float, error: object | None) -> None:
+    def _end_root_span(self, outcome: CallOutcome, duration: float, error: object | None) -> None:
         span = self.root_span
         if span is None or not span.is_recording():
             return

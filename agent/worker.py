@@ -33,6 +33,7 @@ from agent.call_context import CallContext
 from agent.errors import InvalidInput
 from agent.resilience.state import process_resilience
 from agent.tenants import TenantRegistry
+from telemetry import names
 
 if TYPE_CHECKING:
     from livekit.agents import AgentServer, JobContext, JobProcess, JobRequest, WorkerOptions
@@ -188,7 +189,7 @@ async def request_fnc(request: JobRequest) -> None:
             request.id,
             request.room.name,
             exc.message,
-            extra={"job_id": request.id, "error.type": exc.error_type},
+            extra={"job_id": request.id, names.ERROR_TYPE: exc.error_type},
         )
         await request.reject()
         return

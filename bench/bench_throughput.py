@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from agent.vocabulary.local_providers import BACKUP, PRIMARY
 from bench._common import (
     Table,
     bench_arg_parser,
@@ -91,7 +92,7 @@ async def _child_async(
 
     from agent.app_settings import AppSettings
     from agent.crm import CrmSettings
-    from agent.llm import LLMSettings, ProviderConfig
+    from agent.llm import LLMSettings
     from agent.runtime import start_runtime
     from agent.tenants import TenantRegistry
     from telemetry.setup import setup_telemetry
@@ -100,13 +101,7 @@ async def _child_async(
     telemetry = setup_telemetry(settings.telemetry)
     tenants = TenantRegistry.from_file(settings.tenants.tenants_file)
     tenant_ids = tenants.ids()
-    names = ("primary", "backup")
-    llm_settings = LLMSettings(
-        chain=[
-            ProviderConfig(name=n, kind="local", model=f"{n}-model", api_base=f"{u}/v1")
-            for n, u in zip(names, llm_urls, strict=True)
-        ]
-    )
+    llm_settings = LLMSettings.for_local([f"{u}/v1" for u in llm_urls])
     with tempfile.TemporaryDirectory(prefix="bench-outbox-") as tmp:
         crm_settings = CrmSettings(
             CRM_URL=crm_url, CALENDAR_URL=None, CRM_OUTBOX_PATH=str(Path(tmp) / "o.db")
@@ -201,8 +196,8 @@ def dependencies() -> Iterator[tuple[list[str], str]]:
     env = child_env()
     with (
         tempfile.TemporaryDirectory(prefix="bench-crm-") as tmp,
-        spawn("llm-provider", "--name", "primary", env=env) as primary,
-        spawn("llm-provider", "--name", "backup", env=env) as backup,
+        spawn("llm-provider", "--name", PRIMARY, env=env) as primary,
+        spawn("llm-provider", "--name", BACKUP, env=env) as backup,
         spawn("crm-service", "--db", f"{tmp}/crm.db", env=env) as crm,
     ):
         yield [primary.url, backup.url], crm.url

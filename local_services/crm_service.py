@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 import sqlite3
 import uuid
 from collections import Counter
@@ -38,16 +37,17 @@ from typing import Any
 
 from aiohttp import web
 from opentelemetry import propagate, trace
+from opentelemetry.semconv.attributes import http_attributes, url_attributes
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from agent.vocabulary.fault_modes import CRM_FAULT_MODES, CrmFaultMode
+from agent.vocabulary.tenant_id import is_tenant_id
 from local_services._serve import bound_port, serve_main
 from telemetry import names
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 
-TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-FAULT_MODES = ("ok", "down", "slow", "500", "429")
 CONTACT_FIELDS = ("name", "company", "role", "email", "phone")
 SLOT_MINUTES = 30
 BUSINESS_HOURS_UTC = (9, 17)  # slots are offered 09:00-17:00 UTC, Monday to Friday
@@ -71,7 +71,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
 
 @dataclass
 class Fault:
-    mode: str = "ok"
+    mode: CrmFaultMode = "ok"
     delay_s: float = 2.0
     retry_after: float = 1.0
     count: int | None = None  # None: until changed
@@ -136,17 +136,17 @@ async def _tracing_middleware(request: web.Request, handler: Handler) -> web.Str
         context=propagate.extract(request.headers),
         kind=SpanKind.SERVER,
         attributes={
-            "http.request.method": request.method,
-            "url.path": request.path,
-            **({"http.route": route} if route else {}),
+            http_attributes.HTTP_REQUEST_METHOD: request.method,
+            url_attributes.URL_PATH: request.path,
+            **({http_attributes.HTTP_ROUTE: route} if route else {}),
         },
     ) as span:
         try:
             response = await handler(request)
         except web.HTTPException as exc:
-            span.set_attribute("http.response.status_code", exc.status)
+            span.set_attribute(http_attributes.HTTP_RESPONSE_STATUS_CODE, exc.status)
             raise
-        span.set_attribute("http.response.status_code", response.status)
+        span.set_attribute(http_attributes.HTTP_RESPONSE_STATUS_CODE, response.status)
         if response.status >= 500:
             span.set_status(Status(StatusCode.ERROR))
         return response
@@ -162,7 +162,7 @@ def _error(status: int, code: str, message: str, **headers: str) -> web.Response
 
 def _tenant(request: web.Request) -> str:
     tenant = request.headers.get("X-Tenant-Id", "")
-    if not TENANT_RE.match(tenant):
+    if not is_tenant_id(tenant):
         raise web.HTTPBadRequest(
             text=json.dumps(
                 {"error": "invalid_tenant", "message": "X-Tenant-Id header missing or malformed"}
@@ -456,11 +456,11 @@ class CrmService:
     async def set_fault(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
         mode = str(body.get("mode", "ok"))
-        if mode not in FAULT_MODES:
-            return _error(422, "invalid_fault", f"mode must be one of {', '.join(FAULT_MODES)}")
+        if mode not in CRM_FAULT_MODES:
+            return _error(422, "invalid_fault", f"mode must be one of {', '.join(CRM_FAULT_MODES)}")
         count = body.get("count")
         self.fault = Fault(
-            mode=mode,
+            mode=mode,  # type: ignore[arg-type]  # checked against CRM_FAULT_MODES above
             delay_s=float(body.get("delay_s", 2.0)),
             retry_after=float(body.get("retry_after", 1.0)),
             count=int(count) if count is not None else None,

@@ -32,16 +32,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from aiohttp import web
 
+from agent.vocabulary.fault_modes import LLM_FAULT_MODES, LlmFaultMode
+from agent.vocabulary.local_providers import PRIMARY, local_model
 from local_services._serve import bound_port, serve_main
 
 log = logging.getLogger(__name__)
 
-FaultMode = Literal["ok", "500", "429", "hang", "slow_first_token", "drop_mid_stream", "garbage"]
-FAULT_MODES: tuple[str, ...] = ("ok", "500", "429", "hang", "slow_first_token", "drop_mid_stream", "garbage")
 
 _TOOL_LINE = re.compile(r"^\s*/tool\s+(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<args>\{.*\})?\s*$")
 _SAY_LINE = re.compile(r"^\s*/say\s+(?P<text>.+?)\s*$")
@@ -56,7 +56,7 @@ CANNED_REPLIES: tuple[str, ...] = (
 
 @dataclass
 class Fault:
-    mode: FaultMode = "ok"
+    mode: LlmFaultMode = "ok"
     retry_after: float = 1.0  # 429: Retry-After header, seconds
     delay_s: float = 5.0  # slow_first_token: wait before the first chunk
     after_chunks: int = 2  # drop_mid_stream: content chunks sent before the cut
@@ -65,8 +65,8 @@ class Fault:
     @classmethod
     def parse(cls, body: dict[str, Any]) -> Fault:
         mode = str(body.get("mode", "ok"))
-        if mode not in FAULT_MODES:
-            raise ValueError(f"unknown fault mode {mode!r}; expected one of {', '.join(FAULT_MODES)}")
+        if mode not in LLM_FAULT_MODES:
+            raise ValueError(f"unknown fault mode {mode!r}; expected one of {', '.join(LLM_FAULT_MODES)}")
         fault = cls(mode=mode)  # type: ignore[arg-type]
         for key in ("retry_after", "delay_s", "hang_s"):
             if key in body:
@@ -158,7 +158,7 @@ class LocalLLMProvider:
         token_delay_s: float = 0.0,
     ) -> None:
         self.name = name
-        self.model = model or f"{name}-model"
+        self.model = model or local_model(name)
         self.fault = fault or Fault()
         self.reply = reply
         self.token_delay_s = token_delay_s
@@ -361,7 +361,7 @@ class RunningProvider:
     def stats(self) -> ProviderStats:
         return self.provider.stats
 
-    def set_fault(self, mode: FaultMode, **options: Any) -> None:
+    def set_fault(self, mode: LlmFaultMode, **options: Any) -> None:
         self.provider.fault = Fault.parse({"mode": mode, **options})
 
     def reset(self) -> None:
@@ -371,8 +371,8 @@ class RunningProvider:
 
 @contextlib.asynccontextmanager
 async def run_llm_provider(
-    name: str = "primary",
-    fault: FaultMode = "ok",
+    name: str = PRIMARY,
+    fault: LlmFaultMode = "ok",
     *,
     host: str = "127.0.0.1",
     port: int = 0,
@@ -403,9 +403,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081, help="0 picks a free port (see the READY line)")
-    parser.add_argument("--name", default="primary", help="provider name (shown in stats and model id)")
+    parser.add_argument("--name", default=PRIMARY, help="provider name (shown in stats and model id)")
     parser.add_argument("--model", default=None, help="model id to report (default NAME-model)")
-    parser.add_argument("--fault", default="ok", choices=FAULT_MODES, help="fault mode at start")
+    parser.add_argument("--fault", default="ok", choices=LLM_FAULT_MODES, help="fault mode at start")
     parser.add_argument("--retry-after", type=float, default=1.0, help="429: Retry-After seconds")
     parser.add_argument("--delay", type=float, default=5.0, help="slow_first_token: delay seconds")
     parser.add_argument("--after-chunks", type=int, default=2, help="drop_mid_stream: chunks before the cut")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -34,9 +33,10 @@ from agent.crm.models import (
 from agent.crm.outbox import ClaimState, Outbox, OutboxDrainer, OutboxEntry, StorageError
 from agent.errors import DependencyError, DependencyRejected, InvalidInput
 from agent.resilience import NO_RETRY, DependencyCaller
+from agent.vocabulary.lead_band import LEAD_BANDS
+from agent.vocabulary.tenant_id import is_tenant_id
 from telemetry import names
 
-TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 MAX_NOTE_CHARS = 4000
 SYNCED_MESSAGE = "Saved to the CRM."
 LEAD_KEPT_MESSAGE = (
@@ -44,12 +44,14 @@ LEAD_KEPT_MESSAGE = (
 )
 QUEUED_MESSAGE = "Saved; the CRM is not reachable right now, so it will sync to the CRM shortly."
 
-WRITE_OPERATIONS = ("upsert_contact", "add_note", "set_lead_status")
-
 
 def _check_tenant(tenant_id: str) -> str:
-    if not isinstance(tenant_id, str) or not TENANT_RE.match(tenant_id):
-        raise InvalidInput(f"Unknown or malformed tenant id {tenant_id!r}.", field="tenant_id")
+    if not is_tenant_id(tenant_id):
+        raise InvalidInput(
+            f"Unknown or malformed tenant id {tenant_id!r}.",
+            field="tenant_id",
+            error_type="malformed_tenant_id",
+        )
     return tenant_id
 
 
@@ -130,8 +132,8 @@ class ResilientCrm:
             raise InvalidInput(f"Lead status must be one of {', '.join(LEAD_STATUSES)}.", field="status")
         if not isinstance(score, int | float) or math.isnan(score) or not 0 <= score <= 100:
             raise InvalidInput("Lead score must be a number from 0 to 100.", field="score")
-        if band not in ("hot", "warm", "cold"):
-            raise InvalidInput("Lead band must be hot, warm or cold.", field="band")
+        if band not in LEAD_BANDS:
+            raise InvalidInput(f"Lead band must be one of {', '.join(LEAD_BANDS)}.", field="band")
         return await self._write(
             tenant_id,
             key,
@@ -211,7 +213,7 @@ class ResilientCrm:
             raise DependencyError(
                 f"{failure} and earlier writes for this contact are still queued.",
                 dependency="crm",
-                error_type="outbox_storage_failed",
+                error_type=names.ERROR_OUTBOX_STORAGE,
             )
         try:
             response = await self._send_live(write)
@@ -221,7 +223,7 @@ class ResilientCrm:
             raise DependencyError(
                 f"{failure} and the CRM is not reachable ({exc.message}). It was NOT saved.",
                 dependency="crm",
-                error_type="outbox_storage_failed",
+                error_type=names.ERROR_OUTBOX_STORAGE,
             ) from exc
         return _synced(response, write.idempotency_key)
 

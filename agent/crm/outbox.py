@@ -22,18 +22,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from opentelemetry import metrics, trace
-from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from agent.crm import wakeup
+from agent.crm.instruments import instruments, live_outboxes, observe_outbox
 from agent.crm.models import OutboxStats
 from agent.crm.outbox_sqlite import SqliteOutboxStore, lease_owner
 from agent.crm.outbox_store import ClaimState, Lease, NewEntry, OutboxEntry, OutboxStore, StorageError
@@ -51,53 +51,6 @@ DEFAULT_LEASE_S = 60.0
 TURN_POLL_S = 0.25  # a write waiting behind one sent by another process re-checks this often
 STORAGE_LOG_INTERVAL_S = 60.0  # repeated storage failures of one step: one ERROR line a minute
 STORAGE_STEPS = ("add", "claim", "complete", "release", "park", "read", "requeue")
-
-_live: weakref.WeakSet[Outbox] = weakref.WeakSet()
-
-
-def _observe_depth(_options: CallbackOptions) -> Iterable[Observation]:
-    for outbox in list(_live):
-        for dependency, (depth, _age) in outbox.stats_by_dependency().items():
-            yield Observation(depth, {names.DEPENDENCY: dependency})
-
-
-def _observe_age(_options: CallbackOptions) -> Iterable[Observation]:
-    for outbox in list(_live):
-        for dependency, (_depth, age) in outbox.stats_by_dependency().items():
-            yield Observation(age or 0.0, {names.DEPENDENCY: dependency})
-
-
-def _observe_dead(_options: CallbackOptions) -> Iterable[Observation]:
-    for outbox in list(_live):
-        for dependency, count in outbox.dead_by_dependency().items():
-            yield Observation(count, {names.DEPENDENCY: dependency})
-
-
-_meter = metrics.get_meter("sales_agent")
-_meter.create_observable_gauge(
-    names.OUTBOX_DEPTH, callbacks=[_observe_depth], unit="{entry}", description="Outbox entries waiting"
-)
-_meter.create_observable_gauge(
-    names.OUTBOX_OLDEST_AGE, callbacks=[_observe_age], unit="s", description="Age of the oldest waiting entry"
-)
-_meter.create_observable_gauge(
-    names.OUTBOX_DEAD_LETTERS,
-    callbacks=[_observe_dead],
-    unit="{entry}",
-    description="Parked (rejected) writes kept for an operator: list and requeue with `sales-agent outbox`",
-)
-_enqueued = _meter.create_counter(names.OUTBOX_ENQUEUED, unit="{entry}", description="Writes queued")
-_delivered = _meter.create_counter(
-    names.OUTBOX_DELIVERED, unit="{entry}", description="Queued writes delivered"
-)
-_failed = _meter.create_counter(
-    names.OUTBOX_FAILED, unit="{entry}", description="Queued writes parked as dead letters (rejected)"
-)
-_storage_errors = _meter.create_counter(
-    names.OUTBOX_STORAGE_ERRORS,
-    unit="{error}",
-    description="Outbox storage failures (disk full, I/O): new writes may not be durable",
-)
 
 KNOWN_DEPENDENCIES = ("crm",)  # reported with depth 0 even when empty, so the gauge exists
 
@@ -130,15 +83,15 @@ class Outbox:
         self._unmarked: dict[int, str] = {}
         self._storage_logged: dict[str, float] = {}
         self._closed = False
-        _live.add(self)
+        observe_outbox(self)
         for step in STORAGE_STEPS:  # series at 0 from the start: increase() then sees the first failure
-            _storage_errors.add(0, {names.OUTBOX_STEP: step})
+            instruments().storage_errors.add(0, {names.OUTBOX_STEP: step})
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        _live.discard(self)
+        live_outboxes.discard(self)
         with contextlib.suppress(StorageError, RuntimeError):
             for lease in (self.lease, self.drain_lease):  # what we were sending goes to the next drainer
                 self.store.release_owner(lease.owner)
@@ -153,7 +106,7 @@ class Outbox:
             raise
 
     def _storage_failed(self, step: str, exc: StorageError) -> None:
-        _storage_errors.add(1, {names.OUTBOX_STEP: step})
+        instruments().storage_errors.add(1, {names.OUTBOX_STEP: step})
         now = time.monotonic()
         if now - self._storage_logged.get(step, -STORAGE_LOG_INTERVAL_S) < STORAGE_LOG_INTERVAL_S:
             return
@@ -223,7 +176,7 @@ class Outbox:
 
     def note_queued(self, entry_id: int, dependency: str, operation: str, tenant_id: str) -> None:
         """A write was left for the drainer (its live attempt failed, or it waits behind another)."""
-        _enqueued.add(1, {names.DEPENDENCY: dependency, names.OPERATION: operation})
+        instruments().enqueued.add(1, {names.DEPENDENCY: dependency, names.OPERATION: operation})
         log.warning(
             "queued %s.%s for tenant %s in the outbox (entry %s)", dependency, operation, tenant_id, entry_id
         )
@@ -232,7 +185,7 @@ class Outbox:
         with contextlib.suppress(StorageError):  # counted and logged; the entry is retried and refused again
             await self._call("park", self.store.park, entry.id, error.message)
         self.turns.notify()
-        _failed.add(
+        instruments().failed.add(
             1,
             {
                 names.DEPENDENCY: entry.dependency,
@@ -332,6 +285,13 @@ class Outbox:
 Deliver = Callable[[OutboxEntry], Awaitable[None]]
 
 
+class _Sent(enum.Enum):
+    DELIVERED = enum.auto()
+    PARKED = enum.auto()
+    FAILED = enum.auto()  # transient: released, its contact waits for the next pass
+    STOP = enum.auto()  # the breaker is open: the pass ends
+
+
 class OutboxDrainer:
     """Background task: delivers what the live attempts left, when the dependency is reachable.
 
@@ -410,12 +370,12 @@ class OutboxDrainer:
                 except asyncio.CancelledError:
                     await asyncio.shield(self._release_all(batch[index:]))
                     raise
-                if outcome == "circuit_open":
+                if outcome is _Sent.STOP:
                     await self._release_all(batch[index:])
                     return delivered, False
-                if outcome == "failed":
+                if outcome is _Sent.FAILED:
                     failed.add(entry.id)
-                delivered += outcome == "delivered"
+                delivered += outcome is _Sent.DELIVERED
 
     async def _release_all(self, entries: list[OutboxEntry]) -> None:
         for entry in entries:
@@ -433,28 +393,28 @@ class OutboxDrainer:
             if entry.scope in blocked:
                 continue
             outcome = await self._send(entry)
-            if outcome == "circuit_open":
+            if outcome is _Sent.STOP:
                 break
-            if outcome == "failed":
+            if outcome is _Sent.FAILED:
                 blocked.add(entry.scope)
-            delivered += outcome == "delivered"
+            delivered += outcome is _Sent.DELIVERED
         return delivered
 
-    async def _send(self, entry: OutboxEntry) -> str:
-        """Deliver one entry and settle it: delivered | parked | failed | circuit_open."""
+    async def _send(self, entry: OutboxEntry) -> _Sent:
+        """Deliver one entry and settle it."""
         try:
             await self._deliver_one(entry)
         except CircuitOpenError:
-            return "circuit_open"
+            return _Sent.STOP  # the breaker is open: no point sending the rest now
         except DependencyRejected as exc:
             await self.outbox.park(entry, exc)
-            return "parked"
+            return _Sent.PARKED
         except Exception as exc:
             await self.outbox.release(entry.id, str(exc), drainer=True)
-            return "failed"
+            return _Sent.FAILED
         await self.outbox.complete(entry)
-        _delivered.add(1, {names.DEPENDENCY: entry.dependency, names.OPERATION: entry.operation})
-        return "delivered"
+        instruments().delivered.add(1, {names.DEPENDENCY: entry.dependency, names.OPERATION: entry.operation})
+        return _Sent.DELIVERED
 
     async def _deliver_one(self, entry: OutboxEntry) -> None:
         links = []

@@ -41,13 +41,13 @@ def build_llm(
     chain keeps its own. Raises ``NoUsableLLMProvider`` when no provider of the chain has its API key.
     """
     from agent.llm.chain import ProviderChain
-    from agent.llm.instruments import instruments
+    from agent.llm.instruments import add_availability_source, instruments
     from agent.llm.router_llm import RouterLLM
     from telemetry import names
 
     cooldowns = resilience.cooldowns if resilience is not None else None
     chain = ProviderChain(settings or LLMSettings.load(), cooldowns)
-    instruments().add_availability_source(chain.status)
+    add_availability_source(chain.status)
     for provider in chain.providers:  # at 0 from the start, so increase() sees the first cut stream
         instruments().tool_calls_dropped.add(0, {names.GEN_AI_PROVIDER_NAME: provider.name})
     return RouterLLM(chain, call=call)

@@ -71,3 +71,13 @@ def process_resilience() -> ResilienceState:
         if _process_state is None:
             _process_state = ResilienceState()
         return _process_state
+
+
+def reset_process_resilience() -> None:
+    """Start this process's shared state afresh (tests: one test's open breaker must not reach the
+    next); the old state's breakers stop reporting."""
+    global _process_state
+    with _process_lock:
+        old, _process_state = _process_state, None
+    if old is not None:
+        old.close()

@@ -167,7 +167,7 @@ async def _simulate(args: argparse.Namespace, faults: list[FaultSpec]) -> int:
     from agent.app_settings import AppSettings
     from agent.crm import CrmSettings
     from agent.errors import InvalidInput
-    from agent.llm import LLMSettings, ProviderConfig
+    from agent.llm import LLMSettings
     from agent.runtime import start_runtime
     from agent.simulate.report import calls_table, summarise, summary_table
     from agent.simulate.runner import run_batch
@@ -198,12 +198,7 @@ async def _simulate(args: argparse.Namespace, faults: list[FaultSpec]) -> int:
         backlog = Backlog.at(os.environ.get("CRM_OUTBOX_PATH"))
         exits.callback(backlog.cleanup)  # after the runtime closed: removed only when nothing is left
         outbox_path = str(backlog.path)
-        llm_settings = LLMSettings(
-            chain=[
-                ProviderConfig(name=ep.name, kind="local", model=f"{ep.name}-model", api_base=ep.api_base)
-                for ep in stack.llm
-            ]
-        )
+        llm_settings = LLMSettings.for_local([ep.api_base for ep in stack.llm])  # names as in stack.llm
         crm_settings = CrmSettings(CRM_URL=stack.crm_url, CALENDAR_URL=None, CRM_OUTBOX_PATH=outbox_path)
         runtime = await start_runtime(
             llm_settings=llm_settings,

@@ -12,7 +12,7 @@ from livekit.agents.telemetry import trace_types
 from livekit.agents.voice.run_result import FunctionCallEvent
 
 from agent.llm import LLMSettings, ProviderConfig, build_llm
-from agent.llm.errors import classify
+from agent.llm.errors import classify_attempt
 from agent.llm.router_llm import CUT_OFF_LINE, RouterLLM
 from local_services.llm_provider import run_llm_provider
 from telemetry import names
@@ -92,8 +92,8 @@ def test_router_rate_limit_error_classifies_as_a_refusal() -> None:
     refusal = RouterRateLimitError(
         model="primary", cooldown_time=30, enable_pre_call_checks=False, cooldown_list=["primary"]
     )
-    classified = classify(refusal)
-    assert classified.error_type == "cooldown_refused" and classified.reason == "cooldown"
+    classified = classify_attempt(refusal)
+    assert classified.error_type == names.ERROR_COOLDOWN and classified.reason == "cooldown"
     assert not classified.provider_attempt
 
 

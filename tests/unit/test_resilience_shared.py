@@ -72,7 +72,10 @@ async def test_jobs_on_their_own_loops_share_breakers_and_cooldowns(crm_service,
             finally:
                 await runtime.aclose()
 
-        results = [await in_job_thread(lambda i=i: job(i)) for i in range(JOBS)]
+        try:
+            results = [await in_job_thread(lambda i=i: job(i)) for i in range(JOBS)]
+        finally:
+            shared.close()
         primary_requests = primary.stats.chat_requests
     crm_requests = (await admin.get("/admin/stats")).json()["requests"]
 
