@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from agent.crm import ResilientCrm
     from agent.health import HealthRegistry, HealthServer, HealthSettings
     from agent.llm import RouterLLM
+    from agent.resilience import ResilienceState
     from telemetry.setup import Telemetry
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ async def start_runtime(
     health_socket: socket.socket | None = None,
     sessions: SessionManager | None = None,
     start_outbox_drainer: bool = True,
+    resilience: ResilienceState | None = None,
 ) -> Runtime:
     """Build and start the shared services on the running loop, from the entry point's settings root.
 
@@ -116,15 +118,18 @@ async def start_runtime(
     entry point at start, see ``telemetry.config_errors.bind_listener``); ``sessions``: an existing
     (process-wide) manager to use instead of a new one, not stopped by ``aclose``;
     ``start_outbox_drainer=False``: writes still queue in the outbox, but someone else (the worker's
-    own CRM facade) delivers them.
+    own CRM facade) delivers them; ``resilience``: the breakers and cooldowns to use (the worker
+    passes ``process_resilience()``: every job of the process shares them); without it this runtime
+    keeps its own.
     """
     from agent.crm import build_crm
     from agent.health import HealthServer
     from agent.llm import build_llm
 
-    crm = build_crm(settings.crm)  # first: an unusable outbox file is a ConfigError before anything starts
+    # First: an unusable outbox file is a ConfigError before anything starts.
+    crm = build_crm(settings.crm, resilience=resilience)
     try:
-        llm = build_llm(settings.llm)
+        llm = build_llm(settings.llm, resilience=resilience)
         await llm.warm()  # LiteLLM's first-call setup, here rather than in the first turn's deadline
     except BaseException:
         await crm.aclose()

@@ -10,8 +10,10 @@ Where things live (``SALES_AGENT_JOB_EXECUTOR``):
   manager, and the load is the number of running jobs / ``max_sessions``.
 
 Either way each job builds its LLM chain and CRM clients on its own loop (httpx/aiohttp clients
-must stay on the loop that created them), while the worker process keeps one CRM facade whose
-outbox drainer delivers writes a finished job queued, and serves ``/health`` + ``/ready``.
+must stay on the loop that created them), but their circuit breakers and LLM cooldowns come from
+the process's ``process_resilience()``, so one job's failures protect the next call. The worker
+process keeps one CRM facade whose outbox drainer delivers writes a finished job queued, and serves
+``/health`` + ``/ready``.
 
 Configuration: ``run_worker`` builds the settings root once and checks everything it can before
 livekit's CLI registers with the LiveKit server (LLM chain and keys, speech plugin keys, tenants,
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from agent.app_settings import AppSettings, WorkerSettings
 from agent.call_context import CallContext
 from agent.errors import InvalidInput
+from agent.resilience.state import process_resilience
 from agent.tenants import TenantRegistry
 from telemetry import names
 from telemetry.config_errors import ConfigError, bind_listener, env_name
@@ -164,6 +167,7 @@ async def _start_worker_services() -> None:
             tenants=config.tenants,
             telemetry=setup_telemetry(config.settings.telemetry),
             health_socket=config.health_socket,
+            resilience=process_resilience(),
         )
     except Exception:
         log.exception("worker services (health, outbox drainer) failed to start; calls still run")
@@ -297,6 +301,7 @@ async def entrypoint(ctx: JobContext) -> None:
         telemetry=telemetry,
         sessions=_state.sessions if shared and _state is not None else None,
         start_outbox_drainer=_state is None,  # the worker process drains when it runs one
+        resilience=process_resilience(),  # breakers and cooldowns shared by every job of the process
     )
     call = SalesCall(
         call_ctx, runtime.services, **speech_plugins(settings.worker, ctx.proc.userdata.get("vad"))
@@ -354,9 +359,9 @@ def import_speech_plugins(settings: WorkerSettings) -> None:
 def check_worker_config(settings: AppSettings, tenants: TenantRegistry) -> None:
     """What would otherwise fail each call after registration, as one ``ConfigError`` now."""
     from agent.crm.outbox import Outbox
-    from agent.llm.chain import usable_providers
+    from agent.llm.chain import check_chain
 
-    usable_providers(settings.llm)  # NoUsableLLMProvider (a ConfigError): no provider has its key
+    check_chain(settings.llm)  # an LLMConfigError (a ConfigError): no provider has its key, Redis set
     missing = settings.worker.missing_speech_keys()
     if missing:
         raise ConfigError(

@@ -9,6 +9,7 @@ a path pointing at another application's SQLite database (the CRM's own file, sa
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Collection
 from pathlib import Path
 
 from telemetry.config_errors import ConfigError
@@ -34,8 +35,12 @@ def _tables(db: sqlite3.Connection) -> dict[str, set[str]]:
     return {name: {row[1] for row in db.execute(f'PRAGMA table_info("{name}")')} for name in names}
 
 
-def open_outbox_db(path: Path, schema: str) -> sqlite3.Connection:
-    """A connection to ``path`` (WAL, ``synchronous=FULL``) with ``schema`` applied, or ``OutboxUnusable``."""
+def open_outbox_db(path: Path, schema: str, *, optional_columns: Collection[str] = ()) -> sqlite3.Connection:
+    """A connection to ``path`` (WAL, ``synchronous=FULL``) with ``schema`` applied, or ``OutboxUnusable``.
+
+    ``optional_columns``: columns an outbox written by an older version lacks (the caller adds them);
+    any other missing column means another schema.
+    """
     if path.is_dir():
         raise _unusable(path, "is a directory")
     try:
@@ -59,7 +64,7 @@ def open_outbox_db(path: Path, schema: str) -> sqlite3.Connection:
                 path, f"it is another application's SQLite database (tables {', '.join(foreign)})"
             )
         for table, columns in found.items():
-            missing = sorted(expected[table] - columns)
+            missing = sorted(expected[table] - columns - set(optional_columns))
             if missing:
                 raise _unusable(
                     path, f"its {table} table lacks columns {', '.join(missing)} (another schema)"

@@ -21,7 +21,6 @@ import contextlib
 import functools
 import logging
 import socket
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from agent.simulate.backlog import Backlog
 from agent.simulate.stack import FaultSpec, Stack, apply_faults, check_faults, open_stack, parse_faults
 from telemetry.config_errors import ConfigError, bind_listener, env_name, run_main
 
@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between batches with --forever")
     parser.add_argument("--turn-timeout", type=float, default=30.0, help="seconds a scripted turn may take")
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=10.0,
+        help="at exit, seconds to deliver CRM writes still queued; what is left is kept (default 10)",
+    )
     return parser
 
 
@@ -96,6 +102,8 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list
         parser.error("--interval cannot be negative")
     if args.fault_after is not None and args.fault_after < 0:
         parser.error("--fault-after cannot be negative")
+    if args.drain_timeout < 0:
+        parser.error("--drain-timeout cannot be negative")
     try:
         return parse_faults(args.faults)
     except ValueError as exc:
@@ -228,9 +236,9 @@ async def _simulate(
             raise ConfigError(f"--tenants: {exc.message}") from None
     configured_chain = settings.llm.chain_configured and not args.llm_url
     if configured_chain:
-        from agent.llm.chain import usable_providers
+        from agent.llm.chain import check_chain
 
-        usable_providers(settings.llm)  # no provider with its key: say so before starting anything
+        check_chain(settings.llm)  # no provider with its key...: say so before starting anything
     capture = SpanCapture(max_traces=max(50, 4 * args.calls))
     reader = InMemoryMetricReader()
     telemetry = setup_telemetry(settings.telemetry, span_exporters=[capture], metric_readers=[reader])
@@ -242,10 +250,12 @@ async def _simulate(
             open_stack(args.llm_url, args.crm_url, start_llm=not configured_chain)
         )
         check_faults(stack, faults)
-        if "outbox_path" not in settings.crm.model_fields_set:
-            workdir = Path(exits.enter_context(tempfile.TemporaryDirectory(prefix="sales-agent-outbox-")))
-            settings = settings.with_area("crm", outbox_path=str(workdir / "outbox.sqlite3"))
-        settings = settings.with_area("crm", crm_url=stack.crm_url, calendar_url=None)
+        configured = settings.crm.outbox_path if "outbox_path" in settings.crm.model_fields_set else None
+        backlog = Backlog.at(configured)
+        exits.callback(backlog.cleanup)  # after the runtime closed: removed only when nothing is left
+        settings = settings.with_area(
+            "crm", outbox_path=str(backlog.path), crm_url=stack.crm_url, calendar_url=None
+        )
         if configured_chain:
             chain_source = _chain_source(settings, args)
         else:
@@ -259,6 +269,8 @@ async def _simulate(
             settings, tenants=tenants, telemetry=telemetry, health_socket=health_socket
         )
         exits.push_async_callback(runtime.aclose)
+        # Before closing (and after shared services' faults are reset): deliver the backlog or keep it.
+        exits.push_async_callback(backlog.settle, runtime.crm, args.drain_timeout, console)
         if faults and not stack.started_locally:
             # Leave shared (compose) services as we found them.
             exits.push_async_callback(apply_faults, stack, faults, reset=True)

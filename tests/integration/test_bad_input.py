@@ -116,6 +116,10 @@ WORKER_CASES = {
         },
         ("No usable LLM provider", "OPENAI_API_KEY"),
     ),
+    "redis cooldowns": (
+        lambda tmp: {"SALES_AGENT_LLM_REDIS_URL": "redis://127.0.0.1:6379/0"},
+        ("SALES_AGENT_LLM_REDIS_URL is set, but LLM cooldowns are kept in process memory",),
+    ),
     "speech key missing": (
         lambda tmp: {"SALES_AGENT_STT": "deepgram"},
         ("DEEPGRAM_API_KEY not set", "SALES_AGENT_STT=deepgram"),
