@@ -68,7 +68,7 @@ def _check(m: Measured, key: str) -> str:
 
 def build_table(measured: dict[str, Measured], chosen: list[str], sizes: tuple[int, int, int]) -> Table:
     table = Table(
-        "8. The LLM path: one streamed reply (14 chunks), instructions per call (callgrind)", COLUMNS
+        "9. The LLM path: one streamed reply (14 chunks), instructions per call (callgrind)", COLUMNS
     )
     openai, httpx, router = measured.get("openai"), measured.get("httpx"), measured.get("router")
     for key in chosen:
@@ -141,7 +141,7 @@ def object_table(measured: dict[str, Measured]) -> Table | None:
         return None
     per_object = {key: by_object(measured[key].dump) for key in rows}  # type: ignore[arg-type]
     table = Table(
-        "8b. Where the instructions run: self instructions per shared object, M per call (callgrind)",
+        "9b. Where the instructions run: self instructions per shared object, M per call (callgrind)",
         ["object", *(measured[key].variant.label.split(" (")[0] for key in rows)],
     )
     for name in list(per_object["router"])[:8]:
@@ -155,7 +155,7 @@ def object_table(measured: dict[str, Measured]) -> Table | None:
 
 def stage_table(cprofile: dict[str, Any]) -> Table:
     table = Table(
-        "8c. The Router call in Python stages (cProfile, natively): share of the call's time",
+        "9c. The Router call in Python stages (cProfile, natively): share of the call's time",
         ["stage", "function", "runs per call", "share of call (cumulative)", "agent reads it"],
     )
     total = cprofile["total_ms_per_call"] or 1.0
@@ -179,7 +179,7 @@ def stage_table(cprofile: dict[str, Any]) -> Table:
 def run(quick: bool, keys: list[str] | None = None, jobs: int = 2) -> list[Table]:
     reason = unavailable_reason()
     if reason:
-        table = Table("8. The LLM path, in instructions: NOT RUN", [])
+        table = Table("9. The LLM path, in instructions: NOT RUN", [])
         table.notes.append(f"callgrind is unavailable: {reason}")
         return [table]
     chosen = keys or list(QUICK_KEYS if quick else ROWS)

@@ -143,7 +143,7 @@ def run(
 ) -> list[Table]:
     reason = unavailable_reason()
     if reason:
-        table = Table("7. Against the peers, in instructions: NOT RUN", [])
+        table = Table("8. Against the peers, in instructions: NOT RUN", [])
         table.notes.append(f"callgrind is unavailable: {reason}")
         return [table]
     chosen = keys or list(QUICK_KEYS if quick else LLM_ROWS)
@@ -173,7 +173,7 @@ def run(
                 measured.update({key: results[SIM_ROWS[key].label] for key in sim_variants})
 
     llm_table = Table(
-        "7. Against the peers: one streamed LLM call (14 chunks), instructions per call (callgrind)", COLUMNS
+        "8. Against the peers: one streamed LLM call (14 chunks), instructions per call (callgrind)", COLUMNS
     )
     _rows(llm_table, {k: v for k, v in LLM_ROWS.items() if k in chosen}, measured, "bare")
     llm_table.verdicts.extend(verdicts(measured))
@@ -190,7 +190,7 @@ def run(
     tables = [llm_table]
     if sim_variants:
         sim_table = Table(
-            "7b. Against the peers: one simulated call, instructions per call (callgrind)", COLUMNS
+            "8b. Against the peers: one simulated call, instructions per call (callgrind)", COLUMNS
         )
         _rows(sim_table, SIM_ROWS, measured, "sim-off")
         sim_table.notes.append(

@@ -6,11 +6,12 @@
     uv run python -m bench.run_all --out bench/results-latest.md   # also write the Markdown
 
 Items: 1 instrumentation cost, 2 failover TTFT, 3 throughput, 4 memory, 5 export under load, 6 start-up,
-7 our LLM instrumentation against the peers and 8 the LLM path (both in CPU instructions under
-valgrind's callgrind). Every item is a script with the one contract of ``bench/_common.py``
-(``python -m bench.bench_<item> [--quick] [--json-out PATH]``): this runs each as its own process and
-reads nothing but the tables it writes as JSON. Each item runs its measurements in child processes of
-its own, so ratios inside an item are measured side by side under the same conditions.
+7 exit after simulate's summary, 8 our LLM instrumentation against the peers and 9 the LLM path (both
+in CPU instructions under valgrind's callgrind). Every item is a script with the one contract of
+``bench/_common.py`` (``python -m bench.bench_<item> [--quick] [--json-out PATH]``): this runs each as
+its own process and reads nothing but the tables it writes as JSON. Each item runs its measurements in
+child processes of its own, so ratios inside an item are measured side by side under the same
+conditions.
 """
 
 from __future__ import annotations
@@ -34,12 +35,13 @@ ITEMS: dict[int, tuple[str, str]] = {
     4: ("Memory", "bench.bench_memory"),
     5: ("Export under load", "bench.bench_export"),
     6: ("Start-up", "bench.bench_startup"),
-    7: ("Against the peers, in instructions", "bench.bench_peers"),
-    8: ("The LLM path, in instructions", "bench.bench_llm_path"),
+    7: ("Exit after simulate's summary", "bench.bench_exit"),
+    8: ("Against the peers, in instructions", "bench.bench_peers"),
+    9: ("The LLM path, in instructions", "bench.bench_llm_path"),
 }
 ITEM_TIMEOUT_S = 1800
 # Items under valgrind run ~50x slower per call and start each child at valgrind's speed.
-ITEM_TIMEOUT_OVERRIDES_S = {7: 3 * 3600, 8: 2 * 3600}
+ITEM_TIMEOUT_OVERRIDES_S = {8: 3 * 3600, 9: 2 * 3600}
 
 
 def run_item(module: str, quick: bool, timeout_s: float = ITEM_TIMEOUT_S) -> list[Table]:

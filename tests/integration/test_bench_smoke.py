@@ -70,6 +70,13 @@ def _startup(tables: Tables, _stdout: str) -> None:
     assert profile["rows"], "importtime profile has packages"
 
 
+def _exit(tables: Tables, _stdout: str) -> None:
+    [table] = tables
+    [row] = table["rows"]
+    assert row[0] == "no OTLP endpoint" and row[1] > 0
+    assert table["verdicts"], "the goal lines are reported"
+
+
 def _rows(table: dict[str, Any]) -> dict[str, list[Any]]:
     return {row[0]: row for row in table["rows"]}
 
@@ -93,7 +100,7 @@ def _llm_path(tables: Tables, _stdout: str) -> None:
     assert router[1] > 1.0 and rows["direct: openai SDK AsyncOpenAI stream"][1] > 1.0
     assert router[6:10] == ["ok", "ok", "ok", "ok"]  # streams, usage, tool calls, errors mapped
     assert path["verdicts"], "the goal line is reported"
-    assert objects["title"].startswith("8b.") and stages["title"].startswith("8c.")
+    assert objects["title"].startswith("9b.") and stages["title"].startswith("9c.")
 
 
 # A hang guard, not a speed check: a quick run takes 1-2 minutes alone, up to 4 on a loaded 2-core machine.
@@ -117,6 +124,7 @@ SMOKES: dict[str, Smoke] = {
     "bench.bench_memory": Smoke(_memory),
     "bench.bench_export": Smoke(_export),
     "bench.bench_startup": Smoke(_startup),
+    "bench.bench_exit": Smoke(_exit, ("--scenario", "no OTLP endpoint")),
     # The peers outside LiteLLM are the bench-peers dependency group, which CI does not install.
     "bench.bench_peers": Smoke(
         _peers, ("--variants", "bare,litellm-otel,ours-off,ours"), CALLGRIND_TIMEOUT_S, unavailable_reason
