@@ -53,7 +53,12 @@ from telemetry.prometheus import MetricsServer, create_metrics_server
 from telemetry.redaction import RedactingLogProcessor, RedactingSpanExporter, RedactingSpanProcessor, Redactor
 from telemetry.resource import build_resource
 from telemetry.settings import TelemetrySettings
-from telemetry.span_budget import DROPPED_BY_DEFAULT, KeptParentSpanExporter, SpanBudgetSampler
+from telemetry.span_budget import (
+    DROPPED_BY_DEFAULT,
+    KeptParentSpanExporter,
+    KeptSpanLogProcessor,
+    SpanBudgetSampler,
+)
 from telemetry.system_metrics import METER_NAME as RUNTIME_METER
 from telemetry.system_metrics import LoopLagMonitor, SystemMetrics
 from telemetry.views import build_views
@@ -310,6 +315,8 @@ def _build(
     )
 
     logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+    if budgeted:
+        logger_provider.add_log_record_processor(KeptSpanLogProcessor())
     # First: later processors (and their exporters) see the redacted record.
     logger_provider.add_log_record_processor(RedactingLogProcessor(redactor))
     for log_exporter in log_exporters:

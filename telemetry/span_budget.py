@@ -19,6 +19,8 @@ context carries, in its ``tracestate`` under ``TRACE_STATE_KEY``, the id of its 
 - ``KeptParentSpanExporter``, at export, hands the exporter a copy of such a child whose parent is the
   kept ancestor. The span itself cannot be re-parented earlier: the SDK fixes a span's parent when
   it starts, before any processor sees it, and offers no public way to change it.
+- ``KeptSpanLogProcessor``: a log record written inside a dropped span names the kept ancestor as its
+  span, so the log-to-trace link lands on a span that exists.
 
 Hand-written because neither the SDK nor LiveKit has a per-name drop that keeps the tree whole
 (LiveKit's own filter removes attributes, not spans). Stateless: nothing is remembered per span.
@@ -31,6 +33,7 @@ from typing import Literal
 
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
@@ -168,3 +171,30 @@ def _reparented(span: ReadableSpan) -> ReadableSpan:
         end_time=span.end_time,
         instrumentation_scope=span.instrumentation_scope,
     )
+
+
+class KeptSpanLogProcessor(LogRecordProcessor):
+    """A log record emitted inside a span the budget dropped names the nearest kept ancestor instead.
+
+    Runs on the emitting thread (the SDK calls log processors synchronously), where the current span is
+    the one the record was stamped with."""
+
+    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
+        record = log_record.log_record
+        current = trace.get_current_span().get_span_context()
+        if not current.is_valid or record.span_id != current.span_id:
+            return
+        ancestor = kept_ancestor(current)
+        if ancestor is False:
+            return
+        if ancestor is None:  # the dropped chain reached the root: the record names the trace only
+            record.span_id = trace.INVALID_SPAN_ID
+            return
+        record.span_id = ancestor.span_id
+        record.trace_flags = ancestor.trace_flags
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True

@@ -179,3 +179,35 @@ def test_description_names_the_inner_sampler_first() -> None:
     description = SpanBudgetSampler(DEFAULT_ON, ["llm_request"]).get_description()
     assert description.startswith("ParentBased{root:AlwaysOnSampler")
     assert "llm_request" in description
+
+
+def test_a_log_inside_a_dropped_span_names_the_kept_ancestor() -> None:
+    import logging
+
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import InMemoryLogExporter, SimpleLogRecordProcessor
+
+    from telemetry.span_budget import KeptSpanLogProcessor
+
+    provider, _exporter = _provider(budget=True)
+    logs = InMemoryLogExporter()
+    logger_provider = LoggerProvider(shutdown_on_exit=False)
+    logger_provider.add_log_record_processor(KeptSpanLogProcessor())
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    logger = logging.getLogger("test_span_budget.logs")
+    handler = LoggingHandler(logger_provider=logger_provider)
+    logger.addHandler(handler)
+    try:
+        tracer = provider.get_tracer("test")
+        with (
+            tracer.start_as_current_span("llm_node") as kept,
+            tracer.start_as_current_span("llm_request_run"),
+        ):
+            logger.warning("all LLM providers failed")
+    finally:
+        logger.removeHandler(handler)
+    [record] = logs.get_finished_logs()
+    assert record.log_record.span_id == kept.get_span_context().span_id
+    assert record.log_record.trace_flags.sampled
+    provider.shutdown()
+    logger_provider.shutdown()
