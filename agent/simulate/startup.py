@@ -31,6 +31,8 @@ MAIN_THREAD_MODULES = (
     "local_services.llm_provider",
     "local_services.crm_service",
     "rich.console",
+    "rich.status",  # the spinner while waiting for the loader
+    "concurrent.futures.thread",  # asyncio.to_thread, which ``wait`` uses
 )
 
 
