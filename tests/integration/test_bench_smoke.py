@@ -64,7 +64,18 @@ def _export(tables: Tables, _stdout: str) -> None:
 
 
 def _startup(tables: Tables, _stdout: str) -> None:
-    imports, ready, profile = tables
+    simulate, worker, imports, ready, profile = tables
+    stages = [row[0] for row in simulate["rows"]]
+    expected = ["first line", "local services up", "LiteLLM and LiveKit loaded", "first call starts"]
+    assert stages[:4] == expected
+    assert all(isinstance(row[1], float) for row in simulate["rows"]), "simulate printed every stage line"
+    assert [v.split(":")[0].split(" ", 1)[1] for v in simulate["verdicts"]] == [
+        "simulate's first line within 1 s",
+        "simulate's first call starts within 5 s",
+    ]
+    worker_stages = [row[0] for row in worker["rows"]]
+    assert worker_stages == ["dialled the LiveKit URL", "registered", "first job answered"]
+    assert worker["verdicts"] and "REJECTED" not in worker["verdicts"][0], "the fake server's job accepted"
     assert imports["rows"][0][0] == "interpreter only"
     assert ready["rows"], "the ready step is reported (measured or why not)"
     assert profile["rows"], "importtime profile has packages"
