@@ -16,6 +16,7 @@ says the load average it ran under (the CPU is shared) and whether LiteLLM's byt
 (without it every import compiles ~10k sources: about twice as slow).
 
     python -m bench.bench_startup [--quick]
+    python -m bench.bench_startup --baseline PATH [--repeats N]   # simulate beside another checkout
 """
 
 from __future__ import annotations
@@ -259,15 +260,15 @@ SIMULATE_STAGES = (
 )
 
 
-def time_simulate(command: Sequence[str], timeout_s: float = 300) -> dict[str, float]:
+def time_simulate(command: Sequence[str], timeout_s: float = 300, tree: Path = REPO_ROOT) -> dict[str, float]:
     """Seconds from spawn to each stage line of one ``simulate --calls 1`` run, its exit and CPU time."""
-    env = child_env()
+    env = child_env(PYTHONPATH=str(tree))
     env.pop("SALES_AGENT_LOG_LEVEL", None)  # as a user runs it
     cpu_before = _children_cpu_s()
     started = time.monotonic()
     proc = subprocess.Popen(
         [*command, "simulate", "--calls", "1"],
-        cwd=REPO_ROOT,
+        cwd=tree,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -412,6 +413,34 @@ def goal_tables(repeats: int) -> list[Table]:
     return [sim, worker]
 
 
+def baseline_table(baseline: Path, repeats: int) -> Table:
+    """``simulate --calls 1`` of this tree and of ``baseline`` (another checkout), runs alternating.
+
+    Both are started as ``python -m agent`` with the same interpreter and packages (so the same bytecode
+    state); a tree that prints no stage lines (before this change) shows only its first line and summary.
+    """
+    trees = {"this tree": REPO_ROOT, "baseline": baseline}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+    load_before = conditions()
+    for _ in range(repeats):
+        for name, tree in trees.items():
+            runs[name].append(time_simulate([sys.executable, "-m", "agent"], tree=tree))
+    stages = [stage for stage, _ in SIMULATE_STAGES] + ["exit", "CPU s (user + system)"]
+    table = Table(
+        f"6. `python -m agent simulate --calls 1`, this tree vs baseline {baseline}, s from spawn "
+        f"(median of {repeats}, alternating)",
+        ["tree", *stages],
+    )
+    for name, results in runs.items():
+        cells = []
+        for stage in stages:
+            values = [r[stage] for r in results if stage in r]
+            cells.append(median(values) if values else "-")
+        table.add(name, *cells)
+    table.notes += [f"before: {load_before}", f"after: {conditions()}"]
+    return table
+
+
 def _explain_worker(worker: Table, stages: Table) -> None:
     """On a miss: which stages before registration take the time (from 6b) and what it would take."""
     if not worker.verdicts or worker.verdicts[0].startswith("PASS") or not stages.rows:
@@ -492,7 +521,18 @@ def run(quick: bool) -> list[Table]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = bench_arg_parser(__doc__.splitlines()[0])
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="only: simulate of this tree beside another checkout (e.g. `git archive main`), alternating",
+    )
+    parser.add_argument("--repeats", type=int, default=None, help="runs each (default 3, --quick 1)")
     args = parser.parse_args(argv)
+    repeats = args.repeats or (1 if args.quick else 3)
+    if args.baseline is not None:
+        emit([baseline_table(args.baseline.resolve(), repeats)], args.json_out)
+        return 0
     emit(run(args.quick), args.json_out)
     return 0
 
