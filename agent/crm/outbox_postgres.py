@@ -94,6 +94,7 @@ _OWNER_ALIVE = f"""
           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())))
 """
 _HEAD_SCAN = 200
+_PROBE_INTERVAL_S = 1.0
 _HOST = socket.gethostname()
 
 
@@ -166,16 +167,13 @@ class PostgresOutboxStore:
                 )
             ),
         }
-        self._pool = ConnectionPool(
-            url,
-            kwargs=self._kwargs,
-            min_size=1,
-            max_size=pool_size,
-            timeout=timeout_s,
-            open=False,
-            check=ConnectionPool.check_connection,  # a connection the server dropped is replaced
-            name="sales-agent-outbox",
-        )
+        self._timeout_s = timeout_s
+        self._pool_size = pool_size
+        self._pool = self._new_pool()
+        self._state_lock = threading.Lock()
+        self._down_since: float | None = None  # the database stopped answering (monotonic time)
+        self._next_probe = 0.0
+        self._presence_checked = 0.0
         try:
             # The presence connection first: when the server cannot be reached, its error says why
             # (refused, unknown host, bad password), where the pool would only report a timeout.
@@ -229,17 +227,73 @@ class PostgresOutboxStore:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return text.replace(self._secret, "***") if self._secret else text
 
+    def _new_pool(self) -> ConnectionPool[Any]:
+        return ConnectionPool(
+            self._url,
+            kwargs=self._kwargs,
+            min_size=1,
+            max_size=self._pool_size,
+            timeout=self._timeout_s,
+            open=False,
+            check=ConnectionPool.check_connection,  # a connection the server dropped is replaced
+            name="sales-agent-outbox",
+        )
+
+    def _live_pool(self) -> ConnectionPool[Any]:
+        """The pool, unless the database is down: then fail at once, and probe it once a second.
+
+        Hand-written because the pool alone waits its whole timeout for every request during an
+        outage (a 5 s pause in each tool call) and, after one, reconnects on a growing backoff
+        (tens of seconds). A probe that connects replaces the pool with a fresh one.
+        """
+        with self._state_lock:
+            if self._down_since is None:
+                return self._pool
+            now = time.monotonic()
+            if now < self._next_probe:
+                raise StorageError(
+                    f"outbox {self.location}: the database has not answered for "
+                    f"{now - self._down_since:.0f} s (probed again every {_PROBE_INTERVAL_S:g} s)"
+                )
+            self._next_probe = now + _PROBE_INTERVAL_S
+        try:
+            psycopg.connect(self._url, **self._kwargs).close()
+        except (psycopg.Error, OSError) as exc:
+            raise StorageError(f"outbox {self.location}: {self._clean(exc)}") from None
+        with self._state_lock:
+            old, self._pool = self._pool, self._new_pool()
+            self._pool.open(wait=False)
+            self._down_since = None
+        threading.Thread(target=old.close, name="outbox-pool-close", daemon=True).start()
+        return self._pool
+
+    def _mark_down(self) -> None:
+        with self._state_lock:
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+                self._next_probe = self._down_since + _PROBE_INTERVAL_S
+
     @contextlib.contextmanager
     def _tx(self, *, durable: bool = True) -> Iterator[psycopg.Cursor[Any]]:
         if self._closed:
             raise RuntimeError("outbox is closed")
+        pool = self._live_pool()
         try:
-            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            conn = pool.getconn()
+        except PoolTimeout as exc:
+            self._mark_down()
+            raise StorageError(f"outbox {self.location}: {self._clean(exc)}") from None
+        try:
+            with conn.transaction(), conn.cursor() as cur:
                 if not durable:
                     cur.execute("SET LOCAL synchronous_commit TO off")
                 yield cur
-        except (psycopg.Error, PoolTimeout, OSError) as exc:
+        except (psycopg.Error, OSError) as exc:
+            if conn.broken or conn.closed:  # the server went away, not a statement error
+                self._mark_down()
             raise StorageError(f"outbox {self.location}: {self._clean(exc)}") from None
+        finally:
+            pool.putconn(conn)
 
     def _migrate(self, conn: psycopg.Connection[Any]) -> None:
         with conn.transaction(), conn.cursor() as cur:
@@ -260,14 +314,25 @@ class PostgresOutboxStore:
                 cur.execute("INSERT INTO outbox_schema (version) VALUES (%s)", (version,))
 
     def _ensure_presence(self) -> None:
-        """Hold this process's presence lock on a connection of its own (reconnect if it broke)."""
+        """Hold this process's presence lock on a connection of its own (reconnect if it broke;
+        checked with a round trip at most once a second, a server restart is otherwise unseen)."""
         with self._presence_lock:
             conn = self._presence_conn
+            now = time.monotonic()
             if conn is not None and not conn.closed and not conn.broken:
-                return
+                if now - self._presence_checked < _PROBE_INTERVAL_S:
+                    return
+                try:
+                    conn.execute("SELECT 1")
+                    self._presence_checked = now
+                    return
+                except psycopg.Error:
+                    with contextlib.suppress(psycopg.Error):
+                        conn.close()
             conn = psycopg.connect(self._url, **self._kwargs)
             conn.execute("SELECT pg_advisory_lock_shared(%s, %s)", (_LOCK_PRESENCE, self._presence))
             self._presence_conn = conn
+            self._presence_checked = now
 
     def _held(self, owner: str | None, until: float | None, alive: bool, mine: str, now: float) -> bool:
         if owner is None or until is None or until <= now:
@@ -328,19 +393,21 @@ class PostgresOutboxStore:
             return entry_id, self._claim_in(cur, entry_id, lease)[0]
 
     def _ensure_presence_or_fail(self) -> None:
+        """Inside a transaction: claims are only made while others can see this process alive."""
         try:
             self._ensure_presence()
         except (psycopg.Error, OSError) as exc:
+            self._mark_down()
             raise StorageError(f"outbox {self.location}: {self._clean(exc)}") from None
 
     def claim(self, entry_id: int, lease: Lease) -> tuple[ClaimState, str | None]:
-        self._ensure_presence_or_fail()
         with self._tx(durable=False) as cur:
+            self._ensure_presence_or_fail()
             return self._claim_in(cur, entry_id, lease)
 
     def claim_heads(self, lease: Lease, limit: int, skip: Collection[int]) -> list[OutboxEntry]:
-        self._ensure_presence_or_fail()
         with self._tx(durable=False) as cur:
+            self._ensure_presence_or_fail()
             now = self._clock()
             cur.execute(
                 f"SELECT {_ENTRY_COLUMNS}, lease_owner, lease_until, {_OWNER_ALIVE} FROM outbox o "
