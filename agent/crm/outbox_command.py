@@ -1,7 +1,8 @@
 """``sales-agent outbox``: what the durable outbox holds, and putting parked writes back in the queue.
 
-The agent may be running: SQLite in WAL mode lets this process read and update the same file, and
-the agent's drainer picks requeued entries up on its next pass (``CRM_OUTBOX_POLL_INTERVAL_S``).
+The agent may be running: SQLite in WAL mode lets this process read and update the same file (a
+PostgreSQL outbox is shared by design), and the agents' drainers pick requeued entries up on their
+next pass (``CRM_OUTBOX_POLL_INTERVAL_S``).
 Contact keys are e-mail addresses or phone numbers, so they are masked unless ``--reveal`` is given.
 """
 
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.crm.outbox import Outbox
+from agent.crm.outbox import Outbox, StorageError, is_database_url
 from telemetry.redaction import Redactor
 
 DESCRIPTION = """\
@@ -32,7 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sales-agent outbox", description=DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--path", help="outbox file (default: CRM_OUTBOX_PATH, else data/crm_outbox.sqlite3)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--path", help="outbox file (default: CRM_OUTBOX_PATH, else data/crm_outbox.sqlite3)")
+    where.add_argument(
+        "--url", help="PostgreSQL outbox, postgresql://user:password@host/db (default: CRM_OUTBOX_URL)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="entries, oldest first (without their payloads)")
     listing.add_argument("--status", choices=("pending", "dead"), help="only pending or only parked entries")
@@ -50,21 +55,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "requeue" and not args.all and not args.ids:
         parser.error("requeue: give entry ids or --all")
-    path = Path(args.path or _default_path())
+    location = args.url or args.path or _default_location()
+    if is_database_url(location):
+        try:
+            outbox = Outbox(location)
+        except StorageError as exc:  # the message names the URL without its password
+            print(f"sales-agent outbox: {exc}", file=sys.stderr)
+            return 2
+        return asyncio.run(_run(args, outbox))
+    path = Path(location)
     if not path.is_file():  # opening would create an empty outbox and hide a wrong path
-        print(f"sales-agent outbox: no outbox at {path} (set --path or CRM_OUTBOX_PATH)", file=sys.stderr)
+        print(
+            f"sales-agent outbox: no outbox at {path} (set --path, --url, CRM_OUTBOX_PATH or CRM_OUTBOX_URL)",
+            file=sys.stderr,
+        )
         return 2
-    return asyncio.run(_run(args, path))
+    return asyncio.run(_run(args, Outbox(path)))
 
 
-def _default_path() -> str:
+def _default_location() -> str:
     from agent.crm.settings import CrmSettings
 
-    return CrmSettings().outbox_path
+    return CrmSettings().outbox_location
 
 
-async def _run(args: argparse.Namespace, path: Path) -> int:
-    outbox = Outbox(path)
+async def _run(args: argparse.Namespace, outbox: Outbox) -> int:
     try:
         if args.command == "list":
             entries = await outbox.entries(status=args.status)
