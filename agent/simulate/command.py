@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between batches with --forever")
     parser.add_argument("--turn-timeout", type=float, default=30.0, help="seconds a scripted turn may take")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes, each running --calls calls against the same CRM (and the Redis and "
+        "PostgreSQL of SALES_AGENT_LLM_REDIS_URL / CRM_OUTBOX_URL); faults are on from the start",
+    )
+    parser.add_argument(
         "--drain-timeout",
         type=float,
         default=10.0,
@@ -84,6 +91,12 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list
         parser.error("--fault-after cannot be negative")
     if args.drain_timeout < 0:
         parser.error("--drain-timeout cannot be negative")
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    if args.workers > 1 and args.fault_after is not None:
+        parser.error("--fault-after works with one worker; with --workers the faults are on from the start")
+    if args.workers > 1 and args.show_trace:
+        parser.error("--show-trace works with one worker")
     try:
         return parse_faults(args.faults)
     except ValueError as exc:
@@ -100,12 +113,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The terminal shows the progress and summary; only errors are logged unless asked for
     # (SALES_AGENT_LOG_LEVEL=INFO, e.g. in compose where the logs go to Loki).
     os.environ.setdefault("SALES_AGENT_LOG_LEVEL", "ERROR")
+    from agent.crm.outbox_store import StorageError
+
     try:
+        if args.workers > 1:
+            from agent.simulate.workers import run_workers
+
+            return asyncio.run(run_workers(args, faults, Console()))
         return asyncio.run(_simulate(args, faults))
     except KeyboardInterrupt:
         return 130
-    except ValueError as exc:  # configuration problems found once the stack is known
-        Console(stderr=True).print(f"[red]simulate: {exc}[/red]")
+    except (ValueError, StorageError) as exc:  # configuration problems found once the stack is known
+        Console(stderr=True).print(f"[red]simulate: {exc}[/red]", highlight=False)
         return 2
 
 
@@ -195,10 +214,14 @@ async def _simulate(args: argparse.Namespace, faults: list[FaultSpec]) -> int:
     async with contextlib.AsyncExitStack() as exits:
         stack = await exits.enter_async_context(open_stack(args.llm_url, args.crm_url))
         check_faults(stack, faults)
-        backlog = Backlog.at(os.environ.get("CRM_OUTBOX_PATH"))
+        backlog = Backlog.at(
+            os.environ.get("CRM_OUTBOX_PATH"), database=bool(os.environ.get("CRM_OUTBOX_URL"))
+        )
         exits.callback(backlog.cleanup)  # after the runtime closed: removed only when nothing is left
         outbox_path = str(backlog.path)
+        # Redis-shared cooldowns come from SALES_AGENT_LLM_REDIS_URL, as in the worker.
         llm_settings = LLMSettings.for_local([ep.api_base for ep in stack.llm])  # names as in stack.llm
+        # CRM_OUTBOX_URL (read from the environment) wins over the path: a PostgreSQL outbox.
         crm_settings = CrmSettings(CRM_URL=stack.crm_url, CALENDAR_URL=None, CRM_OUTBOX_PATH=outbox_path)
         runtime = await start_runtime(
             llm_settings=llm_settings,
