@@ -21,6 +21,7 @@ import os
 import signal
 import socket
 import sys
+from asyncio.subprocess import PIPE, STDOUT
 from collections.abc import Sequence
 
 from rich.console import Console
@@ -97,7 +98,7 @@ async def run_workers(args: argparse.Namespace, faults: Sequence[FaultSpec], con
             argv = [sys.executable, "-m", "agent", "simulate", *worker_argv(args, stack)]
             for index in range(1, args.workers + 1):
                 process = await asyncio.create_subprocess_exec(
-                    *argv, env=worker_env(index), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+                    *argv, env=worker_env(index), stdout=PIPE, stderr=STDOUT
                 )
                 processes.append(process)
             statuses = await asyncio.gather(*(_pump(i, p, console) for i, p in enumerate(processes, start=1)))
