@@ -69,6 +69,14 @@ def _startup(tables: Tables, _stdout: str) -> None:
     assert profile["rows"], "importtime profile has packages"
 
 
+def _drain(tables: Tables, _stdout: str) -> None:
+    (table,) = tables
+    rows = [(row[0], row[1]) for row in table["rows"]]
+    assert rows[2:] == [("sqlite", 1), ("sqlite", 3), ("postgresql", 1), ("postgresql", 3)]
+    assert rows[0][0].startswith("none (CRM alone")
+    assert all(row[4] > 0 for row in table["rows"]), "every configuration drained"
+
+
 @dataclass(frozen=True)
 class Smoke:
     check: Callable[[Tables, str], None]
@@ -82,6 +90,7 @@ SMOKES: dict[str, Smoke] = {
     "bench.bench_memory": Smoke(_memory),
     "bench.bench_export": Smoke(_export),
     "bench.bench_startup": Smoke(_startup),
+    "bench.bench_drain": Smoke(_drain),
 }
 
 
