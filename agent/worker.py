@@ -310,6 +310,20 @@ def import_speech_plugins(settings: WorkerSettings) -> None:
         importlib.import_module(f"livekit.plugins.{module}")
 
 
+def _check_outbox_or_exit() -> None:
+    """Open the CRM outbox once before registering: an unreachable PostgreSQL (``CRM_OUTBOX_URL``) is
+    one line naming the URL without its password, and exit status 2, not a failure in every job."""
+    from agent.crm.outbox import open_store
+    from agent.crm.outbox_store import StorageError
+
+    crm = app_settings().crm
+    try:
+        open_store(crm.outbox_location, timeout_s=crm.outbox_timeout_s, pool_size=1).close()
+    except StorageError as exc:
+        print(f"sales-agent: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
 def run_worker(argv: Sequence[str]) -> None:
     """``sales-agent dev|start|console|connect ...``: livekit's CLI with our options."""
     from livekit.agents import AgentServer, cli
@@ -325,6 +339,7 @@ def run_worker(argv: Sequence[str]) -> None:
     if app_settings().worker.job_executor == "thread":
         preload()  # job threads share this process's modules
     tenant_registry()  # fail fast on a bad tenants file, before connecting to LiveKit
+    _check_outbox_or_exit()  # and on an outbox database that cannot be reached
     server = AgentServer.from_server_options(worker_options())
     server.on("worker_started", _on_worker_started)
     if argv and argv[0] == "console" and not app_settings().worker.default_tenant:

@@ -285,3 +285,32 @@ async def test_outbox_survives_sigkill_of_the_agent_process(crm_service, any_out
     for i in range(N):
         notes = (await contact(admin, f"lead{i}@acme.com"))["notes"]
         assert [n["text"] for n in notes] == ["interested in a demo"]
+
+
+@pytest.mark.parametrize("command", [["simulate", "--calls", "1"], ["start"]], ids=["simulate", "worker"])
+async def test_agent_commands_refuse_an_unreachable_outbox_database_in_one_line(command):
+    """The worker before it registers with LiveKit, simulate before its first call: exit 2, the URL
+    named without its password."""
+    from local_services.harness import free_port
+
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SALES_AGENT_", "CRM_"))},
+        "CRM_OUTBOX_URL": f"postgresql://agent:hunter2@127.0.0.1:{port}/crm",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "OTEL_SDK_DISABLED": "true",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agent", *command, cwd=REPO, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=180)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    text = out.decode() + err.decode()
+    assert proc.returncode == 2, text[-2000:]
+    assert f"postgresql://agent@127.0.0.1:{port}/crm" in text and "refused" in text.lower()
+    assert "hunter2" not in text
