@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench._common import REPO_ROOT, Table, bench_arg_parser, child_env, emit
+from bench._common import REPO_ROOT, Table, bench_arg_parser, child_env, emit, median
 
 WORKER = "bench.bench_drain"
 CONTACT_WRITES = ("upsert_contact", "add_note", "add_note")
@@ -71,8 +71,12 @@ async def _worker(crm_url: str, location: str) -> None:
     await asyncio.sleep(3600)
 
 
-async def _drain(crm_url: str, location: str, workers: int, entries: int) -> float:
-    """Start ``workers`` drainer processes, say go, time until the outbox is empty; seconds."""
+async def _drain(crm_url: str, location: str, workers: int, entries: int) -> tuple[float, float]:
+    """Start ``workers`` drainer processes, say go, time until the outbox is empty.
+
+    Returns (seconds, CPU seconds the workers spent from "go" to empty)."""
+    import psutil
+
     processes = []
     try:
         for _ in range(workers):
@@ -87,6 +91,8 @@ async def _drain(crm_url: str, location: str, workers: int, entries: int) -> flo
             line = await asyncio.wait_for(process.stdout.readline(), 120)
             if line.strip() != b"READY":
                 raise RuntimeError(f"a drain worker did not start: {line!r}")
+        watched = [psutil.Process(p.pid) for p in processes]
+        cpu_before = sum(sum(w.cpu_times()[:2]) for w in watched)
         started = time.perf_counter()
         for process in processes:
             assert process.stdin is not None
@@ -97,7 +103,8 @@ async def _drain(crm_url: str, location: str, workers: int, entries: int) -> flo
             if time.perf_counter() > deadline:
                 raise RuntimeError(f"{location}: not drained within {deadline - started:.0f} s")
             await asyncio.sleep(0.02)
-        return time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        return seconds, sum(sum(w.cpu_times()[:2]) for w in watched) - cpu_before
     finally:
         for process in processes:
             if process.returncode is None:
@@ -139,46 +146,66 @@ def crm_writes(crm_url: str) -> int:
 
 
 def run(quick: bool) -> list[Table]:
+    import psutil
+
     from local_services.databases import postgres_server
     from local_services.harness import spawn
 
     contacts = 20 if quick else 300
+    repeats = 1 if quick else 3
     load_before = os.getloadavg()[0]
     table = Table(
         "7. Outbox drain rate (a backlog of CRM writes, once the CRM is back)",
-        ["outbox", "workers", "entries", "drain s", "entries/s", "vs 1 worker, same store"],
-    )
+        [
+            "outbox", "workers", "entries", "drain s", "entries/s", "vs 1 worker, same store",
+            "worker CPU ms/entry", "CRM CPU ms/entry",
+        ],
+    )  # fmt: skip
+    configurations = (("sqlite", 1), ("sqlite", 3), ("postgresql", 1), ("postgresql", 3))
     with (
         tempfile.TemporaryDirectory(prefix="bench-drain-") as tmp,
         postgres_server() as pg,
         spawn("crm-service", "--db", str(Path(tmp) / "crm.sqlite3")) as crm,
     ):
+        crm_process = psutil.Process(crm.process.pid)
         entries = contacts * len(CONTACT_WRITES)
         for concurrency in (1, 8):
             seconds = asyncio.run(_crm_alone(crm.url, contacts, concurrency))
             table.add(
-                f"none (CRM alone, {concurrency} at a time)", "-", entries, seconds, entries / seconds, "-"
-            )
+                f"none (CRM alone, {concurrency} at a time)", "-", entries, seconds, entries / seconds,
+                "-", "-", "-",
+            )  # fmt: skip
+        runs: dict[tuple[str, int], list[tuple[float, float, float]]] = {c: [] for c in configurations}
+        for repeat in range(repeats):  # interleaved: every configuration sees the same load drift
+            for store, workers in configurations:
+                tag = f"{store}_{workers}_{repeat}"
+                location = (
+                    pg.create_database(tag) if store == "postgresql" else str(Path(tmp) / f"{tag}.sqlite3")
+                )
+                queued = fill(location, contacts, tag)
+                before, crm_cpu = crm_writes(crm.url), sum(crm_process.cpu_times()[:2])
+                seconds, worker_cpu = asyncio.run(_drain(crm.url, location, workers, queued))
+                crm_cpu = sum(crm_process.cpu_times()[:2]) - crm_cpu
+                arrived = crm_writes(crm.url) - before
+                if arrived != queued:
+                    raise RuntimeError(f"{tag}: {arrived} writes reached the CRM, {queued} were queued")
+                runs[(store, workers)].append((seconds, worker_cpu, crm_cpu))
         base_rates: dict[str, float] = {}
-        for store, workers in (("sqlite", 1), ("sqlite", 3), ("postgresql", 1), ("postgresql", 3)):
-            tag = f"{store}-{workers}"
-            location = (
-                pg.create_database(tag.replace("-", "_"))
-                if store == "postgresql"
-                else str(Path(tmp) / f"{tag}.sqlite3")
-            )
-            entries = fill(location, contacts, tag)
-            before = crm_writes(crm.url)
-            seconds = asyncio.run(_drain(crm.url, location, workers, entries))
-            arrived = crm_writes(crm.url) - before
-            if arrived != entries:
-                raise RuntimeError(f"{tag}: {arrived} writes reached the CRM, {entries} were queued")
+        for (store, workers), measured in runs.items():
+            seconds = median([m[0] for m in measured])
             rate = entries / seconds
             base_rates.setdefault(store, rate)
-            table.add(store, workers, entries, seconds, rate, f"{rate / base_rates[store]:.2f}x")
+            table.add(
+                store, workers, entries, seconds, rate, f"{rate / base_rates[store]:.2f}x",
+                1000 * median([m[1] for m in measured]) / entries,
+                1000 * median([m[2] for m in measured]) / entries,
+            )  # fmt: skip
     table.notes += [
         "Each worker is a process with the agent's CRM client and its drainer (batches of 8 heads, one "
-        "request per entry); every write reached the CRM exactly once (its writes_applied count).",
+        "request per entry); every write reached the CRM exactly once (its writes_applied count). "
+        f"Median of {repeats} interleaved run(s) per configuration.",
+        "CPU ms/entry: CPU time (user + system) of the drain workers together, and of the CRM "
+        "stand-in, from go to empty, per entry delivered.",
         "CRM alone: the same writes sent straight from one process (no outbox, one event loop), for "
         "scale; the CRM stand-in is one process writing to SQLite, on the same cores as the workers.",
         "PostgreSQL runs on the same 2 cores with fsync off; SQLite with synchronous=FULL on new "
