@@ -180,3 +180,32 @@ async def test_three_workers_drain_one_postgres_outbox_through_a_sigkill(
     assert notes == {key: ["first", "second"] for key in expected}  # per-contact order, no duplicate
     stats = (await admin.get("/admin/stats")).json()
     assert stats["writes_applied"] == 3 * n
+
+
+def test_simulate_workers_run_as_processes_each_with_its_own_instance_id() -> None:
+    """``simulate --workers 2``: two agent processes against one stack, each exporting under its own
+    ``service.instance.id`` (what the dashboards' instance variable and per-instance alerts use)."""
+    import socket
+
+    from local_services.harness import in_thread
+    from local_services.otlp_sink import run_otlp_sink
+
+    with in_thread(run_otlp_sink) as sink:
+        env = worker_env(OTEL_EXPORTER_OTLP_ENDPOINT=sink.url, OTEL_RESOURCE_ATTRIBUTES="team=sales")
+        done = subprocess.run(
+            [sys.executable, "-m", "agent", "simulate", "--workers", "2", "--calls", "1"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        instances: set[str] = set()
+        for request in list(sink.received.metrics):
+            for resource_metrics in request.resource_metrics:
+                attrs = {kv.key: kv.value.string_value for kv in resource_metrics.resource.attributes}
+                if attrs.get("service.name") == "sales-agent":
+                    assert attrs.get("team") == "sales"  # the operator's own attributes are kept
+                    instances.add(attrs["service.instance.id"])
+    host = socket.gethostname()
+    assert instances == {f"{host}-simulate-1", f"{host}-simulate-2"}
+    for index in (1, 2):  # each worker's summary, prefixed with its number
+        assert re.search(rf"^w{index} .*calls\s+│\s+1 \(0 failed\)", done.stdout, re.MULTILINE), done.stdout
+    assert "simulate: 2 workers done" in done.stdout
