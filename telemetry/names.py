@@ -123,6 +123,7 @@ ERROR_TYPES: Final[Mapping[str, str]] = {
     "capacity": "a session was refused: the worker is at capacity",
     "tenant_capacity": "a session was refused: the tenant is at its share of the capacity",
     "no_usable_llm_provider": "no provider of the LLM chain has its API key",
+    "invalid_llm_config": "the LLM settings file (SALES_AGENT_LLM_CONFIG) is missing or invalid",
 }
 
 # --- Metrics ----------------------------------------------------------------------------------

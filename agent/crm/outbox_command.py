@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.crm.outbox import Outbox, StorageError, is_database_url
+from agent.crm.outbox import Outbox, is_database_url
+from telemetry.config_errors import ConfigError, run_main
 from telemetry.redaction import Redactor
 
 DESCRIPTION = """\
@@ -51,32 +52,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    return run_main("sales-agent outbox", lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "requeue" and not args.all and not args.ids:
         parser.error("requeue: give entry ids or --all")
-    location = args.url or args.path or _default_location()
+    location = args.url or args.path or _configured_location()
     if is_database_url(location):
-        try:
-            outbox = Outbox(location)
-        except StorageError as exc:  # the message names the URL without its password
-            print(f"sales-agent outbox: {exc}", file=sys.stderr)
-            return 2
-        return asyncio.run(_run(args, outbox))
+        # An unreachable database: OutboxDatabaseUnusable (a ConfigError naming the URL without its
+        # password), exit 2.
+        return asyncio.run(_run(args, Outbox(location)))
     path = Path(location)
-    if not path.is_file():  # opening would create an empty outbox and hide a wrong path
-        print(
-            f"sales-agent outbox: no outbox at {path} (set --path, --url, CRM_OUTBOX_PATH or CRM_OUTBOX_URL)",
-            file=sys.stderr,
+    if not path.exists():  # opening would create an empty outbox and hide a wrong path
+        raise ConfigError(
+            f"no outbox at {path}; expected an existing outbox file (set --path, --url, CRM_OUTBOX_PATH "
+            "or CRM_OUTBOX_URL)"
         )
-        return 2
-    return asyncio.run(_run(args, Outbox(path)))
+    return asyncio.run(_run(args, Outbox(path)))  # an unusable file: OutboxUnusable, exit 2
 
 
-def _default_location() -> str:
-    from agent.crm.settings import CrmSettings
+def _configured_location() -> str:
+    """The agent's own outbox: the settings root, built here (only when neither option is given)."""
+    from agent.app_settings import AppSettings
 
-    return CrmSettings().outbox_location
+    return AppSettings.from_env().crm.outbox_location
 
 
 async def _run(args: argparse.Namespace, outbox: Outbox) -> int:

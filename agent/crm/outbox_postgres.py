@@ -49,6 +49,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from agent.crm.instruments import count_claims
 from agent.crm.outbox_store import ClaimState, Lease, NewEntry, OutboxEntry, StorageError
+from telemetry.config_errors import ConfigError
 
 # Advisory lock classes (the first key of the two-key form), so ours never meet another app's.
 _LOCK_SCHEMA = 0x5A1E0001  # schema creation / upgrade
@@ -96,6 +97,11 @@ _OWNER_ALIVE = f"""
 _HEAD_SCAN = 200
 _PROBE_INTERVAL_S = 1.0
 _HOST = socket.gethostname()
+
+
+class OutboxDatabaseUnusable(ConfigError, StorageError):
+    """The database of ``CRM_OUTBOX_URL`` cannot be used at start (unreachable, refused, a newer schema):
+    one line naming the URL without its password, exit status 2 from the commands."""
 
 
 def presence_key(owner: str) -> int:
@@ -184,7 +190,9 @@ class PostgresOutboxStore:
         except (psycopg.Error, PoolTimeout, OSError) as exc:
             self._close_connections()
             reason = self._clean(exc)
-            raise StorageError(f"cannot use the outbox database {self.location}: {reason}") from None
+            raise OutboxDatabaseUnusable(
+                f"cannot use the outbox database {self.location} (CRM_OUTBOX_URL): {reason}"
+            ) from None
         except StorageError:
             self._close_connections()
             raise
@@ -305,9 +313,10 @@ class PostgresOutboxStore:
             cur.execute("SELECT COALESCE(MAX(version), 0) FROM outbox_schema")
             current = int(cur.fetchone()[0])  # type: ignore[index]
             if current > LATEST_SCHEMA:
-                raise StorageError(
-                    f"the outbox database {self.location} has schema version {current}, newer than this "
-                    f"agent knows ({LATEST_SCHEMA}): run the newer agent version, or another database"
+                raise OutboxDatabaseUnusable(
+                    f"the outbox database {self.location} (CRM_OUTBOX_URL) has schema version {current}, "
+                    f"newer than this agent knows ({LATEST_SCHEMA}): run the newer agent version, or "
+                    "another database"
                 )
             for version in range(current + 1, LATEST_SCHEMA + 1):
                 cur.execute(_MIGRATIONS[version])

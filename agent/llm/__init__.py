@@ -28,7 +28,7 @@ __all__ = [
 
 
 def build_llm(
-    settings: LLMSettings | None = None,
+    settings: LLMSettings,
     *,
     call: CallContext | None = None,
     resilience: ResilienceState | None = None,
@@ -47,7 +47,6 @@ def build_llm(
     from agent.llm.router_llm import RouterLLM
     from telemetry import names
 
-    settings = settings or LLMSettings.load()
     cooldowns: Any = resilience.cooldowns if resilience is not None else None
     if settings.redis_url is not None:  # shared by every worker; the process's own as the fallback
         from agent.resilience import Cooldowns

@@ -23,10 +23,14 @@ import socket
 import sys
 from asyncio.subprocess import PIPE, STDOUT
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from agent.simulate.stack import FaultSpec, Stack, apply_faults, check_faults, open_stack
+
+if TYPE_CHECKING:
+    from agent.app_settings import AppSettings
 
 STOP_TIMEOUT_S = 20.0
 
@@ -36,7 +40,8 @@ def instance_id(index: int) -> str:
 
 
 def worker_argv(args: argparse.Namespace, stack: Stack) -> list[str]:
-    """One worker's ``simulate`` arguments: the shared stack by URL, no faults (the parent owns them)."""
+    """One worker's ``simulate`` arguments: the shared stack by URL, no faults (the parent owns them).
+    A chain configured elsewhere (``--llm-config``, ``SALES_AGENT_LLM_CHAIN``) reaches it the same way."""
     argv = [
         "--calls", str(args.calls), "--concurrency", str(args.concurrency),
         "--turn-timeout", str(args.turn_timeout), "--drain-timeout", str(args.drain_timeout),
@@ -44,6 +49,8 @@ def worker_argv(args: argparse.Namespace, stack: Stack) -> list[str]:
     ]  # fmt: skip
     for endpoint in stack.llm:
         argv += ["--llm-url", endpoint.api_base]
+    if args.llm_config:
+        argv += ["--llm-config", str(args.llm_config)]
     if args.tenants:
         argv += ["--tenants", args.tenants]
     if args.forever:
@@ -51,13 +58,16 @@ def worker_argv(args: argparse.Namespace, stack: Stack) -> list[str]:
     return argv
 
 
-def worker_env(index: int, base: dict[str, str] | None = None) -> dict[str, str]:
+def worker_env(index: int, settings: AppSettings, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The parent's environment, with this worker's instance id and its own health/metrics ports."""
     env = dict(os.environ if base is None else base)
     attributes = [a for a in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(",") if a.strip()]
     attributes = [a for a in attributes if not a.strip().startswith("service.instance.id=")]
     env["OTEL_RESOURCE_ATTRIBUTES"] = ",".join([*attributes, f"service.instance.id={instance_id(index)}"])
-    for variable in ("SALES_AGENT_HEALTH_PORT", "SALES_AGENT_METRICS_PORT"):
-        port = int(env.get(variable) or 0)
+    for variable, port in (
+        ("SALES_AGENT_HEALTH_PORT", settings.health.port),
+        ("SALES_AGENT_METRICS_PORT", settings.telemetry.prometheus_port),
+    ):
         env[variable] = str(port + index if port else 0)
     return env
 
@@ -83,11 +93,15 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
         await process.wait()
 
 
-async def run_workers(args: argparse.Namespace, faults: Sequence[FaultSpec], console: Console) -> int:
-    async with open_stack(args.llm_url, args.crm_url) as stack:
+async def run_workers(
+    args: argparse.Namespace, faults: Sequence[FaultSpec], console: Console, settings: AppSettings
+) -> int:
+    configured_chain = settings.llm.chain_configured and not args.llm_url
+    async with open_stack(args.llm_url, args.crm_url, start_llm=not configured_chain) as stack:
         check_faults(stack, faults)
         console.print(
-            f"simulate: {args.workers} workers, LLM chain {' -> '.join(ep.name for ep in stack.llm)}, "
+            f"simulate: {args.workers} workers, LLM chain "
+            f"{' -> '.join(ep.name for ep in stack.llm) or 'as configured'}, "
             f"CRM {stack.crm_url}"
         )
         if faults:
@@ -98,7 +112,7 @@ async def run_workers(args: argparse.Namespace, faults: Sequence[FaultSpec], con
             argv = [sys.executable, "-m", "agent", "simulate", *worker_argv(args, stack)]
             for index in range(1, args.workers + 1):
                 process = await asyncio.create_subprocess_exec(
-                    *argv, env=worker_env(index), stdout=PIPE, stderr=STDOUT
+                    *argv, env=worker_env(index, settings), stdout=PIPE, stderr=STDOUT
                 )
                 processes.append(process)
             statuses = await asyncio.gather(*(_pump(i, p, console) for i, p in enumerate(processes, start=1)))

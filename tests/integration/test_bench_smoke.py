@@ -69,6 +69,13 @@ def _startup(tables: Tables, _stdout: str) -> None:
     assert profile["rows"], "importtime profile has packages"
 
 
+def _exit(tables: Tables, _stdout: str) -> None:
+    [table] = tables
+    [row] = table["rows"]
+    assert row[0] == "no OTLP endpoint" and row[1] > 0
+    assert table["verdicts"], "the goal lines are reported"
+
+
 def _drain(tables: Tables, _stdout: str) -> None:
     (table,) = tables
     rows = [(row[0], row[1]) for row in table["rows"]]
@@ -90,6 +97,7 @@ SMOKES: dict[str, Smoke] = {
     "bench.bench_memory": Smoke(_memory),
     "bench.bench_export": Smoke(_export),
     "bench.bench_startup": Smoke(_startup),
+    "bench.bench_exit": Smoke(_exit, ("--scenario", "no OTLP endpoint")),
     "bench.bench_drain": Smoke(_drain),
 }
 
