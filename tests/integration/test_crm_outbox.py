@@ -287,10 +287,9 @@ async def test_outbox_survives_sigkill_of_the_agent_process(crm_service, any_out
         assert [n["text"] for n in notes] == ["interested in a demo"]
 
 
-@pytest.mark.parametrize("command", [["simulate", "--calls", "1"], ["start"]], ids=["simulate", "worker"])
-async def test_agent_commands_refuse_an_unreachable_outbox_database_in_one_line(command):
-    """The worker before it registers with LiveKit, simulate before its first call: exit 2, the URL
-    named without its password."""
+async def test_simulate_refuses_an_unreachable_outbox_database_in_one_line():
+    """Before its first call: exit 2, the URL named without its password (the worker's case, before it
+    registers with LiveKit, is in test_bad_input.py)."""
     from local_services.harness import free_port
 
     port = free_port()
@@ -301,7 +300,7 @@ async def test_agent_commands_refuse_an_unreachable_outbox_database_in_one_line(
         "OTEL_SDK_DISABLED": "true",
     }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent", *command, cwd=REPO, env=env,
+        sys.executable, "-m", "agent", "simulate", "--calls", "1", cwd=REPO, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
