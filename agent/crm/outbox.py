@@ -117,6 +117,8 @@ class Outbox:
         self._unmarked: dict[int, str] = {}
         self._storage_logged: dict[str, float] = {}
         self._closed = False
+        # One contact's adds from this outbox, in the order they were asked for (see ``add``).
+        self._adding: dict[tuple[str, str, str], tuple[asyncio.Lock, int]] = {}
         observe_outbox(self)
         for dependency in KNOWN_DEPENDENCIES:
             zero_claims(dependency)
@@ -165,14 +167,30 @@ class Outbox:
         idempotency_key: str,
         claim: bool = True,
     ) -> tuple[int, ClaimState]:
-        """Commit a write (durable when this returns); with ``claim``, claim it when it may go now."""
+        """Commit a write (durable when this returns); with ``claim``, claim it when it may go now.
+
+        A contact's writes get their ids in the order ``add`` was called: parallel tool calls of one
+        reply each run their store call in a thread, and on PostgreSQL (a pool, network round trips)
+        the second thread can reach the database first. A FIFO lock per contact keeps the call order.
+        """
         carrier: dict[str, str] = {}
         _propagator.inject(carrier)  # the original call's trace, linked from the delivery span
         entry = NewEntry(
             dependency, operation, tenant_id, contact_key, payload, idempotency_key,
             carrier.get("traceparent"), self._clock(),
         )  # fmt: skip
-        return await self._call("add", self.store.add, entry, self.lease if claim else None)
+        scope = (dependency, tenant_id, contact_key)
+        lock, users = self._adding.get(scope) or (asyncio.Lock(), 0)
+        self._adding[scope] = (lock, users + 1)
+        try:
+            async with lock:
+                return await self._call("add", self.store.add, entry, self.lease if claim else None)
+        finally:
+            lock, users = self._adding[scope]
+            if users <= 1:
+                del self._adding[scope]
+            else:
+                self._adding[scope] = (lock, users - 1)
 
     async def wait_turn(self, entry_id: int, timeout_s: float) -> tuple[ClaimState, str | None]:
         """Claim ``entry_id`` once the contact's earlier write in flight is done (at most ``timeout_s``).
