@@ -26,7 +26,7 @@ from pathlib import Path
 
 from local_services.harness import free_port
 
-PG_BIN = Path(os.environ.get("SALES_AGENT_PG_BIN", "/usr/lib/postgresql/15/bin"))
+PG_BIN = Path("/usr/lib/postgresql/15/bin")  # Debian's postgresql 15
 PG_PASSWORD = "outbox-test-secret"  # a test server's; the tests check it never shows in an error
 _PG_USER = "postgres"
 
@@ -60,7 +60,7 @@ class PostgresServer:
         """(Re)start on the same port and data directory."""
         options = (
             f"-p {self.port} -k {self.data_dir.parent} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            "-c fsync=off -c full_page_writes=off -c max_connections=200"
         )
         self.pg_ctl("-o", options, "-l", str(self.data_dir.parent / "server.log"), "-w", "-t", "60", "start")
 
