@@ -168,7 +168,7 @@ def run(quick: bool) -> list[Table]:
     repeats = 1 if quick else 3
     load_before = os.getloadavg()[0]
     table = Table(
-        "8. Outbox drain rate (a backlog of CRM writes, once the CRM is back)",
+        "10. Outbox drain rate (a backlog of CRM writes, once the CRM is back)",
         [
             "outbox", "workers", "entries", "drain s", "entries/s", "vs 1 worker, same store",
             "worker CPU ms/entry", "CRM CPU ms/entry", "database CPU ms/entry",
