@@ -72,6 +72,7 @@ async def test_leads_captured_while_crm_is_down_are_delivered_once_it_recovers(c
         stats = crm.outbox_stats()
         assert stats.depth == N and stats.oldest_age_s is not None
         assert otel.metric_value(names.OUTBOX_DEPTH, dependency="crm") == N
+        assert otel.metric_value(names.OUTBOX_OLDEST_AGE, dependency="crm") > 0  # the first lead waits
         assert otel.metric_value(names.OUTBOX_ENQUEUED, **UPSERT) - enq0 == N
         assert (await crm_stats(admin))["contacts"] == 0
 
@@ -82,6 +83,7 @@ async def test_leads_captured_while_crm_is_down_are_delivered_once_it_recovers(c
         s = await crm_stats(admin)
         assert s["contacts"] == N and s["writes_applied"] == N  # N contacts, 0 duplicates
         assert otel.metric_value(names.OUTBOX_DEPTH, dependency="crm") == 0
+        assert otel.metric_value(names.OUTBOX_OLDEST_AGE, dependency="crm") == 0
         assert otel.metric_value(names.OUTBOX_DELIVERED, **UPSERT) - del0 == N
         assert otel.spans("outbox.deliver")
     finally:
