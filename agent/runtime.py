@@ -92,6 +92,11 @@ def build_health_registry(
 
     # The call can go on while at least one provider of the chain answers.
     registry.register("llm.chain", callable_check(any_provider), critical=True)
+    cooldowns = llm.chain.cooldowns
+    if cooldowns.remote:  # Redis away: each worker cools providers down alone, calls go on (degraded)
+        registry.register(
+            "llm.cooldowns", callable_check(lambda: (cooldowns.available, cooldowns.status())), critical=False
+        )
     registry.register("crm", dependency_check(crm, "crm"), critical=False)  # writes queue in the outbox
     registry.register("calendar", dependency_check(crm, "calendar"), critical=False)
     registry.register("outbox", outbox_backlog_check(crm), critical=False)

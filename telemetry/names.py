@@ -54,6 +54,8 @@ BREAKER_FROM: Final = "circuit_breaker.from_state"
 BREAKER_TO: Final = "circuit_breaker.to_state"
 IDEMPOTENCY_KEY: Final = "sales_agent.idempotency_key"  # spans only
 OUTBOX_STEP: Final = "outbox.step"  # add | claim | complete | release | park | read | requeue
+OUTBOX_TAKEOVER_REASON: Final = "outbox.takeover_reason"  # lease_expired | owner_gone
+COOLDOWN_STEP: Final = "cooldown.step"  # read | record_failure | record_success (shared cooldowns)
 
 # Sessions and business
 SESSION_OUTCOME: Final = "session.outcome"  # completed | expired | idle | evicted | error
@@ -122,7 +124,6 @@ ERROR_TYPES: Final[Mapping[str, str]] = {
     "tenant_capacity": "a session was refused: the tenant is at its share of the capacity",
     "no_usable_llm_provider": "no provider of the LLM chain has its API key",
     "invalid_llm_config": "the LLM settings file (SALES_AGENT_LLM_CONFIG) is missing or invalid",
-    "redis_cooldowns_unsupported": "SALES_AGENT_LLM_REDIS_URL is set; cooldowns are per process, not Redis",
 }
 
 # --- Metrics ----------------------------------------------------------------------------------
@@ -150,6 +151,10 @@ OUTBOX_DELIVERED: Final = "sales_agent.outbox.delivered"  # counter; dependency,
 OUTBOX_FAILED: Final = "sales_agent.outbox.failed"  # counter; dependency, operation, error.type
 OUTBOX_DEAD_LETTERS: Final = "sales_agent.outbox.dead_letters"  # gauge {entry}; dependency
 OUTBOX_STORAGE_ERRORS: Final = "sales_agent.outbox.storage_errors"  # counter; outbox.step
+OUTBOX_CLAIMS: Final = "sales_agent.outbox.claims"  # counter {claim}; dependency (live writes + drainers)
+OUTBOX_LEASE_TAKEOVERS: Final = "sales_agent.outbox.lease_takeovers"  # counter; dependency, takeover reason
+LLM_SHARED_COOLDOWNS_AVAILABLE: Final = "sales_agent.llm.shared_cooldowns.available"  # gauge 1/0 (Redis)
+LLM_SHARED_COOLDOWNS_FALLBACKS: Final = "sales_agent.llm.shared_cooldowns.fallbacks"  # counter; step
 
 # Tools and errors (the spec's withErrorHandling)
 TOOL_CALLS: Final = "sales_agent.tool.calls"  # counter; operation, outcome, tenant

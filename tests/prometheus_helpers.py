@@ -231,6 +231,7 @@ def alert_rules() -> list[dict[str, Any]]:
 # (telemetry/system_metrics.py) and the exporter's target_info.
 NON_CATALOG_METRICS = {
     "target_info",
+    "up",  # Prometheus' own per target
     "process_cpu_utilization",
     "process_memory_usage_bytes",
     "process_memory_virtual_bytes",

@@ -111,7 +111,7 @@ class RouterLLM(llm.LLM):
                 "error": f"unknown provider {name!r}",
                 "known": [p.name for p in self._chain.providers],
             }
-        remaining = self._chain.cooldown_remaining(name)
+        remaining = await asyncio.to_thread(self._chain.cooldown_remaining, name)
         details: dict[str, Any] = {"model": provider.model, "cooling_down": remaining > 0}
         if remaining > 0:
             details["cooldown_remaining_s"] = round(remaining, 1)
@@ -314,7 +314,7 @@ class RouterLLMStream(llm.LLMStream):
             llm.ToolContext(self._tools).parse_function_tools("openai", strict=False) if self._tools else []
         )
 
-        cooling = chain.cooling_down()
+        cooling = await chain.cooling_down_now()
         if cooling.issuperset(p.name for p in chain.providers):
             # Everything cools down: a request beats certain failure (and is how a recovered provider
             # is found: the Router holds no cooldowns of its own, so these requests are really sent).
@@ -333,7 +333,7 @@ class RouterLLMStream(llm.LLMStream):
             moved_past.clear()
             result = await self._attempt(provider, attempt, messages, tool_schemas)
             if result.ok:
-                chain.record_success(provider.name)
+                await chain.record_success_now(provider.name)
                 self._identity.served_by = self._router_llm.served_by = provider
                 instruments().completions.add(1, {names.OUTCOME: "ok", **self._tenant_attrs()})
                 return
@@ -480,7 +480,7 @@ class RouterLLMStream(llm.LLMStream):
             "LLM attempt on %s failed: %s (%s)", provider.name, classified.error_type, type(exc).__name__
         )
         try:
-            self._router_llm.chain.record_failure(provider.name, classified.retry_after_s)
+            await self._router_llm.chain.record_failure_now(provider.name, classified.retry_after_s)
         except Exception:  # the cooldown bookkeeping must never break the turn
             log.exception("could not record the LLM failure in the cooldowns")
         if emitted:

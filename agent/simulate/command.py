@@ -87,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between batches with --forever")
     parser.add_argument("--turn-timeout", type=float, default=30.0, help="seconds a scripted turn may take")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes, each running --calls calls against the same CRM (and the Redis and "
+        "PostgreSQL of SALES_AGENT_LLM_REDIS_URL / CRM_OUTBOX_URL); faults are on from the start",
+    )
+    parser.add_argument(
         "--drain-timeout",
         type=float,
         default=10.0,
@@ -106,6 +113,12 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list
         parser.error("--fault-after cannot be negative")
     if args.drain_timeout < 0:
         parser.error("--drain-timeout cannot be negative")
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    if args.workers > 1 and args.fault_after is not None:
+        parser.error("--fault-after works with one worker; with --workers the faults are on from the start")
+    if args.workers > 1 and args.show_trace:
+        parser.error("--show-trace works with one worker")
     from agent.simulate.stack import parse_faults
 
     try:
@@ -127,12 +140,25 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.error("--llm-url and --llm-config both choose the LLM chain: give one")
     lines = StartupLines()
     calls = "calls until interrupted" if args.forever else f"{args.calls} call{'s' * (args.calls != 1)}"
-    lines.say(f"starting {calls}; loading LiteLLM and LiveKit while the local services start")
+    if args.workers > 1:  # this process only starts the stack and the workers; each prints its own start
+        lines.say(f"starting {args.workers} worker processes, {calls} each")
+    else:
+        lines.say(f"starting {calls}; loading LiteLLM and LiveKit while the local services start")
     settings = simulate_settings(args)
-    if "outbox_path" in settings.crm.model_fields_set:
+    if "outbox_path" in settings.crm.model_fields_set or settings.crm.outbox_url is not None:
         from agent.crm.outbox import Outbox
 
-        Outbox(settings.crm.outbox_path).close()  # OutboxUnusable now, before anything is started
+        # OutboxUnusable / OutboxDatabaseUnusable (CRM_OUTBOX_URL unreachable) now, before anything starts.
+        Outbox(settings.crm.outbox_location).close()
+    if args.workers > 1:
+        from rich.console import Console
+
+        from agent.simulate.workers import run_workers
+
+        try:
+            return asyncio.run(run_workers(args, faults, Console(), settings))
+        except KeyboardInterrupt:
+            return 130
     health_socket = None
     if settings.health.port:
         health_socket = bind_listener(
@@ -282,7 +308,8 @@ async def _simulate(
         telemetry = setup_telemetry(settings.telemetry, span_exporters=[capture], metric_readers=[reader])
         exits.callback(telemetry.shutdown)  # one bounded flush at the end, even on errors
         configured = settings.crm.outbox_path if "outbox_path" in settings.crm.model_fields_set else None
-        backlog = Backlog.at(configured)
+        # CRM_OUTBOX_URL wins over the path: a PostgreSQL outbox, nothing of this run's to keep or remove.
+        backlog = Backlog.at(configured, database=settings.crm.outbox_url is not None)
         exits.callback(backlog.cleanup)  # after the runtime closed: removed only when nothing is left
         settings = settings.with_area(
             "crm", outbox_path=str(backlog.path), crm_url=stack.crm_url, calendar_url=None

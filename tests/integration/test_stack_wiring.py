@@ -97,6 +97,9 @@ def listening_ports(services: dict[str, Any]) -> dict[str, set[int]]:
         "grafana": {grafana_port},
         # livekit-server --dev: HTTP/WebSocket 7880, ICE/TCP 7881, ICE/UDP 7882.
         "livekit": {7880, 7881},
+        # `--profile scale`: the images' defaults (redis-server's --port, postgres' PGPORT are not set).
+        "redis": {int(flag_value(services["redis"]["command"], "--port") or 6379)},
+        "postgres": {int(services["postgres"].get("environment", {}).get("PGPORT", 5432))},
     }
     for name, service in services.items():
         if "build" not in service:

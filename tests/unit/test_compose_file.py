@@ -80,7 +80,9 @@ def test_every_image_is_pinned_to_a_version_tag(services):
         repository, _, tag = image.rpartition(":")
         assert repository and "/" not in tag, f"{name}: image {image!r} has no tag"
         assert tag != "latest", f"{name}: image {image!r} uses latest"
-        assert re.fullmatch(r"v?\d+\.\d+\.\d+(-[a-z0-9.]+)?", tag), f"{name}: {image!r} is not a release tag"
+        # PostgreSQL's releases are major.minor (16.6); everything else here is major.minor.patch.
+        release = r"\d+\.\d+" if repository == "postgres" else r"v?\d+\.\d+\.\d+"
+        assert re.fullmatch(rf"{release}(-[a-z0-9.]+)?", tag), f"{name}: {image!r} is not a release tag"
 
 
 def test_build_contexts_and_bind_mounted_paths_exist(services):
@@ -196,6 +198,32 @@ def test_the_agent_worker_runs_only_in_the_livekit_profile_next_to_livekit(servi
         if provider.kind != "local":  # its key is passed through from .env (empty: left out of the chain)
             key = provider.key_env_names()[0]
             assert key in env and f"{key}: ${{{key}:-}}" in compose_text, f"{provider.name}: {key} not passed"
+
+
+def test_the_scale_profile_runs_replicas_on_one_redis_and_one_postgres(services):
+    """`--profile scale`: several replicas of the agent share the LLM cooldowns (Redis) and the CRM
+    outbox (PostgreSQL), both in the profile, reachable by service name, without host ports."""
+    from agent.crm.settings import CrmSettings
+    from agent.llm.settings import LLMSettings
+
+    workers = services["workers"]
+    assert workers["profiles"] == ["scale"] and int(workers["deploy"]["replicas"]) >= 2
+    assert not workers.get("ports"), "replicas cannot share host ports"
+    assert workers["command"] == services["simulate"]["command"]
+    env = workers["environment"]
+    outbox = CrmSettings(CRM_OUTBOX_URL=env["CRM_OUTBOX_URL"]).outbox_location
+    redis_url = LLMSettings(redis_url=env["SALES_AGENT_LLM_REDIS_URL"]).redis_url.get_secret_value()
+    for url, service in ((outbox, "postgres"), (redis_url, "redis")):
+        host, port = stackcheck.endpoint(url.split("@")[-1] if "@" in url else url)
+        assert host == service and str(port) in services[service]["expose"], url
+        assert services[service]["profiles"] == ["scale"] and not services[service].get("ports")
+        assert workers["depends_on"][service]["condition"] == "service_healthy"
+    postgres = services["postgres"]["environment"]
+    assert outbox.endswith(f"/{postgres['POSTGRES_DB']}") and f"//{postgres['POSTGRES_USER']}:" in outbox
+    assert f":{postgres['POSTGRES_PASSWORD']}@" in outbox
+    prometheus = yaml.safe_load((stackcheck.DEPLOY / "prometheus/prometheus.yml").read_text())
+    (agent_job,) = [job for job in prometheus["scrape_configs"] if job["job_name"] == "sales-agent"]
+    assert {"workers"} <= {name for sd in agent_job["dns_sd_configs"] for name in sd["names"]}
 
 
 def test_simulate_drives_the_local_providers_and_crm(services):
