@@ -18,7 +18,6 @@ file is one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import functools
 import logging
@@ -33,6 +32,8 @@ from agent.simulate.startup import BackgroundImports, StartupLines, bytecode_not
 from telemetry.config_errors import ConfigError, bind_listener, env_name, run_main
 
 if TYPE_CHECKING:
+    import asyncio
+
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
@@ -144,6 +145,8 @@ def _main(argv: Sequence[str] | None) -> int:
         lines.say(f"starting {args.workers} worker processes, {calls} each")
     else:
         lines.say(f"starting {calls}; loading LiteLLM and LiveKit while the local services start")
+    import asyncio  # after the first line: asyncio (with ssl) is ~0.1 s
+
     settings = simulate_settings(args)
     if "outbox_path" in settings.crm.model_fields_set or settings.crm.outbox_url is not None:
         from agent.crm.outbox import Outbox
@@ -213,9 +216,13 @@ class _FaultSwitch:
         self._done += 1
         if self._pending and self._done >= self._after:
             self._pending = False
+            import asyncio
+
             self._tasks.append(asyncio.get_running_loop().create_task(self._switch(console)))
 
     async def wait(self) -> None:
+        import asyncio
+
         tasks, self._tasks = self._tasks, []
         await asyncio.gather(*tasks)
 
@@ -384,6 +391,8 @@ async def _simulate(
             if not args.forever:
                 break
             capture.clear()
+            import asyncio
+
             await asyncio.sleep(args.interval)
 
     return 1 if failed_calls else 0

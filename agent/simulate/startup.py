@@ -14,7 +14,6 @@ before the loader starts (``prepare_main_thread``) and nothing else until ``wait
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import importlib.util
 import sys
@@ -77,6 +76,8 @@ class BackgroundImports:
 
     async def wait(self) -> float:
         """Seconds the imports took; an import that failed is raised here."""
+        import asyncio  # not at the top: this module is on the path to simulate's first line
+
         if not self._done.is_set():
             await asyncio.to_thread(self._done.wait)
         if self._error is not None:
