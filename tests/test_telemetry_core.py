@@ -234,6 +234,44 @@ def test_psutil_gauges_are_plausible(otel):
         assert otel.metric_points(f"system.cpu.load_average.{window}")
 
 
+def test_cpu_time_is_a_counter_by_mode_for_the_host_and_the_process(otel):
+    # Counters: rate() over any window, however often and by whom they are collected.
+    host = {a["cpu.mode"]: p.value for a, p in otel.metric_points("system.cpu.time")}
+    assert {"idle", "user", "system"} <= set(host) and "guest" not in host  # guest is inside user
+    assert host["idle"] > 0 and host["user"] > 0
+    assert otel.metric_value("process.cpu.time", **{"cpu.mode": "user"}) > 0
+
+
+def test_cpu_utilization_does_not_depend_on_who_collected_last(otel):
+    deadline = time.perf_counter() + 0.3
+    while time.perf_counter() < deadline:  # keep this process busy
+        pass
+    first = otel.metric_value("process.cpu.utilization")
+    second = otel.metric_value("process.cpu.utilization")  # another reader collecting right after
+    assert second > 0, "the second collection saw an idle process: its window was reset by the first"
+    assert abs(first - second) < 0.05
+
+
+def test_cpu_window_covers_at_least_the_window_whatever_the_reading_rate():
+    from telemetry.system_metrics import CpuWindow
+
+    now = [0.0]
+    seconds = {"idle": 0.0, "user": 0.0}
+    window = CpuWindow(lambda: dict(seconds), window_s=60, clock=lambda: now[0])
+    for _ in range(12):  # 2 minutes at 90 % busy, read by three readers every 10 s
+        now[0] += 10
+        seconds["user"] += 9
+        seconds["idle"] += 1
+        readings = [window.shares() for _ in range(3)]
+        assert all(r == readings[0] for r in readings)
+        assert abs(readings[0]["user"] - 0.9) < 1e-9
+    for _ in range(12):  # then idle: the reading follows within the window
+        now[0] += 10
+        seconds["idle"] += 10
+        shares = window.shares()
+    assert shares["idle"] == 1.0
+
+
 async def test_event_loop_lag_is_measured(otel):
     task = otel.telemetry.start_loop_lag_monitor(interval_s=0.02)
     try:
