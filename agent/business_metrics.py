@@ -15,7 +15,9 @@ from agent.errors import InvalidInput
 from telemetry import names
 
 LeadBand = Literal["hot", "warm", "cold"]
-CallOutcome = Literal["converted", "not_interested", "callback", "dropped", "error"]
+# converted / not_interested / callback: end_call's outcome; dropped: the caller left while the agent
+# was answering; failed: the caller left after the agent failed them; error: the session itself failed.
+CallOutcome = Literal["converted", "not_interested", "callback", "dropped", "failed", "error"]
 LEAD_BANDS: Final = frozenset(get_args(LeadBand))
 CALL_OUTCOMES: Final = frozenset(get_args(CallOutcome))
 

@@ -53,7 +53,7 @@ IDEMPOTENCY_KEY: Final = "sales_agent.idempotency_key"  # spans only
 # Sessions and business
 SESSION_OUTCOME: Final = "session.outcome"  # completed | expired | idle | evicted | error
 SESSION_REJECT_REASON: Final = "session.reject_reason"  # capacity | tenant_capacity (sessions.rejected)
-CALL_OUTCOME: Final = "call.outcome"  # converted | not_interested | callback | dropped | error
+CALL_OUTCOME: Final = "call.outcome"  # converted | not_interested | callback | dropped | failed | error
 LEAD_BAND: Final = "lead.band"  # hot | warm | cold
 HEALTH_CHECK: Final = "health.check"  # check name
 TELEMETRY_SIGNAL: Final = "telemetry.signal"  # traces | metrics | logs

@@ -44,6 +44,9 @@ class RouterLLM(llm.LLM):
         super().__init__()
         self._chain = chain
         self._call = call
+        # Did this call's latest turn fail the caller (every provider failed, or the stream broke
+        # mid-answer)? SalesCall reads it to tell "we failed the caller" from "the caller left".
+        self.last_turn_failed = False
 
     # --- identity (used by LiveKit's own llm_request span and metrics) ---------------------------
     @property
@@ -275,6 +278,7 @@ class RouterLLMStream(llm.LLMStream):
             result = await self._attempt(provider, attempt, messages, tool_schemas)
             if result.ok:
                 instruments().completions.add(1, {names.OUTCOME: "ok", **self._tenant_attrs()})
+                self._router_llm.last_turn_failed = False
                 return
             if result.emitted:
                 # Mid-stream failure after the caller heard text: end the turn here, no replay.
@@ -284,6 +288,7 @@ class RouterLLMStream(llm.LLMStream):
                     result.error_type,
                 )
                 instruments().completions.add(1, {names.OUTCOME: "failed", **self._tenant_attrs()})
+                self._router_llm.last_turn_failed = True
                 turn_span.set_status(
                     Status(StatusCode.ERROR, f"stream broke mid-answer: {result.error_type}")
                 )
@@ -293,6 +298,7 @@ class RouterLLMStream(llm.LLMStream):
         # Every provider failed before saying anything: speak the fallback line, keep the session.
         log.error("all LLM providers failed for this turn; speaking the fallback line")
         instruments().completions.add(1, {names.OUTCOME: "failed", **self._tenant_attrs()})
+        self._router_llm.last_turn_failed = True
         turn_span.set_status(Status(StatusCode.ERROR, "all LLM providers failed"))
         turn_span.set_attribute(names.ERROR_TYPE, "all_providers_failed")
         self._send(
