@@ -68,7 +68,7 @@ class SystemMetrics:
             "process.cpu.utilization",
             [_safe(self._process_cpu_utilization)],
             unit="1",
-            description=f"Process CPU time / wall time / logical CPUs over the last {CPU_WINDOW_S:g} s or more",
+            description=f"Process CPU time / wall time / CPUs over the last {CPU_WINDOW_S:g} s or more",
         )
         m.create_observable_up_down_counter(
             "process.memory.usage", [_safe(self._rss)], unit="By", description="Resident set size"
