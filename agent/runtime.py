@@ -18,6 +18,7 @@ from agent.tenants import TenantRegistry
 
 if TYPE_CHECKING:
     from agent.crm import CrmSettings, ResilientCrm
+    from agent.resilience.probe import BreakerProber
     from agent.health import HealthRegistry, HealthServer
     from agent.llm import LLMSettings, RouterLLM
     from agent.session_settings import SessionSettings
@@ -37,6 +38,8 @@ class Runtime:
     owns_sessions: bool = True
     # sales_agent.event_loop.lag for this loop (dashboards' System panel, EventLoopLagHigh alert).
     loop_lag_monitor: asyncio.Task[None] | None = None
+    # Trial calls for the CRM / calendar breakers when no call exercises them (agent/resilience/probe.py).
+    breaker_probers: list[BreakerProber] = field(default_factory=list)
     _closed: bool = field(default=False, repr=False)
 
     @property
@@ -49,6 +52,8 @@ class Runtime:
         self._closed = True
         if self.loop_lag_monitor is not None:
             self.loop_lag_monitor.cancel()
+        for prober in self.breaker_probers:
+            await prober.stop()
         if self.health_server is not None:
             await self.health_server.stop()
         if self.owns_sessions:
@@ -118,6 +123,7 @@ async def start_runtime(
     from agent.crm import build_crm
     from agent.health import HealthServer
     from agent.llm import build_llm
+    from agent.resilience.probe import BreakerProber
 
     llm = build_llm(llm_settings)
     await llm.warm()  # LiteLLM's first-call setup, here rather than in the first turn's deadline
@@ -134,6 +140,12 @@ async def start_runtime(
     )
     if telemetry is not None:
         runtime.loop_lag_monitor = telemetry.start_loop_lag_monitor()
+    runtime.breaker_probers = [
+        BreakerProber(crm.crm_caller.breaker, crm.crm.ping),
+        BreakerProber(crm.calendar_caller.breaker, crm.calendar.ping),
+    ]
+    for prober in runtime.breaker_probers:
+        prober.start()
     if serve_health:
         server = HealthServer(health, host=health_host, port=health_port)
         try:
