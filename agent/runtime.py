@@ -18,9 +18,9 @@ from agent.tenants import TenantRegistry
 
 if TYPE_CHECKING:
     from agent.crm import CrmSettings, ResilientCrm
-    from agent.resilience.probe import BreakerProber
     from agent.health import HealthRegistry, HealthServer
     from agent.llm import LLMSettings, RouterLLM
+    from agent.resilience.probe import BreakerProber
     from agent.session_settings import SessionSettings
     from telemetry.setup import Telemetry
 
