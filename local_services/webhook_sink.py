@@ -10,6 +10,8 @@ Routes:
   answered 400 with the reason, and still kept (as ``error`` + the start of the raw body).
 - ``GET /``: the kept notifications, newest first, as JSON (``?limit=N`` to shorten).
 - ``GET /health``: liveness for the container healthcheck.
+- ``GET /runbooks/<AlertName>.md`` (with ``--runbooks DIR``): the runbook pages, as Markdown text, so
+  the alerts' ``runbook_url`` links (``RUNBOOK_BASE_URL`` in compose) open something locally.
 
 Hand-written on aiohttp: a few lines, and no maintained image both logs and serves the history.
 """
@@ -20,10 +22,13 @@ import argparse
 import contextlib
 import json
 import logging
+import re
+import sys
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -34,6 +39,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_KEEP = 200
 RAW_PREVIEW_CHARS = 2000
+_RUNBOOK_NAME = re.compile(r"[A-Za-z0-9_-]+\.md")  # a page name, never a path
 
 
 def summarize(path: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -61,16 +67,20 @@ def summarize(path: str, payload: dict[str, Any]) -> dict[str, Any]:
 class NotificationSink:
     """Keeps the last ``keep`` notifications; ``app`` is the aiohttp application serving them."""
 
-    def __init__(self, keep: int = DEFAULT_KEEP) -> None:
+    def __init__(self, keep: int = DEFAULT_KEEP, runbooks: Path | None = None) -> None:
         if keep < 1:
             raise ValueError(f"keep must be at least 1, got {keep}")
+        if runbooks is not None and not runbooks.is_dir():
+            raise ValueError(f"--runbooks: {runbooks} is not a directory")
         self.notifications: deque[dict[str, Any]] = deque(maxlen=keep)
         self.received_total = 0
+        self.runbooks = runbooks
         self.app = web.Application()
         self.app.add_routes(
             [
                 web.get("/", self._list),
                 web.get("/health", self._health),
+                web.get("/runbooks/{name}", self._runbook),
                 web.post("/{path:.*}", self._receive),
             ]
         )
@@ -116,6 +126,15 @@ class NotificationSink:
     async def _health(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
+    async def _runbook(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if self.runbooks is None:
+            return web.json_response({"error": "no runbooks served (start with --runbooks DIR)"}, status=404)
+        page = self.runbooks / name
+        if not _RUNBOOK_NAME.fullmatch(name) or not page.is_file():
+            return web.json_response({"error": f"no runbook {name!r}"}, status=404)
+        return web.Response(text=page.read_text(encoding="utf-8"), content_type="text/markdown")
+
 
 @dataclass
 class RunningSink:
@@ -125,10 +144,10 @@ class RunningSink:
 
 @contextlib.asynccontextmanager
 async def run_webhook_sink(
-    host: str = "127.0.0.1", port: int = 0, keep: int = DEFAULT_KEEP
+    host: str = "127.0.0.1", port: int = 0, keep: int = DEFAULT_KEEP, runbooks: Path | None = None
 ) -> AsyncIterator[RunningSink]:
     """Serve a sink in this event loop (port 0 picks a free port); ``url`` has no trailing slash."""
-    sink = NotificationSink(keep)
+    sink = NotificationSink(keep, runbooks)
     runner = web.AppRunner(sink.app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -145,6 +164,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8300)
     parser.add_argument("--keep", type=int, default=DEFAULT_KEEP, help="notifications kept for GET /")
+    parser.add_argument(
+        "--runbooks", type=Path, default=None, help="serve this directory's runbook pages at /runbooks/"
+    )
     return parser
 
 
@@ -155,7 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     def ready(running: RunningSink) -> None:
         log.info("notification sink listening on %s (GET / lists the last %d)", running.url, args.keep)
 
-    serve_until_signal(lambda: run_webhook_sink(args.host, args.port, args.keep), ready)
+    if args.runbooks is not None and not args.runbooks.is_dir():
+        print(f"webhook-sink: --runbooks: {args.runbooks} is not a directory", file=sys.stderr)
+        return 2
+    serve_until_signal(lambda: run_webhook_sink(args.host, args.port, args.keep, args.runbooks), ready)
     return 0
 
 

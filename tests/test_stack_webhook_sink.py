@@ -6,6 +6,7 @@ import logging
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -114,3 +115,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+RUNBOOKS = Path(__file__).resolve().parent.parent / "docs" / "runbooks"
+
+
+async def test_sink_serves_the_runbooks_the_alerts_link_to():
+    async with (
+        run_webhook_sink(runbooks=RUNBOOKS) as running,
+        httpx.AsyncClient(base_url=running.url) as client,
+    ):
+        page = await client.get("/runbooks/DependencyCircuitOpen.md")
+        assert page.status_code == 200 and page.text.startswith("# DependencyCircuitOpen")
+        assert (await client.get("/runbooks/NoSuchAlert.md")).status_code == 404
+        assert (await client.get("/runbooks/..%2F..%2Fpyproject.toml")).status_code == 404
