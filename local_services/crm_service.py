@@ -9,9 +9,10 @@ sharing a test process.)
 
 Per-tenant data (header ``X-Tenant-Id``); writes honour ``Idempotency-Key`` (same key -> applied
 once, the first response replayed). Fault injection for tests and demos: ``POST /admin/fault``
-``{"mode": "ok|down|slow|500|429", "delay_s": 2, "retry_after": 1, "count": null, "style": "503|reset"}``
-(``count``: fault only the next N requests; ``down`` answers 503, or drops the connection with
-``"style": "reset"``); ``GET /admin/stats``.
+``{"mode": "ok|down|slow|500|429", "delay_s": 2, "retry_after": 1, "count": null, "style": "503|reset",
+"ratio": 1.0}`` (``count``: fault only the next N requests; ``down`` answers 503, or drops the
+connection with ``"style": "reset"``; ``ratio``: the share of requests faulted, at random);
+``GET /admin/stats``.
 
 Run: ``python -m local_services.crm_service --host 127.0.0.1 --port 8090 --db crm.sqlite3``.
 """
@@ -23,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import re
 import sqlite3
 import uuid
@@ -72,6 +74,7 @@ class Fault:
     retry_after: float = 1.0
     count: int | None = None  # None: until changed
     style: str = "503"
+    ratio: float = 1.0  # the share of requests the fault hits, at random (0.3: a flaky CRM)
 
 
 @dataclass
@@ -166,6 +169,16 @@ def _tenant(request: web.Request) -> str:
     return tenant
 
 
+def _contact_key(body: dict[str, Any]) -> str:
+    key = body.get("contact_key")
+    if not isinstance(key, str) or not key.strip():
+        raise web.HTTPUnprocessableEntity(
+            text=json.dumps({"error": "invalid_contact_key", "message": "contact_key is required"}),
+            content_type="application/json",
+        )
+    return key
+
+
 async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
@@ -192,10 +205,11 @@ class CrmService:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[_tracing_middleware, self._fault_middleware])
         app.router.add_get("/healthz", self.healthz)
-        app.router.add_put("/v1/contacts/{key}", self.upsert_contact)
-        app.router.add_get("/v1/contacts/{key}", self.get_contact)
-        app.router.add_post("/v1/contacts/{key}/notes", self.add_note)
-        app.router.add_put("/v1/contacts/{key}/lead", self.set_lead)
+        # The contact key is in the body (agent/crm/README.md): no e-mail or phone number in any URL.
+        app.router.add_put("/v1/contacts", self.upsert_contact)
+        app.router.add_post("/v1/contacts/lookup", self.get_contact)
+        app.router.add_post("/v1/contacts/notes", self.add_note)
+        app.router.add_put("/v1/contacts/lead", self.set_lead)
         app.router.add_get("/v1/calendar/slots", self.list_slots)
         app.router.add_post("/v1/calendar/bookings", self.book)
         app.router.add_delete("/v1/calendar/bookings/{booking_id}", self.cancel)
@@ -215,7 +229,7 @@ class CrmService:
         route = request.match_info.route.resource
         self.stats.by_route[f"{request.method} {route.canonical if route else request.path}"] += 1
         fault = self.fault
-        if fault.mode == "ok":
+        if fault.mode == "ok" or (fault.ratio < 1.0 and random.random() >= fault.ratio):
             return await handler(request)
         self.stats.faulted += 1
         if fault.count is not None:
@@ -239,7 +253,8 @@ class CrmService:
         self, request: web.Request, tenant: str, body: dict[str, Any], fn: WriteFn
     ) -> web.Response:
         key = request.headers.get("Idempotency-Key")
-        fingerprint = f"{request.method} {request.path}"
+        # The same key for another contact is another request, though the path is the same.
+        fingerprint = f"{request.method} {request.path} {body.get('contact_key', '')}"
         db = self.store.db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -276,8 +291,9 @@ class CrmService:
         return web.json_response({"status": "ok"})
 
     async def upsert_contact(self, request: web.Request) -> web.Response:
-        tenant, key = _tenant(request), request.match_info["key"]
+        tenant = _tenant(request)
         body = await _json_body(request)
+        key = _contact_key(body)
         if not isinstance(body.get("name"), str) or not body["name"].strip():
             return _error(422, "invalid_contact", "name is required")
 
@@ -304,15 +320,17 @@ class CrmService:
         return await self._write(request, tenant, body, write)
 
     async def get_contact(self, request: web.Request) -> web.Response:
-        tenant, key = _tenant(request), request.match_info["key"]
+        tenant = _tenant(request)
+        key = _contact_key(await _json_body(request))
         contact = self.store.contact(tenant, key)
         if contact is None:
             return _error(404, "contact_not_found", "no such contact (save the contact first)")
         return web.json_response(contact)
 
     async def add_note(self, request: web.Request) -> web.Response:
-        tenant, key = _tenant(request), request.match_info["key"]
+        tenant = _tenant(request)
         body = await _json_body(request)
+        key = _contact_key(body)
         text = body.get("text")
         if not isinstance(text, str) or not text.strip():
             return _error(422, "invalid_note", "text is required")
@@ -334,8 +352,9 @@ class CrmService:
         return await self._write(request, tenant, body, write)
 
     async def set_lead(self, request: web.Request) -> web.Response:
-        tenant, key = _tenant(request), request.match_info["key"]
+        tenant = _tenant(request)
         body = await _json_body(request)
+        key = _contact_key(body)
         if not isinstance(body.get("status"), str):
             return _error(422, "invalid_lead", "status is required")
 
@@ -431,12 +450,19 @@ class CrmService:
         if mode not in FAULT_MODES:
             return _error(422, "invalid_fault", f"mode must be one of {', '.join(FAULT_MODES)}")
         count = body.get("count")
+        try:
+            ratio = float(body.get("ratio", 1.0))
+        except (TypeError, ValueError):
+            ratio = -1.0
+        if not 0.0 < ratio <= 1.0:
+            return _error(422, "invalid_fault", "ratio must be a number in (0, 1]")
         self.fault = Fault(
             mode=mode,
             delay_s=float(body.get("delay_s", 2.0)),
             retry_after=float(body.get("retry_after", 1.0)),
             count=int(count) if count is not None else None,
             style=str(body.get("style", "503")),
+            ratio=ratio,
         )
         log.info("crm fault set: %s", self.fault)
         return web.json_response({"mode": mode})
