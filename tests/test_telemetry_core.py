@@ -147,6 +147,52 @@ def test_pre_check_never_skips_a_string_the_full_scan_would_change(monkeypatch):
     assert [by_text[text] for text in ids] == ids
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "PUT http://crm:8200/v1/contacts/ann.lee%40umbrella.example.com",  # httpx url.full, quoted key
+        "HTTPStatusError: 503 for url 'http://crm/v1/contacts/ANN.LEE%40UMBRELLA.EXAMPLE.COM/notes'",
+        "GET /v1/contacts/ann.lee%2540umbrella.example.com",  # encoded twice
+        "PUT http://crm/v1/contacts/%2B14155550123/lead",  # E.164 phone, '+' quoted
+        "GET /lookup?phone=%2B1+415+555+0123&x=1",  # form-encoded: '+' is a space
+    ],
+)
+def test_percent_encoded_contact_data_is_redacted(text):
+    redacted = Redactor().text(text)
+    assert redacted != text
+    lowered = redacted.lower()
+    assert "ann.lee" not in lowered and "umbrella" not in lowered and "555" not in lowered, redacted
+
+
+def test_redaction_is_decided_by_key_before_any_value_scan(otel):
+    with tracer.start_as_current_span("by-key") as span:
+        span.set_attribute(names.OPERATION, "capture_basic_info")
+        span.set_attribute("db.statement", "where email = 'lee@umbrella.example.com'")
+        # A `pii` segment marks user data (LiveKit's lk.pii.* convention): no pattern needs to match.
+        log.info("note taken", extra={"app.pii.notes": "I am Lee from Umbrella, call me back"})
+    [exported] = otel.spans("by-key")
+    assert exported.attributes[names.OPERATION] == "capture_basic_info"
+    assert exported.attributes["db.statement"] == f"where email = '{EMAIL_MASK}'"  # unknown key: scanned
+    [record] = [r for r in otel.logs() if r.log_record.body == "note taken"]
+    assert record.log_record.attributes["app.pii.notes"] == REDACTED
+    assert Redactor().attributes({"lk.pii.user_input": "Lee from Umbrella"}) == {
+        "lk.pii.user_input": REDACTED
+    }
+    assert Redactor(pii=False).attributes({"lk.pii.user_input": "Lee"}) == {"lk.pii.user_input": "Lee"}
+    assert redaction.key_policy(names.TENANT_ID) is redaction.KeyPolicy.SAFE
+    assert redaction.key_policy(names.CALL_ID) is redaction.KeyPolicy.SCAN  # a room name may hold a number
+    assert redaction.key_policy("http.request.header.authorization") is redaction.KeyPolicy.SECRET
+    # The project's bounded keys are not scanned at all: that is the point of naming them.
+    scans = []
+    original = Redactor.text
+    try:
+        Redactor.text = lambda self, value: scans.append(value) or original(self, value)  # type: ignore[method-assign]
+        Redactor().attributes({names.TENANT_ID: "acme", names.OUTCOME: "ok", "free.text": "hello"})
+    finally:
+        Redactor.text = original  # type: ignore[method-assign]
+    assert scans == ["hello"]
+
+
 def test_redaction_leaves_ordinary_numbers_alone():
     redactor = Redactor()
     for text in ("2026-11-29 03:40:01", "v1.45.1", "127.0.0.1:4318", "ts 1764387442", "took 0.312 s"):
