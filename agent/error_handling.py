@@ -28,11 +28,11 @@ from typing import Any, TypeVar
 import pydantic
 from livekit.agents.llm import StopResponse, ToolError
 from opentelemetry import metrics, trace
-from opentelemetry.trace import Status, StatusCode
 
 from agent.call_context import CallContext
 from agent.errors import DependencyError, DependencyRejected, ErrorCategory, error_category
 from telemetry import names
+from telemetry.span_status import set_error
 
 T = TypeVar("T")
 
@@ -143,7 +143,7 @@ async def with_error_handling(operation: str, call: CallContext, fn: Callable[[]
                 )
             else:
                 span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, f"{category}: {error_type}"))
+            set_error(span, f"{category}: {error_type}")
             span.set_attribute(names.ERROR_TYPE, error_type)
             span.set_attribute(names.ERROR_CATEGORY, category)
             _errors.add(

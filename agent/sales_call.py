@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from livekit.agents import AgentSession, CloseEvent
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
 
 from agent import business_metrics
 from agent.call_context import CallContext
 from agent.sales_agent import SalesAgent
 from agent.tools import CallOutcome, SalesTools
 from telemetry import names
+from telemetry.span_status import set_error
 
 if TYPE_CHECKING:
     from livekit.agents import llm
@@ -262,7 +262,7 @@ class SalesCall:
             return
         span.set_attribute(names.CALL_OUTCOME, outcome)
         if error is not None:
-            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+            set_error(span, type(error).__name__)
         with trace.use_span(span, end_on_exit=False):
             log.info("call ended: %s after %.1fs", outcome, duration, extra=self.log_extra())
         span.end()

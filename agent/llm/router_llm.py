@@ -23,13 +23,14 @@ from livekit.agents.llm import ToolChoice
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, APIConnectOptions, NotGivenOr
 from livekit.agents.utils import is_given
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
 from agent.call_context import CallContext
 from agent.llm.chain import Provider, ProviderChain
 from agent.llm.errors import ProviderAttemptError, classify
 from agent.llm.instruments import instruments
 from telemetry import names
+from telemetry.span_status import set_error
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -289,9 +290,7 @@ class RouterLLMStream(llm.LLMStream):
                 )
                 instruments().completions.add(1, {names.OUTCOME: "failed", **self._tenant_attrs()})
                 self._router_llm.last_turn_failed = True
-                turn_span.set_status(
-                    Status(StatusCode.ERROR, f"stream broke mid-answer: {result.error_type}")
-                )
+                set_error(turn_span, f"stream broke mid-answer: {result.error_type}")
                 return
             moved_past.append((provider.name, result.reason or "error"))
 
@@ -299,7 +298,7 @@ class RouterLLMStream(llm.LLMStream):
         log.error("all LLM providers failed for this turn; speaking the fallback line")
         instruments().completions.add(1, {names.OUTCOME: "failed", **self._tenant_attrs()})
         self._router_llm.last_turn_failed = True
-        turn_span.set_status(Status(StatusCode.ERROR, "all LLM providers failed"))
+        set_error(turn_span, "all LLM providers failed")
         turn_span.set_attribute(names.ERROR_TYPE, "all_providers_failed")
         self._send(
             llm.ChatChunk(
@@ -406,7 +405,7 @@ class RouterLLMStream(llm.LLMStream):
     ) -> _AttemptResult:
         classified = classify(exc)
         span.set_attribute(names.ERROR_TYPE, classified.error_type)
-        span.set_status(Status(StatusCode.ERROR, f"{provider.name}: {classified.error_type}"))
+        set_error(span, f"{provider.name}: {classified.error_type}")
         span.record_exception(exc)
         attrs = {**metric_attrs, names.OUTCOME: "error", names.ERROR_TYPE: classified.error_type}
         instruments().requests.add(1, attrs)

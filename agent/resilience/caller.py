@@ -15,12 +15,12 @@ from typing import TypeVar
 
 import httpx
 from opentelemetry import metrics, trace
-from opentelemetry.trace import Status, StatusCode
 
 from agent.errors import CircuitOpenError, DependencyError, DependencyRejected, SalesAgentError
 from agent.resilience.breaker import CircuitBreaker
 from agent.resilience.retry import RetryPolicy, retry_async
 from telemetry import names
+from telemetry.span_status import set_error
 
 T = TypeVar("T")
 
@@ -82,7 +82,7 @@ class DependencyCaller:
                 error = self.translate(exc)
                 outcome = _outcome(error)
                 span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, error.message))
+                set_error(span, error.message)
                 span.set_attribute(names.ERROR_TYPE, error.error_type)
                 if error is exc:
                     raise
