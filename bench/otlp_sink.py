@@ -6,7 +6,11 @@ gzip) and counts spans, so "0 dropped" is checked against what really arrived, n
 ``{"mode": "ok|hang"}`` or ``--mode``): ``ok`` answers 200; ``hang`` reads the request and never
 answers (a wedged collector). "Down" is simply no sink: a closed port.
 
-    python -m bench.otlp_sink [--host 127.0.0.1] [--port 0] [--mode ok|hang]
+``--keep-bodies DIR`` writes every request body (decompressed protobuf, one file per request) to DIR,
+for scans of what really left a process (the PII test, ``sales-agent gameday``). ``GET /metrics``
+answers in Prometheus' text format, so a Prometheus can scrape the stand-in's health like a Collector's.
+
+    python -m bench.otlp_sink [--host 127.0.0.1] [--port 0] [--mode ok|hang] [--keep-bodies DIR]
 
 prints ``READY <port>`` on stdout once listening; ``GET /stats`` returns the counters as JSON.
 """
@@ -17,10 +21,12 @@ import argparse
 import asyncio
 import contextlib
 import gzip
+import itertools
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -43,11 +49,15 @@ class SinkStats:
 
 
 class OtlpSink:
-    def __init__(self, mode: str = "ok") -> None:
+    def __init__(self, mode: str = "ok", keep_bodies: Path | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown sink mode {mode!r}; expected one of {', '.join(MODES)}")
         self.mode = mode
         self.stats = SinkStats()
+        self.keep_bodies = keep_bodies
+        self._body_numbers = itertools.count(1)
+        if keep_bodies is not None:
+            keep_bodies.mkdir(parents=True, exist_ok=True)
         self._hang = asyncio.Event()  # never set: hung requests wait until the sink stops
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -62,6 +72,7 @@ class OtlpSink:
         app.router.add_post("/v1/metrics", self._other)
         app.router.add_post("/v1/logs", self._other)
         app.router.add_get("/stats", self._stats)
+        app.router.add_get("/metrics", self._metrics)
         app.router.add_post("/admin/mode", self._set_mode)
         return app
 
@@ -81,6 +92,9 @@ class OtlpSink:
         body = await request.read()
         if request.headers.get("Content-Encoding", "").lower() == "gzip":
             body = gzip.decompress(body)
+        if self.keep_bodies is not None:
+            signal = request.path.rsplit("/", 1)[-1]
+            (self.keep_bodies / f"{next(self._body_numbers):07d}-{signal}.pb").write_bytes(body)
         return body
 
     async def _maybe_hang(self) -> None:
@@ -115,6 +129,17 @@ class OtlpSink:
     async def _stats(self, _request: web.Request) -> web.Response:
         return web.json_response({"mode": self.mode, **self.stats.__dict__})
 
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        s = self.stats
+        lines = [
+            "# TYPE otlp_sink_requests_total counter",
+            f'otlp_sink_requests_total{{signal="traces"}} {s.trace_requests}',
+            f'otlp_sink_requests_total{{signal="other"}} {s.other_requests}',
+            "# TYPE otlp_sink_spans_total counter",
+            f"otlp_sink_spans_total {s.spans}",
+        ]
+        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
     async def _set_mode(self, request: web.Request) -> web.Response:
         mode = (await request.json()).get("mode")
         if mode not in MODES:
@@ -135,14 +160,17 @@ async def run_otlp_sink(mode: str = "ok") -> AsyncIterator[OtlpSink]:
 
 
 @contextlib.contextmanager
-def spawn_otlp_sink(mode: str = "ok", *, timeout_s: float = 60.0) -> Iterator[tuple[str, int]]:
+def spawn_otlp_sink(
+    mode: str = "ok", *, timeout_s: float = 60.0, keep_bodies: Path | None = None
+) -> Iterator[tuple[str, int]]:
     """Run the sink as its own process (so its CPU is not the measured process's); yields (url, port)."""
     import subprocess
 
     from bench._common import REPO_ROOT, child_env
 
+    keep = ["--keep-bodies", str(keep_bodies)] if keep_bodies is not None else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.otlp_sink", "--mode", mode],
+        [sys.executable, "-m", "bench.otlp_sink", "--mode", mode, *keep],
         cwd=REPO_ROOT,
         env=child_env(),
         stdout=subprocess.PIPE,
@@ -185,8 +213,8 @@ def sink_stats(url: str) -> dict[str, Any]:
         return json.loads(response.read())
 
 
-async def _serve(host: str, port: int, mode: str) -> None:
-    sink = OtlpSink(mode)
+async def _serve(host: str, port: int, mode: str, keep_bodies: Path | None = None) -> None:
+    sink = OtlpSink(mode, keep_bodies)
     await sink.start(host, port)
     print(f"READY {sink.port}", flush=True)
     try:
@@ -200,9 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--mode", choices=MODES, default="ok")
+    parser.add_argument("--keep-bodies", type=Path, default=None, help="write every request body here")
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.host, args.port, args.mode))
+        asyncio.run(_serve(args.host, args.port, args.mode, args.keep_bodies))
     return 0
 
 
