@@ -27,6 +27,7 @@ Project commands:
   llm-provider     local OpenAI-compatible LLM provider with fault injection
   crm-service      local CRM + calendar service
   outbox           list queued CRM writes; requeue parked ones (dead letters)
+  gameday          fault scenarios against a real Prometheus + Alertmanager, measured (minutes long)
 
 Run `sales-agent COMMAND --help` for a command's options.
 """
@@ -55,6 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agent.crm.outbox_command import main as outbox_main
 
         return outbox_main(rest)
+    if command == "gameday":
+        from agent.gameday.command import main as gameday_main
+
+        return gameday_main(rest)
     if command in WORKER_MODES:
         from agent.worker import run_worker
 

@@ -56,7 +56,7 @@ class SystemMetrics:
         self._process = psutil.Process()
         self._cpu_count = psutil.cpu_count() or 1
         self._mountpoints = tuple(mountpoints)
-        self._system_cpu_window = CpuWindow(_system_cpu_seconds)
+        self._system_cpu_window = CpuWindow(system_cpu_seconds)
         self._process_cpu_window = CpuWindow(self._process_cpu_seconds, wall_clock_share=self._cpu_count)
         self._register(meter)
 
@@ -148,7 +148,7 @@ class SystemMetrics:
         return [Observation(self._process.num_threads())]
 
     def _system_cpu_time(self) -> Iterable[Observation]:
-        return [Observation(seconds, {"cpu.mode": mode}) for mode, seconds in _system_cpu_seconds().items()]
+        return [Observation(seconds, {"cpu.mode": mode}) for mode, seconds in system_cpu_seconds().items()]
 
     def _system_cpu(self) -> Iterable[Observation]:
         shares = self._system_cpu_window.shares()
@@ -198,7 +198,8 @@ class SystemMetrics:
 _OVERLAPPING_CPU_MODES = frozenset({"guest", "guest_nice"})
 
 
-def _system_cpu_seconds() -> dict[str, float]:
+def system_cpu_seconds() -> dict[str, float]:
+    """Cumulative host CPU seconds by mode (guest time is inside user/nice already)."""
     times = psutil.cpu_times()._asdict()
     return {mode: seconds for mode, seconds in times.items() if mode not in _OVERLAPPING_CPU_MODES}
 
