@@ -40,7 +40,7 @@ def test_promtool_check_rules() -> None:
 def test_promtool_unit_tests_pass() -> None:
     promtool = require_binary("promtool")
     result = subprocess.run(
-        [promtool, "test", "rules", *map(str, RULE_TESTS)], capture_output=True, text=True, timeout=120
+        [promtool, "test", "rules", *map(str, RULE_TESTS)], capture_output=True, text=True, timeout=900
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -97,3 +97,27 @@ def test_every_runbook_belongs_to_an_alert() -> None:
     alerts = {rule["alert"] for rule in alert_rules()}
     pages = {path.stem for path in RUNBOOKS_DIR.glob("*.md") if path.stem != "README"}
     assert pages - alerts == set(), "runbooks for alerts that no longer exist"
+
+
+def test_rules_read_histogram_buckets_only_through_the_labels_the_game_day_records():
+    """The game day records bucket series summed down to these labels (agent/gameday/record.py)."""
+    from agent.gameday.record import BUCKET_LABELS
+
+    for rule in (r for group in load_rule_groups() for r in group["rules"]):
+        for metric, labels in BUCKET_LABELS.items():
+            if metric not in rule["expr"]:
+                continue
+            groupings = re.findall(r"sum by \(([^)]*)\) \(rate\(" + metric, rule["expr"])
+            assert groupings, f"{rule.get('alert') or rule.get('record')} reads {metric} without sum by"
+            for grouping in groupings:
+                used = {label.strip() for label in grouping.split(",")}
+                assert used <= set(labels), (rule.get("alert"), used)
+
+
+def test_every_rule_metric_the_game_day_needs_is_recorded():
+    """record.rule_metric_names finds each raw metric the rules select (recorded rules excluded)."""
+    from agent.gameday.record import rule_metric_names
+
+    used = {m for g in load_rule_groups() for r in g["rules"] for m in promql_metric_names(r["expr"])}
+    raw = {m for m in used if ":" not in m}
+    assert set(rule_metric_names(raw)) == raw
