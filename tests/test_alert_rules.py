@@ -121,3 +121,81 @@ def test_every_rule_metric_the_game_day_needs_is_recorded():
     used = {m for g in load_rule_groups() for r in g["rules"] for m in promql_metric_names(r["expr"])}
     raw = {m for m in used if ":" not in m}
     assert set(rule_metric_names(raw)) == raw
+
+
+def test_game_day_series_notation_is_what_promtool_reads(tmp_path):
+    """record.expand writes promtool's expanding notation; promtool must read back the same values."""
+    from agent.gameday.record import expand
+
+    values = [None, None, 1.0, 2.0, 3.0, 4.0, 4.0, 4.0, 10.5, None, 7.0, 6.0, 5.0, 123456.789, 0.25]
+    series = expand(values)
+    assert "1+1x3" in series and "_x2" in series
+    expected = [{"labels": "x", "value": v} for v in values if v is not None]
+    times = [f"{i}m" for i, v in enumerate(values) if v is not None]
+    (tmp_path / "empty.rules.yml").write_text("groups: []\n")
+    tests = [
+        {"expr": "x", "eval_time": t, "exp_samples": [{"labels": "x", "value": e["value"]}]}
+        for t, e in zip(times, expected, strict=True)
+    ]
+    (tmp_path / "t.test.yml").write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": ["empty.rules.yml"],
+                "tests": [{"interval": "1m", "input_series": [{"series": "x", "values": series}],
+                           "promql_expr_test": tests}],
+            }
+        )
+    )  # fmt: skip
+    result = subprocess.run(
+        [require_binary("promtool"), "test", "rules", "t.test.yml"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "leak",
+    [
+        b"dana.a1b2c3.0@initech.example.com",
+        b"PUT /v1/contacts/dana.a1b2c3.0%40initech.example.com",
+        b"DANA.A1B2C3.0%40INITECH.EXAMPLE.COM",
+        b'{"email": "lee.a1b2c3.1\\u0040umbrella.example.com"}',
+        b"The email address 'lee.a1b2c3.1 at umbrella.example.com' is not valid",
+        b"phone +1 415 555 0004",
+        b"tel:%2B14155550004",
+        b"415-555-0004",
+        b"x=+1%20415%20555%200004",
+        b"someone@example.org",
+    ],
+)
+def test_game_day_scan_finds_contact_data_in_every_encoding(leak):
+    from agent.gameday.scan import scan_bytes
+
+    assert scan_bytes("body", b"\x0a\x12" + leak + b"\x00")
+
+
+def test_game_day_scan_is_quiet_on_clean_telemetry():
+    from agent.gameday.scan import scan_bytes
+
+    clean = (
+        b"url.full http://127.0.0.1:8200/v1/contacts [EMAIL] [PHONE] tenant.id acme "
+        b"trace 5f0c2a9e41b34d7f9a0e3c1b2d4f6a81 alertmanager@localhost 2026-11-30T21:41:37Z 127.0.0.1:4155"
+    )
+    assert scan_bytes("body", clean) == []
+    assert scan_bytes("body", b"key sk-gameday-canary", secrets=["sk-gameday-canary"])
+
+
+def test_gameday_command_lists_scenarios_and_rejects_unknown_ones():
+    from agent.gameday.command import main
+    from agent.gameday.scenarios import SCENARIOS
+
+    names = {s.name for s in SCENARIOS}
+    assert {"crm-down", "crm-30pct-errors", "llm-primary-down", "llm-all-down", "instance-killed",
+            "host-cpu-saturated", "collector-down"} <= names  # fmt: skip
+    defined = {rule["alert"] for rule in alert_rules()}
+    for scenario in SCENARIOS:
+        assert scenario.expected and scenario.expected | scenario.tolerated <= defined, scenario.name
+    assert main(["--list"]) == 0
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--scenarios", "crm-down,no-such-fault"])
+    assert exit_info.value.code == 2

@@ -49,9 +49,9 @@ def rule_metric_names(available: Iterable[str]) -> list[str]:
 
 
 def _format(value: float) -> str:
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return f"{value:.6g}"
+    """The shortest text that reads back as exactly ``value`` (Python's repr), without a ".0"."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
 
 
 def expand(values: Sequence[float | None]) -> str:
