@@ -12,9 +12,10 @@ once, the first response replayed). Fault injection for tests and demos: ``POST 
 ``{"mode": "ok|down|slow|500|429", "delay_s": 2, "retry_after": 1, "count": null, "style": "503|reset",
 "ratio": 1.0}`` (``count``: fault only the next N requests; ``down`` answers 503, or drops the
 connection with ``"style": "reset"``; ``ratio``: the share of requests faulted, at random);
-``GET /admin/stats``.
+``GET /admin/stats``; ``POST /admin/reset`` (counters and fault; data stays).
 
-Run: ``python -m local_services.crm_service --host 127.0.0.1 --port 8090 --db crm.sqlite3``.
+Run: ``sales-agent crm-service --host 127.0.0.1 --port 8090 --db crm.sqlite3`` (``--port 0``: a free
+port, announced as ``READY <port>``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from aiohttp import web
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from local_services._serve import serve_until_signal
+from local_services._serve import bound_port, serve_main
 from telemetry import names
 
 log = logging.getLogger(__name__)
@@ -215,6 +216,7 @@ class CrmService:
         app.router.add_delete("/v1/calendar/bookings/{booking_id}", self.cancel)
         app.router.add_post("/admin/fault", self.set_fault)
         app.router.add_get("/admin/stats", self.get_stats)
+        app.router.add_post("/admin/reset", self.reset)
         app.on_cleanup.append(self._close)
         return app
 
@@ -467,6 +469,12 @@ class CrmService:
         log.info("crm fault set: %s", self.fault)
         return web.json_response({"mode": mode})
 
+    async def reset(self, _request: web.Request) -> web.Response:
+        """Counters to zero and the fault back to ``ok``; the stored contacts and bookings stay."""
+        self.stats = Stats()
+        self.fault = Fault()
+        return web.json_response({"reset": True})
+
     async def get_stats(self, _request: web.Request) -> web.Response:
         s = self.stats
         return web.json_response(
@@ -500,11 +508,9 @@ async def run_crm_service(db_path: str | Path, host: str = "127.0.0.1", port: in
     """Run the service in this event loop; yields its base URL (``port=0`` picks a free port)."""
     runner = web.AppRunner(CrmService(db_path).app(), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    bound = runner.addresses[0][1]
     try:
-        yield f"http://{host}:{bound}"
+        await web.TCPSite(runner, host, port).start()
+        yield f"http://{host}:{bound_port(runner)}"
     finally:
         await runner.cleanup()
 
@@ -512,7 +518,7 @@ async def run_crm_service(db_path: str | Path, host: str = "127.0.0.1", port: in
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="crm-service", description="Local CRM + calendar service")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--port", type=int, default=8090, help="0 picks a free port (see the READY line)")
     parser.add_argument("--db", default="crm.sqlite3", help="SQLite file (created if missing)")
     args = parser.parse_args(argv)
 
@@ -522,17 +528,16 @@ def main(argv: list[str] | None = None) -> int:
     from telemetry.setup import setup_telemetry
 
     telemetry = setup_telemetry(wire_livekit=False)  # no LiveKit session runs here
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    def ready(url: str) -> None:
-        log.info("crm-service listening on %s (db %s)", url, args.db)
-        print(f"crm-service listening on {url}", flush=True)
-
     try:
-        serve_until_signal(lambda: run_crm_service(args.db, args.host, args.port), ready)
+        return serve_main(
+            "crm-service",
+            lambda: run_crm_service(args.db, args.host, args.port),
+            host=args.host,
+            port=args.port,
+            url_of=str,
+        )
     finally:
         telemetry.shutdown()
-    return 0
 
 
 if __name__ == "__main__":

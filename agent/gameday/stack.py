@@ -1,7 +1,7 @@
 """The processes of a game day, on loopback with free ports and one work directory.
 
-Two ``simulate --forever`` agents (instances a and b) export OTLP to a Collector stand-in (the loopback
-OTLP sink, which keeps every body for the PII scan) and serve ``/metrics``; they call two local LLM
+Two ``simulate --forever`` agents (instances a and b) export OTLP to a Collector stand-in (``sales-agent
+otlp-sink``, which keeps every body for the PII scan) and serve ``/metrics``; they call two local LLM
 providers and the local CRM. Prometheus (the Debian binary) scrapes the agents and the stand-in and
 evaluates the repo's rules with the external labels and alert relabelling of the repo's
 ``deploy/prometheus/prometheus.yml``; Alertmanager runs the repo's template rendered with every
@@ -16,7 +16,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from local_services.harness import free_port
+
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,8 +35,6 @@ RULES_DIR = REPO / "alert-rules"
 RUNBOOKS_DIR = REPO / "docs" / "runbooks"
 PROMETHEUS_CONFIG = REPO / "deploy" / "prometheus" / "prometheus.yml"
 ALERTMANAGER_DIR = REPO / "deploy" / "alertmanager"
-# The Collector stand-in: a loopback OTLP/HTTP receiver that keeps the raw bodies.
-COLLECTOR_STAND_IN = "bench.otlp_sink"
 # A secret the agents hold (the CRM API key); the scan fails the run if it appears in any export.
 CANARY_SECRET = "sk-gameday-canary-9f8e7d6c5b4a39281706"
 LLM_PROVIDERS = ("primary", "backup")
@@ -44,12 +43,6 @@ AGENTS = ("a", "b")
 
 class StackError(RuntimeError):
     """A process of the stack did not start (its log's tail is in the message)."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def http_json(url: str, payload: Any | None = None, timeout_s: float = 5.0) -> Any:
@@ -209,7 +202,7 @@ class GamedayStack:
         )
         self._spawn(
             "notifications",
-            [*py, "local_services.webhook_sink", "--port", str(self.ports["notifications"]),
+            [*py, "agent", "webhook-sink", "--port", str(self.ports["notifications"]),
              "--keep", "100000", "--runbooks", str(RUNBOOKS_DIR)],
             f"{self.notifications_url}/health",
         )  # fmt: skip
@@ -268,7 +261,7 @@ class GamedayStack:
     def start_collector(self) -> None:
         self._spawn(
             "collector",
-            [sys.executable, "-m", COLLECTOR_STAND_IN, "--port", str(self.ports["collector"]),
+            [sys.executable, "-m", "agent", "otlp-sink", "--port", str(self.ports["collector"]),
              "--keep-bodies", str(self.bodies)],
             f"{self.url('collector')}/metrics",
         )  # fmt: skip
