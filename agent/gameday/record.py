@@ -27,7 +27,7 @@ FIRING = 'ALERTS{alertstate="firing", severity!="info"}'
 _IDENTIFIER = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # Histogram buckets are most of the series (one per bucket, operation, outcome, tenant) and the rules
 # read them only through histogram_quantile(sum by (<these>, le) (...)): recording the sum over the
-# other labels replays the same quantiles at a fraction of the size. tests/test_alert_rules.py checks
+# other labels replays the same quantiles at a fraction of the size. tests/unit/test_alert_rules.py checks
 # that every rule reading them still aggregates to these labels.
 BUCKET_LABELS: dict[str, tuple[str, ...]] = {
     "sales_agent_dependency_duration_seconds_bucket": ("dependency", "le"),
