@@ -2,9 +2,14 @@
 
 For the time range of a scenario (with a lead-in of healthy history), every raw series the rules read
 is pulled from the live Prometheus at the scrape step and written as ``input_series`` (in promtool's
-expanding notation where values repeat or grow evenly). The live firing alerts at a few checkpoints
-(before the fault, while it was notified, after recovery) become ``promql_expr_test`` cases on
-``ALERTS``: the replay must raise exactly the alerts the live run raised, no more and no fewer.
+expanding notation where values repeat or grow evenly). The ``promql_expr_test`` cases then say what
+the game day measured, in terms a replay can hold to: a replay evaluates on the step while the live
+Prometheus ran a few seconds off it, so the cases assert states, not the exact second of a change:
+
+- before the fault, none of the scenario's expected alerts fires (unless it was already firing live);
+- at recovery, every expected alert fires (the live run was notified of each by then);
+- after recovery, none fires any more (the live run got each one's resolved notification first);
+- every minute of the window, no alert outside the expected, tolerated and host-load ones fires.
 """
 
 from __future__ import annotations
@@ -13,17 +18,14 @@ import math
 import re
 import urllib.parse
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from agent.gameday.observe import prometheus_query
 from agent.gameday.stack import RULES_DIR, http_json
 
-FIRING = 'ALERTS{alertstate="firing", severity!="info"}'
 _IDENTIFIER = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # Histogram buckets are most of the series (one per bucket, operation, outcome, tenant) and the rules
 # read them only through histogram_quantile(sum by (<these>, le) (...)): recording the sum over the
@@ -35,10 +37,12 @@ BUCKET_LABELS: dict[str, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True)
-class Checkpoint:
-    name: str
-    at: float  # unix seconds
+def _names(alertnames: Iterable[str]) -> str:
+    return "|".join(sorted(alertnames))
+
+
+def _firing_names(alertnames: Iterable[str]) -> str:
+    return f'group by (alertname) (ALERTS{{alertstate="firing", alertname=~"{_names(alertnames)}"}})'
 
 
 def rule_metric_names(available: Iterable[str]) -> list[str]:
@@ -115,7 +119,11 @@ def write_promtool_test(
     start: float,
     end: float,
     step_s: int,
-    checkpoints: Sequence[Checkpoint],
+    injected_at: float,
+    recovered_at: float,
+    expected: Iterable[str],
+    already_firing: Iterable[str],
+    allowed: Iterable[str],
     runbook_base: str,
     out: Path,
 ) -> Path:
@@ -134,14 +142,28 @@ def write_promtool_test(
             if any(v is not None for v in values):
                 labels = {**result["metric"], "__name__": name}
                 series.append({"series": _series_selector(labels), "values": expand(values)})
-    tests = []
-    for checkpoint in checkpoints:
-        offset = round((checkpoint.at - start) / step_s) * step_s
-        if not 0 < offset < points * step_s:
-            continue
-        firing = prometheus_query(prom_url, FIRING, at=start + offset)
-        samples = [{"labels": _series_selector(r["metric"]), "value": 1} for r in firing]
-        tests.append({"expr": FIRING, "eval_time": _duration(offset), "exp_samples": samples})
+
+    def step_before(at: float) -> str:
+        return _duration(math.floor((at - start) / step_s) * step_s)
+
+    expected = sorted(expected)
+    fresh = sorted(set(expected) - set(already_firing))
+    tests: list[dict[str, Any]] = []
+    if fresh:
+        tests.append(
+            {"expr": _firing_names(fresh), "eval_time": step_before(injected_at - 15), "exp_samples": []}
+        )
+        tests.append({"expr": _firing_names(fresh), "eval_time": step_before(end - 15), "exp_samples": []})
+    samples = [{"labels": f'{{alertname="{name}"}}', "value": 1} for name in expected]
+    tests.append(
+        {"expr": _firing_names(expected), "eval_time": step_before(recovered_at - 15), "exp_samples": samples}
+    )
+    unexpected = (
+        'group by (alertname) (ALERTS{alertstate="firing", severity!="info", '
+        f'alertname!~"{"|".join(sorted(allowed))}"}})'
+    )
+    for minute in range(60, int(end - start), 60):
+        tests.append({"expr": unexpected, "eval_time": _duration(minute), "exp_samples": []})
     recorded = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     document = {
         "rule_files": [f"../{path.name}" for path in sorted(RULES_DIR.glob("*.rules.yml"))],
@@ -157,9 +179,10 @@ def write_promtool_test(
         ],
     }
     header = (
-        f"# Recorded by `sales-agent gameday` ({recorded}): scenario {scenario}, {len(series)} series at a\n"
-        f"# {step_s} s step. The checkpoints expect exactly the alerts that fired in the live run.\n"
-        "# Regenerate with `sales-agent gameday --record-dir alert-rules/tests`; do not edit by hand.\n"
+        f"# Recorded by `sales-agent gameday` ({recorded}): scenario {scenario}, {len(series)} series\n"
+        f"# at a {step_s} s step from unix time {start:.0f}. The checkpoints expect exactly the alerts that\n"
+        "# fired in the live run; every minute, nothing outside the scenario's expected and tolerated\n"
+        "# alerts fires. Regenerate with `sales-agent gameday --record-dir alert-rules/tests`.\n"
     )
     out.write_text(header + yaml.safe_dump(document, sort_keys=False, width=200))
     return out

@@ -17,6 +17,8 @@ from agent.gameday.scenarios import RESOLVE_GOAL_S
 def _seconds(value: float | None) -> str:
     if value is None:
         return "never"
+    if value < 0:
+        return "already firing"
     minutes, seconds = divmod(round(value), 60)
     return f"{minutes}m{seconds:02d}s"
 
@@ -47,6 +49,9 @@ def rows(results: Sequence[ScenarioResult]) -> list[dict[str, Any]]:
                 "carried_over": sorted(r.carried_over),
                 "info": r.info,
                 "host_cpu_busy": None if r.host_busy_during is None else round(r.host_busy_during, 3),
+                "injected_at": round(r.injected_at, 1),
+                "recovered_at": round(r.recovered_at, 1),
+                "ended_at": round(r.ended_at, 1),
                 "fault_minutes": round((r.recovered_at - r.injected_at) / 60, 1),
                 "goals_met": r.goals_met,
                 "recorded": str(r.recorded) if r.recorded else None,

@@ -21,7 +21,7 @@ from agent.gameday.observe import (
     notifications,
     prometheus_alerts,
 )
-from agent.gameday.record import Checkpoint, write_promtool_test
+from agent.gameday.record import write_promtool_test
 from agent.gameday.scenarios import HOST_LOAD_ALERTS, RESOLVE_GOAL_S, Scenario
 from agent.gameday.stack import RULES_DIR, GamedayStack
 
@@ -52,7 +52,11 @@ class ScenarioResult:
     recorded: Path | None = None
 
     def time_to_notify(self, alertname: str) -> float | None:
+        """Seconds from the fault to the first notification; negative: already firing before the fault
+        (a true alert from before, e.g. HighCpuUsage on a host that was busy already)."""
         at = self.notified.get(alertname)
+        if at is None and any(name.split("{", 1)[0] == alertname for name in self.carried_over):
+            return -1.0
         return None if at is None else at - self.injected_at
 
     def time_to_resolve(self, alertname: str) -> float | None:
@@ -232,11 +236,6 @@ class GameDay:
 
     def _record(self, result: ScenarioResult) -> Path:
         s = result.scenario
-        checkpoints = [
-            Checkpoint("before the fault", result.injected_at - 30),
-            Checkpoint("faulted, at recovery", result.recovered_at - 5),
-            Checkpoint("after recovery", result.ended_at - 10),
-        ]
         assert self.record_dir is not None
         return write_promtool_test(
             self.stack.prometheus_url,
@@ -245,7 +244,11 @@ class GameDay:
             start=max(self.started_at, result.injected_at - RECORD_LEAD_S),
             end=result.ended_at,
             step_s=self.stack.config.scrape_interval_s,
-            checkpoints=checkpoints,
+            injected_at=result.injected_at,
+            recovered_at=result.recovered_at,
+            expected=s.expected,
+            already_firing={name.split("{", 1)[0] for name in result.carried_over},
+            allowed=s.expected | s.tolerated | HOST_LOAD_ALERTS,
             runbook_base="https://runbooks.example.com/",
             out=self.record_dir / f"gameday-{s.name}.test.yml",
         )

@@ -22,8 +22,10 @@ _AT = rb"(?:@|%40|%2540|\\u0040|\\x40|&#64;|&commat;|\s+at\s+)"
 _SEP = rb"(?:[\s.\-()]|%20|%2520|\+)?"
 PATTERNS: dict[str, re.Pattern[bytes]] = {
     "script e-mail local part": re.compile(rb"(?i)\b(?:" + _FIRST_NAMES.encode() + rb")\.[0-9a-f]{6}\.\d+"),
+    # Local part and domain labels of 2+ characters: in binary protobuf (timestamps, ids) a stray 0x40
+    # between printable bytes ("9@g.BX") is otherwise an "address".
     "e-mail address": re.compile(
-        rb"(?i)[a-z0-9._+-]{1,64}" + _AT + rb"[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}\b"
+        rb"(?i)[a-z0-9._+-]{2,64}" + _AT + rb"[a-z0-9-]{2,}(?:\.[a-z0-9-]{2,})*\.[a-z]{2,}\b"
     ),
     "script phone number": re.compile(
         rb"(?:\+|%2B|%252B|\\u002b)?1?" + _SEP + rb"\(?415\)?" + _SEP + rb"555" + _SEP + rb"\d{4}(?!\d)", re.I

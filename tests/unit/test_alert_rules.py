@@ -150,3 +150,10 @@ def test_gameday_command_lists_scenarios_and_rejects_unknown_ones():
     with pytest.raises(SystemExit) as exit_info:
         main(["--scenarios", "crm-down,no-such-fault"])
     assert exit_info.value.code == 2
+
+
+def test_game_day_scan_ignores_a_stray_at_sign_in_binary_protobuf():
+    from agent.gameday.scan import scan_bytes
+
+    # Measured in the 2026-11-30 game day: a span's fixed64 timestamp around 0x40 read "9@g.BX".
+    assert scan_bytes("body", b"\x0fllm_request_run0\x019@g.BX\xf3\xec\x18A") == []
