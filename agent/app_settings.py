@@ -1,40 +1,69 @@
-"""All of the agent process's configuration in one place, read from the environment.
+"""The process's whole configuration: one root, built once by each entry point, passed down, frozen.
 
-Each area keeps its own pydantic-settings class next to its code (``TelemetrySettings``,
-``LLMSettings``, ``CrmSettings``, ``SessionSettings``, ``TenantSettings``); ``AppSettings`` holds the
-worker's own switches and builds the others on demand, so importing it stays cheap (the LLM and CRM
-settings modules are imported only when asked for). Secrets (provider keys, LiveKit credentials) are
-read by the plugins and settings classes from env and are never logged.
+``AppSettings.from_env()`` is called by every entry point (the worker's ``run_worker`` and its job
+processes, ``simulate``, ``outbox``) and nowhere else; library code receives the root or the area it
+needs and never reads the environment. Each area keeps its pydantic-settings class next to its code,
+with one prefix per area (standard names such as ``OTEL_*`` and the providers' API key variables are
+kept as they are):
+
+| area | class | variables |
+| --- | --- | --- |
+| telemetry | ``TelemetrySettings`` | ``OTEL_*`` (standard), ``SALES_AGENT_*`` (process-wide switches) |
+| worker | ``WorkerSettings`` | ``SALES_AGENT_*`` (speech plugins, dispatch), plugin keys |
+| health | ``HealthSettings`` | ``SALES_AGENT_HEALTH_*`` |
+| sessions | ``SessionSettings`` | ``SALES_AGENT_SESSION_*`` |
+| tenants | ``TenantSettings`` | ``SALES_AGENT_TENANTS_*`` |
+| LLM | ``LLMSettings`` | ``SALES_AGENT_LLM_*`` and the providers' key variables |
+| CRM | ``CrmSettings`` | ``CRM_*`` |
+
+Every invalid value is rejected by ``from_env`` with a ``ConfigError`` naming the variable and what was
+expected (entry points print it and exit 2). Nothing is mutated afterwards: an entry point that needs
+another value derives a copy (``settings.model_copy(update=...)``, or ``with_area``). API keys are read
+once into ``SecretStr`` fields and never logged.
+
+Importing this module stays cheap: it never imports litellm or livekit (a test pins it).
 """
 
 from __future__ import annotations
 
-from functools import cached_property
-from typing import TYPE_CHECKING, Literal
+import logging
+import os
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agent.crm.settings import CrmSettings
+from agent.health.registry import HealthSettings
+from agent.llm.settings import LLMSettings
 from agent.session_settings import SessionSettings
 from agent.tenants import TenantSettings
+from telemetry.config_errors import ConfigError, settings_error
 from telemetry.settings import TelemetrySettings
 
-if TYPE_CHECKING:
-    from agent.crm import CrmSettings
-    from agent.llm.settings import LLMSettings
+log = logging.getLogger(__name__)
 
 SttPlugin = Literal["deepgram", "openai"]
 TtsPlugin = Literal["cartesia", "openai"]
 VadPlugin = Literal["silero", "none"]
 
+# Old name -> the name that replaced it. The old one is still read (AliasChoices on the field); a
+# warning is logged once per process when it is set.
+DEPRECATED_VARIABLES: dict[str, str] = {
+    "CRM_RETRY_ATTEMPTS": "CRM_RETRIES",
+    "CALENDAR_URL": "CRM_CALENDAR_URL",
+    "DEPLOYMENT_ENVIRONMENT": "SALES_AGENT_DEPLOYMENT_ENVIRONMENT",
+}
+_warned: set[str] = set()
+
 
 class WorkerSettings(BaseSettings):
-    """The LiveKit worker's own switches (``SALES_AGENT_*``)."""
+    """The LiveKit worker's own switches (``SALES_AGENT_*``) and its speech plugins' keys."""
 
-    model_config = SettingsConfigDict(env_prefix="SALES_AGENT_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SALES_AGENT_", extra="ignore", frozen=True)
 
-    # Speech plugins. Keys come from the plugins' own env vars (DEEPGRAM_API_KEY, CARTESIA_API_KEY,
-    # OPENAI_API_KEY); models are the plugins' defaults unless set here.
+    # Speech plugins; models are the plugins' defaults unless set here.
     stt: SttPlugin = "deepgram"
     stt_model: str | None = None
     tts: TtsPlugin = "cartesia"
@@ -49,41 +78,85 @@ class WorkerSettings(BaseSettings):
     load_threshold: float = Field(default=0.95, gt=0, le=1)
     # Explicit dispatch name (empty: automatic dispatch to every room).
     agent_name: str = ""
-    # /health and /ready (0 = off). /metrics is SALES_AGENT_METRICS_PORT (telemetry settings).
-    health_port: int = Field(default=0, ge=0, le=65535)
-    health_host: str = "127.0.0.1"
     # Tenant used when a job carries no tenant in its metadata (empty: such jobs are rejected).
     default_tenant: str = ""
+    # The speech plugins' keys, under the plugins' standard variable names.
+    deepgram_api_key: SecretStr | None = Field(default=None, alias="DEEPGRAM_API_KEY")
+    cartesia_api_key: SecretStr | None = Field(default=None, alias="CARTESIA_API_KEY")
+    openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
+
+    def missing_speech_keys(self) -> list[str]:
+        """The key variables the chosen STT/TTS plugins need and do not have."""
+        needed = {
+            "deepgram": ("DEEPGRAM_API_KEY", self.deepgram_api_key),
+            "cartesia": ("CARTESIA_API_KEY", self.cartesia_api_key),
+            "openai": ("OPENAI_API_KEY", self.openai_api_key),
+        }
+        missing = [needed[plugin][0] for plugin in (self.stt, self.tts) if needed[plugin][1] is None]
+        return sorted(set(missing))
 
 
-class AppSettings:
-    """Aggregate view; each part is parsed from env the first time it is used."""
+AreaName = Literal["telemetry", "worker", "health", "sessions", "tenants", "llm", "crm"]
+_AREAS: dict[str, tuple[type[BaseSettings], Callable[..., BaseSettings]]] = {
+    "telemetry": (TelemetrySettings, TelemetrySettings),
+    "worker": (WorkerSettings, WorkerSettings),
+    "health": (HealthSettings, HealthSettings),
+    "sessions": (SessionSettings, SessionSettings),
+    "tenants": (TenantSettings, TenantSettings),
+    "llm": (LLMSettings, LLMSettings.load),  # + the YAML file and the providers' keys
+    "crm": (CrmSettings, CrmSettings),
+}
 
-    @cached_property
-    def worker(self) -> WorkerSettings:
-        return WorkerSettings()
 
-    @cached_property
-    def telemetry(self) -> TelemetrySettings:
-        return TelemetrySettings()
+class AppSettings(BaseModel):
+    """The settings root. Build it with ``from_env()`` at an entry point; pass it (or a part) down."""
 
-    @cached_property
-    def sessions(self) -> SessionSettings:
-        return SessionSettings()
+    model_config = ConfigDict(frozen=True)
 
-    @cached_property
-    def tenants(self) -> TenantSettings:
-        return TenantSettings()
+    telemetry: TelemetrySettings
+    worker: WorkerSettings
+    health: HealthSettings
+    sessions: SessionSettings
+    tenants: TenantSettings
+    llm: LLMSettings
+    crm: CrmSettings
 
-    @cached_property
-    def llm(self) -> LLMSettings:
-        from agent.llm.settings import LLMSettings
+    @classmethod
+    def from_env(cls, **overrides: Mapping[str, Any]) -> AppSettings:
+        """Every area from the environment, all problems reported at once as one ``ConfigError``.
 
-        # load(), not the constructor: it also reads the YAML file named by SALES_AGENT_LLM_CONFIG.
-        return LLMSettings.load()
+        ``overrides`` maps an area to keyword arguments that beat the environment (command-line flags),
+        e.g. ``from_env(llm={"config": path})``.
+        """
+        unknown = set(overrides) - set(_AREAS)
+        if unknown:
+            raise TypeError(f"unknown settings areas: {sorted(unknown)}")
+        parts: dict[str, BaseSettings] = {}
+        problems: list[str] = []
+        for area, (settings_cls, load) in _AREAS.items():
+            try:
+                parts[area] = load(**dict(overrides.get(area, {})))
+            except ValidationError as exc:
+                problems.append(str(settings_error(exc, settings_cls)))
+            except ConfigError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ConfigError("; ".join(problems))
+        warn_deprecated(os.environ)
+        return cls.model_validate(parts)
 
-    @cached_property
-    def crm(self) -> CrmSettings:
-        from agent.crm import CrmSettings
+    def with_area(self, area: AreaName, **changes: Any) -> AppSettings:
+        """A copy with some values of one area changed (the root and the area stay frozen)."""
+        part: BaseModel = getattr(self, area)
+        return self.model_copy(update={area: part.model_copy(update=changes)})
 
-        return CrmSettings()
+
+def warn_deprecated(environ: Mapping[str, str]) -> None:
+    """One warning per process for each deprecated variable that is set."""
+    for old, new in DEPRECATED_VARIABLES.items():
+        if old in environ and old not in _warned:
+            _warned.add(old)
+            if new in environ:
+                log.warning("%s is deprecated and ignored: %s is also set and wins", old, new)
+            else:
+                log.warning("%s is deprecated: rename it %s (same meaning)", old, new)

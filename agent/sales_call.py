@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from livekit.agents import AgentSession, CloseEvent
 from opentelemetry import context as otel_context
@@ -31,7 +31,8 @@ from opentelemetry import trace
 from agent import business_metrics
 from agent.call_context import CallContext
 from agent.sales_agent import SalesAgent
-from agent.tools import CallOutcome, SalesTools
+from agent.tools import SalesTools
+from agent.vocabulary.call_outcome import CallOutcome, EndCallChoice
 from telemetry import names
 from telemetry.span_status import set_error
 
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
     from agent.tenants import TenantRegistry
 
 CALL_SPAN_NAME = "sales_call"
-RecordedOutcome = CallOutcome | Literal["dropped", "failed", "error"]
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
@@ -92,7 +92,7 @@ class SalesCall:
         self._call_llm = call_llm
         self.session: AgentSession = AgentSession(llm=call_llm, **session_kwargs)
         self.root_span: trace.Span | None = None
-        self.outcome: RecordedOutcome | None = None
+        self.outcome: CallOutcome | None = None
         self._session_outcome: SessionOutcome | None = None
         self._started_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -173,7 +173,7 @@ class SalesCall:
         if sessions is not None:
             sessions.touch(self.context.session_id)
 
-    async def _on_end_call(self, outcome: CallOutcome) -> None:
+    async def _on_end_call(self, outcome: EndCallChoice) -> None:
         self.outcome = outcome
         self._ending = True
         # drain=True: the goodbye the LLM says after this tool still goes out before the session closes.
@@ -210,7 +210,7 @@ class SalesCall:
         if self._finalize_task is None:
             self._finalize_task = asyncio.get_running_loop().create_task(self._finalize(error))
 
-    def _call_outcome(self, error: object | None) -> RecordedOutcome:
+    def _call_outcome(self, error: object | None) -> CallOutcome:
         if self.outcome is not None:
             return self.outcome
         if error is not None:
@@ -256,7 +256,7 @@ class SalesCall:
         assert self._services.sessions is not None
         await self._services.sessions.close(self.context.session_id, outcome)
 
-    def _end_root_span(self, outcome: RecordedOutcome, duration: float, error: object | None) -> None:
+    def _end_root_span(self, outcome: CallOutcome, duration: float, error: object | None) -> None:
         span = self.root_span
         if span is None or not span.is_recording():
             return

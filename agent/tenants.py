@@ -7,7 +7,6 @@ and membership before anything else uses it; the bounded set of known ids is als
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,18 +17,28 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent.errors import InvalidInput
 from agent.session_settings import SessionOverrides
+from agent.vocabulary.tenant_id import TENANT_ID_PATTERN, is_tenant_id
+from telemetry.config_errors import ConfigError
 
-TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
-_TENANT_ID_RE = re.compile(TENANT_ID_PATTERN)
-DEFAULT_TENANTS_FILE = Path(__file__).resolve().parent.parent / "config" / "tenants.yaml"
+
+def _default_tenants_file() -> Path:
+    """``config/tenants.yaml`` of the source checkout, else the copy the wheel carries in the package."""
+    package = Path(__file__).resolve().parent
+    packaged = package / "config" / "tenants.yaml"  # pyproject.toml: wheel force-include
+    return packaged if packaged.is_file() else package.parent / "config" / "tenants.yaml"
+
+
+DEFAULT_TENANTS_FILE = _default_tenants_file()
 
 TenantId = Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)]
 
 
 class TenantSettings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    """``SALES_AGENT_TENANTS_FILE``: the YAML file of tenants (default: the demo tenants)."""
 
-    tenants_file: Path = Field(default=DEFAULT_TENANTS_FILE, alias="SALES_AGENT_TENANTS_FILE")
+    model_config = SettingsConfigDict(env_prefix="SALES_AGENT_TENANTS_", extra="ignore", frozen=True)
+
+    file: Path = DEFAULT_TENANTS_FILE
 
 
 class TenantConfig(BaseModel):
@@ -58,8 +67,8 @@ class _TenantsFile(BaseModel):
     tenants: dict[TenantId, _TenantEntry] = Field(min_length=1)
 
 
-class TenantConfigError(ValueError):
-    """The tenants file is missing or invalid; the message names the file and the problem."""
+class TenantConfigError(ConfigError):
+    """The tenants file is missing or invalid; the message names the file and the problem (exit 2)."""
 
 
 def _describe(exc: ValidationError) -> str:
@@ -88,9 +97,9 @@ class TenantRegistry:
         return cls(TenantConfig(id=tid, **entry.model_dump()) for tid, entry in parsed.tenants.items())
 
     @classmethod
-    def from_file(cls, path: str | Path | None = None) -> TenantRegistry:
-        """Load ``path``, else ``$SALES_AGENT_TENANTS_FILE``, else ``config/tenants.yaml``."""
-        file = Path(path) if path is not None else TenantSettings().tenants_file
+    def from_file(cls, path: str | Path) -> TenantRegistry:
+        """Load the tenants file (``TenantSettings.file`` at the entry point)."""
+        file = Path(path)
         try:
             text = file.read_text(encoding="utf-8")
         except OSError as exc:
@@ -105,7 +114,7 @@ class TenantRegistry:
 
     def get(self, tenant_id: str) -> TenantConfig:
         """The tenant's config; ``InvalidInput`` for a malformed or unknown id."""
-        if not isinstance(tenant_id, str) or not _TENANT_ID_RE.fullmatch(tenant_id):
+        if not is_tenant_id(tenant_id):
             shown = repr(tenant_id)[:70]
             raise InvalidInput(
                 f"malformed tenant id {shown}: expected {TENANT_ID_PATTERN}",

@@ -10,17 +10,24 @@ Where things live (``SALES_AGENT_JOB_EXECUTOR``):
   manager, and the load is the number of running jobs / ``max_sessions``.
 
 Either way each job builds its LLM chain and CRM clients on its own loop (httpx/aiohttp clients
-must stay on the loop that created them), while the worker process keeps one CRM facade whose
-outbox drainer delivers writes a finished job queued, and serves ``/health`` + ``/ready``.
+must stay on the loop that created them), but their circuit breakers and LLM cooldowns come from
+the process's ``process_resilience()``, so one job's failures protect the next call. The worker
+process keeps one CRM facade whose outbox drainer delivers writes a finished job queued, and serves
+``/health`` + ``/ready``.
+
+Configuration: ``run_worker`` builds the settings root once and checks everything it can before
+livekit's CLI registers with the LiveKit server (LLM chain and keys, speech plugin keys, tenants,
+the outbox file, the health and metrics ports): a broken configuration exits with status 2 and one
+line instead of registering a worker that fails every call. A job process of the ``process`` executor
+is a fresh interpreter: it builds its own root from the same environment at its first hook.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
-import os
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +36,10 @@ from typing import TYPE_CHECKING, Any
 from agent.app_settings import AppSettings, WorkerSettings
 from agent.call_context import CallContext
 from agent.errors import InvalidInput
+from agent.resilience.state import process_resilience
 from agent.tenants import TenantRegistry
+from telemetry import names
+from telemetry.config_errors import ConfigError, bind_listener, env_name
 
 if TYPE_CHECKING:
     from livekit.agents import AgentServer, JobContext, JobProcess, JobRequest, WorkerOptions
@@ -43,14 +53,48 @@ log = logging.getLogger(__name__)
 TENANT_METADATA_KEYS = ("tenant_id", "tenant")
 
 
-@functools.cache
-def app_settings() -> AppSettings:
-    return AppSettings()
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What this process's hooks run with: the settings root and the tenants loaded from its file."""
+
+    settings: AppSettings
+    tenants: TenantRegistry
+    health_socket: socket.socket | None = None  # bound by run_worker; served on the worker loop
 
 
-@functools.cache
+_config: WorkerConfig | None = None
+
+
+def configure(
+    settings: AppSettings, tenants: TenantRegistry, health_socket: socket.socket | None = None
+) -> None:
+    """Install the root the livekit hooks use (``run_worker`` does, before registering; tests too)."""
+    global _config
+    _config = WorkerConfig(settings, tenants, health_socket)
+
+
+def worker_config() -> WorkerConfig:
+    """This process's configuration; a job process (``process`` executor) builds it at its first hook."""
+    if _config is None:
+        # A job process of its own: /metrics is the worker process's port, its metrics go over OTLP.
+        settings = for_worker(AppSettings.from_env()).with_area("telemetry", prometheus_enabled=False)
+        configure(settings, TenantRegistry.from_file(settings.tenants.file))
+    assert _config is not None
+    return _config
+
+
+def worker_settings() -> AppSettings:
+    return worker_config().settings
+
+
 def tenant_registry() -> TenantRegistry:
-    return TenantRegistry.from_file(app_settings().tenants.tenants_file)
+    return worker_config().tenants
+
+
+def for_worker(settings: AppSettings) -> AppSettings:
+    """The worker modes' copy: livekit's CLI prints every record with its own console handler, so ours
+    would print each line a second time."""
+    return settings.with_area("telemetry", log_stderr=False)
 
 
 def tenant_from_metadata(metadata: str | None) -> str | None:
@@ -103,7 +147,7 @@ def _session_manager() -> SessionManager:
     if _state is None:
         from agent.sessions import SessionManager
 
-        _state = WorkerState(sessions=SessionManager(app_settings().sessions, tenant_registry()))
+        _state = WorkerState(sessions=SessionManager(worker_settings().sessions, tenant_registry()))
     return _state.sessions
 
 
@@ -112,21 +156,18 @@ async def _start_worker_services() -> None:
     from agent.runtime import start_runtime
     from telemetry.setup import setup_telemetry
 
-    settings = app_settings()
+    config = worker_config()
     sessions = _session_manager()
     assert _state is not None
     _state.loop = asyncio.get_running_loop()
     sessions.start()
     try:
         runtime = await start_runtime(
-            llm_settings=settings.llm,
-            crm_settings=settings.crm,
-            session_settings=settings.sessions,
-            tenants=tenant_registry(),
-            telemetry=setup_telemetry(settings.telemetry),
-            health_host=settings.worker.health_host,
-            health_port=settings.worker.health_port,
-            serve_health=settings.worker.health_port > 0,
+            config.settings,
+            tenants=config.tenants,
+            telemetry=setup_telemetry(config.settings.telemetry),
+            health_socket=config.health_socket,
+            resilience=process_resilience(),
         )
     except Exception:
         log.exception("worker services (health, outbox drainer) failed to start; calls still run")
@@ -140,7 +181,7 @@ def _on_worker_started() -> None:
 
 def worker_load(server: AgentServer) -> float:
     """0..1 for livekit's ``load_threshold``: open sessions (thread executor) or running jobs (process)."""
-    max_sessions = app_settings().sessions.max_sessions
+    max_sessions = worker_settings().sessions.max_sessions
     by_jobs = len(server.active_jobs) / max_sessions
     by_sessions = _state.sessions.load() if _state is not None else 0.0
     return min(1.0, max(by_jobs, by_sessions))
@@ -164,7 +205,7 @@ def prewarm(proc: JobProcess) -> None:
     """Runs once per job process (or thread): telemetry and the slow imports before a call arrives."""
     from telemetry.setup import setup_telemetry
 
-    settings = app_settings()
+    settings = worker_settings()
     setup_telemetry(settings.telemetry)
     preload()
 
@@ -177,14 +218,14 @@ def prewarm(proc: JobProcess) -> None:
 async def request_fnc(request: JobRequest) -> None:
     """Accept only jobs whose tenant is known; anything else is rejected with a clear log line."""
     try:
-        tenant = tenant_for_job(request.job, app_settings().worker.default_tenant)
+        tenant = tenant_for_job(request.job, worker_settings().worker.default_tenant)
     except InvalidInput as exc:
         log.warning(
             "rejecting job %s for room %r: %s",
             request.id,
             request.room.name,
             exc.message,
-            extra={"job_id": request.id, "error.type": exc.error_type},
+            extra={"job_id": request.id, names.ERROR_TYPE: exc.error_type},
         )
         await request.reject()
         return
@@ -193,30 +234,42 @@ async def request_fnc(request: JobRequest) -> None:
 
 
 def speech_plugins(settings: WorkerSettings, vad: Any = None) -> dict[str, Any]:
-    """STT/TTS (and VAD) for the voice session; keys come from each plugin's env variable."""
+    """STT/TTS (and VAD) for the voice session, with the keys from the settings root."""
+
+    def key(secret: Any) -> dict[str, str]:
+        return {"api_key": secret.get_secret_value()} if secret is not None else {}
+
     plugins: dict[str, Any] = {}
     if settings.stt == "deepgram":
         from livekit.plugins import deepgram
 
-        plugins["stt"] = deepgram.STT(model=settings.stt_model or "nova-3", language=settings.language)
+        plugins["stt"] = deepgram.STT(
+            model=settings.stt_model or "nova-3", language=settings.language, **key(settings.deepgram_api_key)
+        )
     else:
         from livekit.plugins import openai
 
         plugins["stt"] = openai.STT(
-            model=settings.stt_model or "gpt-4o-mini-transcribe", language=settings.language
+            model=settings.stt_model or "gpt-4o-mini-transcribe",
+            language=settings.language,
+            **key(settings.openai_api_key),
         )
+    options = {"voice": settings.tts_voice} if settings.tts_voice else {}
     if settings.tts == "cartesia":
         from livekit.plugins import cartesia
 
-        options = {"voice": settings.tts_voice} if settings.tts_voice else {}
         plugins["tts"] = cartesia.TTS(
-            model=settings.tts_model or "sonic-3", language=settings.language, **options
+            model=settings.tts_model or "sonic-3",
+            language=settings.language,
+            **options,
+            **key(settings.cartesia_api_key),
         )
     else:
         from livekit.plugins import openai
 
-        options = {"voice": settings.tts_voice} if settings.tts_voice else {}
-        plugins["tts"] = openai.TTS(model=settings.tts_model or "gpt-4o-mini-tts", **options)
+        plugins["tts"] = openai.TTS(
+            model=settings.tts_model or "gpt-4o-mini-tts", **options, **key(settings.openai_api_key)
+        )
     if settings.vad == "silero":
         if vad is None:
             from livekit.plugins import silero
@@ -233,7 +286,7 @@ async def entrypoint(ctx: JobContext) -> None:
     from agent.sessions import CapacityExceeded
     from telemetry.setup import setup_telemetry
 
-    settings = app_settings()
+    settings = worker_settings()
     telemetry = setup_telemetry(settings.telemetry)
     tenant = tenant_for_job(ctx.job, settings.worker.default_tenant)  # validated again: metadata may change
     call_ctx = CallContext(
@@ -243,13 +296,12 @@ async def entrypoint(ctx: JobContext) -> None:
     # Thread executor: the worker-wide SessionManager (on the worker loop) sees every call of the process.
     shared = _state is not None and _state.loop is not None and _state.loop is not asyncio.get_running_loop()
     runtime = await start_runtime(
-        llm_settings=settings.llm,
-        crm_settings=settings.crm,
-        session_settings=settings.sessions,
+        settings,
         tenants=tenant_registry(),
         telemetry=telemetry,
         sessions=_state.sessions if shared and _state is not None else None,
         start_outbox_drainer=_state is None,  # the worker process drains when it runs one
+        resilience=process_resilience(),  # breakers and cooldowns shared by every job of the process
     )
     call = SalesCall(
         call_ctx, runtime.services, **speech_plugins(settings.worker, ctx.proc.userdata.get("vad"))
@@ -277,7 +329,7 @@ async def entrypoint(ctx: JobContext) -> None:
 def worker_options() -> WorkerOptions:
     from livekit.agents import JobExecutorType, WorkerOptions
 
-    worker = app_settings().worker
+    worker = worker_settings().worker
     options = WorkerOptions(
         entrypoint_fnc=entrypoint,
         request_fnc=request_fnc,
@@ -304,28 +356,57 @@ def import_speech_plugins(settings: WorkerSettings) -> None:
         importlib.import_module(f"livekit.plugins.{module}")
 
 
+def check_worker_config(settings: AppSettings, tenants: TenantRegistry) -> None:
+    """What would otherwise fail each call after registration, as one ``ConfigError`` now."""
+    from agent.crm.outbox import Outbox
+    from agent.llm.chain import check_chain
+
+    check_chain(settings.llm)  # an LLMConfigError (a ConfigError): no provider has its key, Redis set
+    missing = settings.worker.missing_speech_keys()
+    if missing:
+        raise ConfigError(
+            f"{' and '.join(missing)} not set: SALES_AGENT_STT={settings.worker.stt} and "
+            f"SALES_AGENT_TTS={settings.worker.tts} need them (or choose other plugins)"
+        )
+    default = settings.worker.default_tenant
+    if default and default not in tenants:
+        raise ConfigError(
+            f"{env_name(WorkerSettings, 'default_tenant')}={default}: unknown tenant; "
+            f"expected one of {', '.join(tenants.ids())} ({settings.tenants.file})"
+        )
+    Outbox(settings.crm.outbox_path).close()  # OutboxUnusable: a directory, not SQLite, a foreign file
+
+
 def run_worker(argv: Sequence[str]) -> None:
-    """``sales-agent dev|start|console|connect ...``: livekit's CLI with our options."""
+    """``sales-agent dev|start|console|connect ...``: livekit's CLI with our options.
+
+    Everything that can be checked is checked before livekit's CLI connects: a ``ConfigError`` here is
+    one line on stderr and exit status 2 (``agent.cli``), and nothing has registered with LiveKit.
+    """
     from livekit.agents import AgentServer, cli
 
     from telemetry.setup import setup_telemetry
 
-    # livekit's CLI prints every record with its own console handler (JSON in `start`): ours would
-    # print each line a second time. The variable reaches job processes too (executor "process").
-    os.environ["SALES_AGENT_LOG_STDERR"] = "false"
-    app_settings().telemetry.log_stderr = False
-    setup_telemetry(app_settings().telemetry)
-    import_speech_plugins(app_settings().worker)
-    if app_settings().worker.job_executor == "thread":
+    mode = argv[0] if argv else ""
+    settings = for_worker(AppSettings.from_env())
+    tenants = TenantRegistry.from_file(settings.tenants.file)
+    if mode == "console" and not settings.worker.default_tenant:
+        # A console job has no dispatch metadata: talk as the first configured tenant.
+        settings = settings.with_area("worker", default_tenant=tenants.ids()[0])
+        log.info("console: using tenant %s (set SALES_AGENT_DEFAULT_TENANT to choose)", tenants.ids()[0])
+    health_socket = None
+    if mode != "download-files":
+        check_worker_config(settings, tenants)
+        if settings.health.port:
+            health_socket = bind_listener(
+                settings.health.host, settings.health.port, env_name(type(settings.health), "port")
+            )
+    configure(settings, tenants, health_socket)
+    setup_telemetry(settings.telemetry)  # binds SALES_AGENT_METRICS_PORT: a taken port is a ConfigError
+    import_speech_plugins(settings.worker)
+    if settings.worker.job_executor == "thread":
         preload()  # job threads share this process's modules
-    tenant_registry()  # fail fast on a bad tenants file, before connecting to LiveKit
     server = AgentServer.from_server_options(worker_options())
     server.on("worker_started", _on_worker_started)
-    if argv and argv[0] == "console" and not app_settings().worker.default_tenant:
-        # A console job has no dispatch metadata: talk as the first configured tenant.
-        app_settings().worker.default_tenant = tenant_registry().ids()[0]
-        log.info(
-            "console: using tenant %s (set SALES_AGENT_DEFAULT_TENANT to choose)", tenant_registry().ids()[0]
-        )
     sys.argv = ["sales-agent", *argv]  # livekit's CLI (typer) reads its command from sys.argv
     cli.run_app(server)

@@ -94,19 +94,15 @@ async def measure(n: int, deadline_s: float) -> list[tuple[str, dict[str, float]
     """(scenario, figures in seconds) for every scenario; ``memory: ...`` rows carry one figure."""
     from livekit.agents import llm
 
-    from agent.llm import LLMSettings, ProviderConfig, build_llm
+    from agent.llm import LLMSettings, build_llm
 
     chat_ctx = llm.ChatContext.empty()
     chat_ctx.add_message(role="user", content="Hi, who is this?")
     rows: list[tuple[str, dict[str, float]]] = []
 
     def settings(primary_url: str, backup_url: str, **extra) -> LLMSettings:
-        chain = [
-            ProviderConfig(name="primary", kind="local", model="primary-model", api_base=primary_url),
-            ProviderConfig(name="backup", kind="local", model="backup-model", api_base=backup_url),
-        ]
         values = {"first_token_deadline_s": deadline_s, "allowed_fails": 10**6, "cooldown_s": 600.0, **extra}
-        return LLMSettings(chain=chain, **values)
+        return LLMSettings.for_local([primary_url, backup_url], **values)
 
     async with run_llm_provider("primary") as primary, run_llm_provider("backup") as backup:
         rss_before = rss_mb()
@@ -149,10 +145,14 @@ async def measure(n: int, deadline_s: float) -> list[tuple[str, dict[str, float]
         rows.append(
             (
                 f"healthy, {concurrent} turns at once",
-                {"p50": median(ttfts), "p95": ttfts[-1], "mean": statistics.fmean(ttfts),
-                 "total_p50": median([total for _, total in results])},
+                {
+                    "p50": median(ttfts),
+                    "p95": percentile(ttfts, 95),
+                    "mean": statistics.fmean(ttfts),
+                    "total_p50": median([total for _, total in results]),
+                },
             )
-        )  # fmt: skip
+        )
         rows.append(
             (
                 "memory: RSS growth per concurrent turn (KB)",

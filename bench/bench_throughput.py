@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from agent.vocabulary.local_providers import BACKUP, PRIMARY
 from bench._common import (
     Table,
     bench_arg_parser,
@@ -46,9 +47,16 @@ _ISO_SLOT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?(?:[+-]\d{2}:\d
 
 
 async def _one_call(
-    index: int, run_id: str, tenant_id: str, runtime: Any, turn_latencies: list[float]
+    index: int,
+    run_id: str,
+    tenant_id: str,
+    runtime: Any,
+    turn_latencies: list[float],
+    turn_timeout_s: float = 60.0,
 ) -> bool:
-    """One scripted call (as ``agent.simulate.runner.run_call``), timing every turn."""
+    """One scripted call (as ``agent.simulate.runner.run_call``), timing every turn.
+
+    ``turn_timeout_s`` bounds each turn (bench_peers runs calls under valgrind, ~50x slower)."""
     import uuid
 
     from livekit.agents.voice.run_result import FunctionCallOutputEvent
@@ -68,7 +76,8 @@ async def _one_call(
             if call.ending:
                 break
             started = time.perf_counter()
-            result = await asyncio.wait_for(call.session.run(user_input=render_turn(turn, state, index)), 60)
+            turn_input = render_turn(turn, state, index)
+            result = await asyncio.wait_for(call.session.run(user_input=turn_input), turn_timeout_s)
             turn_latencies.append(time.perf_counter() - started)
             for event in result.events:
                 if (
@@ -90,31 +99,22 @@ async def _child_async(
     import psutil
 
     from agent.app_settings import AppSettings
-    from agent.crm import CrmSettings
-    from agent.llm import LLMSettings, ProviderConfig
+    from agent.llm import LLMSettings
     from agent.runtime import start_runtime
     from agent.tenants import TenantRegistry
     from telemetry.setup import setup_telemetry
 
-    settings = AppSettings()
-    telemetry = setup_telemetry(settings.telemetry)
-    tenants = TenantRegistry.from_file(settings.tenants.tenants_file)
-    tenant_ids = tenants.ids()
-    names = ("primary", "backup")
-    llm_settings = LLMSettings(
-        chain=[
-            ProviderConfig(name=n, kind="local", model=f"{n}-model", api_base=f"{u}/v1")
-            for n, u in zip(names, llm_urls, strict=True)
-        ]
-    )
+    chain = LLMSettings.for_local([f"{u}/v1" for u in llm_urls]).chain
     with tempfile.TemporaryDirectory(prefix="bench-outbox-") as tmp:
-        crm_settings = CrmSettings(
-            CRM_URL=crm_url, CALENDAR_URL=None, CRM_OUTBOX_PATH=str(Path(tmp) / "o.db")
+        settings = AppSettings.from_env(
+            llm={"chain": chain},
+            crm={"crm_url": crm_url, "calendar_url": None, "outbox_path": str(Path(tmp) / "o.db")},
+            sessions={"max_sessions": max(1000, concurrency * 4)},
         )
-        sessions = settings.sessions.model_copy(update={"max_sessions": max(1000, concurrency * 4)})
-        runtime = await start_runtime(
-            llm_settings=llm_settings, crm_settings=crm_settings, session_settings=sessions, tenants=tenants
-        )
+        telemetry = setup_telemetry(settings.telemetry)
+        tenants = TenantRegistry.from_file(settings.tenants.file)
+        tenant_ids = tenants.ids()
+        runtime = await start_runtime(settings, tenants=tenants)
         try:
             warm: list[float] = []
             await asyncio.gather(
@@ -201,8 +201,8 @@ def dependencies() -> Iterator[tuple[list[str], str]]:
     env = child_env()
     with (
         tempfile.TemporaryDirectory(prefix="bench-crm-") as tmp,
-        spawn("llm-provider", "--name", "primary", env=env) as primary,
-        spawn("llm-provider", "--name", "backup", env=env) as backup,
+        spawn("llm-provider", "--name", PRIMARY, env=env) as primary,
+        spawn("llm-provider", "--name", BACKUP, env=env) as backup,
         spawn("crm-service", "--db", f"{tmp}/crm.db", env=env) as crm,
     ):
         yield [primary.url, backup.url], crm.url

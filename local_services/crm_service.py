@@ -8,7 +8,10 @@ patched ``aiohttp.web.Application`` process-wide, which would add spans to every
 sharing a test process.)
 
 Per-tenant data (header ``X-Tenant-Id``); writes honour ``Idempotency-Key`` (same key -> applied
-once, the first response replayed). Fault injection for tests and demos: ``POST /admin/fault``
+once, the first response replayed). Contact upserts merge (a field not given keeps the stored value)
+and a lead update follows the lead-merge rule (``_lead_applies``), so a later caller cannot erase a
+lead. The contact key travels in the body (``contact_key``), never in the URL. Fault injection for
+tests and demos: ``POST /admin/fault``
 ``{"mode": "ok|down|slow|500|429", "delay_s": 2, "retry_after": 1, "count": null, "style": "503|reset",
 "ratio": 1.0}`` (``count``: fault only the next N requests; ``down`` answers 503, or drops the
 connection with ``"style": "reset"``; ``ratio``: the share of requests faulted, at random);
@@ -26,7 +29,6 @@ import contextlib
 import json
 import logging
 import random
-import re
 import sqlite3
 import uuid
 from collections import Counter
@@ -34,27 +36,31 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from opentelemetry import propagate, trace
+from opentelemetry.semconv.attributes import http_attributes, url_attributes
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agent.vocabulary.fault_modes import CRM_FAULT_MODES, CrmFaultMode
+from agent.vocabulary.tenant_id import is_tenant_id
 from local_services._serve import bound_port, serve_main
 from telemetry import names
+from telemetry.config_errors import describe_validation, load_settings, run_main
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 
-TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-FAULT_MODES = ("ok", "down", "slow", "500", "429")
+CONTACT_FIELDS = ("name", "company", "role", "email", "phone")
 SLOT_MINUTES = 30
 BUSINESS_HOURS_UTC = (9, 17)  # slots are offered 09:00-17:00 UTC, Monday to Friday
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS contacts (
     tenant_id TEXT NOT NULL, contact_key TEXT NOT NULL, name TEXT NOT NULL, company TEXT, role TEXT,
-    email TEXT, phone TEXT, lead_status TEXT, lead_score REAL, lead_band TEXT,
+    email TEXT, phone TEXT, lead_status TEXT, lead_score REAL, lead_band TEXT, lead_source TEXT,
     created_at TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (tenant_id, contact_key));
 CREATE TABLE IF NOT EXISTS notes (
     id INTEGER PRIMARY KEY AUTOINCREMENT, tenant_id TEXT NOT NULL, contact_key TEXT NOT NULL,
@@ -70,7 +76,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
 
 @dataclass
 class Fault:
-    mode: str = "ok"
+    mode: CrmFaultMode = "ok"
     delay_s: float = 2.0
     retry_after: float = 1.0
     count: int | None = None  # None: until changed
@@ -96,6 +102,9 @@ class CrmStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.executescript(_SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(contacts)")}
+        if "lead_source" not in columns:  # a database from before the lead-merge rule
+            self.db.execute("ALTER TABLE contacts ADD COLUMN lead_source TEXT")
 
     def close(self) -> None:
         self.db.close()
@@ -133,17 +142,17 @@ async def _tracing_middleware(request: web.Request, handler: Handler) -> web.Str
         context=propagate.extract(request.headers),
         kind=SpanKind.SERVER,
         attributes={
-            "http.request.method": request.method,
-            "url.path": request.path,
-            **({"http.route": route} if route else {}),
+            http_attributes.HTTP_REQUEST_METHOD: request.method,
+            url_attributes.URL_PATH: request.path,
+            **({http_attributes.HTTP_ROUTE: route} if route else {}),
         },
     ) as span:
         try:
             response = await handler(request)
         except web.HTTPException as exc:
-            span.set_attribute("http.response.status_code", exc.status)
+            span.set_attribute(http_attributes.HTTP_RESPONSE_STATUS_CODE, exc.status)
             raise
-        span.set_attribute("http.response.status_code", response.status)
+        span.set_attribute(http_attributes.HTTP_RESPONSE_STATUS_CODE, response.status)
         if response.status >= 500:
             span.set_status(Status(StatusCode.ERROR))
         return response
@@ -159,7 +168,7 @@ def _error(status: int, code: str, message: str, **headers: str) -> web.Response
 
 def _tenant(request: web.Request) -> str:
     tenant = request.headers.get("X-Tenant-Id", "")
-    if not TENANT_RE.match(tenant):
+    if not is_tenant_id(tenant):
         raise web.HTTPBadRequest(
             text=json.dumps(
                 {"error": "invalid_tenant", "message": "X-Tenant-Id header missing or malformed"}
@@ -180,17 +189,63 @@ def _contact_key(body: dict[str, Any]) -> str:
     return key
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
+class _Body(BaseModel):
+    """The types of the fields a handler reads (other fields pass through unchecked). A body of the
+    wrong shape is answered 400 ``invalid_body`` naming the field, never 500 from SQLite or ``float()``."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class _KeyedBody(_Body):
+    """A request about one contact: its key travels in the body, never in the URL (access logs,
+    ``url.full`` on client spans and error texts would carry it)."""
+
+    contact_key: str | None = None
+
+
+class _ContactBody(_KeyedBody):
+    name: str | None = None
+    company: str | None = None
+    role: str | None = None
+    email: str | None = None
+    phone: str | None = None
+
+
+class _NoteBody(_KeyedBody):
+    text: str | None = None
+
+
+class _LeadBody(_KeyedBody):
+    status: str | None = None
+    score: float | None = None
+    band: str | None = None
+    source: str | None = None  # the call that qualified the lead (the lead rule)
+
+
+class _BookingBody(_KeyedBody):
+    start: str | None = None
+    duration_minutes: int | None = None
+
+
+class _FaultBody(_Body):
+    mode: str = "ok"
+    delay_s: float = Field(default=2.0, ge=0)
+    retry_after: float = Field(default=1.0, ge=0)
+    count: int | None = Field(default=None, ge=0)
+    style: Literal["503", "reset"] = "503"
+    ratio: float = 1.0  # the share of requests faulted, in (0, 1]
+
+
+async def _json_body(request: web.Request, shape: type[_Body]) -> dict[str, Any]:
+    """The body's fields that were given, checked against ``shape``; 400 ``invalid_body`` otherwise."""
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        body = None
-    if not isinstance(body, dict):
+        body = shape.model_validate_json(await request.read())
+    except ValidationError as exc:
+        message = f"request body must be a JSON object of this form: {describe_validation(exc)}"
         raise web.HTTPBadRequest(
-            text=json.dumps({"error": "invalid_body", "message": "request body must be a JSON object"}),
-            content_type="application/json",
-        )
-    return body
+            text=json.dumps({"error": "invalid_body", "message": message}), content_type="application/json"
+        ) from None
+    return body.model_dump(exclude_unset=True)
 
 
 WriteFn = Callable[[sqlite3.Connection, str, dict[str, Any]], tuple[int, dict[str, Any]]]
@@ -294,7 +349,7 @@ class CrmService:
 
     async def upsert_contact(self, request: web.Request) -> web.Response:
         tenant = _tenant(request)
-        body = await _json_body(request)
+        body = await _json_body(request, _ContactBody)
         key = _contact_key(body)
         if not isinstance(body.get("name"), str) or not body["name"].strip():
             return _error(422, "invalid_contact", "name is required")
@@ -304,14 +359,16 @@ class CrmService:
             exists = db.execute(
                 "SELECT 1 FROM contacts WHERE tenant_id=? AND contact_key=?", (tenant, key)
             ).fetchone()
-            fields = [body.get(f) for f in ("name", "company", "role", "email", "phone")]
+            given = {f: body[f] for f in CONTACT_FIELDS if body.get(f) not in (None, "")}
             if exists:
+                # Merge: a field the caller did not give (absent, null or "") keeps what the CRM has.
+                assignments = "".join(f"{f}=?, " for f in given)
                 db.execute(
-                    "UPDATE contacts SET name=?, company=?, role=?, email=?, phone=?, updated_at=? "
-                    "WHERE tenant_id=? AND contact_key=?",
-                    (*fields, now, tenant, key),
+                    f"UPDATE contacts SET {assignments}updated_at=? WHERE tenant_id=? AND contact_key=?",
+                    (*given.values(), now, tenant, key),
                 )
             else:
+                fields = [given.get(f) for f in CONTACT_FIELDS]
                 db.execute(
                     "INSERT INTO contacts (tenant_id, contact_key, name, company, role, email, phone, "
                     "lead_status, created_at, updated_at) VALUES (?,?,?,?,?,?,?,'new',?,?)",
@@ -323,7 +380,7 @@ class CrmService:
 
     async def get_contact(self, request: web.Request) -> web.Response:
         tenant = _tenant(request)
-        key = _contact_key(await _json_body(request))
+        key = _contact_key(await _json_body(request, _KeyedBody))
         contact = self.store.contact(tenant, key)
         if contact is None:
             return _error(404, "contact_not_found", "no such contact (save the contact first)")
@@ -331,7 +388,7 @@ class CrmService:
 
     async def add_note(self, request: web.Request) -> web.Response:
         tenant = _tenant(request)
-        body = await _json_body(request)
+        body = await _json_body(request, _NoteBody)
         key = _contact_key(body)
         text = body.get("text")
         if not isinstance(text, str) or not text.strip():
@@ -355,23 +412,41 @@ class CrmService:
 
     async def set_lead(self, request: web.Request) -> web.Response:
         tenant = _tenant(request)
-        body = await _json_body(request)
+        body = await _json_body(request, _LeadBody)
         key = _contact_key(body)
         if not isinstance(body.get("status"), str):
             return _error(422, "invalid_lead", "status is required")
 
         def write(db: sqlite3.Connection, tenant: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-            cur = db.execute(
-                "UPDATE contacts SET lead_status=?, lead_score=?, lead_band=?, updated_at=? "
+            row = db.execute(
+                "SELECT lead_status, lead_score, lead_band, lead_source FROM contacts "
                 "WHERE tenant_id=? AND contact_key=?",
-                (body["status"], body.get("score"), body.get("band"), _now(), tenant, key),
-            )
-            if cur.rowcount == 0:
+                (tenant, key),
+            ).fetchone()
+            if row is None:
                 return 404, {
                     "error": "contact_not_found",
                     "message": "no such contact (save the contact first)",
                 }
-            return 200, {"contact_key": key, "status": body["status"]}
+            source = body.get("source") if isinstance(body.get("source"), str) else None
+            if not _lead_applies(row, body.get("score"), source):
+                # A lower qualification from another call never replaces the lead: it becomes a note.
+                text = (
+                    f"Qualification from another call not applied: {body['status']}, "
+                    f"{body.get('band') or 'no band'}, score {body.get('score')} "
+                    f"(kept {row['lead_band'] or row['lead_status']}, score {row['lead_score']})."
+                )
+                db.execute(
+                    "INSERT INTO notes (tenant_id, contact_key, text, created_at) VALUES (?,?,?,?)",
+                    (tenant, key, text, _now()),
+                )
+                return 200, {"contact_key": key, "status": row["lead_status"], "applied": False}
+            db.execute(
+                "UPDATE contacts SET lead_status=?, lead_score=?, lead_band=?, lead_source=?, updated_at=? "
+                "WHERE tenant_id=? AND contact_key=?",
+                (body["status"], body.get("score"), body.get("band"), source, _now(), tenant, key),
+            )
+            return 200, {"contact_key": key, "status": body["status"], "applied": True}
 
         return await self._write(request, tenant, body, write)
 
@@ -403,7 +478,7 @@ class CrmService:
 
     async def book(self, request: web.Request) -> web.Response:
         tenant = _tenant(request)
-        body = await _json_body(request)
+        body = await _json_body(request, _BookingBody)
         try:
             start = datetime.fromisoformat(str(body["start"]))
             minutes = int(body.get("duration_minutes", SLOT_MINUTES))
@@ -447,19 +522,16 @@ class CrmService:
 
     # --- admin ------------------------------------------------------------------------------
     async def set_fault(self, request: web.Request) -> web.Response:
-        body = await _json_body(request)
+        body = await _json_body(request, _FaultBody)
         mode = str(body.get("mode", "ok"))
-        if mode not in FAULT_MODES:
-            return _error(422, "invalid_fault", f"mode must be one of {', '.join(FAULT_MODES)}")
+        if mode not in CRM_FAULT_MODES:
+            return _error(422, "invalid_fault", f"mode must be one of {', '.join(CRM_FAULT_MODES)}")
         count = body.get("count")
-        try:
-            ratio = float(body.get("ratio", 1.0))
-        except (TypeError, ValueError):
-            ratio = -1.0
+        ratio = float(body.get("ratio", 1.0))
         if not 0.0 < ratio <= 1.0:
             return _error(422, "invalid_fault", "ratio must be a number in (0, 1]")
         self.fault = Fault(
-            mode=mode,
+            mode=mode,  # type: ignore[arg-type]  # checked against CRM_FAULT_MODES above
             delay_s=float(body.get("delay_s", 2.0)),
             retry_after=float(body.get("retry_after", 1.0)),
             count=int(count) if count is not None else None,
@@ -488,6 +560,16 @@ class CrmService:
                 **self.store.counts(),
             }
         )
+
+
+def _lead_applies(stored: sqlite3.Row, score: object, source: str | None) -> bool:
+    """The lead-merge rule (agent/crm/README.md): a qualification replaces the stored one when there
+    is none yet, when it comes from the same call (a correction), or when it scores at least as high."""
+    if stored["lead_score"] is None:
+        return True
+    if source is not None and source == stored["lead_source"]:
+        return True
+    return isinstance(score, int | float) and score >= stored["lead_score"]
 
 
 def _candidate_slots(now: datetime, days_ahead: int) -> list[datetime]:
@@ -522,12 +604,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", default="crm.sqlite3", help="SQLite file (created if missing)")
     args = parser.parse_args(argv)
 
-    import os
-
-    os.environ.setdefault("OTEL_SERVICE_NAME", "crm-service")
+    from telemetry.settings import TelemetrySettings
     from telemetry.setup import setup_telemetry
 
-    telemetry = setup_telemetry(wire_livekit=False)  # no LiveKit session runs here
+    settings = load_settings(TelemetrySettings)
+    if "service_name" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"service_name": "crm-service"})
+    telemetry = setup_telemetry(settings, wire_livekit=False)  # no LiveKit session runs here
     try:
         return serve_main(
             "crm-service",
@@ -541,4 +624,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main("crm-service", main))

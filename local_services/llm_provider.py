@@ -4,7 +4,8 @@ Serves ``/v1/chat/completions`` (SSE streaming and plain JSON, tool calls includ
 ``/v1/models`` on a loopback port, so tests, the offline demo and the compose stack can exercise the
 LiteLLM Router's fallback without API keys. Replies are scripted and deterministic:
 
-- the last user message holds lines ``/tool NAME {json-args}`` -> those tool calls, in order;
+- the last user message holds lines ``/tool NAME {json-args}`` -> those tool calls, in order, after
+  the text of any ``/say TEXT`` lines (streamed first, as a model that talks before calling tools);
 - the last message is a tool result -> a short acknowledgement quoting its first sentence;
 - otherwise a canned sales reply (chosen by the number of user turns).
 
@@ -31,18 +32,21 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agent.vocabulary.fault_modes import LLM_FAULT_MODES, LlmFaultMode
+from agent.vocabulary.local_providers import PRIMARY, local_model
 from local_services._serve import bound_port, serve_main
+from telemetry.config_errors import describe_validation
 
 log = logging.getLogger(__name__)
 
-FaultMode = Literal["ok", "500", "429", "hang", "slow_first_token", "drop_mid_stream", "garbage"]
-FAULT_MODES: tuple[str, ...] = ("ok", "500", "429", "hang", "slow_first_token", "drop_mid_stream", "garbage")
 
 _TOOL_LINE = re.compile(r"^\s*/tool\s+(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<args>\{.*\})?\s*$")
+_SAY_LINE = re.compile(r"^\s*/say\s+(?P<text>.+?)\s*$")
 
 CANNED_REPLIES: tuple[str, ...] = (
     "Thanks for taking my call! I'm with Acme Sales. Could I get your name and company?",
@@ -54,7 +58,7 @@ CANNED_REPLIES: tuple[str, ...] = (
 
 @dataclass
 class Fault:
-    mode: FaultMode = "ok"
+    mode: LlmFaultMode = "ok"
     retry_after: float = 1.0  # 429: Retry-After header, seconds
     delay_s: float = 5.0  # slow_first_token: wait before the first chunk
     after_chunks: int = 2  # drop_mid_stream: content chunks sent before the cut
@@ -63,8 +67,8 @@ class Fault:
     @classmethod
     def parse(cls, body: dict[str, Any]) -> Fault:
         mode = str(body.get("mode", "ok"))
-        if mode not in FAULT_MODES:
-            raise ValueError(f"unknown fault mode {mode!r}; expected one of {', '.join(FAULT_MODES)}")
+        if mode not in LLM_FAULT_MODES:
+            raise ValueError(f"unknown fault mode {mode!r}; expected one of {', '.join(LLM_FAULT_MODES)}")
         fault = cls(mode=mode)  # type: ignore[arg-type]
         for key in ("retry_after", "delay_s", "hang_s"):
             if key in body:
@@ -72,6 +76,26 @@ class Fault:
         if "after_chunks" in body:
             fault.after_chunks = int(body["after_chunks"])
         return fault
+
+
+class _ChatMessage(BaseModel):
+    """What the scripted replies read of a message; other OpenAI fields are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class _ChatRequest(BaseModel):
+    """A body that is not this shape (not JSON, not an object, messages not a list of messages...) is
+    answered 400 naming the field at fault, as an OpenAI server would, not 500 from deep in the script."""
+
+    model_config = ConfigDict(extra="allow")
+
+    messages: list[_ChatMessage] = Field(default_factory=list)
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
 
 
 @dataclass
@@ -120,16 +144,19 @@ def script_reply(messages: Sequence[dict[str, Any]], canned: str | None = None) 
         return ScriptedReply(text=f"Got it: {said}")
     if last.get("role") == "user":
         calls: list[tuple[str, str]] = []
+        said: list[str] = []
         for line in _text_of(last.get("content")).splitlines():
-            if m := _TOOL_LINE.match(line):
+            if m := _SAY_LINE.match(line):
+                said.append(m.group("text"))
+            elif m := _TOOL_LINE.match(line):
                 args = m.group("args") or "{}"
                 try:
                     json.loads(args)
                 except json.JSONDecodeError:
                     args = "{}"
                 calls.append((m.group("name"), args))
-        if calls:
-            return ScriptedReply(tool_calls=calls)
+        if calls or said:
+            return ScriptedReply(text=" ".join(said), tool_calls=calls)
     if canned:
         return ScriptedReply(text=canned)
     user_turns = sum(1 for m in messages if m.get("role") == "user")
@@ -153,7 +180,7 @@ class LocalLLMProvider:
         token_delay_s: float = 0.0,
     ) -> None:
         self.name = name
-        self.model = model or f"{name}-model"
+        self.model = model or local_model(name)
         self.fault = fault or Fault()
         self.reply = reply
         self.token_delay_s = token_delay_s
@@ -187,8 +214,8 @@ class LocalLLMProvider:
             if not isinstance(body, dict):
                 raise ValueError("body must be a JSON object")
             self.fault = Fault.parse(body)
-        except (ValueError, json.JSONDecodeError) as exc:
-            return web.json_response({"error": str(exc)}, status=400)
+        except (ValueError, TypeError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+            return web.json_response({"error": f"malformed fault request: {exc}"}, status=400)
         log.info("provider %s fault set to %s", self.name, self.fault.mode)
         return web.json_response({"name": self.name, "fault": self.fault.__dict__})
 
@@ -213,10 +240,12 @@ class LocalLLMProvider:
         if fault.mode != "ok":
             self.stats.faulted_requests += 1
         try:
-            body = await request.json()
-        except json.JSONDecodeError:
+            body = _ChatRequest.model_validate_json(await request.read()).model_dump(exclude_unset=True)
+        except ValidationError as exc:
+            problem = describe_validation(exc)
             return web.json_response(
-                {"error": {"message": "body is not JSON", "type": "invalid"}}, status=400
+                {"error": {"message": f"malformed chat request: {problem}", "type": "invalid_request_error"}},
+                status=400,
             )
         stream = bool(body.get("stream"))
         if stream:
@@ -283,6 +312,9 @@ class LocalLLMProvider:
     def _chunks(self, reply: ScriptedReply, prompt_tokens: int, include_usage: bool) -> list[dict[str, Any]]:
         """Content-bearing chunks first, then the finish chunk and (optionally) the usage chunk."""
         deltas: list[dict[str, Any]] = []
+        if reply.text:
+            words = reply.text.split(" ")
+            deltas.extend({"content": w if i == 0 else " " + w} for i, w in enumerate(words))
         if reply.tool_calls:
             for index, (name, args) in enumerate(reply.tool_calls):
                 call_id = f"call_{uuid.uuid4().hex[:12]}"
@@ -294,9 +326,6 @@ class LocalLLMProvider:
                 }
                 deltas.append({"tool_calls": [head]})
                 deltas.append({"tool_calls": [{"index": index, "function": {"arguments": args}}]})
-        else:
-            words = reply.text.split(" ")
-            deltas.extend({"content": w if i == 0 else " " + w} for i, w in enumerate(words))
         deltas[0] = {"role": "assistant", **deltas[0]}
         base = {"id": f"chatcmpl-{uuid.uuid4().hex[:16]}", "object": "chat.completion.chunk",
                 "created": int(time.time()), "model": self.model}  # fmt: skip
@@ -356,7 +385,7 @@ class RunningProvider:
     def stats(self) -> ProviderStats:
         return self.provider.stats
 
-    def set_fault(self, mode: FaultMode, **options: Any) -> None:
+    def set_fault(self, mode: LlmFaultMode, **options: Any) -> None:
         self.provider.fault = Fault.parse({"mode": mode, **options})
 
     def reset(self) -> None:
@@ -366,8 +395,8 @@ class RunningProvider:
 
 @contextlib.asynccontextmanager
 async def run_llm_provider(
-    name: str = "primary",
-    fault: FaultMode = "ok",
+    name: str = PRIMARY,
+    fault: LlmFaultMode = "ok",
     *,
     host: str = "127.0.0.1",
     port: int = 0,
@@ -398,9 +427,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081, help="0 picks a free port (see the READY line)")
-    parser.add_argument("--name", default="primary", help="provider name (shown in stats and model id)")
+    parser.add_argument("--name", default=PRIMARY, help="provider name (shown in stats and model id)")
     parser.add_argument("--model", default=None, help="model id to report (default NAME-model)")
-    parser.add_argument("--fault", default="ok", choices=FAULT_MODES, help="fault mode at start")
+    parser.add_argument("--fault", default="ok", choices=LLM_FAULT_MODES, help="fault mode at start")
     parser.add_argument("--retry-after", type=float, default=1.0, help="429: Retry-After seconds")
     parser.add_argument("--delay", type=float, default=5.0, help="slow_first_token: delay seconds")
     parser.add_argument("--after-chunks", type=int, default=2, help="drop_mid_stream: chunks before the cut")

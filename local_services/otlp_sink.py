@@ -50,11 +50,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from agent.vocabulary.fault_modes import OTLP_SINK_FAULT_MODES
 from local_services._serve import bound_port, requested_fault, serve_main
 
 log = logging.getLogger(__name__)
 
-FAULT_MODES = ("ok", "hang")
 DEFAULT_KEEP = 100
 
 
@@ -127,8 +127,10 @@ class OtlpSink:
     """The receiver's state (fault, counters, kept requests) and its HTTP application."""
 
     def __init__(self, fault: str = "ok", keep: int = DEFAULT_KEEP, keep_bodies: Path | None = None) -> None:
-        if fault not in FAULT_MODES:
-            raise ValueError(f"unknown fault mode {fault!r}; expected one of {', '.join(FAULT_MODES)}")
+        if fault not in OTLP_SINK_FAULT_MODES:
+            raise ValueError(
+                f"unknown fault mode {fault!r}; expected one of {', '.join(OTLP_SINK_FAULT_MODES)}"
+            )
         if keep < 1:
             raise ValueError(f"keep must be at least 1, got {keep}")
         self.fault = fault
@@ -193,7 +195,7 @@ class OtlpSink:
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
     async def _set_fault(self, request: web.Request) -> web.Response:
-        mode = await requested_fault(request, FAULT_MODES)
+        mode = await requested_fault(request, OTLP_SINK_FAULT_MODES)
         self.fault = mode
         if mode == "ok":
             self._release.set()  # requests hanging so far get their answer
@@ -310,7 +312,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--grpc-port", type=int, default=None, help="also serve OTLP/gRPC here (0: a free port)"
     )
-    parser.add_argument("--fault", default="ok", choices=FAULT_MODES, help="fault mode at start")
+    parser.add_argument("--fault", default="ok", choices=OTLP_SINK_FAULT_MODES, help="fault mode at start")
     parser.add_argument("--keep", type=int, default=DEFAULT_KEEP, help="decoded requests kept per signal")
     parser.add_argument("--keep-bodies", type=Path, default=None, help="write every request's protobuf here")
     return parser

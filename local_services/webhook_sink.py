@@ -35,13 +35,13 @@ from typing import Any
 
 from aiohttp import web
 
+from agent.vocabulary.fault_modes import WEBHOOK_SINK_FAULT_MODES
 from local_services._serve import bound_port, requested_fault, serve_main
 
 log = logging.getLogger(__name__)
 
 DEFAULT_KEEP = 200
 RAW_PREVIEW_CHARS = 2000
-FAULT_MODES = ("ok", "500")
 _RUNBOOK_NAME = re.compile(r"[A-Za-z0-9_-]+\.md")  # a page name, never a path
 
 
@@ -73,8 +73,10 @@ class NotificationSink:
     def __init__(self, keep: int = DEFAULT_KEEP, fault: str = "ok", runbooks: Path | None = None) -> None:
         if keep < 1:
             raise ValueError(f"keep must be at least 1, got {keep}")
-        if fault not in FAULT_MODES:
-            raise ValueError(f"unknown fault mode {fault!r}; expected one of {', '.join(FAULT_MODES)}")
+        if fault not in WEBHOOK_SINK_FAULT_MODES:
+            raise ValueError(
+                f"unknown fault mode {fault!r}; expected one of {', '.join(WEBHOOK_SINK_FAULT_MODES)}"
+            )
         if runbooks is not None and not runbooks.is_dir():
             raise ValueError(f"--runbooks: {runbooks} is not a directory")
         self.fault = fault
@@ -151,7 +153,7 @@ class NotificationSink:
         return web.Response(text=page.read_text(encoding="utf-8"), content_type="text/markdown")
 
     async def _set_fault(self, request: web.Request) -> web.Response:
-        mode = await requested_fault(request, FAULT_MODES)
+        mode = await requested_fault(request, WEBHOOK_SINK_FAULT_MODES)
         self.fault = mode
         log.info("notification sink fault set to %s", mode)
         return web.json_response({"fault": mode})
@@ -210,7 +212,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8300, help="0 picks a free port (see the READY line)")
     parser.add_argument("--keep", type=int, default=DEFAULT_KEEP, help="notifications kept for GET /")
-    parser.add_argument("--fault", default="ok", choices=FAULT_MODES, help="fault mode at start")
+    parser.add_argument("--fault", default="ok", choices=WEBHOOK_SINK_FAULT_MODES, help="fault mode at start")
     parser.add_argument(
         "--runbooks", type=Path, default=None, help="serve this directory's runbook pages at /runbooks/"
     )

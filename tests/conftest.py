@@ -20,7 +20,7 @@ import httpx
 import pytest
 import stamina
 
-# Offline: LiteLLM must use its bundled cost map, never the network (see ../shared/notes.md).
+# Offline: LiteLLM must use its bundled cost map, never the network (README: LITELLM_LOCAL_MODEL_COST_MAP).
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from opentelemetry.sdk._logs.export import InMemoryLogExporter
@@ -101,6 +101,16 @@ def otel(_otel_session: OtelCapture) -> OtelCapture:
     """
     _otel_session.reset()
     return _otel_session
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_resilience() -> Iterator[None]:
+    """Breakers and cooldowns are process-wide in the agent (``process_resilience``): a test that ran
+    the worker's wiring leaves none behind for the next test."""
+    yield
+    from agent.resilience.state import reset_process_resilience
+
+    reset_process_resilience()
 
 
 @pytest.fixture

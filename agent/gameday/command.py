@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -112,6 +113,7 @@ def _run(args: argparse.Namespace, scenarios: list, workdir: Path, console: Cons
         calls_per_batch=args.calls,
         concurrency=args.concurrency,
         batch_interval_s=args.batch_interval,
+        environ=dict(os.environ),
     )
     host = HostCpu().start()
     results = []

@@ -20,12 +20,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from agent.vocabulary.local_providers import DEFAULT_LOCAL_PROVIDERS
 from local_services.harness import free_port
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ PROMETHEUS_CONFIG = REPO / "deploy" / "prometheus" / "prometheus.yml"
 ALERTMANAGER_DIR = REPO / "deploy" / "alertmanager"
 # A secret the agents hold (the CRM API key); the scan fails the run if it appears in any export.
 CANARY_SECRET = "sk-gameday-canary-9f8e7d6c5b4a39281706"
-LLM_PROVIDERS = ("primary", "backup")
+LLM_PROVIDERS = DEFAULT_LOCAL_PROVIDERS
 AGENTS = ("a", "b")
 
 
@@ -126,6 +128,15 @@ class StackConfig:
     calls_per_batch: int = 3
     concurrency: int = 2
     batch_interval_s: float = 1.0
+    # The operator's environment (the entry point reads it): children inherit it, minus the telemetry,
+    # agent and CRM settings the game day sets itself.
+    environ: Mapping[str, str] = field(default_factory=dict)
+
+
+# Variable prefixes the game day sets for its children: telemetry (every child), the agent and its CRM
+# client (the agents).
+_SERVICE_VARIABLES = ("OTEL_", "SALES_AGENT_", "DEPLOYMENT_ENVIRONMENT")
+_AGENT_VARIABLES = (*_SERVICE_VARIABLES, "CRM_")
 
 
 def _require(binary: str) -> str:
@@ -173,7 +184,7 @@ class GamedayStack:
     def start(self) -> None:
         prometheus_bin = _require("prometheus")
         alertmanager_bin = _require("prometheus-alertmanager")
-        for name in ("primary", "backup", "crm", "collector", "notifications", "prometheus", "alertmanager"):
+        for name in (*LLM_PROVIDERS, "crm", "collector", "notifications", "prometheus", "alertmanager"):
             self.ports[name] = free_port()
         for agent in AGENTS:
             self.ports[f"agent-{agent}"] = free_port()
@@ -290,18 +301,18 @@ class GamedayStack:
 
     def _service_env(self, service_name: str) -> dict[str, str]:
         """The local services export to the Collector stand-in too: their spans are scanned as well."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SALES_AGENT_"))}
+        env = {k: v for k, v in self.config.environ.items() if not k.startswith(_SERVICE_VARIABLES)}
         return {
             **env,
             "OTEL_SERVICE_NAME": service_name,
             "OTEL_EXPORTER_OTLP_ENDPOINT": self.url("collector"),
             "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-            "DEPLOYMENT_ENVIRONMENT": "gameday",
+            "SALES_AGENT_DEPLOYMENT_ENVIRONMENT": "gameday",
         }
 
     def _agent_env(self, index: int) -> dict[str, str]:
         agent = AGENTS[index]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SALES_AGENT_", "CRM_"))}
+        env = {k: v for k, v in self.config.environ.items() if not k.startswith(_AGENT_VARIABLES)}
         return {
             **env,
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
@@ -310,7 +321,7 @@ class GamedayStack:
             "OTEL_EXPORTER_OTLP_ENDPOINT": self.url("collector"),
             "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
             "OTEL_METRIC_EXPORT_INTERVAL": "10000",
-            "DEPLOYMENT_ENVIRONMENT": "gameday",
+            "SALES_AGENT_DEPLOYMENT_ENVIRONMENT": "gameday",
             "SALES_AGENT_LOG_LEVEL": "INFO",
             "SALES_AGENT_METRICS_PORT": str(self.ports[f"agent-{agent}"]),
             "SALES_AGENT_HEALTH_PORT": "0",
@@ -335,7 +346,7 @@ class GamedayStack:
         out = self.workdir / "alertmanager.yml"
         hook = self.notifications_url
         env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PATH": self.config.environ.get("PATH", "/usr/bin:/bin"),
             "ALERTMANAGER_PAGER_WEBHOOK_URL": f"{hook}/pager",
             "ALERTMANAGER_CHAT_WEBHOOK_URL": f"{hook}/chat",
             "ALERTMANAGER_LOW_WEBHOOK_URL": f"{hook}/low",

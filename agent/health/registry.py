@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from opentelemetry import metrics
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agent.health.instruments import instruments
 from telemetry import names
 
 # A check returns None/True (healthy), False, (healthy, details) or raises (unhealthy).
@@ -28,18 +28,16 @@ Check = Callable[[], Awaitable[CheckReturn]]
 HealthStatus = Literal["ok", "degraded", "fail"]
 
 log = logging.getLogger(__name__)
-_meter = metrics.get_meter("sales_agent")
-_status_gauge = _meter.create_gauge(
-    names.HEALTH_CHECK_STATUS, unit="1", description="Last result of a health check: 1 healthy, 0 unhealthy"
-)
-_duration_gauge = _meter.create_gauge(
-    names.HEALTH_CHECK_DURATION, unit="s", description="Duration of the last run of a health check"
-)
 
 
 class HealthSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SALES_AGENT_HEALTH_", extra="ignore")
+    """``SALES_AGENT_HEALTH_*``: where ``/health`` and ``/ready`` are served and how checks run."""
 
+    model_config = SettingsConfigDict(env_prefix="SALES_AGENT_HEALTH_", extra="ignore", frozen=True)
+
+    # /health and /ready (0 = off). /metrics is SALES_AGENT_METRICS_PORT (telemetry settings).
+    port: int = Field(default=0, ge=0, le=65535)
+    host: str = "127.0.0.1"
     # Results younger than this are served from cache (probes come every few seconds).
     cache_ttl_s: float = Field(default=5.0, ge=0)
     # Default per-check timeout; a check that takes longer counts as unhealthy.
@@ -106,7 +104,8 @@ class HealthRegistry:
     def __init__(
         self, settings: HealthSettings | None = None, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self._settings = settings or HealthSettings()
+        # No settings: the defaults, not the environment (entry points pass theirs).
+        self._settings = settings or HealthSettings.model_construct()
         self._clock = clock
         self._checks: dict[str, _Registration] = {}
         self._cached: tuple[float, HealthReport] | None = None
@@ -155,8 +154,9 @@ class HealthRegistry:
             error = _short_error(exc)
         duration = time.perf_counter() - started
         attrs = {names.HEALTH_CHECK: name}
-        _status_gauge.set(1 if healthy else 0, attrs)
-        _duration_gauge.set(duration, attrs)
+        ins = instruments()
+        ins.status.set(1 if healthy else 0, attrs)
+        ins.duration.set(duration, attrs)
         if not healthy:
             log.warning(
                 "health check %s failed%s: %s",

@@ -5,6 +5,12 @@ are given, runs the calls with a progress bar, prints a summary table and each c
 Telemetry is the normal setup (OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, ``/metrics`` on
 ``SALES_AGENT_METRICS_PORT``) plus an in-process span capture for ``--show-trace``; ``/health`` and
 ``/ready`` are served on ``SALES_AGENT_HEALTH_PORT`` while it runs.
+
+The LLM chain: ``--llm-url`` URLs, else the chain configured by ``--llm-config FILE``,
+``SALES_AGENT_LLM_CONFIG`` or ``SALES_AGENT_LLM_CHAIN``, else two local providers started here. The
+header line says which one runs. The other LLM settings (deadlines, cooldowns...) always come from
+the configuration. Settings are built once, here; a bad value, a taken port or an unusable outbox
+file is one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -14,17 +20,22 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
-import tempfile
+import socket
 import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from agent.simulate.backlog import Backlog
 from agent.simulate.stack import FaultSpec, Stack, apply_faults, check_faults, open_stack, parse_faults
+from telemetry.config_errors import ConfigError, bind_listener, env_name, run_main
+
+if TYPE_CHECKING:
+    from agent.app_settings import AppSettings
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="URL",
-        help="OpenAI-compatible provider URL; repeat in fallback order (default: start two locally)",
+        help="OpenAI-compatible provider URL; repeat in fallback order (default: the configured chain, "
+        "else two local providers started here)",
+    )
+    parser.add_argument(
+        "--llm-config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="LLM settings YAML (as SALES_AGENT_LLM_CONFIG): its chain and settings are used",
     )
     parser.add_argument(
         "--crm-url", default=None, help="CRM + calendar service URL (default: start one locally)"
@@ -65,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between batches with --forever")
     parser.add_argument("--turn-timeout", type=float, default=30.0, help="seconds a scripted turn may take")
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=10.0,
+        help="at exit, seconds to deliver CRM writes still queued; what is left is kept (default 10)",
+    )
     return parser
 
 
@@ -77,6 +102,8 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list
         parser.error("--interval cannot be negative")
     if args.fault_after is not None and args.fault_after < 0:
         parser.error("--fault-after cannot be negative")
+    if args.drain_timeout < 0:
+        parser.error("--drain-timeout cannot be negative")
     try:
         return parse_faults(args.faults)
     except ValueError as exc:
@@ -85,21 +112,45 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    return run_main("sales-agent simulate", lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     faults = _validate(parser, args)
-    # Offline: LiteLLM must use its bundled cost map, never the network.
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    # The terminal shows the progress and summary; only errors are logged unless asked for
-    # (SALES_AGENT_LOG_LEVEL=INFO, e.g. in compose where the logs go to Loki).
-    os.environ.setdefault("SALES_AGENT_LOG_LEVEL", "ERROR")
+    if args.llm_url and args.llm_config:
+        parser.error("--llm-url and --llm-config both choose the LLM chain: give one")
+    settings = simulate_settings(args)
+    if "outbox_path" in settings.crm.model_fields_set:
+        from agent.crm.outbox import Outbox
+
+        Outbox(settings.crm.outbox_path).close()  # OutboxUnusable now, before anything is started
+    health_socket = None
+    if settings.health.port:
+        health_socket = bind_listener(
+            settings.health.host, settings.health.port, env_name(type(settings.health), "port")
+        )
     try:
-        return asyncio.run(_simulate(args, faults))
+        return asyncio.run(_simulate(args, faults, settings, health_socket))
     except KeyboardInterrupt:
         return 130
-    except ValueError as exc:  # configuration problems found once the stack is known
-        Console(stderr=True).print(f"[red]simulate: {exc}[/red]")
-        return 2
+    except ValueError as exc:  # problems found once the stack is known (unknown fault target...)
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(str(exc)) from None
+
+
+def simulate_settings(args: argparse.Namespace) -> AppSettings:
+    """The settings root of this run: the environment, ``--llm-config``, and simulate's own defaults."""
+    from agent.app_settings import AppSettings
+
+    settings = AppSettings.from_env(llm={"config": args.llm_config} if args.llm_config else {})
+    if "log_level" not in settings.telemetry.model_fields_set:
+        # The terminal shows the progress and summary: only errors are logged unless asked for
+        # (SALES_AGENT_LOG_LEVEL=INFO, e.g. in compose where the logs go to Loki).
+        settings = settings.with_area("telemetry", log_level="ERROR")
+    return settings
 
 
 class _FaultSwitch:
@@ -154,68 +205,80 @@ def _metric_sum(reader: object, name: str) -> float:
     return total
 
 
-async def _simulate(args: argparse.Namespace, faults: list[FaultSpec]) -> int:
+async def _simulate(
+    args: argparse.Namespace,
+    faults: list[FaultSpec],
+    settings: AppSettings,
+    health_socket: socket.socket | None,
+) -> int:
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-    from agent.app_settings import AppSettings
-    from agent.crm import CrmSettings
     from agent.errors import InvalidInput
-    from agent.llm import LLMSettings, ProviderConfig
+    from agent.llm.settings import ProviderConfig
     from agent.runtime import start_runtime
     from agent.simulate.report import calls_table, summarise, summary_table
     from agent.simulate.runner import run_batch
     from agent.simulate.trace_view import SpanCapture, render_trace
     from agent.tenants import TenantRegistry
+    from agent.vocabulary.local_providers import local_model
     from telemetry import names
     from telemetry.setup import setup_telemetry
 
     console = Console()
     if not console.is_terminal:  # piped / captured: wide enough for the trace ids
         console = Console(width=140)
-    settings = AppSettings()
-    capture = SpanCapture(max_traces=max(50, 4 * args.calls))
-    reader = InMemoryMetricReader()
-    telemetry = setup_telemetry(settings.telemetry, span_exporters=[capture], metric_readers=[reader])
-    tenants = TenantRegistry.from_file(settings.tenants.tenants_file)
+    tenants = TenantRegistry.from_file(settings.tenants.file)
     tenant_ids = [t.strip() for t in args.tenants.split(",") if t.strip()] or tenants.ids()
     for tenant_id in tenant_ids:
         try:
             tenants.get(tenant_id)
         except InvalidInput as exc:
-            raise ValueError(f"--tenants: {exc.message}") from exc
+            raise ConfigError(f"--tenants: {exc.message}") from None
+    configured_chain = settings.llm.chain_configured and not args.llm_url
+    if configured_chain:
+        from agent.llm.chain import check_chain
+
+        check_chain(settings.llm)  # no provider with its key...: say so before starting anything
+    capture = SpanCapture(max_traces=max(50, 4 * args.calls))
+    reader = InMemoryMetricReader()
+    telemetry = setup_telemetry(settings.telemetry, span_exporters=[capture], metric_readers=[reader])
     failed_calls = 0
 
     async with contextlib.AsyncExitStack() as exits:
-        stack = await exits.enter_async_context(open_stack(args.llm_url, args.crm_url))
+        exits.callback(telemetry.shutdown)  # one bounded flush at the end, even on errors
+        stack = await exits.enter_async_context(
+            open_stack(args.llm_url, args.crm_url, start_llm=not configured_chain)
+        )
         check_faults(stack, faults)
-        outbox_path = os.environ.get("CRM_OUTBOX_PATH")
-        if not outbox_path:
-            workdir = Path(exits.enter_context(tempfile.TemporaryDirectory(prefix="sales-agent-outbox-")))
-            outbox_path = str(workdir / "outbox.sqlite3")
-        llm_settings = LLMSettings(
-            chain=[
-                ProviderConfig(name=ep.name, kind="local", model=f"{ep.name}-model", api_base=ep.api_base)
+        configured = settings.crm.outbox_path if "outbox_path" in settings.crm.model_fields_set else None
+        backlog = Backlog.at(configured)
+        exits.callback(backlog.cleanup)  # after the runtime closed: removed only when nothing is left
+        settings = settings.with_area(
+            "crm", outbox_path=str(backlog.path), crm_url=stack.crm_url, calendar_url=None
+        )
+        if configured_chain:
+            chain_source = _chain_source(settings, args)
+        else:
+            chain = [
+                ProviderConfig(name=ep.name, kind="local", model=local_model(ep.name), api_base=ep.api_base)
                 for ep in stack.llm
             ]
-        )
-        crm_settings = CrmSettings(CRM_URL=stack.crm_url, CALENDAR_URL=None, CRM_OUTBOX_PATH=outbox_path)
+            settings = settings.with_area("llm", chain=chain)
+            chain_source = "--llm-url" if args.llm_url else "local providers started here"
         runtime = await start_runtime(
-            llm_settings=llm_settings,
-            crm_settings=crm_settings,
-            session_settings=settings.sessions,
-            tenants=tenants,
-            telemetry=telemetry,
-            health_host=settings.worker.health_host,
-            health_port=settings.worker.health_port,
-            serve_health=settings.worker.health_port > 0,
+            settings, tenants=tenants, telemetry=telemetry, health_socket=health_socket
         )
         exits.push_async_callback(runtime.aclose)
+        # Before closing (and after shared services' faults are reset): deliver the backlog or keep it.
+        exits.push_async_callback(backlog.settle, runtime.crm, args.drain_timeout, console)
         if faults and not stack.started_locally:
             # Leave shared (compose) services as we found them.
             exits.push_async_callback(apply_faults, stack, faults, reset=True)
+        chain = " -> ".join(p.name for p in settings.llm.chain)
         console.print(
-            f"simulate: LLM chain {' -> '.join(ep.name for ep in stack.llm)}, CRM {stack.crm_url}, "
-            f"tenants {', '.join(tenant_ids)}"
+            f"simulate: LLM chain {chain} ({chain_source}), CRM {stack.crm_url}, "
+            f"tenants {', '.join(tenant_ids)}",
+            markup=False,
         )
 
         switch = _FaultSwitch(
@@ -264,5 +327,12 @@ async def _simulate(args: argparse.Namespace, faults: list[FaultSpec]) -> int:
             capture.clear()
             await asyncio.sleep(args.interval)
 
-    telemetry.force_flush()
     return 1 if failed_calls else 0
+
+
+def _chain_source(settings: AppSettings, args: argparse.Namespace) -> str:
+    if args.llm_config:
+        return f"--llm-config {args.llm_config}"
+    if settings.llm.config is not None:
+        return f"SALES_AGENT_LLM_CONFIG={settings.llm.config}"
+    return "SALES_AGENT_LLM_CHAIN"

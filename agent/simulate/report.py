@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import statistics
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rich.markup import escape
 from rich.table import Table
 
+from agent.percentiles import percentile
 from agent.simulate.runner import CallResult
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The q-th percentile (0-100, inclusive method); None without data."""
-    if not values:
-        return None
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(sorted(values), n=100, method="inclusive")[max(0, min(98, round(q) - 1))]
 
 
 @dataclass(frozen=True)
@@ -97,7 +89,8 @@ def calls_table(results: Sequence[CallResult]) -> Table:
     for column in ("#", "tenant", "script", "outcome", "turns", "tool errors", "trace id"):
         table.add_column(column, no_wrap=column == "trace id")
     for r in results:
-        outcome = r.outcome if not r.error else f"{r.outcome} ({r.error[:40]})"
+        # Error text is not markup: "[/x]" in a message would make rich raise instead of printing it.
+        outcome = r.outcome if not r.error else f"{r.outcome} ({escape(r.error[:40])})"
         table.add_row(
             str(r.index), r.tenant_id, r.script, outcome, str(r.turns), str(r.tool_errors), r.trace_id or "-"
         )

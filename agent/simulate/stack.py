@@ -15,11 +15,10 @@ from pathlib import Path
 
 import httpx
 
-log = logging.getLogger(__name__)
+from agent.vocabulary.fault_modes import CRM_FAULT_MODES, LLM_FAULT_MODES
+from agent.vocabulary.local_providers import DEFAULT_LOCAL_PROVIDERS, local_provider_names
 
-DEFAULT_PROVIDER_NAMES = ("primary", "backup")
-LLM_MODES = ("ok", "500", "429", "hang", "slow_first_token", "drop_mid_stream", "garbage")
-CRM_MODES = ("ok", "down", "slow", "500", "429")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,9 +39,9 @@ class Stack:
 
     def fault_targets(self) -> dict[str, tuple[str, tuple[str, ...]]]:
         """``target -> (admin base URL, allowed modes)``: llm-<provider name>, crm, calendar."""
-        targets = {f"llm-{ep.name}": (ep.admin_url, LLM_MODES) for ep in self.llm}
-        targets["crm"] = (self.crm_url, CRM_MODES)
-        targets["calendar"] = (self.crm_url, CRM_MODES)  # the local service serves both
+        targets = {f"llm-{ep.name}": (ep.admin_url, LLM_FAULT_MODES) for ep in self.llm}
+        targets["crm"] = (self.crm_url, CRM_FAULT_MODES)
+        targets["calendar"] = (self.crm_url, CRM_FAULT_MODES)  # the local service serves both
         return targets
 
 
@@ -93,19 +92,26 @@ def normalise_api_base(url: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def open_stack(llm_urls: Sequence[str] = (), crm_url: str | None = None) -> AsyncIterator[Stack]:
-    """Yield the stack, starting whatever was not given a URL in this event loop."""
+async def open_stack(
+    llm_urls: Sequence[str] = (), crm_url: str | None = None, *, start_llm: bool = True
+) -> AsyncIterator[Stack]:
+    """Yield the stack, starting whatever was not given a URL in this event loop.
+
+    ``start_llm=False``: the LLM chain is configured elsewhere (``--llm-config``...); no local provider
+    is started and there is no ``llm-*`` fault target.
+    """
     async with contextlib.AsyncExitStack() as exits:
+        endpoints: tuple[LlmEndpoint, ...] = ()
         if llm_urls:
-            names = [*DEFAULT_PROVIDER_NAMES, *(f"llm{i}" for i in range(3, len(llm_urls) + 1))]
+            names = local_provider_names(len(llm_urls))
             endpoints = tuple(
-                LlmEndpoint(n, normalise_api_base(u)) for n, u in zip(names, llm_urls, strict=False)
+                LlmEndpoint(n, normalise_api_base(u)) for n, u in zip(names, llm_urls, strict=True)
             )
-        else:
+        elif start_llm:
             from local_services.llm_provider import run_llm_provider
 
             started = [
-                await exits.enter_async_context(run_llm_provider(name=n)) for n in DEFAULT_PROVIDER_NAMES
+                await exits.enter_async_context(run_llm_provider(name=n)) for n in DEFAULT_LOCAL_PROVIDERS
             ]
             endpoints = tuple(LlmEndpoint(p.name, p.url) for p in started)
         if crm_url is None:

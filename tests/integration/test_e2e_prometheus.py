@@ -120,7 +120,7 @@ def test_faults_fire_alerts_that_reach_the_webhook_and_every_dashboard_query_has
     inherited = {
         k: v for k, v in os.environ.items() if not k.startswith("OTEL_EXPORTER_") and k not in _PORT_VARIABLES
     }
-    env = {**inherited, "DEPLOYMENT_ENVIRONMENT": "e2e", "SALES_AGENT_LOG_LEVEL": "WARNING"}
+    env = {**inherited, "SALES_AGENT_DEPLOYMENT_ENVIRONMENT": "e2e", "SALES_AGENT_LOG_LEVEL": "WARNING"}
     metrics_port = free_port()  # Prometheus's config names it before simulate starts
 
     with (

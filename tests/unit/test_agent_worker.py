@@ -88,7 +88,7 @@ async def test_request_for_known_tenant_is_accepted() -> None:
 
 def test_load_counts_running_jobs_against_capacity(monkeypatch) -> None:
     monkeypatch.setattr(worker, "_state", None)
-    max_sessions = worker.app_settings().sessions.max_sessions
+    max_sessions = worker.worker_settings().sessions.max_sessions
     server = SimpleNamespace(active_jobs=[object()] * 10)
     assert worker.worker_load(server) == pytest.approx(10 / max_sessions)  # type: ignore[arg-type]
     server = SimpleNamespace(active_jobs=[object()] * (max_sessions + 5))
@@ -105,36 +105,37 @@ def test_worker_options_wire_our_hooks() -> None:
 
 
 def test_speech_plugins_follow_settings(monkeypatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
-    monkeypatch.setenv("CARTESIA_API_KEY", "test-key")
-    plugins = worker.speech_plugins(WorkerSettings(stt="openai", tts="cartesia", vad="none"))
+    for var in ("OPENAI_API_KEY", "CARTESIA_API_KEY"):
+        monkeypatch.delenv(var, raising=False)  # the keys come from the settings, not the environment
+    plugins = worker.speech_plugins(
+        WorkerSettings(
+            stt="openai", tts="cartesia", vad="none", OPENAI_API_KEY="test-key", CARTESIA_API_KEY="test-key"
+        )
+    )
     assert type(plugins["stt"]).__module__.startswith("livekit.plugins.openai")
     assert type(plugins["tts"]).__module__.startswith("livekit.plugins.cartesia")
     assert "vad" not in plugins
 
 
 async def test_worker_services_serve_health_and_track_sessions(monkeypatch, tmp_path) -> None:
-
     import aiohttp
 
     from agent.app_settings import AppSettings
-    from agent.crm import CrmSettings
-    from agent.llm import LLMSettings, ProviderConfig
+    from agent.llm import ProviderConfig
+    from agent.tenants import TenantRegistry
     from local_services.crm_service import run_crm_service
-    from local_services.harness import free_port
     from local_services.llm_provider import run_llm_provider
+    from telemetry.config_errors import bind_listener
 
-    port = free_port()
     async with run_llm_provider("primary") as primary, run_crm_service(tmp_path / "crm.sqlite3") as crm_url:
-        settings = AppSettings()
-        settings.__dict__.update(  # the cached parts, as env would set them
-            llm=LLMSettings(
-                chain=[ProviderConfig(name="primary", kind="local", model="m", api_base=primary.url)]
-            ),
-            crm=CrmSettings(CRM_URL=crm_url, CRM_OUTBOX_PATH=str(tmp_path / "outbox.sqlite3")),
-            worker=WorkerSettings(health_port=port),
+        settings = AppSettings.from_env(
+            llm={"chain": [ProviderConfig(name="primary", kind="local", model="m", api_base=primary.url)]},
+            crm={"crm_url": crm_url, "outbox_path": str(tmp_path / "outbox.sqlite3")},
         )
-        monkeypatch.setattr(worker, "app_settings", lambda: settings)
+        listener = bind_listener("127.0.0.1", 0, "SALES_AGENT_HEALTH_PORT")  # as run_worker binds it
+        port = listener.getsockname()[1]
+        monkeypatch.setattr(worker, "_config", None)
+        worker.configure(settings, TenantRegistry.from_file(settings.tenants.file), listener)
         monkeypatch.setattr(worker, "_state", None)
         await worker._start_worker_services()
         state = worker._state

@@ -109,3 +109,19 @@ async def test_reads_raise_dependency_errors_and_ping_reports_health(crm_env):
     assert "crm is unavailable (HTTP 503" in info.value.message
     with pytest.raises(DependencyError):
         await crm.list_free_slots("acme")
+
+
+@pytest.mark.parametrize(
+    ("phone", "reason"),
+    [
+        ("abc", "it does not look like a phone number"),
+        ("+999 1234", "the country code is missing or unknown"),
+        ("+1 555 0100 99999999999999999", "it has too many digits"),
+    ],
+)
+def test_unparsable_phone_says_why_in_our_words(phone: str, reason: str) -> None:
+    """From phonenumbers' public reason code, not its private message attribute; never the number
+    itself (the message reaches spans, logs and the LLM)."""
+    with pytest.raises(InvalidInput) as info:
+        Contact(name="A", phone=phone)
+    assert info.value.message == f"The phone number is not valid: {reason}."

@@ -105,7 +105,7 @@ async def test_healthy_primary_answers_with_one_attempt(otel) -> None:
 
 FAULTS = [
     # (fault mode, options, expected error.type, expected fallback.reason)
-    ("500", {}, "http_5xx", "http_5xx"),
+    ("500", {}, "http_500", "http_5xx"),
     ("429", {"retry_after": 7}, "http_429", "rate_limited"),
     ("hang", {}, "first_token_timeout", "timeout"),
     ("slow_first_token", {"delay_s": 5}, "first_token_timeout", "timeout"),
@@ -240,7 +240,7 @@ async def test_all_providers_down_speaks_fallback_line(otel) -> None:
         response = await _turn(router_llm)
     assert response.text == router_llm.chain.settings.fallback_line
     assert otel.metric_value(names.LLM_COMPLETIONS, outcome="failed") == failed_before + 1
-    assert [s.attributes[names.ERROR_TYPE] for s in _attempt_spans(otel)] == ["http_5xx", "http_5xx"]
+    assert [s.attributes[names.ERROR_TYPE] for s in _attempt_spans(otel)] == ["http_500", "http_500"]
 
 
 async def test_tool_calls_stream_through(otel) -> None:

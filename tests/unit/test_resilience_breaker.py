@@ -186,20 +186,18 @@ async def test_a_half_open_breaker_with_no_traffic_is_probed_until_it_knows(otel
 
 
 async def test_the_runtime_probes_its_crm_and_calendar_breakers(tmp_path):
+    from agent.app_settings import AppSettings
+    from agent.llm import ProviderConfig
     from agent.runtime import start_runtime
-    from agent.session_settings import SessionSettings
     from agent.tenants import TenantRegistry
 
     async with run_crm_service(tmp_path / "crm.sqlite3") as url:
-        from agent.llm import LLMSettings, ProviderConfig
-
+        chain = [ProviderConfig(name="p", kind="local", model="p-model", api_base=f"{url}/v1")]
+        settings = AppSettings.from_env(
+            llm={"chain": chain}, crm={"crm_url": url, "outbox_path": str(tmp_path / "outbox.sqlite3")}
+        )
         runtime = await start_runtime(
-            llm_settings=LLMSettings(
-                chain=[ProviderConfig(name="p", kind="local", model="p-model", api_base=f"{url}/v1")]
-            ),
-            crm_settings=CrmSettings(CRM_URL=url, CRM_OUTBOX_PATH=str(tmp_path / "outbox.sqlite3")),
-            session_settings=SessionSettings(),
-            tenants=TenantRegistry.from_mapping({"tenants": {"acme": {"display_name": "Acme"}}}),
+            settings, tenants=TenantRegistry.from_mapping({"tenants": {"acme": {"display_name": "Acme"}}})
         )
         try:
             probed = {p.breaker for p in runtime.breaker_probers}
