@@ -157,3 +157,31 @@ def test_game_day_scan_ignores_a_stray_at_sign_in_binary_protobuf():
 
     # Measured in the 2026-11-30 game day: a span's fixed64 timestamp around 0x40 read "9@g.BX".
     assert scan_bytes("body", b"\x0fllm_request_run0\x019@g.BX\xf3\xec\x18A") == []
+
+
+GAME_DAY_RECORDINGS = [path for path in RULE_TESTS if path.name.startswith("gameday-")]
+
+
+def test_game_day_recordings_are_of_current_scenarios_and_expect_their_alerts():
+    """`sales-agent gameday --record-dir alert-rules/tests` writes one promtool file per scenario; the
+    promtool run of tests/integration/test_config_tools.py replays them against the rules. Each must be
+    of a scenario that still exists and expect that scenario's alerts to fire."""
+    from agent.gameday.scenarios import SCENARIOS
+
+    by_name = {scenario.name: scenario for scenario in SCENARIOS}
+    assert GAME_DAY_RECORDINGS, "no game day recording in alert-rules/tests"
+    for path in GAME_DAY_RECORDINGS:
+        name = path.name.removeprefix("gameday-").removesuffix(".test.yml")
+        assert name in by_name, f"{path.name}: no scenario {name!r} (re-record or delete it)"
+        (test,) = yaml.safe_load(path.read_text())["tests"]
+        assert test["input_series"] and test["promql_expr_test"]
+        fired = {
+            sample["labels"]
+            for check in test["promql_expr_test"]
+            for sample in check.get("exp_samples", [])
+            if "labels" in sample
+        }
+        for alert in by_name[name].expected:
+            assert any(f'alertname="{alert}"' in labels for labels in fired), (
+                f"{path.name}: {alert} never fires"
+            )
