@@ -255,3 +255,30 @@ def test_interpolation_follows_compose_rules(text, env, expected):
 def test_interpolation_reports_a_missing_required_variable():
     with pytest.raises(stackcheck.InterpolationError, match="required variable B is missing a value: set B"):
         stackcheck.interpolate("${B:?set B}", {})
+
+
+_DURATION_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+
+
+def _seconds(duration: str) -> int:
+    return sum(int(n) * _DURATION_S[unit] for n, unit in re.findall(r"(\d+)([smhdwy])", duration))
+
+
+def test_prometheus_keeps_every_range_the_rules_read(services) -> None:
+    """The 30-day availability rules read ``[30d]``: a shorter retention (it was 7 d) makes them a
+    7-day figure under a 30-day name."""
+    from prometheus_helpers import load_rule_groups
+
+    longest = max(
+        _seconds(window)
+        for group in load_rule_groups()
+        for rule in group["rules"]
+        for window in re.findall(r"\[(\w+)(?::\w*)?\]", rule["expr"])
+    )
+    assert longest == _seconds("30d")
+    (retention,) = [
+        arg.split("=", 1)[1]
+        for arg in services["prometheus"]["command"]
+        if arg.startswith("--storage.tsdb.retention.time=")
+    ]
+    assert _seconds(retention) >= longest, retention
