@@ -242,7 +242,7 @@ def _last_points(sink: Any, metric_name: str) -> dict[str, float]:
                         continue
                     data = metric.gauge if metric.HasField("gauge") else metric.sum
                     values = [p.as_double if p.HasField("as_double") else p.as_int for p in data.data_points]
-                    last[attrs["service.instance.id"]] = float(sum(values))
+                    last[attrs.get("service.instance.id", "")] = float(sum(values))
     return last
 
 
