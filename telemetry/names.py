@@ -27,6 +27,7 @@ OPERATION: Final = "operation"  # tool or client operation name, e.g. "capture_b
 OUTCOME: Final = "outcome"  # ok | error | ... (each metric documents its values)
 ERROR_TYPE: Final = error_attributes.ERROR_TYPE  # "error.type": a code from ERROR_TYPES below
 ERROR_CATEGORY: Final = "error.category"  # validation | dependency | internal
+ERROR_MESSAGE: Final = "error.message"  # semconv; spans only: our own status message (span_status.py)
 DEPENDENCY: Final = "dependency"  # crm | calendar | llm | outbox | otlp ...
 
 # GenAI semantic conventions (used on spans and as bounded metric labels)
@@ -60,10 +61,29 @@ COOLDOWN_STEP: Final = "cooldown.step"  # read | record_failure | record_success
 # Sessions and business
 SESSION_OUTCOME: Final = "session.outcome"  # completed | expired | idle | evicted | error
 SESSION_REJECT_REASON: Final = "session.reject_reason"  # capacity | tenant_capacity (sessions.rejected)
-CALL_OUTCOME: Final = "call.outcome"  # converted | not_interested | callback | dropped | error
+CALL_OUTCOME: Final = "call.outcome"  # converted | not_interested | callback | dropped | failed | error
 LEAD_BAND: Final = "lead.band"  # hot | warm | cold
 HEALTH_CHECK: Final = "health.check"  # check name
 TELEMETRY_SIGNAL: Final = "telemetry.signal"  # traces | metrics | logs
+
+# Attributes whose values the project itself produces - bounded vocabularies, generated ids, numbers -
+# and never carry user input: PII redaction leaves them unscanned (telemetry/redaction.py). Not call.id
+# (in the LiveKit worker it is the room name, which a telephony integration may build from the caller's
+# number). Keys carrying user data are named with a `pii` segment instead, as LiveKit's `lk.pii.*`
+# are (PII_SEGMENT): redaction drops their values whole, without scanning them.
+SAFE_ATTRIBUTES: Final = frozenset(
+    {
+        TENANT_ID, SESSION_ID, OPERATION, OUTCOME, ERROR_TYPE, ERROR_CATEGORY, DEPENDENCY,
+        GEN_AI_OPERATION_NAME, GEN_AI_PROVIDER_NAME, GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL,
+        GEN_AI_USAGE_INPUT_TOKENS, GEN_AI_USAGE_OUTPUT_TOKENS, GEN_AI_TOKEN_TYPE, LLM_ATTEMPT,
+        LLM_CHAIN_POSITION, FALLBACK_FROM, FALLBACK_TO, FALLBACK_REASON, RETRY_ATTEMPT, RETRY_AFTER,
+        BREAKER_FROM, BREAKER_TO, IDEMPOTENCY_KEY, SESSION_OUTCOME, SESSION_REJECT_REASON,
+        CALL_OUTCOME, LEAD_BAND, HEALTH_CHECK, TELEMETRY_SIGNAL,
+        # HTTP semantic conventions whose values are methods, codes and route templates.
+        "http.request.method", "http.response.status_code", "http.route", "server.port",
+    }
+)  # fmt: skip
+PII_SEGMENT: Final = "pii"
 
 # Attributes that must never become metric labels (unbounded). LiveKit's own job attribution
 # (room/job ids) is listed too: livekit-agents stamps it on every measurement.

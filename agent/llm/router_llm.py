@@ -26,13 +26,14 @@ from livekit.agents.llm import ToolChoice
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, APIConnectOptions, NotGivenOr
 from livekit.agents.utils import is_given
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
 from agent.call_context import CallContext
 from agent.llm.chain import Provider, ProviderChain
 from agent.llm.errors import ProviderAttemptError, classify_attempt
 from agent.llm.instruments import instruments
 from telemetry import names
+from telemetry.span_status import set_error
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -49,6 +50,9 @@ class RouterLLM(llm.LLM):
         super().__init__()
         self._chain = chain
         self._call = call
+        # Did this call's latest turn fail the caller (every provider failed, or the stream broke
+        # mid-answer)? SalesCall reads it to tell "we failed the caller" from "the caller left".
+        self.last_turn_failed = False
         self.served_by: Provider | None = None  # the provider that answered this view's last turn
 
     # --- identity (read by LiveKit's GenAI spans and metrics, like its FallbackAdapter's) ---------
@@ -336,6 +340,7 @@ class RouterLLMStream(llm.LLMStream):
                 await chain.record_success_now(provider.name)
                 self._identity.served_by = self._router_llm.served_by = provider
                 instruments().completions.add(1, {names.OUTCOME: "ok", **self._tenant_attrs()})
+                self._router_llm.last_turn_failed = False
                 return
             if result.emitted:
                 self._identity.served_by = self._router_llm.served_by = provider
@@ -346,16 +351,16 @@ class RouterLLMStream(llm.LLMStream):
                     result.error_type,
                 )
                 instruments().completions.add(1, {names.OUTCOME: "failed", **self._tenant_attrs()})
-                turn_span.set_status(
-                    Status(StatusCode.ERROR, f"stream broke mid-answer: {result.error_type}")
-                )
+                self._router_llm.last_turn_failed = True
+                set_error(turn_span, f"stream broke mid-answer: {result.error_type}")
                 return
             moved_past.append((provider.name, result.reason or "error"))
 
         # Every provider failed before saying anything: speak the fallback line, keep the session.
         log.error("all LLM providers failed for this turn; speaking the fallback line")
         instruments().completions.add(1, {names.OUTCOME: "failed", **self._tenant_attrs()})
-        turn_span.set_status(Status(StatusCode.ERROR, "all LLM providers failed"))
+        self._router_llm.last_turn_failed = True
+        set_error(turn_span, "all LLM providers failed")
         turn_span.set_attribute(names.ERROR_TYPE, names.ERROR_ALL_PROVIDERS_FAILED)
         self._send(
             llm.ChatChunk(
@@ -463,7 +468,7 @@ class RouterLLMStream(llm.LLMStream):
     ) -> _AttemptResult:
         classified = classify_attempt(exc)
         span.set_attribute(names.ERROR_TYPE, classified.error_type)
-        span.set_status(Status(StatusCode.ERROR, f"{provider.name}: {classified.error_type}"))
+        set_error(span, f"{provider.name}: {classified.error_type}")
         if not classified.provider_attempt:
             # Refused locally, nothing was sent: no provider error, no cooldown re-armed.
             log.warning("LLM provider %s skipped: refused locally (%s)", provider.name, type(exc).__name__)

@@ -54,7 +54,7 @@ async def crm_stats(admin: httpx.AsyncClient) -> dict:
 
 
 async def contact(admin: httpx.AsyncClient, key: str) -> dict:
-    r = await admin.get(f"/v1/contacts/{key}", headers={"X-Tenant-Id": "acme"})
+    r = await admin.post("/v1/contacts/lookup", json={"contact_key": key}, headers={"X-Tenant-Id": "acme"})
     assert r.status_code == 200, r.text
     return r.json()
 

@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from asyncio.subprocess import PIPE
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,7 @@ def test_one_workers_provider_failures_spare_the_next_worker_the_primary(redis, 
         assert primary_requests(primary.url) >= after_a + 3
 
         redis.kill()
-        gone = simulate(shared, *stack)  # Redis is gone mid-run: calls go on
+        gone = simulate(shared, *stack)  # Redis gone before a run: calls go on (killed mid-call: below)
         assert gone.returncode == 0, gone.stdout[-3000:] + gone.stderr[-3000:]
         assert re.search(r"calls\s+│\s+1 \(0 failed\)", gone.stdout), gone.stdout[-3000:]
 
@@ -209,3 +210,133 @@ def test_simulate_workers_run_as_processes_each_with_its_own_instance_id() -> No
     for index in (1, 2):  # each worker's summary, prefixed with its number
         assert re.search(rf"^w{index} .*calls\s+│\s+1 \(0 failed\)", done.stdout, re.MULTILINE), done.stdout
     assert "simulate: 2 workers done" in done.stdout
+
+
+def _stand_in_requests(url: str) -> int:
+    from local_services.harness import admin_stats
+
+    return int(admin_stats(url)["chat_requests"])
+
+
+def _workers_connected_to(parent_pid: int, port: int) -> set[int]:
+    """The pids of ``simulate --workers``' worker processes with a TCP connection open to ``port``."""
+    import psutil
+
+    connected: set[int] = set()
+    for child in psutil.Process(parent_pid).children():
+        with contextlib.suppress(psutil.Error):
+            if any(c.raddr and c.raddr.port == port for c in child.net_connections(kind="tcp")):
+                connected.add(child.pid)
+    return connected
+
+
+def _last_points(sink: Any, metric_name: str) -> dict[str, float]:
+    """{service.instance.id: the metric's value in that worker's last export} (summed over labels)."""
+    last: dict[str, float] = {}
+    for request in list(sink.received.metrics):
+        for resource_metrics in request.resource_metrics:
+            attrs = {kv.key: kv.value.string_value for kv in resource_metrics.resource.attributes}
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    if metric.name != metric_name:
+                        continue
+                    data = metric.gauge if metric.HasField("gauge") else metric.sum
+                    values = [p.as_double if p.HasField("as_double") else p.as_int for p in data.data_points]
+                    last[attrs.get("service.instance.id", "")] = float(sum(values))
+    return last
+
+
+def test_redis_killed_while_two_workers_are_mid_call_the_calls_go_on(redis, tmp_path) -> None:
+    """``simulate --workers 2`` sharing cooldowns in Redis; every LLM turn is slow at the primary, so
+    calls are in flight when ``redis-server`` is SIGKILLed (after a number of requests served, not a
+    sleep). Then the primary fails: each worker cools it down on its own. Every call completes with an
+    outcome, simulate exits 0, and each worker says Redis is gone: one log line, the metrics."""
+    import socket
+
+    from local_services.harness import in_thread
+    from local_services.otlp_sink import run_otlp_sink
+    from telemetry import names
+
+    workers, calls, concurrency = 2, 8, 2
+    with (
+        spawn("llm-provider", "--name", "primary") as primary,
+        spawn("llm-provider", "--name", "backup") as backup,
+        spawn("crm-service", "--db", str(tmp_path / "crm.sqlite3")) as crm,
+        in_thread(run_otlp_sink) as sink,
+    ):
+        # Slow, not failing: each turn holds a call open well past its Redis reads.
+        httpx.post(
+            f"{primary.url}/admin/fault", json={"mode": "slow_first_token", "delay_s": 0.3}, timeout=10
+        ).raise_for_status()
+        env = worker_env(
+            SALES_AGENT_LLM_REDIS_URL=redis.url,
+            SALES_AGENT_LLM_COOLDOWN_S="600",
+            OTEL_EXPORTER_OTLP_ENDPOINT=sink.url,
+            SALES_AGENT_LOG_LEVEL="WARNING",  # simulate's default (ERROR) hides the line asserted on
+            # However loaded the machine, the slow primary must not miss its first-token deadline.
+            SALES_AGENT_LLM_FIRST_TOKEN_DEADLINE_S="10",
+        )
+        argv = [
+            sys.executable, "-m", "agent", "simulate", "--workers", str(workers), "--calls", str(calls),
+            "--concurrency", str(concurrency), "--llm-url", f"{primary.url}/v1",
+            "--llm-url", f"{backup.url}/v1", "--crm-url", crm.url,
+        ]  # fmt: skip
+        log_path = tmp_path / "simulate.log"
+        with log_path.open("w") as log_file:
+            process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+            try:
+                for _ in range(1200):  # bounded: 1200 polls of at most 10 s each
+                    # Mid-call: every worker holds a connection to Redis (opened by its first turn's
+                    # read), and the primary has served some turns.
+                    connected = _workers_connected_to(process.pid, redis.port)
+                    if len(connected) == workers and _stand_in_requests(primary.url) >= 2 * workers:
+                        break
+                    assert process.poll() is None, "simulate finished before Redis was killed"
+                    time.sleep(0.05)
+                assert len(connected) == workers, connected
+
+                redis.kill()  # mid-call: turns are waiting on the primary's first token
+                at_kill = _stand_in_requests(primary.url)
+                httpx.post(f"{primary.url}/admin/fault", json={"mode": "500"}, timeout=10).raise_for_status()
+                at_failing = _stand_in_requests(primary.url)
+                backup_at_failing = _stand_in_requests(backup.url)
+                assert process.poll() is None, "simulate finished before the calls met Redis gone"
+
+                process.wait(timeout=300)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+        output = log_path.read_text(errors="replace")
+        assert process.returncode == 0, output[-4000:]
+        primary_after = _stand_in_requests(primary.url) - at_failing
+        backup_after = _stand_in_requests(backup.url) - backup_at_failing
+        available = _last_points(sink, names.LLM_SHARED_COOLDOWNS_AVAILABLE)
+        fallbacks_counted = _last_points(sink, names.LLM_SHARED_COOLDOWNS_FALLBACKS)
+
+    assert at_kill >= 2 * workers
+    host = socket.gethostname()
+    for index in range(1, workers + 1):
+        # Every call completed with an outcome (none failed).
+        assert re.search(rf"^w{index} .*calls\s+│\s+{calls} \(0 failed\)", output, re.MULTILINE), output[
+            -4000:
+        ]
+        outcomes = re.search(rf"^w{index} .*outcomes\s+│\s+(\S.*?)\s+│", output, re.MULTILINE)
+        assert outcomes and sum(int(n) for n in re.findall(r"=(\d+)", outcomes.group(1))) == calls, output
+        # It said so, once (rate-limited), and went on with its own cooldowns.
+        gone = re.findall(
+            rf"^w{index} .*Redis at {re.escape(redis.url)} is unreachable.*this process's own",
+            output,
+            re.MULTILINE,
+        )
+        assert len(gone) == 1, output[-4000:]
+        instance = f"{host}-simulate-{index}"
+        assert available.get(instance) == 0, available
+        assert fallbacks_counted.get(instance, 0) > 0, fallbacks_counted
+    assert "simulate: 2 workers done" in output
+    # The primary failing after Redis died: each worker pays at most its own allowed failures (2) plus
+    # the one that cools the primary down, and one more per other call in flight, then skips it
+    # alone, while far more requests than that go on to the backup.
+    bound = workers * (3 + concurrency - 1)
+    assert 0 < primary_after <= bound, primary_after
+    assert backup_after > bound, backup_after

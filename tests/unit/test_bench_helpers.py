@@ -39,6 +39,6 @@ def test_failover_verdicts_compare_each_scenario_with_the_healthy_primary() -> N
 
 def test_run_all_rejects_unknown_items(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
-        run_all.main(["--only", "99"])
+        run_all.main(["--only", "99"])  # past the registry (item 9 exists since the peers bench)
     assert exited.value.code == 2
     assert "unknown item(s) [99]" in capsys.readouterr().err
