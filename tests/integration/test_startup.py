@@ -87,7 +87,8 @@ def _chat(url: str) -> None:
 
 def _crm(url: str) -> None:
     tenant = {"X-Tenant-Id": "acme"}
-    put = httpx.put(f"{url}/v1/contacts/ann%40acme.com", json={"name": "Ann"}, headers=tenant, timeout=10)
+    body = {"contact_key": "ann@acme.com", "name": "Ann"}
+    put = httpx.put(f"{url}/v1/contacts", json=body, headers=tenant, timeout=10)
     assert put.status_code < 300, put.text
     assert httpx.get(f"{url}/v1/calendar/slots", headers=tenant, timeout=10).status_code == 200
 
