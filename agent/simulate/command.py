@@ -144,7 +144,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.workers > 1:  # this process only starts the stack and the workers; each prints its own start
         lines.say(f"starting {args.workers} worker processes, {calls} each")
     else:
-        lines.say(f"starting {calls}; loading LiteLLM and LiveKit while the local services start")
+        lines.say(f"starting {calls}; loading LiteLLM and LiveKit in the background")
     import asyncio  # after the first line: asyncio (with ssl) is ~0.1 s
 
     settings = simulate_settings(args)

@@ -235,7 +235,7 @@ def test_simulate_prints_its_first_line_before_loading_litellm_and_livekit_in_th
     assert probe["main_while_loading_and_by_loader"] == []
     # The stages the README shows, in order, the first one first.
     stages = [
-        "simulate: starting 1 call; loading LiteLLM and LiveKit while the local services start",
+        "simulate: starting 1 call; loading LiteLLM and LiveKit in the background",
         "simulate: local services up: LLM primary, LLM backup, CRM + calendar",
         "simulate: LiteLLM and LiveKit loaded",
         "simulate: LLM chain primary -> backup",
