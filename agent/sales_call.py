@@ -8,8 +8,11 @@ What it adds around livekit's ``AgentSession``:
   on the context current at ``session.start``, so the whole call is one trace.
 - **SessionManager registration**: activity (user input, agent replies) extends the session; when the
   manager expires or idles it out, the caller hears a short goodbye and the session closes.
-- the **outcome**: ``end_call``'s outcome (converted / not_interested / callback), else ``dropped``
-  (the caller hung up) or ``error``; recorded once as ``call_ended`` and on the root span.
+- the **outcome**: ``end_call``'s outcome (converted / not_interested / callback), else ``failed``
+  (the caller left after the agent failed them), ``dropped`` (the caller left while the agent was
+  answering) or ``error`` (the session itself failed); recorded once as ``call_ended`` and on the
+  root span. ``failed`` and ``error`` are ours and count against the availability SLO; the others
+  are the caller's choice (alert-rules/README.md).
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 from livekit.agents import AgentSession, CloseEvent
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
 
 from agent import business_metrics
 from agent.call_context import CallContext
@@ -32,6 +34,7 @@ from agent.sales_agent import SalesAgent
 from agent.tools import SalesTools
 from agent.vocabulary.call_outcome import CallOutcome, EndCallChoice
 from telemetry import names
+from telemetry.span_status import set_error
 
 if TYPE_CHECKING:
     from livekit.agents import llm
@@ -86,6 +89,7 @@ class SalesCall:
         # A per-call view of the shared chain labels LLM metrics with the tenant and spans with the ids.
         for_call = getattr(services.llm, "for_call", None)
         call_llm = for_call(call) if callable(for_call) else services.llm
+        self._call_llm = call_llm
         self.session: AgentSession = AgentSession(llm=call_llm, **session_kwargs)
         self.root_span: trace.Span | None = None
         self.outcome: CallOutcome | None = None
@@ -209,7 +213,19 @@ class SalesCall:
     def _call_outcome(self, error: object | None) -> CallOutcome:
         if self.outcome is not None:
             return self.outcome
-        return "error" if error is not None else "dropped"
+        if error is not None:
+            return "error"
+        return "failed" if self._agent_failed_caller() else "dropped"
+
+    def _agent_failed_caller(self) -> bool:
+        """Was the agent failing when the call ended without an outcome?
+
+        The truthful signal is the last turn: the caller who hangs up after hearing the "let me call
+        you back" line (every LLM provider failed) or an answer cut off mid-stream left because of
+        us; a caller who leaves after a real answer chose to. (Speech-to-text / text-to-speech
+        failures belong here too once the voice path reports them.)
+        """
+        return bool(getattr(self._call_llm, "last_turn_failed", False))
 
     async def _finalize(self, error: object | None) -> None:
         outcome = self._call_outcome(error)
@@ -246,7 +262,7 @@ class SalesCall:
             return
         span.set_attribute(names.CALL_OUTCOME, outcome)
         if error is not None:
-            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+            set_error(span, type(error).__name__)
         with trace.use_span(span, end_on_exit=False):
             log.info("call ended: %s after %.1fs", outcome, duration, extra=self.log_extra())
         span.end()

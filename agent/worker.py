@@ -361,7 +361,7 @@ def check_worker_config(settings: AppSettings, tenants: TenantRegistry) -> None:
     from agent.crm.outbox import Outbox
     from agent.llm.chain import check_chain
 
-    check_chain(settings.llm)  # an LLMConfigError (a ConfigError): no provider has its key, Redis set
+    check_chain(settings.llm)  # an LLMConfigError (a ConfigError): no provider has its key
     missing = settings.worker.missing_speech_keys()
     if missing:
         raise ConfigError(
@@ -374,7 +374,9 @@ def check_worker_config(settings: AppSettings, tenants: TenantRegistry) -> None:
             f"{env_name(WorkerSettings, 'default_tenant')}={default}: unknown tenant; "
             f"expected one of {', '.join(tenants.ids())} ({settings.tenants.file})"
         )
-    Outbox(settings.crm.outbox_path).close()  # OutboxUnusable: a directory, not SQLite, a foreign file
+    # OutboxUnusable: a directory, not SQLite, a foreign file; OutboxDatabaseUnusable: CRM_OUTBOX_URL's
+    # database cannot be reached (named without its password).
+    Outbox(settings.crm.outbox_location, timeout_s=settings.crm.outbox_timeout_s).close()
 
 
 def run_worker(argv: Sequence[str]) -> None:

@@ -241,14 +241,9 @@ SLOW_DEADLINES = {"first_token_deadline_s": 30.0, "stream_timeout_s": 300.0}
 
 
 def _llm_settings(*urls: str) -> Any:
-    from agent.llm import LLMSettings, ProviderConfig
+    from agent.llm import LLMSettings
 
-    names = ("primary", "backup")
-    chain = [
-        ProviderConfig(name=n, kind="local", model=f"{n}-model", api_base=u)
-        for n, u in zip(names, urls, strict=False)
-    ]
-    return LLMSettings(chain=chain, **SLOW_DEADLINES)
+    return LLMSettings.for_local(list(urls), **SLOW_DEADLINES)
 
 
 class FailureWatch(logging.Handler):

@@ -7,12 +7,12 @@
 
 Items: 1 instrumentation cost, 2 failover TTFT, 3 throughput, 4 memory, 5 export under load, 6 start-up,
 7 exit after simulate's summary, 8 our LLM instrumentation against the peers and 9 the LLM path (both
-in CPU instructions under valgrind's callgrind), 10 the spans of one call and its trace tree. The goal
-summary at the end lists every goal of issues 8 and 13 (``GOALS``) with PASS/MISS and the figure, or
-says why it has none (not measured yet, no numeric goal, item not run or failed). Every item is a
-script with the one contract of ``bench/_common.py``
-(``python -m bench.bench_<item> [--quick] [--json-out PATH]``): this runs each as its own process and
-reads nothing but the tables it writes as JSON. Each item runs its measurements in
+in CPU instructions under valgrind's callgrind), 10 outbox drain rate (SQLite vs PostgreSQL, 1 vs 3
+workers), 11 the spans of one call and its trace tree. The goal summary at the end lists every goal of
+issues 8 and 13 (``GOALS``) with PASS/MISS and the figure, or says why it has none (not measured yet,
+no numeric goal, item not run or failed). Every item is a script with the one contract of
+``bench/_common.py`` (``python -m bench.bench_<item> [--quick] [--json-out PATH]``): this runs each as
+its own process and reads nothing but the tables it writes as JSON. Each item runs its measurements in
 child processes of its own, so ratios inside an item are measured side by side under the same
 conditions.
 """
@@ -42,11 +42,13 @@ ITEMS: dict[int, tuple[str, str]] = {
     7: ("Exit after simulate's summary", "bench.bench_exit"),
     8: ("Against the peers, in instructions", "bench.bench_peers"),
     9: ("The LLM path, in instructions", "bench.bench_llm_path"),
-    10: ("Spans of one call and its trace tree", "bench.bench_trace"),
+    10: ("Outbox drain rate, SQLite vs PostgreSQL, 1 vs 3 workers", "bench.bench_drain"),
+    11: ("Spans of one call and its trace tree", "bench.bench_trace"),
 }
 ITEM_TIMEOUT_S = 1800
 # Items under valgrind run ~50x slower per call and start each child at valgrind's speed.
-ITEM_TIMEOUT_OVERRIDES_S = {8: 3 * 3600, 9: 2 * 3600}
+# Item 3 runs 4 configurations x 4 levels x 2 repeats, each a fresh worker process: ~30 min on a busy host.
+ITEM_TIMEOUT_OVERRIDES_S = {3: 3600, 8: 3 * 3600, 9: 2 * 3600}
 
 
 def run_item(module: str, quick: bool, timeout_s: float = ITEM_TIMEOUT_S) -> list[Table]:
@@ -114,7 +116,7 @@ GOALS: tuple[Goal, ...] = (
         pending="item 6 (6a-6c): figures and an import profile; the issue sets no number",
         unmeasured="no numeric goal",
     ),
-    Goal("13.1", "span budget: readable trace, no orphans", 10, "span budget"),
+    Goal("13.1", "span budget: readable trace, no orphans", 11, "span budget"),
     Goal("13.1", "telemetry on >= 0.95x off, text mode", 3, "telemetry on >= 0.95x off"),
     Goal(
         "13.1",

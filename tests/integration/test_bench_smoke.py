@@ -73,7 +73,18 @@ def _export(tables: Tables, _stdout: str) -> None:
 
 
 def _startup(tables: Tables, _stdout: str) -> None:
-    imports, ready, profile = tables
+    simulate, worker, imports, ready, profile = tables
+    stages = [row[0] for row in simulate["rows"]]
+    expected = ["first line", "local services up", "LiteLLM and LiveKit loaded", "first call starts"]
+    assert stages[:4] == expected
+    assert all(isinstance(row[1], float) for row in simulate["rows"]), "simulate printed every stage line"
+    assert [v.split(":")[0].split(" ", 1)[1] for v in simulate["verdicts"]] == [
+        "simulate's first line within 1 s",
+        "simulate's first call starts within 5 s",
+    ]
+    worker_stages = [row[0] for row in worker["rows"]]
+    assert worker_stages == ["dialled the LiveKit URL", "registered", "first job answered"]
+    assert worker["verdicts"] and "REJECTED" not in worker["verdicts"][0], "the fake server's job accepted"
     assert imports["rows"][0][0] == "interpreter only"
     assert ready["rows"], "the ready step is reported (measured or why not)"
     assert profile["rows"], "importtime profile has packages"
@@ -84,6 +95,14 @@ def _exit(tables: Tables, _stdout: str) -> None:
     [row] = table["rows"]
     assert row[0] == "no OTLP endpoint" and row[1] > 0
     assert table["verdicts"], "the goal lines are reported"
+
+
+def _drain(tables: Tables, _stdout: str) -> None:
+    (table,) = tables
+    rows = [(row[0], row[1]) for row in table["rows"]]
+    assert rows[2:] == [("sqlite", 1), ("sqlite", 3), ("postgresql", 1), ("postgresql", 3)]
+    assert rows[0][0].startswith("none (CRM alone")
+    assert all(row[4] > 0 for row in table["rows"]), "every configuration drained"
 
 
 def _rows(table: dict[str, Any]) -> dict[str, list[Any]]:
@@ -145,6 +164,7 @@ SMOKES: dict[str, Smoke] = {
     "bench.bench_export": Smoke(_export),
     "bench.bench_startup": Smoke(_startup),
     "bench.bench_exit": Smoke(_exit, ("--scenario", "no OTLP endpoint")),
+    "bench.bench_drain": Smoke(_drain),
     "bench.bench_trace": Smoke(_trace),
     # The peers outside LiteLLM are the bench-peers dependency group, which CI does not install.
     "bench.bench_peers": Smoke(

@@ -14,6 +14,7 @@ from opentelemetry.instrumentation._semconv import (
 from opentelemetry.instrumentation._semconv import (
     _StabilityMode as Mode,
 )
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
 from agent.crm.backends import pooled_client
 from telemetry.http_semconv import OPT_IN_VARIABLE
@@ -25,6 +26,8 @@ def fresh_semconv_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     saved = (Stability._initialized, dict(Stability._OTEL_SEMCONV_STABILITY_SIGNAL_MAPPING))
     monkeypatch.delenv(OPT_IN_VARIABLE, raising=False)
     Stability._initialized = False
+    # An earlier test may have left httpx instrumented process-wide; the client would then skip its own.
+    monkeypatch.setattr(HTTPXClientInstrumentor(), "_is_instrumented_by_opentelemetry", False)
     Stability._OTEL_SEMCONV_STABILITY_SIGNAL_MAPPING = {}
     yield
     Stability._initialized, Stability._OTEL_SEMCONV_STABILITY_SIGNAL_MAPPING = saved[0], saved[1]
