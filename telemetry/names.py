@@ -74,7 +74,31 @@ LLM_TOKENS: Final = "sales_agent.llm.tokens"  # counter {token}; provider, model
 LLM_COST: Final = "sales_agent.llm.cost_usd"  # counter {USD}; provider, model, tenant
 LLM_PROVIDER_AVAILABLE: Final = "sales_agent.llm.provider.available"  # gauge 1/0 (0 = cooling down)
 LLM_COMPLETIONS: Final = "sales_agent.llm.completions"  # counter; outcome ok | failed, tenant
-TURN_RESPONSE_LATENCY: Final = "sales_agent.turn.response_latency"  # histogram s, turn start -> 1st token
+
+# Speech chains (one attempt = one provider request; STT: one utterance, TTS: one sentence)
+STT_REQUESTS: Final = "sales_agent.stt.requests"  # counter; provider, outcome ok | error, error.type
+STT_ATTEMPT_DURATION: Final = "sales_agent.stt.attempt.duration"  # histogram s; provider, outcome
+STT_FALLBACKS: Final = "sales_agent.stt.fallbacks"  # counter; fallback.from/to/reason
+STT_PROVIDER_AVAILABLE: Final = "sales_agent.stt.provider.available"  # gauge 1/0 (0 = cooling down)
+STT_RECOGNITIONS: Final = "sales_agent.stt.recognitions"  # counter; outcome ok | empty | failed, tenant
+TTS_REQUESTS: Final = "sales_agent.tts.requests"  # counter; provider, outcome ok | error, error.type
+TTS_TIME_TO_FIRST_BYTE: Final = "sales_agent.tts.time_to_first_byte"  # histogram s; provider
+TTS_FALLBACKS: Final = "sales_agent.tts.fallbacks"  # counter; fallback.from/to/reason
+TTS_PROVIDER_AVAILABLE: Final = "sales_agent.tts.provider.available"  # gauge 1/0 (0 = cooling down)
+TTS_SYNTHESES: Final = "sales_agent.tts.syntheses"  # counter; outcome ok | failed, tenant
+SPEECH_ATTEMPT: Final = "sales_agent.speech.attempt"  # span attribute: 1-based attempt within a request
+SPEECH_REPLAYED: Final = "sales_agent.tts.replayed"  # span attribute: a cut sentence spoken again
+
+# Turns: recorded when each turn's reply starts (the caller's wait is over), in text and voice calls
+TURN_MODE: Final = "sales_agent.turn.mode"  # text | voice
+TURN_STAGE: Final = "sales_agent.turn.stage"  # endpointing | stt | llm | tools | tts
+TURN_RESPONSE_LATENCY: Final = "sales_agent.turn.response_latency"  # histogram s; the caller's wait
+TURN_STAGE_DURATION: Final = "sales_agent.turn.stage.duration"  # histogram s; stage, mode, tenant
+TURN_INTERRUPTIONS: Final = "sales_agent.turn.interruptions"  # counter; tenant (caller barged in)
+TURN_SILENCE_GAP: Final = "sales_agent.turn.silence_gap"  # histogram s; tenant (reply audio ran dry)
+TURN_UNANSWERED: Final = "sales_agent.turn.unanswered"  # counter; tenant, reason (caller got no reply)
+UNANSWERED_REASON: Final = "sales_agent.turn.unanswered_reason"  # empty_transcript | stt_failed | call_ended
+CALL_END_REASON: Final = "sales_agent.call.end_reason"  # span attribute: stt_unavailable | tts_unavailable
 
 # Dependencies (CRM, calendar) and resilience
 DEPENDENCY_DURATION: Final = "sales_agent.dependency.duration"  # histogram s; dependency, operation, outcome
