@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from agent.health import HealthRegistry, HealthServer
     from agent.llm import LLMSettings, RouterLLM
     from agent.session_settings import SessionSettings
+    from agent.speech import SpeechServices
     from telemetry.setup import Telemetry
 
 log = logging.getLogger(__name__)
@@ -35,13 +36,16 @@ class Runtime:
     health: HealthRegistry
     health_server: HealthServer | None = None
     owns_sessions: bool = True
+    speech: SpeechServices | None = None  # voice calls: STT/TTS chains and the VAD model
     # sales_agent.event_loop.lag for this loop (dashboards' System panel, EventLoopLagHigh alert).
     loop_lag_monitor: asyncio.Task[None] | None = None
     _closed: bool = field(default=False, repr=False)
 
     @property
     def services(self) -> CallServices:
-        return CallServices(llm=self.llm, crm=self.crm, tenants=self.tenants, sessions=self.sessions)
+        return CallServices(
+            llm=self.llm, crm=self.crm, tenants=self.tenants, sessions=self.sessions, speech=self.speech
+        )
 
     async def aclose(self) -> None:
         if self._closed:
@@ -108,6 +112,7 @@ async def start_runtime(
     serve_health: bool = False,
     sessions: SessionManager | None = None,
     start_outbox_drainer: bool = True,
+    speech: SpeechServices | None = None,
 ) -> Runtime:
     """Build and start the shared services on the running loop.
 
@@ -130,7 +135,13 @@ async def start_runtime(
         sessions.start()
     health = build_health_registry(llm, crm, telemetry)
     runtime = Runtime(
-        llm=llm, crm=crm, tenants=tenants, sessions=sessions, health=health, owns_sessions=owns_sessions
+        llm=llm,
+        crm=crm,
+        tenants=tenants,
+        sessions=sessions,
+        health=health,
+        owns_sessions=owns_sessions,
+        speech=speech,
     )
     if telemetry is not None:
         runtime.loop_lag_monitor = telemetry.start_loop_lag_monitor()

@@ -36,11 +36,6 @@ class LLMInstruments:
         self.completions = meter.create_counter(
             names.LLM_COMPLETIONS, unit="{completion}", description="LLM turns: ok or failed (every provider)"
         )
-        self.turn_latency = meter.create_histogram(
-            names.TURN_RESPONSE_LATENCY,
-            unit="s",
-            description="LLM turn start to first token, fallbacks included",
-        )
         # Weak: a chain that is no longer used (tests build many) stops reporting instead of leaking.
         self._availability_sources: list[weakref.WeakMethod[Callable[[], dict[str, bool]]]] = []
         meter.create_observable_gauge(
