@@ -22,10 +22,7 @@ from telemetry.settings import TelemetrySettings
 if TYPE_CHECKING:
     from agent.crm import CrmSettings
     from agent.llm.settings import LLMSettings
-
-SttPlugin = Literal["deepgram", "openai"]
-TtsPlugin = Literal["cartesia", "openai"]
-VadPlugin = Literal["silero", "none"]
+    from agent.speech.settings import STTSettings, TTSSettings
 
 
 class WorkerSettings(BaseSettings):
@@ -33,15 +30,7 @@ class WorkerSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SALES_AGENT_", extra="ignore")
 
-    # Speech plugins. Keys come from the plugins' own env vars (DEEPGRAM_API_KEY, CARTESIA_API_KEY,
-    # OPENAI_API_KEY); models are the plugins' defaults unless set here.
-    stt: SttPlugin = "deepgram"
-    stt_model: str | None = None
-    tts: TtsPlugin = "cartesia"
-    tts_model: str | None = None
-    tts_voice: str | None = None
-    vad: VadPlugin = "silero"
-    language: str = "en"
+    # Speech (STT and TTS chains, Silero VAD) is configured by STTSettings / TTSSettings.
     # "thread": every call of a worker runs in one process (one Router, one SessionManager, imports paid
     # once: ~320 MB instead of ~320 MB per prewarmed process). "process": livekit's isolation default.
     job_executor: Literal["thread", "process"] = "thread"
@@ -81,6 +70,18 @@ class AppSettings:
 
         # load(), not the constructor: it also reads the YAML file named by SALES_AGENT_LLM_CONFIG.
         return LLMSettings.load()
+
+    @cached_property
+    def stt(self) -> STTSettings:
+        from agent.speech.settings import STTSettings
+
+        return STTSettings.load()  # + the YAML file named by SALES_AGENT_STT_CONFIG
+
+    @cached_property
+    def tts(self) -> TTSSettings:
+        from agent.speech.settings import TTSSettings
+
+        return TTSSettings.load()  # + the YAML file named by SALES_AGENT_TTS_CONFIG
 
     @cached_property
     def crm(self) -> CrmSettings:

@@ -90,12 +90,14 @@ class SalesCall:
         services: CallServices,
         *,
         mode: TurnMode = "text",
+        vad_model: Any = None,
         greet_on_enter: bool = True,
         close_timeout_s: float = 10.0,
         **session_kwargs: Any,
     ) -> None:
-        """``mode="voice"`` takes STT, TTS and VAD from ``services.speech`` (one set per call);
-        ``session_kwargs`` go to ``AgentSession`` and win over those."""
+        """``mode="voice"`` takes STT, TTS and VAD from ``services.speech`` (one set per call; the
+        VAD over ``vad_model`` when given, e.g. the job process's); ``session_kwargs`` go to
+        ``AgentSession`` and win over those."""
         tenant = services.tenants.get(call.tenant_id)  # InvalidInput for an unknown tenant
         self.context = call
         self.mode = mode
@@ -116,7 +118,7 @@ class SalesCall:
                 raise ValueError("a voice call needs CallServices.speech (the STT/TTS chains and VAD)")
             session_kwargs = {
                 **VOICE_SESSION_OPTIONS,
-                **services.speech.for_call(call, hooks=self),
+                **services.speech.for_call(call, hooks=self, vad_model=vad_model),
                 **session_kwargs,
             }
         self.session: AgentSession = AgentSession(llm=call_llm, **session_kwargs)

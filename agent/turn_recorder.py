@@ -38,6 +38,8 @@ from telemetry import names
 log = logging.getLogger(__name__)
 
 TurnMode = Literal["text", "voice"]
+# A stream that started this soon before the user's message was recorded belongs to that turn.
+_SAME_TURN_S = 0.05
 Stage = Literal["endpointing", "stt", "llm", "tools", "tts"]
 
 
@@ -72,11 +74,18 @@ def turn_instruments() -> TurnInstruments:
 class _Turn:
     ended_at: float  # end of the caller's turn (wall clock)
     stages: dict[str, float] = field(default_factory=dict)
-    llm_started_at: float | None = None
-    llm_first_chunk: bool = False
     tools_started_at: float | None = None
     text_at: float | None = None
     context: otel_context.Context | None = None
+
+
+@dataclass
+class _Stream:
+    """The LLM stream in flight. Tracked apart from the turn: in text calls livekit starts the
+    stream a moment before it adds the user's message to the conversation."""
+
+    started_at: float
+    first_chunk_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,7 @@ class TurnRecorder:
         self.call = call
         self.mode = mode
         self._turn: _Turn | None = None
+        self._stream: _Stream | None = None
         self.recorded: list[RecordedTurn] = []  # what this call recorded (simulate's summary)
         self._attrs = {names.TENANT_ID: call.tenant_id, names.TURN_MODE: mode}
 
@@ -105,27 +115,38 @@ class TurnRecorder:
             turn.stages["endpointing"] = max(0.0, endpointing_s)
         if stt_s is not None:
             turn.stages["stt"] = max(0.0, stt_s)
+        stream = self._stream
+        if (
+            stream is not None
+            and stream.started_at >= ended_at - _SAME_TURN_S
+            and stream.first_chunk_s is not None
+        ):
+            self._add(turn, "llm", stream.first_chunk_s)  # the reply's stream began before the message landed
         self._turn = turn
 
     # --- the LLM's side (RouterLLMStream calls these) --------------------------------------
     def llm_started(self) -> None:
-        turn = self._turn
-        if turn is None:
-            return
         now = time.time()
-        if turn.tools_started_at is not None:
+        self._stream = _Stream(started_at=now)
+        turn = self._turn
+        if turn is not None and turn.tools_started_at is not None:
             self._add(turn, "tools", now - turn.tools_started_at)
             turn.tools_started_at = None
-        turn.llm_started_at = now
-        turn.llm_first_chunk = False
 
     def llm_first_chunk(self) -> None:
-        turn = self._turn
-        if turn is None or turn.llm_started_at is None or turn.llm_first_chunk:
+        stream = self._stream
+        if stream is None or stream.first_chunk_s is not None:
             return
-        turn.llm_first_chunk = True
-        self._add(turn, "llm", time.time() - turn.llm_started_at)
-        turn.context = otel_context.get_current()
+        stream.first_chunk_s = time.time() - stream.started_at
+        if self._turn is not None:
+            self._add(self._turn, "llm", stream.first_chunk_s)
+            self._turn.context = otel_context.get_current()
+
+    def llm_tool_calls(self) -> None:
+        """The stream handed over tool calls: livekit starts running them now, the stream may go on."""
+        turn = self._turn
+        if turn is not None and turn.tools_started_at is None and turn.text_at is None:
+            turn.tools_started_at = time.time()
 
     def llm_text(self) -> None:
         turn = self._turn
@@ -134,13 +155,13 @@ class TurnRecorder:
             turn.context = otel_context.get_current()
 
     def llm_finished(self, *, tool_calls: bool) -> None:
+        stream, self._stream = self._stream, None
         turn = self._turn
         if turn is None:
             return
-        if turn.llm_started_at is not None and not turn.llm_first_chunk:
-            self._add(turn, "llm", time.time() - turn.llm_started_at)  # a stream that said nothing
-        turn.llm_started_at = None
-        if tool_calls and turn.text_at is None:
+        if stream is not None and stream.first_chunk_s is None:
+            self._add(turn, "llm", time.time() - stream.started_at)  # a stream that said nothing
+        if tool_calls and turn.text_at is None and turn.tools_started_at is None:
             turn.tools_started_at = time.time()
 
     # --- the reply --------------------------------------------------------------------------

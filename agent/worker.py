@@ -24,9 +24,9 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from agent.app_settings import AppSettings, WorkerSettings
+from agent.app_settings import AppSettings
 from agent.call_context import CallContext
 from agent.errors import InvalidInput
 from agent.tenants import TenantRegistry
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from agent.runtime import Runtime
     from agent.sessions import SessionManager
+    from agent.speech import SpeechServices
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,15 @@ def app_settings() -> AppSettings:
 @functools.cache
 def tenant_registry() -> TenantRegistry:
     return TenantRegistry.from_file(app_settings().tenants.tenants_file)
+
+
+@functools.cache
+def speech_services() -> SpeechServices:
+    """The process's STT and TTS chains (their provider health is shared by every call of the
+    process); the VAD model comes per job process from ``prewarm``."""
+    from agent.speech import SpeechServices
+
+    return SpeechServices(app_settings().stt, app_settings().tts)
 
 
 def tenant_from_metadata(metadata: str | None) -> str | None:
@@ -162,16 +172,15 @@ def preload() -> None:
 
 def prewarm(proc: JobProcess) -> None:
     """Runs once per job process (or thread): telemetry and the slow imports before a call arrives."""
+    from livekit.plugins import silero
+
     from telemetry.setup import setup_telemetry
 
     settings = app_settings()
     setup_telemetry(settings.telemetry)
     preload()
-
-    if settings.worker.vad == "silero":
-        from livekit.plugins import silero
-
-        proc.userdata["vad"] = silero.VAD.load()
+    # One Silero model per process; each call wraps it in its own CallVAD.
+    proc.userdata["vad"] = silero.VAD.load()
 
 
 async def request_fnc(request: JobRequest) -> None:
@@ -190,40 +199,6 @@ async def request_fnc(request: JobRequest) -> None:
         return
     log.info("accepting job %s for tenant %s", request.id, tenant, extra={"tenant.id": tenant})
     await request.accept(attributes={"tenant.id": tenant})
-
-
-def speech_plugins(settings: WorkerSettings, vad: Any = None) -> dict[str, Any]:
-    """STT/TTS (and VAD) for the voice session; keys come from each plugin's env variable."""
-    plugins: dict[str, Any] = {}
-    if settings.stt == "deepgram":
-        from livekit.plugins import deepgram
-
-        plugins["stt"] = deepgram.STT(model=settings.stt_model or "nova-3", language=settings.language)
-    else:
-        from livekit.plugins import openai
-
-        plugins["stt"] = openai.STT(
-            model=settings.stt_model or "gpt-4o-mini-transcribe", language=settings.language
-        )
-    if settings.tts == "cartesia":
-        from livekit.plugins import cartesia
-
-        options = {"voice": settings.tts_voice} if settings.tts_voice else {}
-        plugins["tts"] = cartesia.TTS(
-            model=settings.tts_model or "sonic-3", language=settings.language, **options
-        )
-    else:
-        from livekit.plugins import openai
-
-        options = {"voice": settings.tts_voice} if settings.tts_voice else {}
-        plugins["tts"] = openai.TTS(model=settings.tts_model or "gpt-4o-mini-tts", **options)
-    if settings.vad == "silero":
-        if vad is None:
-            from livekit.plugins import silero
-
-            vad = silero.VAD.load()
-        plugins["vad"] = vad
-    return plugins
 
 
 async def entrypoint(ctx: JobContext) -> None:
@@ -250,10 +225,14 @@ async def entrypoint(ctx: JobContext) -> None:
         telemetry=telemetry,
         sessions=_state.sessions if shared and _state is not None else None,
         start_outbox_drainer=_state is None,  # the worker process drains when it runs one
+        speech=speech_services(),
     )
-    call = SalesCall(
-        call_ctx, runtime.services, **speech_plugins(settings.worker, ctx.proc.userdata.get("vad"))
-    )
+    vad_model = ctx.proc.userdata.get("vad")
+    if vad_model is None:  # prewarm did not run in this process (it always does under livekit's CLI)
+        from livekit.plugins import silero
+
+        vad_model = silero.VAD.load()
+    call = SalesCall(call_ctx, runtime.services, mode="voice", vad_model=vad_model)
 
     async def end_call_then_services() -> None:  # livekit runs shutdown callbacks concurrently
         try:
@@ -269,6 +248,7 @@ async def entrypoint(ctx: JobContext) -> None:
         log.warning("call refused: %s", exc.message, extra=call_ctx.span_attributes())
         ctx.shutdown(reason="capacity")
         return
+    call.watch_silence_gaps()
     # The call is over when its session closes (end_call, hang-up, session manager): free the job.
     call.session.on("close", lambda _event: ctx.shutdown(reason="call ended"))
     log.info("call %s running (trace %s)", call_ctx.call_id, call.trace_id, extra=call_ctx.span_attributes())
@@ -295,11 +275,12 @@ def worker_options() -> WorkerOptions:
     return options
 
 
-def import_speech_plugins(settings: WorkerSettings) -> None:
+def import_speech_plugins(settings: AppSettings) -> None:
     """livekit plugins register themselves on import and refuse to outside the main thread (job threads)."""
     import importlib
 
-    modules = {settings.stt, settings.tts} | ({"silero"} if settings.vad == "silero" else set())
+    kinds = {p.kind for p in (*settings.stt.chain, *settings.tts.chain)}
+    modules = {"openai" if kind == "local" else kind for kind in kinds} | {"silero"}
     for module in sorted(modules):
         importlib.import_module(f"livekit.plugins.{module}")
 
@@ -315,7 +296,8 @@ def run_worker(argv: Sequence[str]) -> None:
     os.environ["SALES_AGENT_LOG_STDERR"] = "false"
     app_settings().telemetry.log_stderr = False
     setup_telemetry(app_settings().telemetry)
-    import_speech_plugins(app_settings().worker)
+    import_speech_plugins(app_settings())
+    speech_services()  # fail fast on an unusable STT/TTS chain, before connecting to LiveKit
     if app_settings().worker.job_executor == "thread":
         preload()  # job threads share this process's modules
     tenant_registry()  # fail fast on a bad tenants file, before connecting to LiveKit

@@ -104,13 +104,35 @@ def test_worker_options_wire_our_hooks() -> None:
     assert "litellm" in (options.preload_modules or [])
 
 
-def test_speech_plugins_follow_settings(monkeypatch) -> None:
+async def test_worker_speech_chains_use_the_real_providers_whose_keys_are_set(monkeypatch, caplog) -> None:
+    """The default chains (deepgram -> openai STT, cartesia -> openai TTS); a missing key leaves a
+    provider out with a log line, and every call gets its own plugin clients and CallVAD."""
+    from livekit.plugins import silero
+
+    from agent.call_context import CallContext
+    from agent.speech import SpeechServices, STTSettings, TTSSettings
+    from agent.speech.call_vad import CallVAD
+
+    monkeypatch.delenv("DEEPGRAM_API_KEY", raising=False)
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
     monkeypatch.setenv("CARTESIA_API_KEY", "test-key")
-    plugins = worker.speech_plugins(WorkerSettings(stt="openai", tts="cartesia", vad="none"))
-    assert type(plugins["stt"]).__module__.startswith("livekit.plugins.openai")
-    assert type(plugins["tts"]).__module__.startswith("livekit.plugins.cartesia")
-    assert "vad" not in plugins
+    with caplog.at_level(logging.WARNING, logger="agent.speech.chain"):
+        speech = SpeechServices(STTSettings.load(), TTSSettings.load(), silero.VAD.load())
+    assert [p.name for p in speech.stt_chain.providers] == ["openai"]
+    assert [p.name for p in speech.tts_chain.providers] == ["cartesia", "openai"]
+    assert any(
+        "deepgram left out of the chain: no API key (set DEEPGRAM_API_KEY)" in r.message
+        for r in caplog.records
+    )
+    kwargs = speech.for_call(CallContext("acme", "s1", "c1"))
+    assert isinstance(kwargs["vad"], CallVAD)
+    assert [type(p).__module__ for p in kwargs["stt"]._plugins.values()] == ["livekit.plugins.openai.stt"]
+    assert [type(p).__module__ for p in kwargs["tts"]._plugins.values()] == [
+        "livekit.plugins.cartesia.tts",
+        "livekit.plugins.openai.tts",
+    ]
+    await kwargs["stt"].aclose()
+    await kwargs["tts"].aclose()
 
 
 async def test_worker_services_serve_health_and_track_sessions(monkeypatch, tmp_path) -> None:

@@ -263,6 +263,8 @@ class RouterLLMStream(llm.LLMStream):
             if not self._text_sent and delta.content:
                 self._text_sent = True
                 self._turns.llm_text()
+            if not self._tool_calls_sent and delta.tool_calls:
+                self._turns.llm_tool_calls()
         self._tool_calls_sent = self._tool_calls_sent or bool(delta is not None and delta.tool_calls)
         self._event_ch.send_nowait(chunk)
 

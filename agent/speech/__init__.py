@@ -31,7 +31,11 @@ __all__ = [
 class SpeechServices:
     """The process's STT and TTS chains and its VAD model."""
 
-    def __init__(self, stt_settings: STTSettings, tts_settings: TTSSettings, vad_model: vad.VAD) -> None:
+    def __init__(
+        self, stt_settings: STTSettings, tts_settings: TTSSettings, vad_model: vad.VAD | None = None
+    ) -> None:
+        """``vad_model``: the process's shared VAD (e.g. ``silero.VAD.load()``), or per call in
+        ``for_call``. Raises ``NoUsableSpeechProvider`` when a chain has no provider with its key."""
         from agent.speech.chain import SpeechChain
         from agent.speech.instruments import instruments
 
@@ -53,13 +57,20 @@ class SpeechServices:
         instruments().stt_available.add(self.stt_chain.status)
         instruments().tts_available.add(self.tts_chain.status)
 
-    def for_call(self, call: CallContext, hooks: SpeechCallHooks | None = None) -> dict[str, Any]:
+    def for_call(
+        self, call: CallContext, hooks: SpeechCallHooks | None = None, *, vad_model: vad.VAD | None = None
+    ) -> dict[str, Any]:
         """``AgentSession`` keyword arguments for one call: ``stt``, ``tts``, ``vad``."""
         from agent.speech.call_vad import CallVAD
         from agent.speech.stt import ChainSTT
         from agent.speech.tts import ChainTTS
 
-        call_vad = CallVAD(self.vad_model)
+        model = vad_model or self.vad_model
+        if model is None:
+            raise ValueError(
+                "a voice call needs a VAD model (SpeechServices(vad_model=...) or for_call(vad_model=))"
+            )
+        call_vad = CallVAD(model)
         return {
             "vad": call_vad,
             "stt": ChainSTT(self.stt_chain, self.stt_settings, vad=call_vad, call=call, hooks=hooks),
