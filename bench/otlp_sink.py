@@ -43,10 +43,12 @@ class SinkStats:
 
 
 class OtlpSink:
-    def __init__(self, mode: str = "ok") -> None:
+    def __init__(self, mode: str = "ok", *, keep: bool = False) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown sink mode {mode!r}; expected one of {', '.join(MODES)}")
         self.mode = mode
+        self.keep = keep  # keep every decoded ExportTraceServiceRequest in ``traces`` (tests)
+        self.traces: list[ExportTraceServiceRequest] = []
         self.stats = SinkStats()
         self._hang = asyncio.Event()  # never set: hung requests wait until the sink stops
         self._runner: web.AppRunner | None = None
@@ -98,6 +100,8 @@ class OtlpSink:
             self.stats.bad_requests += 1
             return web.Response(status=400, text="not an ExportTraceServiceRequest")
         self.stats.trace_requests += 1
+        if self.keep:
+            self.traces.append(message)
         self.stats.spans += sum(
             len(scope.spans) for resource in message.resource_spans for scope in resource.scope_spans
         )
@@ -124,9 +128,9 @@ class OtlpSink:
 
 
 @contextlib.asynccontextmanager
-async def run_otlp_sink(mode: str = "ok") -> AsyncIterator[OtlpSink]:
-    """In-process sink on a free loopback port."""
-    sink = OtlpSink(mode)
+async def run_otlp_sink(mode: str = "ok", *, keep: bool = False) -> AsyncIterator[OtlpSink]:
+    """In-process sink on a free loopback port (``keep``: hold the decoded trace requests)."""
+    sink = OtlpSink(mode, keep=keep)
     await sink.start()
     try:
         yield sink

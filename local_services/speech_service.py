@@ -8,6 +8,7 @@ are switched at run time with ``POST /admin/fault {"mode": ...}`` (or ``--fault`
   or shutdown); ``slow_first_byte`` (headers and body after ``delay_s``); ``drop_mid_stream`` (part
   of the body, then the connection is cut); ``garbage`` (200 with a body that is not the protocol);
   the STT adds ``empty`` (a valid answer with an empty transcript).
+- ``count``: the fault applies to that many requests, then the service is ``ok`` again.
 
 ``GET /admin/stats`` counts requests; ``POST /admin/reset`` zeroes the counts and clears the fault.
 Every answer carries ``x-request-id`` (the OpenAI client warns on each response without one).
@@ -44,6 +45,7 @@ class Fault:
     delay_s: float = 3.0  # slow_first_byte: wait before answering
     hang_s: float = 3600.0  # hang: how long a request is held (ends at shutdown anyway)
     after_bytes: int = 9600  # drop_mid_stream: body bytes sent before the cut (TTS: 0.2 s of audio)
+    count: int | None = None  # requests the fault applies to (None: until changed)
 
     @classmethod
     def parse(cls, body: dict[str, Any], modes: tuple[str, ...] = FAULT_MODES) -> Fault:
@@ -57,6 +59,10 @@ class Fault:
                     setattr(fault, key, float(body[key]))
             if "after_bytes" in body:
                 fault.after_bytes = int(body["after_bytes"])
+            if body.get("count") is not None:
+                fault.count = int(body["count"])
+                if fault.count < 1:
+                    raise ValueError("count must be at least 1")
         except (TypeError, ValueError) as exc:
             raise ValueError(f"bad fault option: {exc}") from exc
         return fault
@@ -124,6 +130,10 @@ class SpeechService:
         """Count the request; answer it here for 500 / 429 / hang, wait for slow_first_byte."""
         fault = self.fault
         self.stats.count(fault.mode)
+        if fault.count is not None:
+            fault.count -= 1
+            if fault.count <= 0:
+                self.fault = Fault()
         if fault.mode == "500":
             return fault, self.error(500, f"{self.name}: injected internal error", "server_error")
         if fault.mode == "429":

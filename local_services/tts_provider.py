@@ -12,6 +12,7 @@ HTML page, which is not audio.
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any
@@ -64,6 +65,7 @@ class LocalTTSProvider(SpeechService):
     ) -> None:
         self.seconds_per_char = seconds_per_char
         self.characters = 0
+        self.recent_inputs: deque[str] = deque(maxlen=20)  # the last texts asked for (stats)
         self.audio_s = 0.0
         super().__init__(name, fault=fault)
 
@@ -71,12 +73,17 @@ class LocalTTSProvider(SpeechService):
         return [web.post("/v1/audio/speech", self._speech)]
 
     def stats_extra(self) -> dict[str, Any]:
-        return {"characters": self.characters, "audio_s": round(self.audio_s, 3)}
+        return {
+            "characters": self.characters,
+            "audio_s": round(self.audio_s, 3),
+            "recent_inputs": list(self.recent_inputs),
+        }
 
     def reset(self) -> None:
         super().reset()
         self.characters = 0
         self.audio_s = 0.0
+        self.recent_inputs.clear()
 
     async def _speech(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -103,6 +110,7 @@ class LocalTTSProvider(SpeechService):
             )  # fmt: skip
         audio = speech_like_pcm(text, self.seconds_per_char)
         self.characters += len(text)
+        self.recent_inputs.append(text)
         self.audio_s += len(audio) / 2 / SAMPLE_RATE
         response = web.StreamResponse(headers={"Content-Type": "audio/pcm", **self.headers()})
         await response.prepare(request)

@@ -27,7 +27,7 @@ from agent.simulate.caller_audio import make_clip
 from agent.simulate.runner import ISO_SLOT, CallResult
 from agent.simulate.scripts import ScriptState, render_turn
 from agent.simulate.voice_io import CallerMicrophone, CallerSpeaker
-from agent.simulate.voice_scripts import VoiceLine, voice_script_for
+from agent.simulate.voice_scripts import VoiceLine, VoiceScript, voice_script_for
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,12 @@ class _AgentWatch:
     def reply_done(self, replies_before: int) -> bool:
         return self.replies > replies_before and self.state != "speaking" and not self._speaker.playing
 
+    async def reply_started(self, replies_before: int, timeout_s: float) -> None:
+        await self.until(lambda: self.replies > replies_before, timeout_s, "reply")
+
+    async def reply_finished(self, replies_before: int, timeout_s: float) -> None:
+        await self.until(lambda: self.reply_done(replies_before), timeout_s, "reply")
+
 
 async def _publish(client: httpx.AsyncClient, stt_admin_urls: Sequence[str], call_id: str, text: str) -> None:
     """Tell every STT stand-in what the caller is about to say (the backup must know it too)."""
@@ -97,9 +103,14 @@ async def run_voice_call(
     stt_admin_urls: Sequence[str],
     http: httpx.AsyncClient,
     turn_timeout_s: float = 30.0,
+    script: VoiceScript | None = None,
+    on_started: Callable[[SalesCall], None] | None = None,
 ) -> CallResult:
-    """One scripted voice call from start to recorded outcome; never raises (errors land in the result)."""
-    script = voice_script_for(index, run_id)
+    """One scripted voice call from start to recorded outcome; never raises (errors land in the result).
+
+    ``script``: instead of the ``index``-th of the rotation; ``on_started``: sees the running call.
+    """
+    script = script or voice_script_for(index, run_id)
     call_ctx = CallContext(tenant_id=tenant_id, session_id=uuid.uuid4().hex, call_id=f"sim-{run_id}-{index}")
     result = CallResult(
         index=index, script=script.name, tenant_id=tenant_id, call_id=call_ctx.call_id, mode="voice"
@@ -117,22 +128,32 @@ async def run_voice_call(
         await call.start()
         call.watch_silence_gaps()
         result.trace_id = call.trace_id
-        replies_before = 0  # the greeting is the first reply the caller waits for
-        position, repeats = 0, 0
-        while position < len(script.lines) and not call.ending:
-            line = script.lines[position]
-            await _wait_for_turn(watch, line, replies_before, turn_timeout_s)
-            if position and call.not_understood > repeats and repeats < MAX_REPEATS:
-                # The previous line came back as "say that again": say it again.
-                repeats += 1
-                position -= 1
-                line = script.lines[position]
+        if on_started is not None:
+            on_started(call)
+        lines = script.lines
+        replies_before, position, repeats = 0, 0, 0
+        if lines and lines[0].barge_in_after_s is None:
+            await watch.reply_finished(0, turn_timeout_s)  # the greeting
+        while position < len(lines) and not call.ending:
+            line = lines[position]
+            if line.barge_in_after_s is not None:  # talk over the reply, once it has started
+                await watch.reply_started(replies_before, turn_timeout_s)
+                await asyncio.sleep(line.barge_in_after_s)
+            else:
+                await asyncio.sleep(line.pause_before_s)
             if call.ending:
                 break
-            replies_before = watch.replies
+            replies_before, not_understood_before = watch.replies, call.not_understood
             await _say(call, microphone, line, state, index, stt_admin_urls, http)
-            position += 1
             result.turns += 1
+            following = lines[position + 1] if position + 1 < len(lines) else None
+            if following is None or following.barge_in_after_s is None:
+                await watch.reply_finished(replies_before, turn_timeout_s)
+                if call.not_understood > not_understood_before and repeats < MAX_REPEATS:
+                    repeats += 1  # "say that again": the same line once more
+                    log.info("the agent did not catch the line; the caller says it again")
+                    continue
+            position += 1
         await watch.until(lambda: call.finished, turn_timeout_s, "end of the call")
     except Exception as exc:  # one broken call must not stop the run
         result.error = f"{type(exc).__name__}: {exc}"[:300]
@@ -150,16 +171,6 @@ async def run_voice_call(
     result.recorded_turns = list(call.turns.recorded)
     result.interruptions = speaker.interruptions
     return result
-
-
-async def _wait_for_turn(watch: _AgentWatch, line: VoiceLine, replies_before: int, timeout_s: float) -> None:
-    """Until the caller speaks ``line``: after the agent's reply (and a pause), or over it (barge-in)."""
-    if line.barge_in_after_s is not None:
-        await watch.until(lambda: watch.replies > replies_before, timeout_s, "reply")
-        await asyncio.sleep(line.barge_in_after_s)
-    else:
-        await watch.until(lambda: watch.reply_done(replies_before), timeout_s, "reply")
-        await asyncio.sleep(line.pause_before_s)
 
 
 async def _say(
