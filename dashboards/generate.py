@@ -1,7 +1,7 @@
 # ruff: noqa: E501  (PromQL expressions read better on one line than split across string fragments)
 """Writes the Grafana dashboards in this folder (``python dashboards/generate.py``).
 
-Six dashboards share variables, datasource uids, selectors and links, so they are generated from one
+Seven dashboards share variables, datasource uids, selectors and links, so they are generated from one
 place instead of hand-edited JSON; tests/test_dashboards_json.py checks the committed JSON is this
 script's output. Grafana provisioning (deploy/grafana/provisioning/dashboards) loads the *.json files.
 
@@ -289,14 +289,16 @@ def overview() -> Json:
             maximum=1,
         ),
         ts(
-            "Turn response latency vs 2 s target",
+            "Caller's wait (turn response) vs 2 s target",
             [
                 *quantiles("sales_agent_turn_response_latency_seconds", ST),
                 target(f"vector({RESPONSE_TARGET_S})", "target 2 s"),
             ],
             unit="s",
-            description="Caller's turn -> first token (p50/p95/p99). Exemplars open the trace in Tempo.",
-            links=[link("Calls (traces and logs)", "sales-agent-calls")],
+            description="End of the caller's turn -> the agent's first output of the reply (first audio in "
+            "voice calls, first text in text calls), tool calls and fallbacks included; voice and text "
+            "turns together (the Voice dashboard splits them). Exemplars open the trace in Tempo.",
+            links=[link("Voice", "sales-agent-voice"), link("Calls (traces and logs)", "sales-agent-calls")],
         ),
         ts(
             "Error budget burn rate",
@@ -831,7 +833,12 @@ def calls() -> Json:
             description="Set trace_id (or click a trace in the table). The trace_id field links back to Tempo.",
         ),
         row("Latency with exemplars (click a dot to open the trace)"),
-        ts("Turn response latency", quantiles("sales_agent_turn_response_latency_seconds", ST), unit="s"),
+        ts(
+            "Caller's wait (turn response)",
+            quantiles("sales_agent_turn_response_latency_seconds", ST),
+            unit="s",
+            description="End of the caller's turn -> the agent's first output of the reply.",
+        ),
         ts(
             "Tool duration by operation (p95)",
             [
@@ -877,6 +884,226 @@ def calls() -> Json:
     )
 
 
+def _speech_rows(kind: str, what: str, unit_name: str, latency_metric: str, latency_title: str) -> list[Json]:
+    """Attempts, errors, fallbacks, outcomes, availability and latency of one speech chain."""
+    by_provider = "gen_ai_provider_name"
+    return [
+        row(f"{kind.upper()} ({what}): attempts, errors, fallbacks"),
+        ts(
+            f"{kind.upper()} attempts by provider and outcome",
+            [
+                target(
+                    f"sum by ({by_provider}, outcome) (rate(sales_agent_{kind}_requests_total{{{S}}}[{RATE}]))",
+                    "{{gen_ai_provider_name}} {{outcome}}",
+                )
+            ],
+            unit="reqps",
+            w=8,
+        ),
+        ts(
+            f"{kind.upper()} errors by provider and type",
+            [
+                target(
+                    f'sum by ({by_provider}, error_type) (rate(sales_agent_{kind}_requests_total{{{S}, outcome="error"}}[{RATE}])) '
+                    "or vector(0)",
+                    "{{gen_ai_provider_name}} {{error_type}}",
+                )
+            ],
+            unit="reqps",
+            w=8,
+            description="timeout / first_byte_timeout, http_5xx, http_429, stream_dropped, malformed_response "
+            "(an answer that is not the protocol: garbage, or a 200 that is not audio).",
+        ),
+        ts(
+            f"{kind.upper()} fallbacks (from -> to, reason)",
+            [
+                target(
+                    f"sum by (fallback_from, fallback_to, fallback_reason) "
+                    f"(rate(sales_agent_{kind}_fallbacks_total{{{S}}}[{RATE}])) or vector(0)",
+                    "{{fallback_from}} -> {{fallback_to}} ({{fallback_reason}})",
+                )
+            ],
+            unit="ops",
+            w=8,
+            description=f"{kind.upper()}ProviderFallbackActive warns above 10 % of {unit_name}.",
+        ),
+        ts(
+            f"{unit_name.capitalize()} by outcome",
+            [
+                target(
+                    f"sum by (outcome) (rate(sales_agent_{'stt_recognitions' if kind == 'stt' else 'tts_syntheses'}_total{{{ST}}}[{RATE}]))",
+                    "{{outcome}}",
+                )
+            ],
+            unit="ops",
+            w=8,
+            description=f"failed = every {kind.upper()} provider failed ({kind.upper()}FailureRateHigh pages above 5 %)."
+            + (
+                " empty = speech that came back without words (the caller is asked again)."
+                if kind == "stt"
+                else ""
+            ),
+        ),
+        panel(
+            "state-timeline",
+            f"{kind.upper()} provider availability (cooldown)",
+            [
+                target(
+                    f"min by ({by_provider}) (sales_agent_{kind}_provider_available{{{S}}})",
+                    "{{gen_ai_provider_name}}",
+                )
+            ],
+            w=8,
+            h=8,
+            mappings=UP_MAPPINGS,
+            thresholds=[(None, "red"), (1, "green")],
+            description="0 = skipped after failures until its cooldown ends.",
+        ),
+        ts(
+            latency_title,
+            [
+                target(
+                    f"histogram_quantile(0.95, sum by (le, {by_provider}) (rate({latency_metric}_bucket{{{S}}}[{RATE}])))",
+                    "{{gen_ai_provider_name}} p95",
+                    exemplar=True,
+                )
+            ],
+            unit="s",
+            w=8,
+        ),
+    ]
+
+
+def voice() -> Json:
+    mode = 'sales_agent_turn_mode="voice"'
+    wait = f"sales_agent_turn_response_latency_seconds_bucket{{{ST}, {mode}}}"
+    panels = [
+        row("The caller's wait: end of their speech -> the agent's first audio (target 2 s)"),
+        stat(
+            "Caller's wait p95",
+            f"histogram_quantile(0.95, sum by (le) (rate({wait}[$__range])))",
+            unit="s",
+            thresholds=[(None, "green"), (RESPONSE_TARGET_S, "red")],
+            description="Voice turns over the time range. VoiceCallerWaitHigh warns above 2 s (5 m p95).",
+        ),
+        stat(
+            "Caller's wait p50",
+            f"histogram_quantile(0.5, sum by (le) (rate({wait}[$__range])))",
+            unit="s",
+            thresholds=[(None, "green"), (RESPONSE_TARGET_S, "red")],
+        ),
+        stat(
+            "Utterances lost (every STT failed)",
+            f'(sum(increase(sales_agent_stt_recognitions_total{{{ST}, outcome="failed"}}[$__range])) or vector(0)) '
+            f"/ sum(increase(sales_agent_stt_recognitions_total{{{ST}}}[$__range]))",
+            unit="percentunit",
+            thresholds=[(None, "green"), (0.05, "red")],
+        ),
+        stat(
+            "Sentences lost (every TTS failed)",
+            f'(sum(increase(sales_agent_tts_syntheses_total{{{ST}, outcome="failed"}}[$__range])) or vector(0)) '
+            f"/ sum(increase(sales_agent_tts_syntheses_total{{{ST}}}[$__range]))",
+            unit="percentunit",
+            thresholds=[(None, "green"), (0.05, "red")],
+        ),
+        ts(
+            "Caller's wait p50 / p95 / p99 vs 2 s target",
+            [
+                *[
+                    target(
+                        f"histogram_quantile({q}, sum by (le) (rate({wait}[{RATE}])))",
+                        f"p{int(q * 100)}",
+                        exemplar=True,
+                    )
+                    for q in (0.5, 0.95, 0.99)
+                ],
+                target(f"vector({RESPONSE_TARGET_S})", "target 2 s"),
+            ],
+            unit="s",
+            description="Recorded as each reply starts (mid-call). Exemplars open the turn's trace.",
+            links=[link("Calls (traces and logs)", "sales-agent-calls")],
+        ),
+        ts(
+            "Where the wait goes (p50 by stage, stacked)",
+            [
+                target(
+                    f"histogram_quantile(0.5, sum by (le, sales_agent_turn_stage) "
+                    f"(rate(sales_agent_turn_stage_duration_seconds_bucket{{{ST}, {mode}}}[{RATE}])))",
+                    "{{sales_agent_turn_stage}}",
+                )
+            ],
+            unit="s",
+            custom={"stacking": {"mode": "normal"}, "fillOpacity": 40},
+            description="endpointing: end of speech -> turn committed (the VAD's silence wait, ~0.55 s; STT runs "
+            "inside it); stt: end of speech -> transcript; llm: LLM streams until their first chunk (fallbacks "
+            "included); tools: tool calls between LLM streams; tts: first reply text -> first audio.",
+        ),
+        *_speech_rows(
+            "stt",
+            "speech to text",
+            "utterances",
+            "sales_agent_stt_attempt_duration_seconds",
+            "STT attempt duration by provider (p95)",
+        ),
+        *_speech_rows(
+            "tts",
+            "text to speech",
+            "sentences",
+            "sales_agent_tts_time_to_first_byte_seconds",
+            "TTS time to first byte by provider (p95)",
+        ),
+        row("The conversation"),
+        ts(
+            "Interruptions (caller barged in)",
+            [
+                target(
+                    f"sum by (tenant_id) (rate(sales_agent_turn_interruptions_total{{{ST}}}[{RATE}])) or vector(0)",
+                    "{{tenant_id}}",
+                )
+            ],
+            unit="ops",
+            w=8,
+            description="Replies the caller talked over; the agent stops and listens.",
+        ),
+        ts(
+            "Silences inside replies",
+            [
+                target(
+                    f"sum(rate(sales_agent_turn_silence_gap_seconds_count{{{ST}}}[{RATE}])) or vector(0)",
+                    "gaps / s",
+                ),
+                target(
+                    f"sum(rate(sales_agent_turn_silence_gap_seconds_sum{{{ST}}}[{RATE}])) or vector(0)",
+                    "silent seconds / s",
+                ),
+            ],
+            w=8,
+            description="The reply's audio ran dry (a slow or failing TTS sentence): the caller hears the agent stop.",
+        ),
+        ts(
+            "Caller turns without a reply",
+            [
+                target(
+                    f"sum by (sales_agent_turn_unanswered_reason) (rate(sales_agent_turn_unanswered_total{{{ST}}}[{RATE}])) "
+                    "or vector(0)",
+                    "{{sales_agent_turn_unanswered_reason}}",
+                )
+            ],
+            unit="ops",
+            w=8,
+            description="empty_transcript: asked to repeat; stt_failed: every STT provider failed (call ended); "
+            "call_ended: the call ended before the reply.",
+        ),
+    ]
+    return dashboard(
+        "sales-agent-voice",
+        "Sales agent / Voice",
+        "The caller's wait against the 2 s target and where it goes; STT and TTS chains: errors, fallbacks, "
+        "availability; interruptions, silences, unanswered turns.",
+        panels,
+    )
+
+
 DASHBOARDS = {
     "sales-agent-overview": overview,
     "sales-agent-llm": llm,
@@ -884,6 +1111,7 @@ DASHBOARDS = {
     "sales-agent-sessions": sessions,
     "sales-agent-system": system,
     "sales-agent-calls": calls,
+    "sales-agent-voice": voice,
 }
 
 
