@@ -1,7 +1,7 @@
 """``sales-agent``: the LiveKit worker modes plus the project's own commands.
 
-Each command imports only what it needs (livekit-agents ~1.5 s, litellm ~4 s), so ``llm-provider``
-and ``crm-service`` start fast and ``--help`` is instant.
+Each command imports only what it needs (livekit-agents ~1.5 s, litellm ~4 s), so the local
+providers and ``crm-service`` start fast and ``--help`` is instant.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ LiveKit worker (needs LIVEKIT_URL / LIVEKIT_API_KEY / LIVEKIT_API_SECRET, except
   download-files   download the plugins' model files (e.g. silero VAD)
 
 Project commands:
-  simulate         scripted text calls through the real agent, offline (see simulate --help)
+  simulate         scripted text or voice calls through the real agent, offline (see simulate --help)
   llm-provider     local OpenAI-compatible LLM provider with fault injection
+  stt-provider     local OpenAI-compatible speech-to-text provider with fault injection
+  tts-provider     local OpenAI-compatible text-to-speech provider with fault injection
   crm-service      local CRM + calendar service
   outbox           list queued CRM writes; requeue parked ones (dead letters)
 
@@ -47,6 +49,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         llm_provider_main(rest)
         return 0
+    if command == "stt-provider":
+        from local_services.stt_provider import main as stt_provider_main
+
+        return stt_provider_main(rest)
+    if command == "tts-provider":
+        from local_services.tts_provider import main as tts_provider_main
+
+        return tts_provider_main(rest)
     if command == "crm-service":
         from local_services.crm_service import main as crm_service_main
 

@@ -62,13 +62,18 @@ class Runtime:
 
 
 def build_health_registry(
-    llm: RouterLLM, crm: ResilientCrm, telemetry: Telemetry | None = None
+    llm: RouterLLM,
+    crm: ResilientCrm,
+    telemetry: Telemetry | None = None,
+    speech: SpeechServices | None = None,
 ) -> HealthRegistry:
     """Checks for /health and /ready.
 
     Only the LLM chain is critical (no provider answering = no conversation); one provider down is
     reported but the chain falls back. CRM writes queue in the outbox and a calendar outage only
     fails bookings, so those, the outbox backlog, OTLP export and loop lag are reported, not gating.
+    With voice (``speech``): each STT/TTS provider's cooldown state, reported, not gating (a chain
+    whose every provider cools down still tries them all).
     """
     from agent.health import (
         HealthRegistry,
@@ -97,6 +102,16 @@ def build_health_registry(
     registry.register("event_loop", event_loop_lag_check(), critical=False)
     if telemetry is not None:
         registry.register("otlp", otlp_export_check(telemetry), critical=False)
+    if speech is not None:
+        for kind, chain in (("stt", speech.stt_chain), ("tts", speech.tts_chain)):
+            for provider in chain.providers:
+                registry.register(
+                    f"{kind}.{provider.name}",
+                    callable_check(
+                        lambda c=chain, n=provider.name: (c.status()[n], {"cooling_down": not c.status()[n]})
+                    ),
+                    critical=False,
+                )
     return registry
 
 
@@ -133,7 +148,7 @@ async def start_runtime(
     if sessions is None:
         sessions = SessionManager(session_settings, tenants)
         sessions.start()
-    health = build_health_registry(llm, crm, telemetry)
+    health = build_health_registry(llm, crm, telemetry, speech)
     runtime = Runtime(
         llm=llm,
         crm=crm,

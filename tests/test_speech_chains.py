@@ -353,3 +353,22 @@ async def test_calls_share_the_vad_model_not_its_events(tmp_path: Path, monkeypa
     assert [e.type.value for e in events if e.type.value != "inference_done"] == published
     assert metrics["first"] >= 1 and metrics["second"] == 0
     assert first.streams_opened == 1 and second.streams_opened == 0
+
+
+async def test_ready_reports_each_speech_provider_without_gating(stt_rig: Rig) -> None:
+    from unittest.mock import MagicMock
+
+    from agent.runtime import build_health_registry
+
+    llm = MagicMock()
+    llm.provider_status.return_value = {}
+    registry = build_health_registry(llm, MagicMock(), speech=stt_rig.speech)
+    stt_rig.primary.service.set_fault("500")
+    chain = _chain_stt(stt_rig)
+    await chain.transcribe(_frames())
+    report = await registry.run(use_cache=False)
+    checks = {c.name: c for c in report.checks if c.name.startswith(("stt.", "tts."))}
+    assert set(checks) == {"stt.primary", "stt.backup", "tts.primary"}
+    assert not checks["stt.primary"].healthy and checks["stt.primary"].details == {"cooling_down": True}
+    assert checks["stt.backup"].healthy and not checks["stt.primary"].critical
+    await chain.aclose()

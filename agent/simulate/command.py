@@ -335,6 +335,7 @@ def _call_runner(
             runtime=runtime,
             stt_admin_urls=[ep.admin_url for ep in stack.stt],
             http=http,
+            capture=capture,
             turn_timeout_s=args.turn_timeout,
         )
     from agent.simulate.runner import run_call

@@ -99,14 +99,20 @@ async def run_call(
     result.meetings = call.tools.meetings_booked
     result.duration_s = time.perf_counter() - started
     result.recorded_turns = list(call.turns.recorded)
-    if capture is not None and result.trace_id:
-        result.ttfts_s = [
-            float(span.attributes[TTFT_ATTRIBUTE])
-            for span in capture.spans(result.trace_id)
-            if span.name == "llm_node" and span.attributes and TTFT_ATTRIBUTE in span.attributes
-            and float(span.attributes[TTFT_ATTRIBUTE]) >= 0
-        ]  # fmt: skip
+    result.ttfts_s = llm_ttfts(capture, result.trace_id)
     return result
+
+
+def llm_ttfts(capture: SpanCapture | None, trace_id: str) -> list[float]:
+    """Each LLM stream's time to first token in the call's trace (livekit's ``llm_node`` spans)."""
+    if capture is None or not trace_id:
+        return []
+    return [
+        float(span.attributes[TTFT_ATTRIBUTE])
+        for span in capture.spans(trace_id)
+        if span.name == "llm_node" and span.attributes and TTFT_ATTRIBUTE in span.attributes
+        and float(span.attributes[TTFT_ATTRIBUTE]) >= 0
+    ]  # fmt: skip
 
 
 CallRunner = Callable[[int, str], Awaitable[CallResult]]  # (index, tenant id) -> the call's result

@@ -24,8 +24,9 @@ from agent.call_context import CallContext
 from agent.runtime import Runtime
 from agent.sales_call import SalesCall
 from agent.simulate.caller_audio import make_clip
-from agent.simulate.runner import ISO_SLOT, CallResult
+from agent.simulate.runner import ISO_SLOT, CallResult, llm_ttfts
 from agent.simulate.scripts import ScriptState, render_turn
+from agent.simulate.trace_view import SpanCapture
 from agent.simulate.voice_io import CallerMicrophone, CallerSpeaker
 from agent.simulate.voice_scripts import VoiceLine, VoiceScript, voice_script_for
 
@@ -102,6 +103,7 @@ async def run_voice_call(
     runtime: Runtime,
     stt_admin_urls: Sequence[str],
     http: httpx.AsyncClient,
+    capture: SpanCapture | None = None,
     turn_timeout_s: float = 30.0,
     script: VoiceScript | None = None,
     on_started: Callable[[SalesCall], None] | None = None,
@@ -170,6 +172,7 @@ async def run_voice_call(
     result.duration_s = time.perf_counter() - started
     result.recorded_turns = list(call.turns.recorded)
     result.interruptions = speaker.interruptions
+    result.ttfts_s = llm_ttfts(capture, result.trace_id)
     return result
 
 
