@@ -6,7 +6,7 @@
     uv run python -m bench.run_all --out bench/results-latest.md   # also write the Markdown
 
 Items: 1 instrumentation cost, 2 failover TTFT (bench/bench_failover.py), 3 throughput, 4 memory,
-5 export under load, 6 start-up. Each item runs its measurements in child processes of its own, so
+5 export under load, 6 start-up, 7 voice. Each item runs its measurements in child processes of its own, so
 ratios inside an item are measured side by side under the same conditions.
 """
 
@@ -33,6 +33,7 @@ ITEMS: dict[int, tuple[str, str]] = {
     4: ("Memory", "bench.bench_memory"),
     5: ("Export under load", "bench.bench_export"),
     6: ("Start-up", "bench.bench_startup"),
+    7: ("Voice: the caller's wait, speech failover, barge-in", "bench.bench_voice"),
 }
 
 

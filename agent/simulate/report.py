@@ -45,6 +45,7 @@ class Summary:
     wait_p95_s: float | None = None
     stages: dict[str, tuple[float | None, float | None]] | None = None  # stage -> (p50, p95)
     interruptions: int = 0
+    barge_in_p50_s: float | None = None  # the caller starts talking over a reply -> its audio is cut
     speech_fallbacks: dict[str, int] | None = None  # stt / tts -> fallbacks in the batch
 
 
@@ -85,6 +86,7 @@ def summarise(
         wait_p95_s=percentile(waits, 95),
         stages=stages,
         interruptions=sum(r.interruptions for r in results),
+        barge_in_p50_s=percentile([x for r in results for x in r.barge_in_reactions_s], 50),
         speech_fallbacks=speech_fallbacks,
     )
 
@@ -124,6 +126,7 @@ def summary_table(summary: Summary) -> Table:
         rows[-1:-1] = [
             ("STT / TTS fallbacks", f"{speech.get('stt', 0)} / {speech.get('tts', 0)}"),
             ("interruptions (barge-in)", str(summary.interruptions)),
+            ("barge-in heard after p50", _ms(summary.barge_in_p50_s)),
         ]
     for name, value in rows:
         table.add_row(name, value)

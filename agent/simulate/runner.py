@@ -50,6 +50,7 @@ class CallResult:
     mode: str = "text"
     recorded_turns: list[RecordedTurn] = field(default_factory=list)  # the caller's wait per turn
     interruptions: int = 0
+    barge_in_reactions_s: list[float] = field(default_factory=list)  # caller starts -> agent's audio cut
     end_reason: str | None = None  # the call ended because a speech chain failed
 
 

@@ -43,6 +43,7 @@ class CallerMicrophone(AudioInput):
         self._queue: deque[_Utterance] = deque()
         self._next_at: float | None = None
         self._closed = False
+        self.utterance_starts: list[float] = []  # wall time each clip's first frame went out
 
     @property
     def speaking(self) -> bool:
@@ -81,6 +82,8 @@ class CallerMicrophone(AudioInput):
         if not self._queue:
             return self._silence
         utterance = self._queue[0]
+        if utterance.offset == 0:
+            self.utterance_starts.append(time.time())
         n = self._samples_per_frame
         chunk = utterance.clip.samples[utterance.offset : utterance.offset + n]
         utterance.offset += n
@@ -108,6 +111,7 @@ class CallerSpeaker(AudioOutput):
         self._pushed_s = 0.0
         self._finish: asyncio.TimerHandle | None = None
         self.first_frame_times: list[float] = []  # wall time of each reply's first frame
+        self.interrupted_at: list[float] = []  # wall time of each clear_buffer that cut a reply
         self.interruptions = 0
         self.audio_s = 0.0
 
@@ -147,6 +151,7 @@ class CallerSpeaker(AudioOutput):
         played = min(self._pushed_s, time.time() - self._segment_started_at)
         self._reset()
         self.interruptions += 1
+        self.interrupted_at.append(time.time())
         self.on_playback_finished(playback_position=played, interrupted=True)
 
     def _reset(self) -> None:

@@ -16,6 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import httpx
 from livekit.agents import AgentStateChangedEvent, FunctionToolsExecutedEvent
@@ -75,6 +76,16 @@ class _AgentWatch:
         await self.until(lambda: self.reply_done(replies_before), timeout_s, "reply")
 
 
+def _reactions(utterance_starts: list[float], cuts: list[float]) -> list[float]:
+    """For each cut of the agent's audio: how long after the caller started talking it came."""
+    reactions = []
+    for cut in cuts:
+        started = [t for t in utterance_starts if t <= cut]
+        if started:
+            reactions.append(cut - started[-1])
+    return reactions
+
+
 async def _publish(client: httpx.AsyncClient, stt_admin_urls: Sequence[str], call_id: str, text: str) -> None:
     """Tell every STT stand-in what the caller is about to say (the backup must know it too)."""
     for base in stt_admin_urls:
@@ -107,10 +118,12 @@ async def run_voice_call(
     turn_timeout_s: float = 30.0,
     script: VoiceScript | None = None,
     on_started: Callable[[SalesCall], None] | None = None,
+    session_options: dict[str, Any] | None = None,
 ) -> CallResult:
     """One scripted voice call from start to recorded outcome; never raises (errors land in the result).
 
-    ``script``: instead of the ``index``-th of the rotation; ``on_started``: sees the running call.
+    ``script``: instead of the ``index``-th of the rotation; ``on_started``: sees the running call;
+    ``session_options``: ``AgentSession`` arguments over the voice defaults (benchmarks compare them).
     """
     script = script or voice_script_for(index, run_id)
     call_ctx = CallContext(tenant_id=tenant_id, session_id=uuid.uuid4().hex, call_id=f"sim-{run_id}-{index}")
@@ -120,7 +133,7 @@ async def run_voice_call(
     started = time.perf_counter()
     microphone = CallerMicrophone()
     speaker = CallerSpeaker()
-    call = SalesCall(call_ctx, runtime.services, mode="voice")
+    call = SalesCall(call_ctx, runtime.services, mode="voice", **(session_options or {}))
     call.session.input.audio = microphone
     call.session.output.audio = speaker
     state = ScriptState()
@@ -172,6 +185,7 @@ async def run_voice_call(
     result.duration_s = time.perf_counter() - started
     result.recorded_turns = list(call.turns.recorded)
     result.interruptions = speaker.interruptions
+    result.barge_in_reactions_s = _reactions(microphone.utterance_starts, speaker.interrupted_at)
     result.ttfts_s = llm_ttfts(capture, result.trace_id)
     return result
 

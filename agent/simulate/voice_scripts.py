@@ -5,8 +5,9 @@ local STT stand-ins as the line's transcript. The transcript may carry the same 
 lines as the text scripts, which the local LLM turns into exactly those tool calls, so a voice call
 is as deterministic as a text one while every second of it is real audio at real-time pace.
 
-Calls are short (2-3 caller lines, about two seconds each) so a voice run stays quick. The rotation
-covers a sale, a caller who talks over the agent (barge-in) and a caller who goes silent for a while.
+Calls are short (1-3 caller lines, about two seconds each) so a voice run stays quick. The rotation
+covers a sale, a caller who talks over the agent's greeting (barge-in) and a caller who goes silent
+for a while.
 """
 
 from __future__ import annotations
@@ -70,11 +71,11 @@ def voice_converted(p: Prospect) -> VoiceScript:
 
 
 def voice_barge_in(p: Prospect) -> VoiceScript:
-    """The caller talks over the agent's first answer."""
+    """The caller talks over the agent's greeting, 0.8 s into it (the first seconds of a session are
+    when livekit's echo-cancellation warm-up would ignore them)."""
     return VoiceScript(
         "voice_barge_in",
         (
-            VoiceLine("Hello, who is this?"),
             VoiceLine(
                 f"Sorry, I'm {_first(p)}, call me later.",
                 (
