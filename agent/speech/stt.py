@@ -257,18 +257,20 @@ class _UtteranceStream(stt.RecognizeStream):
 
         with self._chain_stt.call_vad.utterances() as segments:
             draining = asyncio.create_task(drain_input())
+            next_event: asyncio.Task[vad.VADEvent] | None = None
             try:
                 while not draining.done():
                     next_event = asyncio.create_task(segments.get())
                     await asyncio.wait({next_event, draining}, return_when=asyncio.FIRST_COMPLETED)
                     if not next_event.done():
-                        next_event.cancel()
-                        break
+                        break  # the input ended: the session closed this stream
                     await self._on_vad_event(next_event.result())
             finally:
-                draining.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await draining
+                for task in (draining, next_event):
+                    if task is not None and not task.done():
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
 
     async def _on_vad_event(self, event: vad.VADEvent) -> None:
         if event.type == vad.VADEventType.START_OF_SPEECH:
