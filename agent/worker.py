@@ -296,8 +296,14 @@ def run_worker(argv: Sequence[str]) -> None:
     os.environ["SALES_AGENT_LOG_STDERR"] = "false"
     app_settings().telemetry.log_stderr = False
     setup_telemetry(app_settings().telemetry)
-    import_speech_plugins(app_settings())
-    speech_services()  # fail fast on an unusable STT/TTS chain, before connecting to LiveKit
+    from agent.speech import SpeechConfigError
+
+    try:
+        import_speech_plugins(app_settings())
+        speech_services()  # fail fast on an unusable STT/TTS chain, before connecting to LiveKit
+    except SpeechConfigError as exc:
+        print(f"sales-agent: {exc.message}", file=sys.stderr)
+        raise SystemExit(2) from None
     if app_settings().worker.job_executor == "thread":
         preload()  # job threads share this process's modules
     tenant_registry()  # fail fast on a bad tenants file, before connecting to LiveKit

@@ -60,17 +60,16 @@ mark("import agent.worker")
 from telemetry.setup import setup_telemetry
 setup_telemetry(worker.app_settings().telemetry)
 mark("setup_telemetry")
-worker.import_speech_plugins(worker.app_settings().worker)
+worker.import_speech_plugins(worker.app_settings())
 mark("speech plugins imported")
 worker.preload()
 mark("preload_modules imported (litellm, agent.*)")
 worker.tenant_registry()
 worker.worker_options()
 mark("tenants + WorkerOptions: ready to dial LiveKit")
-if worker.app_settings().worker.vad == "silero":
-    from livekit.plugins import silero
-    silero.VAD.load()
-    mark("+ prewarm: silero VAD loaded (per job process)")
+from livekit.plugins import silero
+silero.VAD.load()
+mark("+ prewarm: silero VAD loaded (per job process)")
 print("READY " + json.dumps(stages), flush=True)
 os._exit(0)
 """
@@ -136,7 +135,7 @@ def _time_ready(repeats: int) -> dict[str, Any]:
 READY_IMPORTS = (
     "import agent.worker as w; from telemetry.setup import setup_telemetry; "
     "setup_telemetry(w.app_settings().telemetry); "
-    "w.import_speech_plugins(w.app_settings().worker); w.preload()"
+    "w.import_speech_plugins(w.app_settings()); w.preload()"
 )
 
 _IMPORTTIME = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)")
