@@ -1,7 +1,8 @@
-"""``sales-agent``: the LiveKit worker modes plus the project's own commands.
+"""``sales-agent``: the LiveKit worker modes, the project's own commands and the local stand-ins.
 
-Each command imports only what it needs (livekit-agents ~1.5 s, litellm ~4 s), so the local
-providers and ``crm-service`` start fast and ``--help`` is instant.
+Each command imports only what it needs (livekit-agents ~1.5 s, litellm ~4 s), so the stand-ins
+(``local_services.STAND_INS``: ``llm-provider``, ``crm-service`` ...) start fast and ``--help`` is
+instant.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from local_services import STAND_INS
+
 # Delegated to livekit's CLI (``cli.run_app``) with our worker options.
 WORKER_MODES = ("dev", "start", "console", "connect", "download-files")
 
-USAGE = """\
+_USAGE = """\
 usage: sales-agent COMMAND [ARGS...]
 
 LiveKit worker (needs LIVEKIT_URL / LIVEKIT_API_KEY / LIVEKIT_API_SECRET, except console):
@@ -24,14 +27,15 @@ LiveKit worker (needs LIVEKIT_URL / LIVEKIT_API_KEY / LIVEKIT_API_SECRET, except
 
 Project commands:
   simulate         scripted text or voice calls through the real agent, offline (see simulate --help)
-  llm-provider     local OpenAI-compatible LLM provider with fault injection
-  stt-provider     local OpenAI-compatible speech-to-text provider with fault injection
-  tts-provider     local OpenAI-compatible text-to-speech provider with fault injection
-  crm-service      local CRM + calendar service
   outbox           list queued CRM writes; requeue parked ones (dead letters)
 
+Local stand-ins for the dependencies (--port 0 picks a free port, announced as "READY <port>"):
+{stand_ins}
 Run `sales-agent COMMAND --help` for a command's options.
 """
+USAGE = _USAGE.format(
+    stand_ins="".join(f"  {name:<16} {stand_in.summary}\n" for name, stand_in in STAND_INS.items())
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,23 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agent.simulate.command import main as simulate_main
 
         return simulate_main(rest)
-    if command == "llm-provider":
-        from local_services.llm_provider import main as llm_provider_main
+    if command in STAND_INS:
+        import importlib
 
-        llm_provider_main(rest)
-        return 0
-    if command == "stt-provider":
-        from local_services.stt_provider import main as stt_provider_main
-
-        return stt_provider_main(rest)
-    if command == "tts-provider":
-        from local_services.tts_provider import main as tts_provider_main
-
-        return tts_provider_main(rest)
-    if command == "crm-service":
-        from local_services.crm_service import main as crm_service_main
-
-        return crm_service_main(rest) or 0
+        return importlib.import_module(STAND_INS[command].module).main(rest)
     if command == "outbox":
         from agent.crm.outbox_command import main as outbox_main
 

@@ -27,27 +27,20 @@ from typing import Any, TypeVar
 
 import pydantic
 from livekit.agents.llm import StopResponse, ToolError
-from opentelemetry import metrics, trace
+from opentelemetry import trace
+from opentelemetry.semconv.attributes import exception_attributes
 from opentelemetry.trace import Status, StatusCode
 
 from agent.call_context import CallContext
 from agent.errors import DependencyError, DependencyRejected, ErrorCategory, error_category
+from agent.failures import classify
+from agent.instruments import instruments
 from telemetry import names
 
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
-_meter = metrics.get_meter("sales_agent")
-_tool_calls = _meter.create_counter(
-    names.TOOL_CALLS, unit="{call}", description="Tool executions by operation and outcome (ok | error)"
-)
-_tool_duration = _meter.create_histogram(
-    names.TOOL_DURATION, unit="s", description="Tool execution time, including CRM/calendar calls"
-)
-_errors = _meter.create_counter(
-    names.ERRORS, unit="{error}", description="Errors by category (validation | dependency | internal)"
-)
 
 # How the LLM-facing text names a dependency; unknown ones fall back to "a backend service".
 _DEPENDENCY_LABELS = {
@@ -112,10 +105,6 @@ def llm_message(operation: str, exc: BaseException) -> str:
     return _internal_message(operation)
 
 
-def _error_type(exc: BaseException) -> str:
-    return getattr(exc, "error_type", None) or type(exc).__name__
-
-
 async def with_error_handling(operation: str, call: CallContext, fn: Callable[[], Awaitable[T]]) -> T:
     """Run ``fn`` as the tool ``operation`` of ``call``; failures become a ``ToolError`` for the LLM."""
     span_attrs = {**call.span_attributes(), names.OPERATION: operation}
@@ -133,20 +122,24 @@ async def with_error_handling(operation: str, call: CallContext, fn: Callable[[]
         except Exception as exc:
             outcome = "error"
             category = _categorise(exc)
-            error_type = _error_type(exc)
+            error_type = classify(exc).error_type
             message = llm_message(operation, exc)
             if category == "validation":
                 # A pydantic error's own text (and so its traceback) repeats the offending input values,
                 # possibly PII: record the field-and-reason message instead, here and in the log line.
                 span.add_event(
-                    "exception", {"exception.type": type(exc).__qualname__, "exception.message": message}
+                    "exception",
+                    {
+                        exception_attributes.EXCEPTION_TYPE: type(exc).__qualname__,
+                        exception_attributes.EXCEPTION_MESSAGE: message,
+                    },
                 )
             else:
                 span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, f"{category}: {error_type}"))
             span.set_attribute(names.ERROR_TYPE, error_type)
             span.set_attribute(names.ERROR_CATEGORY, category)
-            _errors.add(
+            instruments().errors.add(
                 1,
                 {
                     names.ERROR_CATEGORY: category,
@@ -164,8 +157,9 @@ async def with_error_handling(operation: str, call: CallContext, fn: Callable[[]
             raise ToolError(message) from exc
         finally:
             labels = {names.OPERATION: operation, names.OUTCOME: outcome}
-            _tool_calls.add(1, {**labels, names.TENANT_ID: call.tenant_id})
-            _tool_duration.record(time.perf_counter() - started, labels)
+            ins = instruments()
+            ins.tool_calls.add(1, {**labels, names.TENANT_ID: call.tenant_id})
+            ins.tool_duration.record(time.perf_counter() - started, labels)
 
 
 def error_handled(

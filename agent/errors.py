@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from telemetry import names
+
 ErrorCategory = Literal["validation", "dependency", "internal"]
 
 
@@ -56,7 +58,9 @@ class DependencyRejected(DependencyError):
     """The dependency answered with a non-retryable 4xx (the request itself is wrong)."""
 
     def __init__(self, message: str, *, dependency: str, status_code: int) -> None:
-        super().__init__(message, dependency=dependency, error_type=f"http_{status_code}")
+        super().__init__(
+            message, dependency=dependency, error_type=names.ERROR_HTTP.format(status=status_code)
+        )
         self.status_code = status_code
 
 

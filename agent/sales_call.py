@@ -25,7 +25,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from livekit.agents import AgentSession, CloseEvent
 from opentelemetry import context as otel_context
@@ -35,8 +35,9 @@ from opentelemetry.trace import Status, StatusCode
 from agent import business_metrics
 from agent.call_context import CallContext
 from agent.sales_agent import SalesAgent
-from agent.tools import CallOutcome, SalesTools
+from agent.tools import SalesTools
 from agent.turn_recorder import TurnMode, TurnRecorder
+from agent.vocabulary.call_outcome import CallOutcome, EndCallChoice
 from telemetry import names
 
 if TYPE_CHECKING:
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
     from agent.tenants import TenantRegistry
 
 CALL_SPAN_NAME = "sales_call"
-RecordedOutcome = CallOutcome | Literal["dropped", "error"]
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
@@ -123,7 +123,7 @@ class SalesCall:
             }
         self.session: AgentSession = AgentSession(llm=call_llm, **session_kwargs)
         self.root_span: trace.Span | None = None
-        self.outcome: RecordedOutcome | None = None
+        self.outcome: CallOutcome | None = None
         self._session_outcome: SessionOutcome | None = None
         self._started_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -264,7 +264,7 @@ class SalesCall:
         log.error("ending the call: %s", reason.replace("_", " "), extra=self.log_extra())
         return True
 
-    async def _on_end_call(self, outcome: CallOutcome) -> None:
+    async def _on_end_call(self, outcome: EndCallChoice) -> None:
         self.outcome = outcome
         self._ending = True
         # drain=True: the goodbye the LLM says after this tool still goes out before the session closes.
@@ -301,7 +301,7 @@ class SalesCall:
         if self._finalize_task is None:
             self._finalize_task = asyncio.get_running_loop().create_task(self._finalize(error))
 
-    def _call_outcome(self, error: object | None) -> RecordedOutcome:
+    def _call_outcome(self, error: object | None) -> CallOutcome:
         if self.outcome is not None:
             return self.outcome
         return "error" if error is not None else "dropped"
@@ -336,7 +336,7 @@ class SalesCall:
         assert self._services.sessions is not None
         await self._services.sessions.close(self.context.session_id, outcome)
 
-    def _end_root_span(self, outcome: RecordedOutcome, duration: float, error: object | None) -> None:
+    def _end_root_span(self, outcome: CallOutcome, duration: float, error: object | None) -> None:
         span = self.root_span
         if span is None or not span.is_recording():
             return

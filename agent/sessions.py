@@ -27,9 +27,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from opentelemetry import metrics
-
 from agent.errors import InvalidInput, SalesAgentError
+from agent.instruments import instruments
 from agent.session_settings import SessionLimits, SessionSettings
 from agent.tenants import TenantRegistry
 from telemetry import names
@@ -39,20 +38,6 @@ OnClose = Callable[[SessionOutcome], Awaitable[None]]
 Clock = Callable[[], float]
 
 log = logging.getLogger(__name__)
-_meter = metrics.get_meter("sales_agent")
-_active = _meter.create_up_down_counter(
-    names.SESSIONS_ACTIVE, unit="{session}", description="Open sessions in this process"
-)
-_started = _meter.create_counter(names.SESSIONS_STARTED, unit="{session}", description="Sessions opened")
-_ended = _meter.create_counter(
-    names.SESSIONS_ENDED, unit="{session}", description="Sessions closed, by session.outcome"
-)
-_rejected = _meter.create_counter(
-    names.SESSIONS_REJECTED, unit="{session}", description="Sessions refused for lack of capacity"
-)
-_duration = _meter.create_histogram(
-    names.SESSION_DURATION, unit="s", description="Session lifetime from open to close"
-)
 
 
 class CapacityExceeded(SalesAgentError):
@@ -149,8 +134,9 @@ class SessionManager:
             self._sessions[session_id] = handle
             self._per_tenant[tenant_id] = self._per_tenant.get(tenant_id, 0) + 1
         attrs = {names.TENANT_ID: tenant_id}
-        _started.add(1, attrs)
-        _active.add(1, attrs)
+        ins = instruments()
+        ins.sessions_started.add(1, attrs)
+        ins.sessions_active.add(1, attrs)
         return handle
 
     def touch(self, session_id: str) -> bool:
@@ -213,7 +199,9 @@ class SessionManager:
 
     # --- internals -----------------------------------------------------------------------------
     def _reject(self, tenant_id: str, reason: Literal["capacity", "tenant_capacity"], message: str) -> None:
-        _rejected.add(1, {names.TENANT_ID: tenant_id, names.SESSION_REJECT_REASON: reason})
+        instruments().sessions_rejected.add(
+            1, {names.TENANT_ID: tenant_id, names.SESSION_REJECT_REASON: reason}
+        )
         log.warning("session refused: %s", message, extra={names.TENANT_ID: tenant_id})
         raise CapacityExceeded(message, reason=reason)
 
@@ -229,10 +217,11 @@ class SessionManager:
             else:
                 self._per_tenant.pop(handle.tenant_id, None)
         attrs = {names.TENANT_ID: handle.tenant_id}
-        _active.add(-1, attrs)
+        ins = instruments()
+        ins.sessions_active.add(-1, attrs)
         ended = {**attrs, names.SESSION_OUTCOME: outcome}
-        _ended.add(1, ended)
-        _duration.record(max(0.0, self._clock() - handle.started_at), ended)
+        ins.sessions_ended.add(1, ended)
+        ins.session_duration.record(max(0.0, self._clock() - handle.started_at), ended)
         return handle
 
     async def _run_on_close(self, handle: SessionHandle, callback: OnClose, outcome: SessionOutcome) -> None:

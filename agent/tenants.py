@@ -7,7 +7,6 @@ and membership before anything else uses it; the bounded set of known ids is als
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,10 +17,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent.errors import InvalidInput
 from agent.session_settings import SessionOverrides
+from agent.vocabulary.tenant_id import TENANT_ID_PATTERN, is_tenant_id
 
-TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
-_TENANT_ID_RE = re.compile(TENANT_ID_PATTERN)
-DEFAULT_TENANTS_FILE = Path(__file__).resolve().parent.parent / "config" / "tenants.yaml"
+
+def _default_tenants_file() -> Path:
+    """``config/tenants.yaml`` of the source checkout, else the copy the wheel carries in the package."""
+    package = Path(__file__).resolve().parent
+    packaged = package / "config" / "tenants.yaml"  # pyproject.toml: wheel force-include
+    return packaged if packaged.is_file() else package.parent / "config" / "tenants.yaml"
+
+
+DEFAULT_TENANTS_FILE = _default_tenants_file()
 
 TenantId = Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)]
 
@@ -105,7 +111,7 @@ class TenantRegistry:
 
     def get(self, tenant_id: str) -> TenantConfig:
         """The tenant's config; ``InvalidInput`` for a malformed or unknown id."""
-        if not isinstance(tenant_id, str) or not _TENANT_ID_RE.fullmatch(tenant_id):
+        if not is_tenant_id(tenant_id):
             shown = repr(tenant_id)[:70]
             raise InvalidInput(
                 f"malformed tenant id {shown}: expected {TENANT_ID_PATTERN}",

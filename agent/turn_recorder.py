@@ -26,13 +26,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Literal
 
 from opentelemetry import context as otel_context
-from opentelemetry import metrics
 
 from agent.call_context import CallContext
+from agent.instruments import instruments
 from telemetry import names
 
 log = logging.getLogger(__name__)
@@ -41,33 +40,6 @@ TurnMode = Literal["text", "voice"]
 # A stream that started this soon before the user's message was recorded belongs to that turn.
 _SAME_TURN_S = 0.05
 Stage = Literal["endpointing", "stt", "llm", "tools", "tts"]
-
-
-class TurnInstruments:
-    def __init__(self) -> None:
-        meter = metrics.get_meter("sales_agent")
-        self.response_latency = meter.create_histogram(
-            names.TURN_RESPONSE_LATENCY,
-            unit="s",
-            description="The caller's wait: end of their turn to the agent's first output of the reply",
-        )
-        self.stage_duration = meter.create_histogram(
-            names.TURN_STAGE_DURATION, unit="s", description="The caller's wait by stage"
-        )
-        self.interruptions = meter.create_counter(
-            names.TURN_INTERRUPTIONS, unit="{interruption}", description="Replies the caller talked over"
-        )
-        self.silence_gap = meter.create_histogram(
-            names.TURN_SILENCE_GAP, unit="s", description="Silences inside a reply (its audio ran dry)"
-        )
-        self.unanswered = meter.create_counter(
-            names.TURN_UNANSWERED, unit="{turn}", description="Caller turns that got no reply"
-        )
-
-
-@cache
-def turn_instruments() -> TurnInstruments:
-    return TurnInstruments()
 
 
 @dataclass
@@ -173,24 +145,24 @@ class TurnRecorder:
         wait = max(0.0, at - turn.ended_at)
         if self.mode == "voice" and turn.text_at is not None:
             turn.stages["tts"] = max(0.0, at - turn.text_at)
-        ins = turn_instruments()
+        ins = instruments()
         context = turn.context
-        ins.response_latency.record(wait, self._attrs, context=context)
+        ins.turn_response_latency.record(wait, self._attrs, context=context)
         for stage, seconds in turn.stages.items():
-            ins.stage_duration.record(seconds, {**self._attrs, names.TURN_STAGE: stage}, context=context)
+            ins.turn_stage_duration.record(seconds, {**self._attrs, names.TURN_STAGE: stage}, context=context)
         recorded = RecordedTurn(wait, dict(turn.stages))
         self.recorded.append(recorded)
         return recorded
 
     def reply_interrupted(self) -> None:
-        turn_instruments().interruptions.add(1, {names.TENANT_ID: self.call.tenant_id})
+        instruments().turn_interruptions.add(1, {names.TENANT_ID: self.call.tenant_id})
 
     def silence_gap(self, seconds: float) -> None:
-        turn_instruments().silence_gap.record(seconds, {names.TENANT_ID: self.call.tenant_id})
+        instruments().turn_silence_gap.record(seconds, {names.TENANT_ID: self.call.tenant_id})
 
     def unanswered(self, reason: str) -> None:
         """A caller turn that will get no reply (its speech was lost, or the call ended first)."""
-        turn_instruments().unanswered.add(
+        instruments().turn_unanswered.add(
             1, {names.TENANT_ID: self.call.tenant_id, names.UNANSWERED_REASON: reason}
         )
 

@@ -30,6 +30,7 @@ from agent.app_settings import AppSettings
 from agent.call_context import CallContext
 from agent.errors import InvalidInput
 from agent.tenants import TenantRegistry
+from telemetry import names
 
 if TYPE_CHECKING:
     from livekit.agents import AgentServer, JobContext, JobProcess, JobRequest, WorkerOptions
@@ -193,7 +194,7 @@ async def request_fnc(request: JobRequest) -> None:
             request.id,
             request.room.name,
             exc.message,
-            extra={"job_id": request.id, "error.type": exc.error_type},
+            extra={"job_id": request.id, names.ERROR_TYPE: exc.error_type},
         )
         await request.reject()
         return

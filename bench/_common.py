@@ -23,6 +23,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from agent.percentiles import percentile as estimate_percentile
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # The packages whose versions decide the numbers (recorded with every run).
@@ -163,12 +165,9 @@ def write_result(path: Path | None, result: dict[str, Any]) -> None:
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100); 0.0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
+    """``agent.percentiles.percentile`` (the project's one estimator); 0.0 for no values."""
+    value = estimate_percentile(values, q)
+    return 0.0 if value is None else value
 
 
 def median(values: Sequence[float]) -> float:

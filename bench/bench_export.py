@@ -4,7 +4,7 @@ Each scenario runs in its own child process configured like production: ``OTEL_E
 points at the sink and ``setup_telemetry`` builds the BatchSpanProcessor + OTLP exporter (bounded queue,
 export timeout). The load is the instrumented tool path of item 1 (one span per call), paced at a target
 rate. Counting: a span processor counts ended spans; a wrapper around the batch processor's exporter counts
-spans handed to export and the results; the sink (``bench.otlp_sink``, its own process) counts spans it
+spans handed to export and the results; the sink (``sales-agent otlp-sink``, its own process) counts spans it
 decoded. Dropped = ended - handed to the exporter - still queued.
 
     python -m bench.bench_export [--quick]
@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-import socket
 import sys
 import threading
 import time
@@ -34,6 +33,7 @@ from bench._common import (
     verdict,
     write_result,
 )
+from local_services.harness import free_port, spawn
 
 GOAL_SPANS_PER_S = 2000
 
@@ -176,7 +176,7 @@ def child_run(
     endpoint: str, sink_url: str | None, phases: list[float | None], duration_s: float
 ) -> dict[str, Any]:
     from bench.bench_instrumentation import FULL_PATH, build_paths
-    from bench.otlp_sink import sink_stats
+    from local_services.harness import admin_stats
 
     telemetry, core, (counting, ended), notes = _install(endpoint)
     path = build_paths(sdk=True)[FULL_PATH]
@@ -189,11 +189,11 @@ def child_run(
             _wait_drained(core, counting, 10)
         for rate in phases:
             before = (ended.ended, counting.handed, counting.ok, counting.failed)
-            received_before = sink_stats(sink_url)["spans"] if sink_url else 0
+            received_before = admin_stats(sink_url)["spans"] if sink_url else 0
             phase = loop.run_until_complete(_paced_phase(path, rate, duration_s, core))
             if sink_url:  # let the batch processor catch up, then compare with what arrived
                 phase["drain_s"] = _wait_drained(core, counting, 20)
-                phase["received"] = sink_stats(sink_url)["spans"] - received_before
+                phase["received"] = admin_stats(sink_url)["spans"] - received_before
             phase["target"] = rate
             phase["ended"] = ended.ended - before[0]
             phase["handed"] = counting.handed - before[1]
@@ -229,22 +229,15 @@ def _wait_drained(core: Any, counting: CountingExporter, limit_s: float) -> floa
 # --- parent ---------------------------------------------------------------------------------------
 
 
-def _closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _scenario(mode: str, phases: list[float | None], duration_s: float) -> dict[str, Any]:
-    from bench.otlp_sink import spawn_otlp_sink
-
     args = ["--child", "--duration", str(duration_s), "--phases", ",".join(str(p or "max") for p in phases)]
     env_common = {"OTEL_METRIC_EXPORT_INTERVAL": "5000", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
     if mode == "down":
-        endpoint = f"http://127.0.0.1:{_closed_port()}"
+        endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens: the collector is down
         env = child_env(OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, **env_common)
         return run_child("bench.bench_export", [*args, "--endpoint", endpoint], env=env)
-    with spawn_otlp_sink(mode) as (url, _port):
+    with spawn("otlp-sink", "--fault", mode, env=child_env()) as sink:
+        url = sink.url
         env = child_env(OTEL_EXPORTER_OTLP_ENDPOINT=url, **env_common)
         sink_args = ["--sink-url", url] if mode == "ok" else []
         return run_child("bench.bench_export", [*args, "--endpoint", url, *sink_args], env=env)

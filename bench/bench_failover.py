@@ -1,46 +1,42 @@
-"""Time-to-first-token through RouterLLM under primary faults, and the Router's own overhead.
+"""Item 2: time to first token through RouterLLM under primary faults, and the Router's own overhead.
 
 Scenarios (primary faulty, backup healthy, both local providers over real HTTP on 127.0.0.1):
 healthy, refused (nothing listens), 500, hang (cut by the first-token deadline), cooldown (primary
 skipped). Goals from issue 3: refused/500 add <= 50 ms, cooldown <= 5 ms over healthy, hang ~ deadline.
 Overhead: one streamed call via RouterLLM vs ``Router.acompletion`` vs a direct httpx request.
+Everything runs in this process (no telemetry is set up, so no provider is global).
 
-    uv run python bench/bench_failover.py            # 30 turns per scenario, 2 s deadline
-    uv run python bench/bench_failover.py --quick    # smoke: 2 turns, 0.3 s deadline
+    python -m bench.bench_failover [--quick] [--json-out PATH] [--turns N] [--deadline S]
 
-Figures only: nothing here asserts a timing.
+``--quick``: 2 turns per scenario and a 0.3 s deadline (default 30 turns, 2 s).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before litellm is imported
 
 import httpx
-import psutil
 
+from bench._common import Table, bench_arg_parser, emit, median, percentile, rss_mb, verdict
+from local_services.harness import free_port
 from local_services.llm_provider import run_llm_provider
 
-
-def _rss_mb() -> float:
-    return psutil.Process().memory_info().rss / 2**20
+# Goals (issue 3): extra time to first token over the healthy primary, milliseconds.
+EXTRA_MS_GOALS = {"primary refused": 50.0, "primary 500": 50.0, "primary in cooldown": 5.0}
+HANG_SLACK_MS = 50.0  # a hanging primary costs the deadline, plus at most this over healthy
+HANG = "primary hang (deadline)"
 
 
 def _refused_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    return f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
 
 
 async def _ttft_router_llm(router_llm, chat_ctx) -> tuple[float, float]:
@@ -86,37 +82,33 @@ async def _measure(n: int, fn: Callable[[], Awaitable[tuple[float, float]]]) -> 
         ttft, total = await fn()
         ttfts.append(ttft)
         totals.append(total)
-    ttfts.sort()
     return {
-        "p50": statistics.median(ttfts),
-        "p95": ttfts[min(len(ttfts) - 1, int(0.95 * len(ttfts)))],
+        "p50": median(ttfts),
+        "p95": percentile(ttfts, 95),
         "mean": statistics.fmean(ttfts),
-        "total_p50": statistics.median(totals),
+        "total_p50": median(totals),
     }
 
 
-async def run(n: int, deadline_s: float) -> list[tuple[str, dict[str, float]]]:
+async def measure(n: int, deadline_s: float) -> list[tuple[str, dict[str, float]]]:
+    """(scenario, figures in seconds) for every scenario; ``memory: ...`` rows carry one figure."""
     from livekit.agents import llm
 
-    from agent.llm import LLMSettings, ProviderConfig, build_llm
+    from agent.llm import LLMSettings, build_llm
 
     chat_ctx = llm.ChatContext.empty()
     chat_ctx.add_message(role="user", content="Hi, who is this?")
     rows: list[tuple[str, dict[str, float]]] = []
 
     def settings(primary_url: str, backup_url: str, **extra) -> LLMSettings:
-        chain = [
-            ProviderConfig(name="primary", kind="local", model="primary-model", api_base=primary_url),
-            ProviderConfig(name="backup", kind="local", model="backup-model", api_base=backup_url),
-        ]
         values = {"first_token_deadline_s": deadline_s, "allowed_fails": 10**6, "cooldown_s": 600.0, **extra}
-        return LLMSettings(chain=chain, **values)
+        return LLMSettings.for_local([primary_url, backup_url], **values)
 
     async with run_llm_provider("primary") as primary, run_llm_provider("backup") as backup:
-        rss_before = _rss_mb()
+        rss_before = rss_mb()
         healthy_llm = build_llm(settings(primary.url, backup.url))
         await healthy_llm.warm()
-        rows.append(("memory: +RSS for litellm + Router (MB)", {"p50": _rss_mb() - rss_before}))
+        rows.append(("memory: +RSS for litellm + Router (MB)", {"p50": rss_mb() - rss_before}))
 
         rows.append(("healthy primary", await _measure(n, lambda: _ttft_router_llm(healthy_llm, chat_ctx))))
 
@@ -147,20 +139,24 @@ async def run(n: int, deadline_s: float) -> list[tuple[str, dict[str, float]]]:
 
         primary.set_fault("ok")
         concurrent = max(2, min(n, 20))
-        rss_before = _rss_mb()
+        rss_before = rss_mb()
         results = await asyncio.gather(*(_ttft_router_llm(healthy_llm, chat_ctx) for _ in range(concurrent)))
         ttfts = sorted(ttft for ttft, _ in results)
         rows.append(
             (
                 f"healthy, {concurrent} turns at once",
-                {"p50": statistics.median(ttfts), "p95": ttfts[-1], "mean": statistics.fmean(ttfts),
-                 "total_p50": statistics.median(total for _, total in results)},
+                {
+                    "p50": median(ttfts),
+                    "p95": percentile(ttfts, 95),
+                    "mean": statistics.fmean(ttfts),
+                    "total_p50": median([total for _, total in results]),
+                },
             )
-        )  # fmt: skip
+        )
         rows.append(
             (
                 "memory: RSS growth per concurrent turn (KB)",
-                {"p50": (_rss_mb() - rss_before) * 1024 / concurrent},
+                {"p50": (rss_mb() - rss_before) * 1024 / concurrent},
             )
         )
 
@@ -175,34 +171,72 @@ async def run(n: int, deadline_s: float) -> list[tuple[str, dict[str, float]]]:
     return rows
 
 
-def print_table(rows: list[tuple[str, dict[str, float]]], deadline_s: float) -> None:
-    healthy = next(stats["p50"] for name, stats in rows if name == "healthy primary")
-    print(f"\nTTFT through RouterLLM (first-token deadline {deadline_s * 1000:.0f} ms), milliseconds")
-    print(f"{'scenario':42} {'p50':>9} {'p95':>9} {'mean':>9} {'+p50 vs healthy':>16} {'total p50':>10}")
-    for name, stats in rows:
-        if name.startswith("memory"):
-            continue
-        delta = stats["p50"] - healthy
-        print(
-            f"{name:42} {stats['p50'] * 1000:9.2f} {stats['p95'] * 1000:9.2f} {stats['mean'] * 1000:9.2f} "
-            f"{delta * 1000:+16.2f} {stats['total_p50'] * 1000:10.2f}"
+def failover_verdicts(p50_ms: dict[str, float], deadline_ms: float) -> list[str]:
+    """Goal lines from the scenarios' p50 time to first token (ms); none without the healthy baseline."""
+    healthy = p50_ms.get("healthy primary")
+    if healthy is None:
+        return []
+    out = []
+    for name, limit in EXTRA_MS_GOALS.items():
+        if name in p50_ms:
+            extra = p50_ms[name] - healthy
+            out.append(
+                verdict(f"TTFT {name} <= healthy + {limit:.0f} ms", extra <= limit, f"{extra:+.1f} ms")
+            )
+    if HANG in p50_ms:
+        extra = p50_ms[HANG] - deadline_ms - healthy
+        out.append(
+            verdict(
+                f"TTFT primary hanging ~ deadline (<= deadline + healthy + {HANG_SLACK_MS:.0f} ms)",
+                extra <= HANG_SLACK_MS,
+                f"{p50_ms[HANG]:.0f} ms, deadline {deadline_ms:.0f} ms ({extra:+.1f} ms)",
+            )
         )
+    return out
+
+
+def tables(rows: list[tuple[str, dict[str, float]]], deadline_s: float) -> list[Table]:
+    deadline_ms = deadline_s * 1000
+    ttft = Table(
+        f"2a. Failover: time to first token (ms) via RouterLLM, first-token deadline {deadline_ms:.0f} ms",
+        ["scenario", "p50", "p95", "mean", "+p50 vs healthy", "total p50"],
+    )
+    scenarios = [(name, stats) for name, stats in rows if not name.startswith("memory")]
+    healthy = next(stats["p50"] for name, stats in scenarios if name == "healthy primary")
+    for name, stats in scenarios:
+        ms = {key: value * 1000 for key, value in stats.items()}
+        ttft.add(
+            name, ms["p50"], ms["p95"], ms["mean"], f"{(stats['p50'] - healthy) * 1000:+.2f}", ms["total_p50"]
+        )
+    ttft.verdicts.extend(failover_verdicts({name: s["p50"] * 1000 for name, s in scenarios}, deadline_ms))
+    ttft.notes.append(
+        "Goals (issue 3): refused / 500 add <= 50 ms over healthy, hang ~ the first-token deadline, "
+        "cooldown <= 5 ms over healthy (p50 of each scenario)."
+    )
+    memory = Table("2b. Failover: memory of the Router-backed LLM", ["what", "value"])
     for name, stats in rows:
-        if name.startswith("memory"):
-            print(f"{name}: {stats['p50']:.0f}")
-    print(f"process RSS now {_rss_mb():.0f} MB (python + livekit-agents + litellm + 2 local providers)")
+        if name.startswith("memory: "):
+            memory.add(name.removeprefix("memory: "), stats["p50"])
+    memory.add("process RSS now (MB): python + livekit-agents + litellm + 2 local providers", rss_mb())
+    return [ttft, memory]
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--turns", type=int, default=30, help="turns per scenario")
-    parser.add_argument("--deadline", type=float, default=2.0, help="first-token deadline, seconds")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 2 turns, 0.3 s deadline")
+def run(quick: bool, turns: int | None = None, deadline_s: float | None = None) -> list[Table]:
+    turns = turns or (2 if quick else 30)
+    deadline_s = deadline_s or (0.3 if quick else 2.0)
+    return tables(asyncio.run(measure(turns, deadline_s)), deadline_s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = bench_arg_parser(__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=None, help="turns per scenario (default 30)")
+    parser.add_argument(
+        "--deadline", type=float, default=None, help="first-token deadline, seconds (default 2)"
+    )
     args = parser.parse_args(argv)
-    turns, deadline = (2, 0.3) if args.quick else (args.turns, args.deadline)
-    rows = asyncio.run(run(turns, deadline))
-    print_table(rows, deadline)
+    emit(run(args.quick, args.turns, args.deadline), args.json_out)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -95,10 +95,10 @@ def _vanilla_tracer() -> Any:
 def build_paths(sdk: bool = True) -> dict[str, Variant]:
     from opentelemetry import trace
 
-    from agent import error_handling
     from agent.call_context import CallContext
     from agent.error_handling import with_error_handling
     from agent.errors import InvalidInput
+    from agent.instruments import instruments as agent_instruments
     from agent.resilience import CircuitBreaker, RetryPolicy, retry_async
     from telemetry import names
 
@@ -144,8 +144,9 @@ def build_paths(sdk: bool = True) -> dict[str, Variant]:
     async def metrics_only() -> Any:  # the two instruments the wrapper records per call
         started = time.perf_counter()
         result = await op()
-        error_handling._tool_calls.add(1, metric_attrs)
-        error_handling._tool_duration.record(time.perf_counter() - started, metric_attrs)
+        ins = agent_instruments()
+        ins.tool_calls.add(1, metric_attrs)
+        ins.tool_duration.record(time.perf_counter() - started, metric_attrs)
         return result
 
     async def breaker_only() -> Any:  # what a success costs if stamina is entered only after a failure
@@ -209,7 +210,7 @@ def _prototype_fixes(level: int) -> None:
     (no tool.calls counter). Nothing outside this process is changed. (The retry fast path, once fix 1
     here, is in agent/resilience/retry.py now.)
     """
-    from agent import error_handling
+    from agent.instruments import instruments as agent_instruments
     from telemetry import names, redaction
 
     if level >= 1:
@@ -237,7 +238,7 @@ def _prototype_fixes(level: int) -> None:
             def add(self, *_args: Any, **_kwargs: Any) -> None:
                 return None
 
-        error_handling._tool_calls = _NoCounter()  # type: ignore[assignment]
+        agent_instruments().tool_calls = _NoCounter()  # type: ignore[assignment]
 
 
 def child_measure(n: int, rounds: int, sdk: bool, profile: bool, fixes: int = 0) -> dict[str, Any]:

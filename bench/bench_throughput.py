@@ -1,7 +1,7 @@
 """Item 3: simulated text calls per second for one worker process, telemetry on vs OTEL_SDK_DISABLED.
 
 The measured process is one "worker": ``setup_telemetry`` as in production (telemetry on: OTLP/HTTP to a
-loopback sink, ``bench.otlp_sink``; off: ``OTEL_SDK_DISABLED=true``), the runtime ``simulate`` uses
+loopback sink, ``sales-agent otlp-sink``; off: ``OTEL_SDK_DISABLED=true``), the runtime ``simulate`` uses
 (RouterLLM, ResilientCrm, SessionManager) and the scripted calls of ``agent.simulate`` through the real
 ``SalesCall`` in LiveKit's text mode. The LLM providers (primary + backup) and the CRM service run as
 their own processes, started once and shared by every configuration, so the measured process does only
@@ -17,8 +17,6 @@ import asyncio
 import contextlib
 import os
 import re
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,8 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from agent.vocabulary.local_providers import BACKUP, PRIMARY
 from bench._common import (
-    REPO_ROOT,
     Table,
     bench_arg_parser,
     child_env,
@@ -39,6 +37,7 @@ from bench._common import (
     verdict,
     write_result,
 )
+from local_services.harness import spawn
 
 GOAL_RATIO = 0.95
 _ISO_SLOT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?(?:[+-]\d{2}:\d{2}|Z)?")
@@ -93,7 +92,7 @@ async def _child_async(
 
     from agent.app_settings import AppSettings
     from agent.crm import CrmSettings
-    from agent.llm import LLMSettings, ProviderConfig
+    from agent.llm import LLMSettings
     from agent.runtime import start_runtime
     from agent.tenants import TenantRegistry
     from telemetry.setup import setup_telemetry
@@ -102,13 +101,7 @@ async def _child_async(
     telemetry = setup_telemetry(settings.telemetry)
     tenants = TenantRegistry.from_file(settings.tenants.tenants_file)
     tenant_ids = tenants.ids()
-    names = ("primary", "backup")
-    llm_settings = LLMSettings(
-        chain=[
-            ProviderConfig(name=n, kind="local", model=f"{n}-model", api_base=f"{u}/v1")
-            for n, u in zip(names, llm_urls, strict=True)
-        ]
-    )
+    llm_settings = LLMSettings.for_local([f"{u}/v1" for u in llm_urls])
     with tempfile.TemporaryDirectory(prefix="bench-outbox-") as tmp:
         crm_settings = CrmSettings(
             CRM_URL=crm_url, CALENDAR_URL=None, CRM_OUTBOX_PATH=str(Path(tmp) / "o.db")
@@ -197,83 +190,17 @@ def _cpu_by_thread(proc: Any) -> dict[str, float]:
 # --- parent: shared dependencies, alternating configurations ------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 90) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: process exited with {proc.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} not ready within {timeout_s} s")
-
-
 @contextlib.contextmanager
 def dependencies() -> Iterator[tuple[list[str], str]]:
     """Two local LLM providers and the CRM service, each in its own process; yields (llm urls, crm url)."""
-    procs: list[subprocess.Popen[bytes]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-crm-") as tmp:
-        try:
-            llm_urls = []
-            for name in ("primary", "backup"):
-                port = _free_port()
-                proc = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "local_services.llm_provider",
-                        "--port",
-                        str(port),
-                        "--name",
-                        name,
-                    ],
-                    cwd=REPO_ROOT,
-                    env=child_env(),
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-                procs.append(proc)
-                llm_urls.append(f"http://127.0.0.1:{port}")
-            crm_port = _free_port()
-            crm = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "local_services.crm_service",
-                    "--port",
-                    str(crm_port),
-                    "--db",
-                    f"{tmp}/crm.db",
-                ],
-                cwd=REPO_ROOT,
-                env=child_env(),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            procs.append(crm)
-            crm_url = f"http://127.0.0.1:{crm_port}"
-            for url, proc in zip(llm_urls, procs, strict=False):
-                _wait_http(f"{url}/v1/models", proc)
-            _wait_http(f"{crm_url}/healthz", crm)
-            yield llm_urls, crm_url
-        finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
+    env = child_env()
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-crm-") as tmp,
+        spawn("llm-provider", "--name", PRIMARY, env=env) as primary,
+        spawn("llm-provider", "--name", BACKUP, env=env) as backup,
+        spawn("crm-service", "--db", f"{tmp}/crm.db", env=env) as crm,
+    ):
+        yield [primary.url, backup.url], crm.url
 
 
 # Telemetry modes measured side by side: off, production ("on": OTLP to the loopback sink), and the
@@ -303,12 +230,11 @@ def _run_config(
 
 
 def run(quick: bool, levels: list[int] | None = None, repeats: int | None = None) -> list[Table]:
-    from bench.otlp_sink import spawn_otlp_sink
-
     levels = levels or ([1, 4] if quick else [1, 4, 16, 32])
     repeats = repeats or (1 if quick else 2)
     results: dict[tuple[int, str], list[dict[str, Any]]] = {}
-    with dependencies() as (llm_urls, crm_url), spawn_otlp_sink("ok") as (sink_url, _port):
+    with dependencies() as (llm_urls, crm_url), spawn("otlp-sink", env=child_env()) as sink:
+        sink_url = sink.url
         for rep in range(repeats):
             for conc in levels:
                 calls = max(2, conc * 2) if quick else max(12, conc * 3)

@@ -56,6 +56,7 @@ async def _voice_runtime(workdir: Path, seconds_per_char: float) -> AsyncIterato
     from agent.simulate.stack import open_stack
     from agent.speech import SpeechServices, STTSettings, TTSSettings
     from agent.tenants import TenantRegistry
+    from agent.vocabulary.local_providers import local_model
 
     async with open_stack(voice=True, tts_seconds_per_char=seconds_per_char) as stack:
         speech = SpeechServices(
@@ -64,7 +65,7 @@ async def _voice_runtime(workdir: Path, seconds_per_char: float) -> AsyncIterato
             silero.VAD.load(),
         )
         chain = [
-            ProviderConfig(name=ep.name, kind="local", model=f"{ep.name}-model", api_base=ep.api_base)
+            ProviderConfig(name=ep.name, kind="local", model=local_model(ep.name), api_base=ep.api_base)
             for ep in stack.llm
         ]
         runtime = await start_runtime(

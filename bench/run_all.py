@@ -1,100 +1,57 @@
 """Run every benchmark of issue 8 in one go and print one table per item (plus a goal summary).
 
-    uv run python -m bench.run_all                 # full sizes (~10 min on 2 cores)
-    uv run python -m bench.run_all --quick         # tiny sizes (smoke / development, ~4 min)
+    uv run python -m bench.run_all                 # full sizes (~15 min on 2 cores)
+    uv run python -m bench.run_all --quick         # tiny sizes (smoke / development, ~5 min)
     uv run python -m bench.run_all --only 1,5      # a subset (item numbers)
     uv run python -m bench.run_all --out bench/results-latest.md   # also write the Markdown
 
-Items: 1 instrumentation cost, 2 failover TTFT (bench/bench_failover.py), 3 throughput, 4 memory,
-5 export under load, 6 start-up, 7 voice. Each item runs its measurements in child processes of its own, so
-ratios inside an item are measured side by side under the same conditions.
+Items: 1 instrumentation cost, 2 failover TTFT, 3 throughput, 4 memory, 5 export under load, 6 start-up,
+7 voice.
+Every item is a script with the one contract of ``bench/_common.py``
+(``python -m bench.bench_<item> [--quick] [--json-out PATH]``): this runs each as its own process and
+reads nothing but the tables it writes as JSON. Each item runs its measurements in child processes of
+its own, so ratios inside an item are measured side by side under the same conditions.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import re
 import subprocess
 import sys
+import tempfile
 import time
-import traceback
-from collections.abc import Callable
 from pathlib import Path
 
-from bench._common import REPO_ROOT, Table, child_env, machine_table, tables_to_json, verdict
+from bench._common import REPO_ROOT, Table, child_env, machine_table, tables_from_json, tables_to_json
 
+# item -> (title, module); every module follows the contract above.
 ITEMS: dict[int, tuple[str, str]] = {
     1: ("Cost of instrumentation", "bench.bench_instrumentation"),
-    2: ("Failover time-to-first-token", "bench/bench_failover.py"),
+    2: ("Failover time-to-first-token", "bench.bench_failover"),
     3: ("Throughput, telemetry on vs off", "bench.bench_throughput"),
     4: ("Memory", "bench.bench_memory"),
     5: ("Export under load", "bench.bench_export"),
     6: ("Start-up", "bench.bench_startup"),
     7: ("Voice: the caller's wait, speech failover, barge-in", "bench.bench_voice"),
 }
+ITEM_TIMEOUT_S = 1800
 
 
-def _failover(quick: bool) -> list[Table]:
-    """bench/bench_failover.py is the LLM engineer's script: run it as is and keep its own table."""
-    cmd = [sys.executable, str(REPO_ROOT / "bench" / "bench_failover.py"), *(["--quick"] if quick else [])]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=child_env(), capture_output=True, text=True, timeout=1800)
-    table = Table("2. Failover time-to-first-token (bench/bench_failover.py)", [])
-    table.preformatted = proc.stdout.strip()
-    if proc.returncode != 0:
-        table.notes.append(f"bench_failover.py exited {proc.returncode}: {proc.stderr.strip()[-800:]}")
-    table.verdicts.extend(failover_verdicts(proc.stdout))
-    table.notes.append(
-        "Goals (issue 3): refused / 500 add <= 50 ms over healthy, hang ~ the first-token deadline, "
-        "cooldown <= 5 ms over healthy. Verdicts are read from the script's p50 column."
-    )
-    return [table]
-
-
-_SCENARIO_ROW = re.compile(r"^(?P<name>[a-z][a-z0-9 ,()._-]*?)\s{2,}(?P<nums>[-+\d.\s]+)$")
-
-
-def failover_verdicts(text: str) -> list[str]:
-    """Goal lines from bench_failover.py's table (p50 and '+p50 vs healthy' columns); none if unparsable."""
-    deadline = re.search(r"deadline (\d+) ms", text)
-    p50: dict[str, float] = {}
-    for line in text.splitlines():
-        match = _SCENARIO_ROW.match(line.strip())
-        if match:
-            numbers = match["nums"].split()
-            with contextlib.suppress(ValueError, IndexError):
-                p50[match["name"].strip()] = float(numbers[0])
-    healthy = p50.get("healthy primary")
-    if healthy is None:
-        return []
-    out = []
-    for name, limit in (("primary refused", 50.0), ("primary 500", 50.0), ("primary in cooldown", 5.0)):
-        if name in p50:
-            extra = p50[name] - healthy
-            out.append(
-                verdict(f"TTFT {name} <= healthy + {limit:.0f} ms", extra <= limit, f"{extra:+.1f} ms")
+def run_item(module: str, quick: bool) -> list[Table]:
+    """``python -m module [--quick] --json-out F``; its tables from F. Raises with its output's tail."""
+    with tempfile.TemporaryDirectory(prefix="bench-item-") as tmp:
+        out, log_path = Path(tmp) / "tables.json", Path(tmp) / "output.log"
+        cmd = [sys.executable, "-m", module, *(["--quick"] if quick else []), "--json-out", str(out)]
+        with log_path.open("w") as log_file:  # its Markdown and progress: only wanted when it fails
+            proc = subprocess.run(
+                cmd, cwd=REPO_ROOT, env=child_env(), stdout=log_file, stderr=log_file, timeout=ITEM_TIMEOUT_S
             )
-    if deadline and "primary hang (deadline)" in p50:
-        limit_ms = float(deadline[1])
-        extra = p50["primary hang (deadline)"] - limit_ms - healthy
-        out.append(
-            verdict(
-                "TTFT primary hanging ~ deadline (<= deadline + healthy + 50 ms)",
-                extra <= 50.0,
-                f"{p50['primary hang (deadline)']:.0f} ms, deadline {limit_ms:.0f} ms ({extra:+.1f} ms)",
-            )
-        )
-    return out
-
-
-def _runner(item: int) -> Callable[[bool], list[Table]]:
-    if item == 2:
-        return _failover
-    import importlib
-
-    return importlib.import_module(ITEMS[item][1]).run
+        if proc.returncode != 0 or not out.exists():
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{' '.join(cmd[1:])} exited {proc.returncode}:\n{tail}")
+        return tables_from_json(json.loads(out.read_text()))
 
 
 def run_items(items: list[int], quick: bool) -> list[Table]:
@@ -104,11 +61,12 @@ def run_items(items: list[int], quick: bool) -> list[Table]:
         started = time.perf_counter()
         print(f"--- item {item}: {title} ({module}) ...", file=sys.stderr, flush=True)
         try:
-            produced = _runner(item)(quick)
-        except Exception as exc:  # one broken item must not hide the others' figures
+            produced = run_item(module, quick)
+        except (RuntimeError, subprocess.TimeoutExpired, ValueError, TypeError) as exc:
+            # One broken item must not hide the others' figures.
             failed = Table(f"{item}. {title}: FAILED", [])
             failed.notes.append(f"{type(exc).__name__}: {exc}"[:2000])
-            traceback.print_exc()
+            print(failed.notes[-1], file=sys.stderr)
             produced = [failed]
         elapsed = time.perf_counter() - started
         produced[-1].notes.append(f"(item {item} took {elapsed:.0f} s)")

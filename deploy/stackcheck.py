@@ -1,6 +1,6 @@
 """Read the compose stack's files the way Docker Compose would, for tests that run without Docker.
 
-Docker cannot run on the development machines, so tests/test_compose_*.py and tests/test_stack_*.py
+Docker cannot run on the development machines, so tests/*/test_compose_*.py and tests/*/test_stack_*.py
 check the stack by reading it: this module loads docker-compose.yml with Compose's variable
 interpolation (``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``, ``${VAR:?error}``, ``${VAR?error}``,
 ``${VAR:+alt}``, ``$VAR``, ``$$``) applied to values after YAML parsing, as Compose does, and parses

@@ -1,14 +1,35 @@
-"""Run a local service until SIGINT/SIGTERM: the one process loop every ``main`` here shares."""
+"""The process side every stand-in's ``main`` shares: serve until SIGINT/SIGTERM, announce readiness.
+
+A stand-in's ``main(argv)`` parses its options and hands ``serve_main`` a factory for its
+``run_<name>(...)`` async context manager. ``serve_main`` prints ``READY <port>`` on stdout once the
+port is bound (``--port 0`` picks a free one; the caller learns which from that line, see
+``harness.spawn``), logs where it listens, and leaves cleanly on SIGINT/SIGTERM (exit 0). A port that
+cannot be bound (in use, not permitted) is one line on stderr and exit status 2, not a traceback.
+Also the pieces the stand-ins' aiohttp apps share: ``requested_fault`` (the admin fault body) and
+``bound_port`` (what port 0 picked).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import os
 import signal
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TypeVar
+from urllib.parse import urlsplit
+
+from aiohttp import web
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+READY_PREFIX = "READY"
+EXIT_CANNOT_LISTEN = 2
 
 
 def serve_until_signal(
@@ -26,3 +47,67 @@ def serve_until_signal(
             await stop.wait()
 
     asyncio.run(serve())
+
+
+def ready_line(port: int, **extra: int) -> str:
+    """``READY <port>`` plus ``key=value`` for any further port (e.g. ``grpc=4317``)."""
+    return " ".join([READY_PREFIX, str(port), *(f"{key}={value}" for key, value in extra.items())])
+
+
+def serve_main(
+    name: str,
+    start: Callable[[], AbstractAsyncContextManager[T]],
+    *,
+    host: str,
+    port: int,
+    url_of: Callable[[T], str] = lambda running: running.url,  # type: ignore[attr-defined]
+    extra_ports: Callable[[T], dict[str, int]] | None = None,
+) -> int:
+    """Run one stand-in until a signal; the exit status for its ``main``.
+
+    ``url_of`` gives the base URL of what ``start()`` yields (its port goes on the READY line);
+    ``extra_ports`` adds further bound ports to that line.
+    """
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    listening = False
+
+    def ready(running: T) -> None:
+        nonlocal listening
+        listening = True
+        url = url_of(running)
+        extra = extra_ports(running) if extra_ports else {}
+        log.info("%s listening on %s%s", name, url, "".join(f" ({k} port {v})" for k, v in extra.items()))
+        print(ready_line(urlsplit(url).port or port, **extra), flush=True)
+
+    try:
+        serve_until_signal(start, ready)
+    except OSError as exc:
+        if listening:
+            raise
+        print(f"{name}: cannot listen on {host}:{port}: {_reason(exc)}", file=sys.stderr)
+        return EXIT_CANNOT_LISTEN
+    return 0
+
+
+def _reason(exc: OSError) -> str:
+    # asyncio's bind error repeats the address in its message; the errno's text is the cause.
+    return os.strerror(exc.errno) if exc.errno else str(exc)
+
+
+async def requested_fault(request: web.Request, modes: Sequence[str]) -> str:
+    """The ``mode`` of a ``POST /admin/fault`` body, or a 400 that names the valid modes."""
+    try:
+        body = await request.json()
+    except ValueError:  # not JSON at all
+        body = None
+    mode = body.get("mode") if isinstance(body, dict) else None
+    if mode not in modes:
+        error = f'body must be {{"mode": one of {", ".join(modes)}}}'
+        raise web.HTTPBadRequest(text=json.dumps({"error": error}), content_type="application/json")
+    return str(mode)
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The port an aiohttp ``AppRunner`` listens on once its site has started (what port 0 picked)."""
+    return int(runner.addresses[0][1])

@@ -11,9 +11,10 @@ Per-tenant data (header ``X-Tenant-Id``); writes honour ``Idempotency-Key`` (sam
 once, the first response replayed). Fault injection for tests and demos: ``POST /admin/fault``
 ``{"mode": "ok|down|slow|500|429", "delay_s": 2, "retry_after": 1, "count": null, "style": "503|reset"}``
 (``count``: fault only the next N requests; ``down`` answers 503, or drops the connection with
-``"style": "reset"``); ``GET /admin/stats``.
+``"style": "reset"``); ``GET /admin/stats``; ``POST /admin/reset`` (counters and fault; data stays).
 
-Run: ``python -m local_services.crm_service --host 127.0.0.1 --port 8090 --db crm.sqlite3``.
+Run: ``sales-agent crm-service --host 127.0.0.1 --port 8090 --db crm.sqlite3`` (``--port 0``: a free
+port, announced as ``READY <port>``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 import sqlite3
 import uuid
 from collections import Counter
@@ -35,16 +35,17 @@ from typing import Any
 
 from aiohttp import web
 from opentelemetry import propagate, trace
+from opentelemetry.semconv.attributes import http_attributes, url_attributes
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from local_services._serve import serve_until_signal
+from agent.vocabulary.fault_modes import CRM_FAULT_MODES, CrmFaultMode
+from agent.vocabulary.tenant_id import is_tenant_id
+from local_services._serve import bound_port, serve_main
 from telemetry import names
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 
-TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-FAULT_MODES = ("ok", "down", "slow", "500", "429")
 SLOT_MINUTES = 30
 BUSINESS_HOURS_UTC = (9, 17)  # slots are offered 09:00-17:00 UTC, Monday to Friday
 
@@ -67,7 +68,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
 
 @dataclass
 class Fault:
-    mode: str = "ok"
+    mode: CrmFaultMode = "ok"
     delay_s: float = 2.0
     retry_after: float = 1.0
     count: int | None = None  # None: until changed
@@ -129,17 +130,17 @@ async def _tracing_middleware(request: web.Request, handler: Handler) -> web.Str
         context=propagate.extract(request.headers),
         kind=SpanKind.SERVER,
         attributes={
-            "http.request.method": request.method,
-            "url.path": request.path,
-            **({"http.route": route} if route else {}),
+            http_attributes.HTTP_REQUEST_METHOD: request.method,
+            url_attributes.URL_PATH: request.path,
+            **({http_attributes.HTTP_ROUTE: route} if route else {}),
         },
     ) as span:
         try:
             response = await handler(request)
         except web.HTTPException as exc:
-            span.set_attribute("http.response.status_code", exc.status)
+            span.set_attribute(http_attributes.HTTP_RESPONSE_STATUS_CODE, exc.status)
             raise
-        span.set_attribute("http.response.status_code", response.status)
+        span.set_attribute(http_attributes.HTTP_RESPONSE_STATUS_CODE, response.status)
         if response.status >= 500:
             span.set_status(Status(StatusCode.ERROR))
         return response
@@ -155,7 +156,7 @@ def _error(status: int, code: str, message: str, **headers: str) -> web.Response
 
 def _tenant(request: web.Request) -> str:
     tenant = request.headers.get("X-Tenant-Id", "")
-    if not TENANT_RE.match(tenant):
+    if not is_tenant_id(tenant):
         raise web.HTTPBadRequest(
             text=json.dumps(
                 {"error": "invalid_tenant", "message": "X-Tenant-Id header missing or malformed"}
@@ -201,6 +202,7 @@ class CrmService:
         app.router.add_delete("/v1/calendar/bookings/{booking_id}", self.cancel)
         app.router.add_post("/admin/fault", self.set_fault)
         app.router.add_get("/admin/stats", self.get_stats)
+        app.router.add_post("/admin/reset", self.reset)
         app.on_cleanup.append(self._close)
         return app
 
@@ -428,11 +430,11 @@ class CrmService:
     async def set_fault(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
         mode = str(body.get("mode", "ok"))
-        if mode not in FAULT_MODES:
-            return _error(422, "invalid_fault", f"mode must be one of {', '.join(FAULT_MODES)}")
+        if mode not in CRM_FAULT_MODES:
+            return _error(422, "invalid_fault", f"mode must be one of {', '.join(CRM_FAULT_MODES)}")
         count = body.get("count")
         self.fault = Fault(
-            mode=mode,
+            mode=mode,  # type: ignore[arg-type]  # checked against CRM_FAULT_MODES above
             delay_s=float(body.get("delay_s", 2.0)),
             retry_after=float(body.get("retry_after", 1.0)),
             count=int(count) if count is not None else None,
@@ -440,6 +442,12 @@ class CrmService:
         )
         log.info("crm fault set: %s", self.fault)
         return web.json_response({"mode": mode})
+
+    async def reset(self, _request: web.Request) -> web.Response:
+        """Counters to zero and the fault back to ``ok``; the stored contacts and bookings stay."""
+        self.stats = Stats()
+        self.fault = Fault()
+        return web.json_response({"reset": True})
 
     async def get_stats(self, _request: web.Request) -> web.Response:
         s = self.stats
@@ -474,11 +482,9 @@ async def run_crm_service(db_path: str | Path, host: str = "127.0.0.1", port: in
     """Run the service in this event loop; yields its base URL (``port=0`` picks a free port)."""
     runner = web.AppRunner(CrmService(db_path).app(), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    bound = runner.addresses[0][1]
     try:
-        yield f"http://{host}:{bound}"
+        await web.TCPSite(runner, host, port).start()
+        yield f"http://{host}:{bound_port(runner)}"
     finally:
         await runner.cleanup()
 
@@ -486,7 +492,7 @@ async def run_crm_service(db_path: str | Path, host: str = "127.0.0.1", port: in
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="crm-service", description="Local CRM + calendar service")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--port", type=int, default=8090, help="0 picks a free port (see the READY line)")
     parser.add_argument("--db", default="crm.sqlite3", help="SQLite file (created if missing)")
     args = parser.parse_args(argv)
 
@@ -496,17 +502,16 @@ def main(argv: list[str] | None = None) -> int:
     from telemetry.setup import setup_telemetry
 
     telemetry = setup_telemetry(wire_livekit=False)  # no LiveKit session runs here
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    def ready(url: str) -> None:
-        log.info("crm-service listening on %s (db %s)", url, args.db)
-        print(f"crm-service listening on {url}", flush=True)
-
     try:
-        serve_until_signal(lambda: run_crm_service(args.db, args.host, args.port), ready)
+        return serve_main(
+            "crm-service",
+            lambda: run_crm_service(args.db, args.host, args.port),
+            host=args.host,
+            port=args.port,
+            url_of=str,
+        )
     finally:
         telemetry.shutdown()
-    return 0
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ Faults (``POST /admin/fault`` {"mode": ..., options} or ``--fault`` at start):
 (connection cut after ``after_chunks`` content chunks), ``garbage`` (200 with a non-JSON body).
 ``GET /admin/stats`` counts requests; ``POST /admin/reset`` zeroes counts and clears the fault.
 
-Hand-written on aiohttp because no maintained fake provider offers SSE + tool calls + faults.
+Run: ``sales-agent llm-provider --port 8081 --name primary [--fault MODE]`` (``--port 0``: a free
+port, announced as ``READY <port>``). Hand-written on aiohttp because no maintained fake provider offers
+SSE + tool calls + faults.
 """
 
 from __future__ import annotations
@@ -29,14 +31,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from aiohttp import web
 
+from agent.vocabulary.fault_modes import LLM_FAULT_MODES, LlmFaultMode
+from agent.vocabulary.local_providers import PRIMARY, local_model
+from local_services._serve import bound_port, serve_main
+
 log = logging.getLogger(__name__)
 
-FaultMode = Literal["ok", "500", "429", "hang", "slow_first_token", "drop_mid_stream", "garbage"]
-FAULT_MODES: tuple[str, ...] = ("ok", "500", "429", "hang", "slow_first_token", "drop_mid_stream", "garbage")
 
 _TOOL_LINE = re.compile(r"^\s*/tool\s+(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<args>\{.*\})?\s*$")
 
@@ -50,7 +54,7 @@ CANNED_REPLIES: tuple[str, ...] = (
 
 @dataclass
 class Fault:
-    mode: FaultMode = "ok"
+    mode: LlmFaultMode = "ok"
     retry_after: float = 1.0  # 429: Retry-After header, seconds
     delay_s: float = 5.0  # slow_first_token: wait before the first chunk
     after_chunks: int = 2  # drop_mid_stream: content chunks sent before the cut
@@ -59,8 +63,8 @@ class Fault:
     @classmethod
     def parse(cls, body: dict[str, Any]) -> Fault:
         mode = str(body.get("mode", "ok"))
-        if mode not in FAULT_MODES:
-            raise ValueError(f"unknown fault mode {mode!r}; expected one of {', '.join(FAULT_MODES)}")
+        if mode not in LLM_FAULT_MODES:
+            raise ValueError(f"unknown fault mode {mode!r}; expected one of {', '.join(LLM_FAULT_MODES)}")
         fault = cls(mode=mode)  # type: ignore[arg-type]
         for key in ("retry_after", "delay_s", "hang_s"):
             if key in body:
@@ -149,7 +153,7 @@ class LocalLLMProvider:
         token_delay_s: float = 0.0,
     ) -> None:
         self.name = name
-        self.model = model or f"{name}-model"
+        self.model = model or local_model(name)
         self.fault = fault or Fault()
         self.reply = reply
         self.token_delay_s = token_delay_s
@@ -352,7 +356,7 @@ class RunningProvider:
     def stats(self) -> ProviderStats:
         return self.provider.stats
 
-    def set_fault(self, mode: FaultMode, **options: Any) -> None:
+    def set_fault(self, mode: LlmFaultMode, **options: Any) -> None:
         self.provider.fault = Fault.parse({"mode": mode, **options})
 
     def reset(self) -> None:
@@ -362,8 +366,8 @@ class RunningProvider:
 
 @contextlib.asynccontextmanager
 async def run_llm_provider(
-    name: str = "primary",
-    fault: FaultMode = "ok",
+    name: str = PRIMARY,
+    fault: LlmFaultMode = "ok",
     *,
     host: str = "127.0.0.1",
     port: int = 0,
@@ -379,13 +383,10 @@ async def run_llm_provider(
     )  # fmt: skip
     runner = web.AppRunner(provider.app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    server = getattr(site, "_server", None)
-    sockets = getattr(server, "sockets", None) or []
-    bound_port = sockets[0].getsockname()[1] if sockets else port
     try:
-        yield RunningProvider(provider, f"http://{host}:{bound_port}/v1", bound_port)
+        await web.TCPSite(runner, host, port).start()
+        bound = bound_port(runner)
+        yield RunningProvider(provider, f"http://{host}:{bound}/v1", bound)
     finally:
         provider._closing.set()
         await runner.cleanup()
@@ -396,10 +397,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
         prog="llm-provider", description="Local OpenAI-compatible LLM provider with fault injection."
     )
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8081)
-    parser.add_argument("--name", default="primary", help="provider name (shown in stats and model id)")
+    parser.add_argument("--port", type=int, default=8081, help="0 picks a free port (see the READY line)")
+    parser.add_argument("--name", default=PRIMARY, help="provider name (shown in stats and model id)")
     parser.add_argument("--model", default=None, help="model id to report (default NAME-model)")
-    parser.add_argument("--fault", default="ok", choices=FAULT_MODES, help="fault mode at start")
+    parser.add_argument("--fault", default="ok", choices=LLM_FAULT_MODES, help="fault mode at start")
     parser.add_argument("--retry-after", type=float, default=1.0, help="429: Retry-After seconds")
     parser.add_argument("--delay", type=float, default=5.0, help="slow_first_token: delay seconds")
     parser.add_argument("--after-chunks", type=int, default=2, help="drop_mid_stream: chunks before the cut")
@@ -408,26 +409,25 @@ def build_arg_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_arg_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    fault = Fault.parse(
-        {
-            "mode": args.fault,
-            "retry_after": args.retry_after,
-            "delay_s": args.delay,
-            "after_chunks": args.after_chunks,
-        }
-    )
-    provider = LocalLLMProvider(
-        args.name, model=args.model, fault=fault, reply=args.reply, token_delay_s=args.token_delay
-    )
-    log.info("llm provider %s (model %s, fault %s) on http://%s:%d/v1", args.name, provider.model,
-             fault.mode, args.host, args.port)  # fmt: skip
-    web.run_app(
-        provider.app, host=args.host, port=args.port, access_log=None, print=None, shutdown_timeout=1.0
-    )
+
+    def start() -> contextlib.AbstractAsyncContextManager[RunningProvider]:
+        return run_llm_provider(
+            args.name,
+            args.fault,
+            host=args.host,
+            port=args.port,
+            model=args.model,
+            reply=args.reply,
+            token_delay_s=args.token_delay,
+            retry_after=args.retry_after,
+            delay_s=args.delay,
+            after_chunks=args.after_chunks,
+        )
+
+    return serve_main("llm-provider", start, host=args.host, port=args.port)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -27,15 +27,16 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
 
-from local_services._serve import serve_until_signal
+from agent.vocabulary.fault_modes import TTS_FAULT_MODES
+from local_services._serve import bound_port, serve_main
 
 log = logging.getLogger(__name__)
 
-FAULT_MODES: tuple[str, ...] = ("ok", "500", "429", "hang", "slow_first_byte", "drop_mid_stream", "garbage")
+FAULT_MODES: tuple[str, ...] = TTS_FAULT_MODES  # the STT adds "empty"
 
 
 @dataclass
@@ -202,9 +203,6 @@ class RunningService:
         return self.url.removesuffix("/v1")
 
 
-S = TypeVar("S", bound=SpeechService)
-
-
 @contextlib.asynccontextmanager
 async def serve(
     service: SpeechService, host: str = "127.0.0.1", port: int = 0
@@ -214,7 +212,7 @@ async def serve(
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    bound = runner.addresses[0][1]
+    bound = bound_port(runner)
     try:
         yield RunningService(service, f"http://{host}:{bound}/v1", bound)
     finally:
@@ -239,13 +237,6 @@ def fault_from_args(args: argparse.Namespace, modes: tuple[str, ...]) -> Fault:
     return Fault.parse({"mode": args.fault, "retry_after": args.retry_after, "delay_s": args.delay}, modes)
 
 
-def run_main(kind: str, build: Callable[[], SpeechService], host: str, port: int) -> None:
-    """Serve until SIGINT/SIGTERM; prints ``READY <url>`` once listening (scripts wait for it)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    service = build()
-
-    def ready(running: RunningService) -> None:
-        log.info("%s provider %s (fault %s) on %s", kind, service.name, service.fault.mode, running.url)
-        print(f"READY {running.url}", flush=True)
-
-    serve_until_signal(lambda: serve(service, host, port), ready)
+def run_main(name: str, build: Callable[[], SpeechService], host: str, port: int) -> int:
+    """Serve until SIGINT/SIGTERM (``serve_main``: ``READY <port>`` once listening); the exit status."""
+    return serve_main(name, lambda: serve(build(), host, port), host=host, port=port)

@@ -28,8 +28,8 @@ from typing import Any
 
 from aiohttp import web
 
+from agent.vocabulary.fault_modes import STT_FAULT_MODES
 from local_services.speech_service import (
-    FAULT_MODES,
     Fault,
     RunningService,
     SpeechService,
@@ -39,7 +39,6 @@ from local_services.speech_service import (
     serve,
 )
 
-STT_FAULT_MODES: tuple[str, ...] = (*FAULT_MODES, "empty")
 DEFAULT_CALL = "default"
 
 
@@ -146,7 +145,7 @@ async def run_stt_provider(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = arg_parser(
-        "sales-agent stt-provider",
+        "stt-provider",
         "Local OpenAI-compatible STT provider (POST /v1/audio/transcriptions) with fault injection.",
         STT_FAULT_MODES,
         default_port=8111,
@@ -156,8 +155,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     fault = fault_from_args(args, STT_FAULT_MODES)
-    run_main("stt", lambda: LocalSTTProvider(args.name, fault=fault, reply=args.reply), args.host, args.port)
-    return 0
+    return run_main(
+        "stt-provider",
+        lambda: LocalSTTProvider(args.name, fault=fault, reply=args.reply),
+        args.host,
+        args.port,
+    )
 
 
 if __name__ == "__main__":

@@ -143,7 +143,7 @@ async def run_tts_provider(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = arg_parser(
-        "sales-agent tts-provider",
+        "tts-provider",
         "Local OpenAI-compatible TTS provider (POST /v1/audio/speech, streaming PCM) with fault injection.",
         FAULT_MODES,
         default_port=8121,
@@ -156,8 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--seconds-per-char must be positive")
     fault = fault_from_args(args, FAULT_MODES)
     service = LocalTTSProvider(args.name, fault=fault, seconds_per_char=args.seconds_per_char)
-    run_main("tts", lambda: service, args.host, args.port)
-    return 0
+    return run_main("tts-provider", lambda: service, args.host, args.port)
 
 
 if __name__ == "__main__":

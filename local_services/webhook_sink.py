@@ -1,15 +1,18 @@
-"""A local notification sink for Alertmanager's webhook receivers.
+"""A local notification sink for Alertmanager's webhook receivers (``sales-agent webhook-sink``).
 
 ``docker compose up`` points every Alertmanager receiver at this service by default, so a user sees
-notifications arrive (``GET /`` on the sink, and its log) without configuring Slack, a pager or SMTP.
-It accepts a POST on any path — the path tells which receiver sent it (``/pager``, ``/chat``,
-``/low``) — logs one line per notification and keeps the last ``keep`` of them in memory.
+notifications arrive (``GET /`` on the sink, and its log) without configuring Slack, a pager or SMTP;
+the alerting tests deliver to it too. It accepts a POST on any path — the path tells which receiver
+sent it (``/pager``, ``/chat``, ``/low``) — logs one line per notification and keeps the last ``keep``.
 
 Routes:
 - ``POST /<any path>``: an Alertmanager webhook payload (JSON). A body that is not a JSON object is
   answered 400 with the reason, and still kept (as ``error`` + the start of the raw body).
 - ``GET /``: the kept notifications, newest first, as JSON (``?limit=N`` to shorten).
 - ``GET /health``: liveness for the container healthcheck.
+- ``POST /admin/fault`` ``{"mode": "ok|500"}``: ``500`` answers every notification with HTTP 500 (and
+  keeps nothing), so Alertmanager's retries and ``alertmanager_notifications_failed_total`` can be seen;
+  ``GET /admin/stats``: counts; ``POST /admin/reset``: forget everything, fault back to ``ok``.
 
 Hand-written on aiohttp: a few lines, and no maintained image both logs and serves the history.
 """
@@ -28,7 +31,8 @@ from typing import Any
 
 from aiohttp import web
 
-from local_services._serve import serve_until_signal
+from agent.vocabulary.fault_modes import WEBHOOK_SINK_FAULT_MODES
+from local_services._serve import bound_port, requested_fault, serve_main
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +65,26 @@ def summarize(path: str, payload: dict[str, Any]) -> dict[str, Any]:
 class NotificationSink:
     """Keeps the last ``keep`` notifications; ``app`` is the aiohttp application serving them."""
 
-    def __init__(self, keep: int = DEFAULT_KEEP) -> None:
+    def __init__(self, keep: int = DEFAULT_KEEP, fault: str = "ok") -> None:
         if keep < 1:
             raise ValueError(f"keep must be at least 1, got {keep}")
+        if fault not in WEBHOOK_SINK_FAULT_MODES:
+            raise ValueError(
+                f"unknown fault mode {fault!r}; expected one of {', '.join(WEBHOOK_SINK_FAULT_MODES)}"
+            )
+        self.fault = fault
         self.notifications: deque[dict[str, Any]] = deque(maxlen=keep)
         self.received_total = 0
+        self.rejected_total = 0
+        self.failed_total = 0  # answered 500 by the injected fault
         self.app = web.Application()
         self.app.add_routes(
             [
                 web.get("/", self._list),
                 web.get("/health", self._health),
+                web.post("/admin/fault", self._set_fault),
+                web.get("/admin/stats", self._stats),
+                web.post("/admin/reset", self._reset),
                 web.post("/{path:.*}", self._receive),
             ]
         )
@@ -79,12 +93,16 @@ class NotificationSink:
         raw = await request.text()
         received_at = datetime.now(UTC).isoformat()
         self.received_total += 1
+        if self.fault == "500":
+            self.failed_total += 1
+            return web.json_response({"error": "injected fault: 500"}, status=500)
         try:
             payload = json.loads(raw)
             if not isinstance(payload, dict):
                 raise ValueError(f"expected a JSON object, got {type(payload).__name__}")
         except ValueError as exc:  # json.JSONDecodeError is a ValueError
             reason = f"body is not an Alertmanager webhook payload: {exc}"
+            self.rejected_total += 1
             rejected = {"received_at": received_at, "path": request.path, "error": reason}
             self.notifications.append({**rejected, "raw": raw[:RAW_PREVIEW_CHARS]})
             log.warning("notification via %s rejected: %s", request.path, reason)
@@ -116,26 +134,53 @@ class NotificationSink:
     async def _health(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
+    async def _set_fault(self, request: web.Request) -> web.Response:
+        mode = await requested_fault(request, WEBHOOK_SINK_FAULT_MODES)
+        self.fault = mode
+        log.info("notification sink fault set to %s", mode)
+        return web.json_response({"fault": mode})
+
+    async def _stats(self, _request: web.Request) -> web.Response:
+        by_path: dict[str, int] = {}
+        for entry in self.notifications:
+            by_path[entry["path"]] = by_path.get(entry["path"], 0) + 1
+        return web.json_response(
+            {
+                "fault": self.fault,
+                "received_total": self.received_total,
+                "rejected_total": self.rejected_total,
+                "failed_total": self.failed_total,
+                "kept": len(self.notifications),
+                "kept_by_path": by_path,
+            }
+        )
+
+    async def _reset(self, _request: web.Request) -> web.Response:
+        self.notifications.clear()
+        self.received_total = self.rejected_total = self.failed_total = 0
+        self.fault = "ok"
+        return web.json_response({"reset": True})
+
 
 @dataclass
 class RunningSink:
     sink: NotificationSink
-    url: str
+    url: str  # no trailing slash
+    port: int
 
 
 @contextlib.asynccontextmanager
 async def run_webhook_sink(
-    host: str = "127.0.0.1", port: int = 0, keep: int = DEFAULT_KEEP
+    host: str = "127.0.0.1", port: int = 0, keep: int = DEFAULT_KEEP, fault: str = "ok"
 ) -> AsyncIterator[RunningSink]:
-    """Serve a sink in this event loop (port 0 picks a free port); ``url`` has no trailing slash."""
-    sink = NotificationSink(keep)
+    """Serve a sink in this event loop for the block (``port=0`` picks a free port)."""
+    sink = NotificationSink(keep, fault)
     runner = web.AppRunner(sink.app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
     try:
-        bound_port = runner.addresses[0][1]
-        yield RunningSink(sink, f"http://{host}:{bound_port}")
+        await web.TCPSite(runner, host, port).start()
+        bound = bound_port(runner)
+        yield RunningSink(sink, f"http://{host}:{bound}", bound)
     finally:
         await runner.cleanup()
 
@@ -143,20 +188,20 @@ async def run_webhook_sink(
 def build_arg_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="webhook-sink", description="Local Alertmanager notification sink")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8300)
+    parser.add_argument("--port", type=int, default=8300, help="0 picks a free port (see the READY line)")
     parser.add_argument("--keep", type=int, default=DEFAULT_KEEP, help="notifications kept for GET /")
+    parser.add_argument("--fault", default="ok", choices=WEBHOOK_SINK_FAULT_MODES, help="fault mode at start")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_arg_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    def ready(running: RunningSink) -> None:
-        log.info("notification sink listening on %s (GET / lists the last %d)", running.url, args.keep)
-
-    serve_until_signal(lambda: run_webhook_sink(args.host, args.port, args.keep), ready)
-    return 0
+    return serve_main(
+        "webhook-sink",
+        lambda: run_webhook_sink(args.host, args.port, args.keep, args.fault),
+        host=args.host,
+        port=args.port,
+    )
 
 
 if __name__ == "__main__":

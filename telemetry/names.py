@@ -1,10 +1,12 @@
 """Every project-specific metric and attribute name, in one place.
 
-Standard names come from the OpenTelemetry semantic conventions (``gen_ai.*``, ``http.*``,
-``error.type``, ``process.*``, ``system.*``); what no convention covers is prefixed
-``sales_agent.``. Dashboards, alert rules and tests refer to these names in their Prometheus form:
-dots become underscores, the unit is appended (``s`` -> ``_seconds``, ``By`` -> ``_bytes``; ``1``
-and ``{annotations}`` add nothing) and counters end in ``_total``.
+Standard names come from the OpenTelemetry semantic conventions: the stable ones are imported from
+``opentelemetry.semconv.attributes`` (here ``error.type``; ``http.*``, ``url.*``, ``service.*`` where
+they are used), the incubating ``gen_ai.*`` ones are spelled here because the semconv package keeps
+them in a private ``_incubating`` module. What no convention covers is prefixed ``sales_agent.``.
+Dashboards, alert rules and tests refer to these names in their Prometheus form: dots become
+underscores, the unit is appended (``s`` -> ``_seconds``, ``By`` -> ``_bytes``; ``1`` and
+``{annotations}`` add nothing) and counters end in ``_total``.
 
 Cardinality rule: ``session.id`` and ``call.id`` are span/log attributes only. They never appear
 on a metric; ``METRIC_FORBIDDEN_ATTRIBUTES`` lists them and the metric Views drop them.
@@ -12,7 +14,10 @@ on a metric; ``METRIC_FORBIDDEN_ATTRIBUTES`` lists them and the metric Views dro
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
+
+from opentelemetry.semconv.attributes import error_attributes
 
 # --- Attributes (span, log and, where bounded, metric) ------------------------------------------
 TENANT_ID: Final = "tenant.id"
@@ -20,7 +25,7 @@ SESSION_ID: Final = "session.id"  # spans/logs only
 CALL_ID: Final = "call.id"  # spans/logs only
 OPERATION: Final = "operation"  # tool or client operation name, e.g. "capture_basic_info"
 OUTCOME: Final = "outcome"  # ok | error | ... (each metric documents its values)
-ERROR_TYPE: Final = "error.type"  # semconv: exception class or short code
+ERROR_TYPE: Final = error_attributes.ERROR_TYPE  # "error.type": a code from ERROR_TYPES below
 ERROR_CATEGORY: Final = "error.category"  # validation | dependency | internal
 DEPENDENCY: Final = "dependency"  # crm | calendar | llm | outbox | otlp ...
 
@@ -38,14 +43,13 @@ LLM_ATTEMPT: Final = "sales_agent.llm.attempt"  # 1-based position of the attemp
 LLM_CHAIN_POSITION: Final = "sales_agent.llm.chain_position"  # 0-based position of the provider
 FALLBACK_FROM: Final = "fallback.from"
 FALLBACK_TO: Final = "fallback.to"
-FALLBACK_REASON: Final = "fallback.reason"  # connect_error | http_5xx | rate_limited | timeout | ...
+FALLBACK_REASON: Final = "fallback.reason"  # the error.type's family: see agent/llm/errors.py
 FALLBACK_EVENT: Final = "gen_ai.fallback"  # span event name
 
 # Resilience
 RETRY_ATTEMPT: Final = "retry.attempt"
 RETRY_EVENT: Final = "retry"  # span event name
 RETRY_AFTER: Final = "retry.after_s"  # span events only: wait the server asked for (Retry-After header)
-BREAKER_STATE: Final = "circuit_breaker.state"
 BREAKER_FROM: Final = "circuit_breaker.from_state"
 BREAKER_TO: Final = "circuit_breaker.to_state"
 IDEMPOTENCY_KEY: Final = "sales_agent.idempotency_key"  # spans only
@@ -63,6 +67,67 @@ TELEMETRY_SIGNAL: Final = "telemetry.signal"  # traces | metrics | logs
 METRIC_FORBIDDEN_ATTRIBUTES: Final = frozenset(
     {SESSION_ID, CALL_ID, IDEMPOTENCY_KEY, "room_id", "job_id", "lk.room_id", "lk.job_id", "lk.room_name"}
 )
+
+# --- error.type values ----------------------------------------------------------------------------
+# One code per kind of failure, the same on every span, span event, metric point and log line that
+# carries error.type. ``agent.failures.classify`` picks it for any exception, by type; the project's
+# own errors (agent/errors.py) carry theirs. An exception nothing recognises is reported by its class
+# name (the semantic conventions' rule; bounded by the code base). Dashboards group by error.type;
+# no alert rule depends on a value.
+ERROR_CONNECT: Final = "connect_error"
+ERROR_TIMEOUT: Final = "timeout"
+ERROR_STREAM_DROPPED: Final = "stream_dropped"
+ERROR_MALFORMED_RESPONSE: Final = "malformed_response"
+ERROR_HTTP: Final = "http_{status}"  # ERROR_HTTP.format(status=503) -> "http_503"
+ERROR_CIRCUIT_OPEN: Final = "circuit_open"
+ERROR_COOLDOWN: Final = "cooldown"
+ERROR_CANCELLED: Final = "cancelled"
+ERROR_FIRST_TOKEN_TIMEOUT: Final = "first_token_timeout"
+ERROR_EMPTY_RESPONSE: Final = "empty_response"
+ERROR_ALL_PROVIDERS_FAILED: Final = "all_providers_failed"
+ERROR_FIRST_BYTE_TIMEOUT: Final = "first_byte_timeout"
+ERROR_STREAM_TIMEOUT: Final = "stream_timeout"
+ERROR_EMPTY_TRANSCRIPT: Final = "empty_transcript"
+
+ERROR_TYPES: Final[Mapping[str, str]] = {
+    # A dependency (CRM, calendar, LLM provider) failed; classify() decides these by exception type.
+    ERROR_CONNECT: "no connection could be opened (refused, DNS, TLS)",
+    ERROR_TIMEOUT: "the dependency did not answer in time (connect, read or pool timeout)",
+    ERROR_STREAM_DROPPED: "the connection was cut before the response was complete",
+    ERROR_MALFORMED_RESPONSE: "the response is not the protocol (not JSON, cannot be decoded)",
+    ERROR_HTTP: "the dependency answered with this HTTP status: http_429, http_503, ...",
+    ERROR_CIRCUIT_OPEN: "refused locally: the dependency's circuit breaker is open (no request sent)",
+    ERROR_COOLDOWN: "refused locally: LiteLLM holds the provider in cooldown (no request sent)",
+    ERROR_CANCELLED: "the caller cancelled the work (barge-in, session end)",
+    # The LLM chain's own verdicts on one attempt or turn.
+    ERROR_FIRST_TOKEN_TIMEOUT: "no token within the first-token deadline; the attempt was cut",
+    ERROR_EMPTY_RESPONSE: "the stream ended with neither text nor tool calls",
+    ERROR_ALL_PROVIDERS_FAILED: "every provider of the chain failed this turn (the fallback line was said)",
+    # The speech chains' own verdicts (agent/speech/).
+    ERROR_FIRST_BYTE_TIMEOUT: "no audio within the TTS first-byte deadline; the attempt was cut",
+    ERROR_STREAM_TIMEOUT: "the TTS audio stopped mid-sentence for longer than the stream timeout",
+    ERROR_EMPTY_TRANSCRIPT: "the STT answered without words for speech (the caller was asked again)",
+    # Bad input (error.category validation): what was wrong.
+    "invalid_arguments": "the LLM's tool arguments do not fit the tool's schema",
+    "invalid_name": "the contact's name is empty or too long",
+    "invalid_company": "the contact's company is not valid",
+    "invalid_role": "the contact's role is not valid",
+    "invalid_email": "the e-mail address is not valid",
+    "invalid_phone": "the phone number is not valid",
+    "invalid_contact": "the contact is not valid",
+    "missing_contact_key": "neither an e-mail address nor a phone number to key the contact",
+    "invalid_contact_key": "the contact key is neither an e-mail address nor a phone number",
+    "no_contact": "a tool needs a contact and none was captured in the call yet",
+    "malformed_tenant_id": "the tenant id does not have the tenant-id format",
+    "unknown_tenant": "no such tenant in the tenants file",
+    "missing_tenant": "a job carries no tenant and no default tenant is configured",
+    # Refusals and configuration errors.
+    "capacity": "a session was refused: the worker is at capacity",
+    "tenant_capacity": "a session was refused: the tenant is at its share of the capacity",
+    "no_usable_llm_provider": "no provider of the LLM chain has its API key",
+    "no_usable_speech_provider": "no provider of the STT or TTS chain has its API key",
+    "redis_client_missing": "cooldowns are configured to use Redis but the redis package is missing",
+}
 
 # --- Metrics ----------------------------------------------------------------------------------
 # LLM (one attempt = one provider call; one completion = one turn across the fallback chain)

@@ -15,6 +15,7 @@ from opentelemetry.sdk.resources import (
     ServiceInstanceIdResourceDetector,
     get_aggregated_resources,
 )
+from opentelemetry.semconv.attributes import deployment_attributes, service_attributes, telemetry_attributes
 
 from telemetry.settings import TelemetrySettings
 
@@ -30,7 +31,9 @@ def instance_id() -> str:
 
     The SDK's detector is used so the id is the one the SDK providers switch to after a fork.
     """
-    return str(ServiceInstanceIdResourceDetector().detect().attributes["service.instance.id"])
+    return str(
+        ServiceInstanceIdResourceDetector().detect().attributes[service_attributes.SERVICE_INSTANCE_ID]
+    )
 
 
 def package_version() -> str:
@@ -72,11 +75,11 @@ def build_resource(settings: TelemetrySettings) -> Resource:
     }
     base = Resource(
         {
-            "service.name": settings.service_name,
-            "service.version": package_version(),
-            "service.instance.id": instance_id(),
-            "deployment.environment.name": settings.deployment_environment,
-            "telemetry.sdk.language": "python",
+            service_attributes.SERVICE_NAME: settings.service_name,
+            service_attributes.SERVICE_VERSION: package_version(),
+            service_attributes.SERVICE_INSTANCE_ID: instance_id(),
+            deployment_attributes.DEPLOYMENT_ENVIRONMENT_NAME: settings.deployment_environment,
+            telemetry_attributes.TELEMETRY_SDK_LANGUAGE: "python",
             **_host_attributes(),
             **process_attrs,
         }
@@ -84,5 +87,5 @@ def build_resource(settings: TelemetrySettings) -> Resource:
     resource = base.merge(Resource(parse_resource_attributes(settings.resource_attributes)))
     # OTEL_SERVICE_NAME beats service.name in OTEL_RESOURCE_ATTRIBUTES, but only when it was set.
     if "service_name" in settings.model_fields_set:
-        resource = resource.merge(Resource({"service.name": settings.service_name}))
+        resource = resource.merge(Resource({service_attributes.SERVICE_NAME: settings.service_name}))
     return resource

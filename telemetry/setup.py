@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import stamina.instrumentation
 from opentelemetry import metrics, trace
 from opentelemetry._logs import set_logger_provider
 from opentelemetry.sdk._logs import LoggerProvider
@@ -193,6 +194,7 @@ def setup_telemetry(
     with _lock:
         if _installed is not None:
             return _installed
+        _set_retry_hooks()
         _installed = _build(
             settings or TelemetrySettings(), span_exporters, metric_readers, log_exporters, wire_livekit
         )
@@ -308,6 +310,13 @@ def _build(
         otlp_enabled=otlp is not None,
         _log_handlers=handlers,
     )
+
+
+def _set_retry_hooks() -> None:
+    """No stamina instrumentation hooks: its defaults would log a WARNING line per retry and count
+    ``stamina_retries_total`` in a prometheus_client registry nothing exports. Every retry is already
+    a ``retry`` span event and ``sales_agent.dependency.retries`` (agent/resilience/retry.py)."""
+    stamina.instrumentation.set_on_retry_hooks(())
 
 
 def _quiet(settings: TelemetrySettings) -> tuple[str, ...]:

@@ -178,7 +178,6 @@ class LoopLagMonitor:
         self._gauge = meter.create_gauge(
             names.EVENT_LOOP_LAG, unit="s", description="How late the event loop ran a timer (last sample)"
         )
-        self.last_lag_s: float | None = None
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -186,7 +185,6 @@ class LoopLagMonitor:
             started = loop.time()
             await asyncio.sleep(self.interval_s)
             lag = max(0.0, loop.time() - started - self.interval_s)
-            self.last_lag_s = lag
             self._gauge.set(lag)
 
     def start(self) -> asyncio.Task[None]:

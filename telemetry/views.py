@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from opentelemetry.sdk.metrics import Histogram
 from opentelemetry.sdk.metrics._internal.instrument import _Instrument
 from opentelemetry.sdk.metrics.view import Aggregation, ExplicitBucketHistogramAggregation, View
+from opentelemetry.semconv.attributes import server_attributes
 
 from telemetry import names
 
@@ -48,8 +49,8 @@ GEN_AI_ATTRIBUTES = frozenset(
         names.GEN_AI_TOKEN_TYPE,
         "gen_ai.tool.name",
         "gen_ai.agent.name",
-        "server.address",
-        "server.port",
+        server_attributes.SERVER_ADDRESS,
+        server_attributes.SERVER_PORT,
         names.ERROR_TYPE,
         names.TENANT_ID,
     }

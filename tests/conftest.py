@@ -1,14 +1,18 @@
-"""Shared fixtures.
+"""Fixtures shared by ``tests/unit`` and ``tests/integration`` (each folder's conftest.py holds its rule).
 
 OpenTelemetry's global providers are set once per process, so the whole test session shares one
 ``setup_telemetry`` call with in-memory exporters; each test gets them cleared through ``otel``.
+Modules beside this file that are not ``test_*.py`` (``prometheus_helpers.py``) are helpers, imported
+by name: pytest puts this folder on ``sys.path`` (``pythonpath`` in pyproject.toml).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +20,7 @@ import httpx
 import pytest
 import stamina
 
-# Offline: LiteLLM must use its bundled cost map, never the network (see ../shared/notes.md).
+# Offline: LiteLLM must use its bundled cost map, never the network (README: LITELLM_LOCAL_MODEL_COST_MAP).
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from opentelemetry.sdk._logs.export import InMemoryLogExporter
@@ -126,3 +130,40 @@ async def crm_env(crm_service: tuple[str, httpx.AsyncClient], tmp_path: Path) ->
         yield crm, admin
     finally:
         await crm.aclose()
+
+
+@dataclass
+class EchoServer:
+    url: str
+    seen_headers: list[dict[str, str]] = field(default_factory=list)
+
+
+@pytest.fixture
+def echo_server() -> Iterator[EchoServer]:
+    """A loopback HTTP server answering every GET ``ok`` and recording its headers (lower-case names).
+
+    Not a stand-in for a dependency: the target of a traced client request, to see what it propagates.
+    """
+    server_state = EchoServer(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            server_state.seen_headers.append({k.lower(): v for k, v in self.headers.items()})
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: Any) -> None:  # keep test output quiet
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server_state.url = f"http://127.0.0.1:{server.server_port}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server_state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -10,7 +10,6 @@ Reads and bookings need an answer during the call, so they raise ``DependencyErr
 from __future__ import annotations
 
 import math
-import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -31,19 +30,22 @@ from agent.crm.models import (
 from agent.crm.outbox import Outbox, OutboxDrainer, OutboxEntry
 from agent.errors import DependencyError, DependencyRejected, InvalidInput
 from agent.resilience import NO_RETRY, DependencyCaller
+from agent.vocabulary.lead_band import LEAD_BANDS
+from agent.vocabulary.tenant_id import is_tenant_id
 from telemetry import names
 
-TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 MAX_NOTE_CHARS = 4000
 SYNCED_MESSAGE = "Saved to the CRM."
 QUEUED_MESSAGE = "Saved; the CRM is not reachable right now, so it will sync to the CRM shortly."
 
-WRITE_OPERATIONS = ("upsert_contact", "add_note", "set_lead_status")
-
 
 def _check_tenant(tenant_id: str) -> str:
-    if not isinstance(tenant_id, str) or not TENANT_RE.match(tenant_id):
-        raise InvalidInput(f"Unknown or malformed tenant id {tenant_id!r}.", field="tenant_id")
+    if not is_tenant_id(tenant_id):
+        raise InvalidInput(
+            f"Unknown or malformed tenant id {tenant_id!r}.",
+            field="tenant_id",
+            error_type="malformed_tenant_id",
+        )
     return tenant_id
 
 
@@ -110,8 +112,8 @@ class ResilientCrm:
             raise InvalidInput(f"Lead status must be one of {', '.join(LEAD_STATUSES)}.", field="status")
         if not isinstance(score, int | float) or math.isnan(score) or not 0 <= score <= 100:
             raise InvalidInput("Lead score must be a number from 0 to 100.", field="score")
-        if band not in ("hot", "warm", "cold"):
-            raise InvalidInput("Lead band must be hot, warm or cold.", field="band")
+        if band not in LEAD_BANDS:
+            raise InvalidInput(f"Lead band must be one of {', '.join(LEAD_BANDS)}.", field="band")
         return await self._write(
             tenant_id,
             key,

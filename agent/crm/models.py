@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from agent.errors import InvalidInput
 
-LeadBand = Literal["hot", "warm", "cold"]
 LEAD_STATUSES = ("new", "contacted", "qualified", "unqualified", "meeting_booked", "callback", "lost")
 DEFAULT_PHONE_REGION = "US"  # numbers spoken without a country code are read as this region's
 
@@ -81,12 +80,23 @@ class Contact(BaseModel):
         return normalise_phone(value)
 
 
+# Why phonenumbers could not parse a number, by its public reason code.
+_PARSE_FAILURES = {
+    phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "the country code is missing or unknown",
+    phonenumbers.NumberParseException.NOT_A_NUMBER: "it does not look like a phone number",
+    phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "it is too short after the international prefix",
+    phonenumbers.NumberParseException.TOO_SHORT_NSN: "it has too few digits",
+    phonenumbers.NumberParseException.TOO_LONG: "it has too many digits",
+}
+
+
 def normalise_phone(value: str, region: str = DEFAULT_PHONE_REGION) -> str:
     """E.164 form of ``value`` or ValueError with the reason."""
     try:
         parsed = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException as exc:
-        raise ValueError(f"The phone number {value!r} is not valid: {exc._msg}") from None
+        reason = _PARSE_FAILURES.get(exc.error_type, "it cannot be read as a phone number")
+        raise ValueError(f"The phone number {value!r} is not valid: {reason}.") from None
     if not phonenumbers.is_valid_number(parsed):
         raise ValueError(
             f"The phone number {value!r} is not a valid number; "

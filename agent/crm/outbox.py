@@ -22,16 +22,15 @@ import logging
 import sqlite3
 import threading
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from opentelemetry import metrics, trace
-from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from agent.crm.instruments import instruments, live_outboxes, observe_outbox
 from agent.crm.models import OutboxStats
 from agent.errors import CircuitOpenError, DependencyRejected
 from telemetry import names
@@ -73,48 +72,6 @@ class OutboxEntry:
     created_at: float
 
 
-_live: weakref.WeakSet[Outbox] = weakref.WeakSet()
-
-
-def _observe_depth(_options: CallbackOptions) -> Iterable[Observation]:
-    for outbox in list(_live):
-        for dependency, (depth, _age) in outbox.stats_by_dependency().items():
-            yield Observation(depth, {names.DEPENDENCY: dependency})
-
-
-def _observe_age(_options: CallbackOptions) -> Iterable[Observation]:
-    for outbox in list(_live):
-        for dependency, (_depth, age) in outbox.stats_by_dependency().items():
-            yield Observation(age or 0.0, {names.DEPENDENCY: dependency})
-
-
-def _observe_dead(_options: CallbackOptions) -> Iterable[Observation]:
-    for outbox in list(_live):
-        for dependency, count in outbox.dead_by_dependency().items():
-            yield Observation(count, {names.DEPENDENCY: dependency})
-
-
-_meter = metrics.get_meter("sales_agent")
-_meter.create_observable_gauge(
-    names.OUTBOX_DEPTH, callbacks=[_observe_depth], unit="{entry}", description="Outbox entries waiting"
-)
-_meter.create_observable_gauge(
-    names.OUTBOX_OLDEST_AGE, callbacks=[_observe_age], unit="s", description="Age of the oldest waiting entry"
-)
-_meter.create_observable_gauge(
-    names.OUTBOX_DEAD_LETTERS,
-    callbacks=[_observe_dead],
-    unit="{entry}",
-    description="Parked (rejected) writes kept for an operator: list and requeue with `sales-agent outbox`",
-)
-_enqueued = _meter.create_counter(names.OUTBOX_ENQUEUED, unit="{entry}", description="Writes queued")
-_delivered = _meter.create_counter(
-    names.OUTBOX_DELIVERED, unit="{entry}", description="Queued writes delivered"
-)
-_failed = _meter.create_counter(
-    names.OUTBOX_FAILED, unit="{entry}", description="Queued writes parked as dead letters (rejected)"
-)
-
 KNOWN_DEPENDENCIES = ("crm",)  # reported with depth 0 even when empty, so the gauge exists
 
 
@@ -133,13 +90,13 @@ class Outbox:
         self._db.executescript(_SCHEMA)
         self._closed = False
         self.changed = asyncio.Event()  # set on enqueue: wakes the drainer
-        _live.add(self)
+        observe_outbox(self)
 
     def close(self) -> None:
         with self._lock:
             if not self._closed:
                 self._closed = True
-                _live.discard(self)
+                live_outboxes.discard(self)
                 self._db.close()
 
     def _run(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
@@ -183,7 +140,7 @@ class Outbox:
                 ).lastrowid
             )
         )
-        _enqueued.add(1, {names.DEPENDENCY: dependency, names.OPERATION: operation})
+        instruments().enqueued.add(1, {names.DEPENDENCY: dependency, names.OPERATION: operation})
         log.warning(
             "queued %s.%s for tenant %s in the outbox (entry %s)", dependency, operation, tenant_id, entry_id
         )
@@ -192,7 +149,7 @@ class Outbox:
 
     async def mark_delivered(self, entry: OutboxEntry) -> None:
         await self._arun(lambda db: db.execute("DELETE FROM outbox WHERE id=?", (entry.id,)))
-        _delivered.add(1, {names.DEPENDENCY: entry.dependency, names.OPERATION: entry.operation})
+        instruments().delivered.add(1, {names.DEPENDENCY: entry.dependency, names.OPERATION: entry.operation})
 
     async def mark_failed_attempt(self, entry: OutboxEntry, error: str) -> None:
         await self._arun(
@@ -208,7 +165,7 @@ class Outbox:
                 (error.message[:500], entry.id),
             )
         )
-        _failed.add(
+        instruments().failed.add(
             1,
             {
                 names.DEPENDENCY: entry.dependency,

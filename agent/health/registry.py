@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from opentelemetry import metrics
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agent.health.instruments import instruments
 from telemetry import names
 
 # A check returns None/True (healthy), False, (healthy, details) or raises (unhealthy).
@@ -28,13 +28,6 @@ Check = Callable[[], Awaitable[CheckReturn]]
 HealthStatus = Literal["ok", "degraded", "fail"]
 
 log = logging.getLogger(__name__)
-_meter = metrics.get_meter("sales_agent")
-_status_gauge = _meter.create_gauge(
-    names.HEALTH_CHECK_STATUS, unit="1", description="Last result of a health check: 1 healthy, 0 unhealthy"
-)
-_duration_gauge = _meter.create_gauge(
-    names.HEALTH_CHECK_DURATION, unit="s", description="Duration of the last run of a health check"
-)
 
 
 class HealthSettings(BaseSettings):
@@ -155,8 +148,9 @@ class HealthRegistry:
             error = _short_error(exc)
         duration = time.perf_counter() - started
         attrs = {names.HEALTH_CHECK: name}
-        _status_gauge.set(1 if healthy else 0, attrs)
-        _duration_gauge.set(duration, attrs)
+        ins = instruments()
+        ins.status.set(1 if healthy else 0, attrs)
+        ins.duration.set(duration, attrs)
         if not healthy:
             log.warning(
                 "health check %s failed%s: %s",

@@ -46,9 +46,8 @@ class HealthServer:
         site = web.TCPSite(runner, self._host, self._port)
         await site.start()
         self._runner = runner
-        sockets = site._server.sockets if site._server is not None else ()  # type: ignore[union-attr]
-        if sockets:
-            self._port = sockets[0].getsockname()[1]
+        if runner.addresses:  # the bound (host, port, ...) of each listening socket
+            self._port = runner.addresses[0][1]
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None

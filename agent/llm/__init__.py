@@ -33,11 +33,11 @@ def build_llm(settings: LLMSettings | None = None, *, call: CallContext | None =
     Raises ``NoUsableLLMProvider`` when no provider of the chain has its API key.
     """
     from agent.llm.chain import ProviderChain
-    from agent.llm.instruments import instruments
+    from agent.llm.instruments import add_availability_source
     from agent.llm.router_llm import RouterLLM
 
     chain = ProviderChain(settings or LLMSettings.load())
-    instruments().add_availability_source(chain.status)
+    add_availability_source(chain.status)
     return RouterLLM(chain, call=call)
 
 

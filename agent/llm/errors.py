@@ -1,15 +1,16 @@
-"""LLM failure classes and the mapping of provider exceptions to bounded codes.
+"""LLM failure classes, and what the fallback chain makes of a failed attempt.
 
-``error.type`` (span attribute and metric label) is a short code from ``ERROR_TYPES``, never an
-exception message; ``fallback.reason`` is the coarser family used on the fallback counter.
+``error.type`` (span attribute and metric label) is ``agent.failures.classify``'s code, the same one
+the CRM layers use; ``fallback.reason`` is its coarser family, used on the fallback counter.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from agent.errors import DependencyError, SalesAgentError
+from agent.failures import Failure, classify
+from telemetry import names
 
 
 class LLMConfigError(SalesAgentError):
@@ -21,7 +22,7 @@ class NoUsableLLMProvider(LLMConfigError):
 
 
 class ProviderAttemptError(DependencyError):
-    """One provider attempt failed; ``error_type`` is a code from ``ERROR_TYPES``."""
+    """One provider attempt failed by the chain's own verdict (first-token deadline, empty stream)."""
 
     def __init__(self, provider: str, error_type: str, detail: str) -> None:
         super().__init__(
@@ -31,91 +32,51 @@ class ProviderAttemptError(DependencyError):
         self.detail = detail
 
 
-# error.type code -> fallback.reason family
-ERROR_TYPES: dict[str, str] = {
-    "connect_error": "connect_error",  # refused, DNS, TLS
-    "http_5xx": "http_5xx",
-    "http_429": "rate_limited",
-    "http_401": "http_4xx",
-    "http_403": "http_4xx",
-    "http_404": "http_4xx",
-    "http_4xx": "http_4xx",
-    "first_token_timeout": "timeout",  # our first-token deadline cut the attempt
-    "timeout": "timeout",  # LiteLLM / httpx timeout (stream_timeout between chunks)
-    "malformed_response": "malformed_response",  # body is not the protocol (garbage, bad JSON)
-    "stream_dropped": "stream_dropped",  # connection cut mid-stream
-    "empty_response": "malformed_response",  # stream ended with neither text nor tool calls
-    "error": "error",  # anything else
+@dataclass(frozen=True)
+class AttemptFailure:
+    """One failed provider attempt as the chain sees it."""
+
+    error_type: str  # agent.failures.classify's code
+    reason: str  # fallback.reason: the code's family (FALLBACK_REASONS)
+    status_code: int  # HTTP-like status to hand to LiteLLM's cooldown store (500 when unknown)
+    retry_after_s: float | None = None  # a 429's Retry-After
+
+
+# error.type -> fallback.reason (the coarser family on the fallback counter). Where a code is its own
+# family the reason is the code; http_<status> codes are grouped by status in _reason.
+FALLBACK_REASONS: dict[str, str] = {
+    names.ERROR_CONNECT: names.ERROR_CONNECT,  # refused, DNS, TLS
+    names.ERROR_FIRST_TOKEN_TIMEOUT: names.ERROR_TIMEOUT,  # our first-token deadline cut the attempt
+    names.ERROR_TIMEOUT: names.ERROR_TIMEOUT,  # LiteLLM / httpx timeout (stream_timeout between chunks)
+    names.ERROR_MALFORMED_RESPONSE: names.ERROR_MALFORMED_RESPONSE,  # not the protocol (garbage, bad JSON)
+    names.ERROR_EMPTY_RESPONSE: names.ERROR_MALFORMED_RESPONSE,  # neither text nor tool calls
+    names.ERROR_STREAM_DROPPED: names.ERROR_STREAM_DROPPED,  # connection cut mid-stream
+    names.ERROR_COOLDOWN: names.ERROR_COOLDOWN,  # the Router refused: every deployment cooling down
+}
+
+# The status LiteLLM's cooldown store gets for failures that had no HTTP answer.
+_COOLDOWN_STATUS: dict[str, int] = {
+    names.ERROR_CONNECT: 503,
+    names.ERROR_FIRST_TOKEN_TIMEOUT: 408,
+    names.ERROR_TIMEOUT: 408,
+    names.ERROR_MALFORMED_RESPONSE: 502,
+    names.ERROR_EMPTY_RESPONSE: 502,
+    names.ERROR_STREAM_DROPPED: 502,
 }
 
 
-@dataclass(frozen=True)
-class Classified:
-    error_type: str
-    reason: str
-    status_code: int  # HTTP-like status to hand to LiteLLM's cooldown store (500 when unknown)
-    retry_after_s: float | None = None  # a 429's Retry-After (seconds form only)
+def _reason(failure: Failure) -> str:
+    status = failure.status_code
+    if status is None:
+        return FALLBACK_REASONS.get(failure.error_type, "error")
+    if status == 429:
+        return "rate_limited"
+    return "http_5xx" if status >= 500 else "http_4xx"
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in seen and len(seen) < 10:
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    return seen
-
-
-def _classify_code(exc: BaseException) -> tuple[str, int]:
-    import httpx  # cheap; litellm is imported only where it is already loaded
-
-    if isinstance(exc, ProviderAttemptError):
-        return exc.error_type, 408 if ERROR_TYPES.get(exc.error_type) == "timeout" else 502
-    chain = _chain(exc)
-    text = " ".join(f"{type(e).__name__}: {e}" for e in chain)
-    if any(isinstance(e, json.JSONDecodeError | UnicodeDecodeError) for e in chain) or (
-        "codec can't decode" in text or "Expecting value" in text or "JSONDecodeError" in text
-    ):
-        return "malformed_response", 502
-    if any(isinstance(e, httpx.ConnectError | ConnectionRefusedError) for e in chain):
-        return "connect_error", 503
-    if any(isinstance(e, httpx.RemoteProtocolError | httpx.ReadError) for e in chain):
-        return "stream_dropped", 502
-    if (
-        any(isinstance(e, httpx.TimeoutException | TimeoutError) for e in chain)
-        or "Timeout" in type(exc).__name__
-    ):
-        return "timeout", 408
-    status = getattr(exc, "status_code", None)
-    if isinstance(status, int):
-        if status == 429:
-            return "http_429", 429
-        if status in (401, 403, 404):
-            return f"http_{status}", status
-        if 400 <= status < 500:
-            return "http_4xx", status
-        if status >= 500:
-            # LiteLLM maps transport failures to InternalServerError("Connection error.") with 500.
-            if "Connection error" in str(exc):
-                return "connect_error", 503
-            return "http_5xx", status
-    if "Connection error" in str(exc) or "APIConnectionError" in type(exc).__name__:
-        return "stream_dropped", 502
-    return "error", 500
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    headers = getattr(exc, "litellm_response_headers", None) or getattr(
-        getattr(exc, "response", None), "headers", None
-    )
-    try:
-        value = headers.get("retry-after") if headers is not None else None
-        return max(0.0, float(value)) if value is not None else None
-    except (TypeError, ValueError, AttributeError):  # HTTP-date form or odd header: ignore
-        return None
-
-
-def classify(exc: BaseException) -> Classified:
-    code, status = _classify_code(exc)
-    retry_after = _retry_after(exc) if code == "http_429" else None
-    return Classified(code, ERROR_TYPES.get(code, "error"), status, retry_after)
+def classify_attempt(exc: BaseException) -> AttemptFailure:
+    """``agent.failures.classify`` plus what the chain needs: the fallback reason and cooldown status."""
+    failure = classify(exc)
+    status = failure.status_code or _COOLDOWN_STATUS.get(failure.error_type, 500)
+    retry_after = failure.retry_after_s if failure.status_code == 429 else None
+    return AttemptFailure(failure.error_type, _reason(failure), status, retry_after)

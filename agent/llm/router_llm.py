@@ -27,7 +27,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from agent.call_context import CallContext
 from agent.llm.chain import Provider, ProviderChain
-from agent.llm.errors import ProviderAttemptError, classify
+from agent.llm.errors import ProviderAttemptError, classify_attempt
 from agent.llm.instruments import instruments
 from telemetry import names
 
@@ -296,7 +296,7 @@ class RouterLLMStream(llm.LLMStream):
         attempt = 0
         for provider in chain.providers:
             if provider.name in cooling:
-                moved_past.append((provider.name, "cooldown"))
+                moved_past.append((provider.name, names.ERROR_COOLDOWN))
                 continue
             attempt += 1
             for from_, reason in moved_past:
@@ -324,7 +324,7 @@ class RouterLLMStream(llm.LLMStream):
         log.error("all LLM providers failed for this turn; speaking the fallback line")
         instruments().completions.add(1, {names.OUTCOME: "failed", **self._tenant_attrs()})
         turn_span.set_status(Status(StatusCode.ERROR, "all LLM providers failed"))
-        turn_span.set_attribute(names.ERROR_TYPE, "all_providers_failed")
+        turn_span.set_attribute(names.ERROR_TYPE, names.ERROR_ALL_PROVIDERS_FAILED)
         self._send(
             llm.ChatChunk(
                 id=f"fallback-{uuid.uuid4().hex[:8]}",
@@ -388,18 +388,18 @@ class RouterLLMStream(llm.LLMStream):
                     send(reader.finish())
                     if not emitted:
                         raise ProviderAttemptError(
-                            provider.name, "empty_response", "no text and no tool calls"
+                            provider.name, names.ERROR_EMPTY_RESPONSE, "no text and no tool calls"
                         )
             except TimeoutError as exc:
                 cut = f"no token within {settings.first_token_deadline_s}s"
                 error = (
                     exc
                     if first_token_at is not None
-                    else ProviderAttemptError(provider.name, "first_token_timeout", cut)
+                    else ProviderAttemptError(provider.name, names.ERROR_FIRST_TOKEN_TIMEOUT, cut)
                 )
                 return await self._fail(span, provider, error, start, emitted, metric_attrs)
             except asyncio.CancelledError:  # barge-in / session end: not the provider's fault
-                span.set_attribute(names.ERROR_TYPE, "cancelled")
+                span.set_attribute(names.ERROR_TYPE, names.ERROR_CANCELLED)
                 raise
             except Exception as exc:
                 return await self._fail(span, provider, exc, start, emitted, metric_attrs)
@@ -428,7 +428,7 @@ class RouterLLMStream(llm.LLMStream):
         emitted: bool,
         metric_attrs: dict[str, str],
     ) -> _AttemptResult:
-        classified = classify(exc)
+        classified = classify_attempt(exc)
         span.set_attribute(names.ERROR_TYPE, classified.error_type)
         span.set_status(Status(StatusCode.ERROR, f"{provider.name}: {classified.error_type}"))
         span.record_exception(exc)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent.llm.errors import LLMConfigError
+from agent.vocabulary.local_providers import local_model, local_provider_names
 
 ProviderKind = Literal["openrouter", "openai", "gemini", "anthropic", "local"]
 
@@ -112,10 +113,9 @@ class LLMSettings(BaseSettings):
     @classmethod
     def for_local(cls, urls: list[str], **overrides: Any) -> LLMSettings:
         """A chain of local OpenAI-compatible providers (``simulate``, demos): primary, backup, backup2..."""
-        names = ["primary", "backup", *(f"backup{i}" for i in range(2, len(urls)))]
         chain = [
-            ProviderConfig(name=name, kind="local", model=f"{name}-model", api_base=url)
-            for name, url in zip(names, urls, strict=False)
+            ProviderConfig(name=name, kind="local", model=local_model(name), api_base=url)
+            for name, url in zip(local_provider_names(len(urls)), urls, strict=True)
         ]
         return cls(chain=chain, **overrides)
 

@@ -1,5 +1,6 @@
 """Retry policy (stamina), circuit breakers and the dependency caller shared by every client."""
 
+from agent.failures import parse_retry_after
 from agent.resilience.breaker import BreakerState, CircuitBreaker
 from agent.resilience.caller import DependencyCaller
 from agent.resilience.retry import (
@@ -7,7 +8,6 @@ from agent.resilience.retry import (
     RetryPolicy,
     httpx_backoff_hook,
     is_transient,
-    parse_retry_after,
     retry_async,
 )
 

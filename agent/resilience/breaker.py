@@ -20,14 +20,11 @@ import enum
 import logging
 import threading
 import time
-import weakref
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from opentelemetry import metrics
-from opentelemetry.metrics import CallbackOptions, Observation
-
 from agent.errors import CircuitOpenError
+from agent.resilience.instruments import instruments, live_breakers, observe_breaker
 from agent.resilience.retry import is_transient
 from telemetry import names
 
@@ -45,34 +42,6 @@ class BreakerState(enum.IntEnum):
     @property
     def label(self) -> str:
         return self.name.lower().replace("_", "-")
-
-
-_live_breakers: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
-
-
-def _observe_states(_options: CallbackOptions) -> Iterable[Observation]:
-    # One point per dependency; if a process holds several breakers for one, report the worst state.
-    worst: dict[str, int] = {}
-    for breaker in list(_live_breakers):
-        worst[breaker.name] = max(worst.get(breaker.name, 0), int(breaker.state))
-    for name, state in worst.items():
-        yield Observation(state, {names.DEPENDENCY: name})
-
-
-_meter = metrics.get_meter("sales_agent")
-_meter.create_observable_gauge(
-    names.BREAKER_STATE_GAUGE,
-    callbacks=[_observe_states],
-    unit="1",
-    description="Circuit breaker state per dependency: 0 closed, 1 half-open, 2 open",
-)
-_transitions = _meter.create_counter(
-    names.BREAKER_TRANSITIONS,
-    unit="{transition}",
-    description="Circuit breaker state changes per dependency",
-)
-
-StateListener = Callable[[str, BreakerState, BreakerState], None]
 
 
 class CircuitBreaker:
@@ -100,8 +69,7 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._trials_admitted = 0
         self._trials_succeeded = 0
-        self._listeners: list[StateListener] = []
-        _live_breakers.add(self)
+        observe_breaker(self)
 
     # --- state ------------------------------------------------------------------------------
     @property
@@ -110,13 +78,9 @@ class CircuitBreaker:
             self._maybe_half_open()
             return self._state
 
-    def add_listener(self, listener: StateListener) -> None:
-        """``listener(name, from_state, to_state)`` on every transition."""
-        self._listeners.append(listener)
-
     def unregister(self) -> None:
         """Stop reporting this breaker's state gauge (its owner is closed)."""
-        _live_breakers.discard(self)
+        live_breakers.discard(self)
 
     def _maybe_half_open(self) -> None:
         if self._state is BreakerState.OPEN and self._clock() - self._opened_at >= self.recovery_s:
@@ -130,13 +94,11 @@ class CircuitBreaker:
             self._trials_admitted = self._trials_succeeded = 0
         if to is BreakerState.CLOSED:
             self._failures = 0
-        _transitions.add(
+        instruments().breaker_transitions.add(
             1, {names.DEPENDENCY: self.name, names.BREAKER_FROM: old.label, names.BREAKER_TO: to.label}
         )
         level = logging.WARNING if to is BreakerState.OPEN else logging.INFO
         log.log(level, "circuit breaker %s: %s -> %s", self.name, old.label, to.label)
-        for listener in self._listeners:
-            listener(self.name, old, to)
 
     # --- calls ------------------------------------------------------------------------------
     def acquire(self) -> None:
@@ -152,7 +114,7 @@ class CircuitBreaker:
         raise CircuitOpenError(
             f"{self.name} is unavailable (circuit open, next trial in {retry_in:.0f} s)",
             dependency=self.name,
-            error_type="circuit_open",
+            error_type=names.ERROR_CIRCUIT_OPEN,
         )
 
     def record_success(self) -> None:

@@ -3,8 +3,9 @@
 ``DependencyCaller.call`` is what every client here (CRM, calendar; the benchmarks reuse it) wraps its
 single-attempt HTTP function in. Each attempt passes the breaker (an open breaker fails fast, no
 network call, no retry); transient failures are retried per ``RetryPolicy``; what finally escapes is
-one of the project's errors: ``CircuitOpenError``, ``DependencyRejected`` (a 4xx other than 429; the
-server's own message is kept) or ``DependencyError``.
+one of the project's errors: ``CircuitOpenError``, ``DependencyRejected`` (a final 4xx: not 408, 429
+or 499; the server's own message is kept) or ``DependencyError``, with ``agent.failures.classify``'s
+``error.type``.
 """
 
 from __future__ import annotations
@@ -14,23 +15,19 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
 import httpx
-from opentelemetry import metrics, trace
+from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from agent.errors import CircuitOpenError, DependencyError, DependencyRejected, SalesAgentError
+from agent.failures import classify
 from agent.resilience.breaker import CircuitBreaker
+from agent.resilience.instruments import instruments
 from agent.resilience.retry import RetryPolicy, retry_async
 from telemetry import names
 
 T = TypeVar("T")
 
 _tracer = trace.get_tracer(__name__)
-_meter = metrics.get_meter("sales_agent")
-_duration = _meter.create_histogram(
-    names.DEPENDENCY_DURATION,
-    unit="s",
-    description="Duration of one logical dependency call, retries and backoff included",
-)
 
 
 class DependencyCaller:
@@ -88,33 +85,29 @@ class DependencyCaller:
                     raise
                 raise error from exc
             finally:
-                _duration.record(time.perf_counter() - start, {**attrs, names.OUTCOME: outcome})
+                instruments().duration.record(time.perf_counter() - start, {**attrs, names.OUTCOME: outcome})
 
     def translate(self, exc: BaseException) -> SalesAgentError:
-        """The project error for a failure that escaped the retry policy."""
+        """The project error for a failure that escaped the retry policy (``classify`` names it)."""
         if isinstance(exc, SalesAgentError):
             return exc
-        dep = self.dependency
-        if isinstance(exc, httpx.HTTPStatusError):
-            status = exc.response.status_code
-            if 400 <= status < 500 and status != 429:
-                return DependencyRejected(
-                    f"{dep} rejected the request (HTTP {status}): {_server_message(exc.response)}",
-                    dependency=dep,
-                    status_code=status,
-                )
-            return DependencyError(
-                f"{dep} is unavailable (HTTP {status} after retries)",
+        dep, failure = self.dependency, classify(exc)
+        status = failure.status_code
+        if status is not None and 400 <= status < 500 and not failure.retryable:
+            return DependencyRejected(
+                f"{dep} rejected the request (HTTP {status}): {_server_message(exc)}",
                 dependency=dep,
-                error_type=f"http_{status}",
+                status_code=status,
             )
-        if isinstance(exc, httpx.TimeoutException):
-            return DependencyError(f"{dep} timed out", dependency=dep, error_type="timeout")
-        if isinstance(exc, httpx.TransportError):
-            return DependencyError(
-                f"{dep} is unreachable ({type(exc).__name__})", dependency=dep, error_type="connect_error"
-            )
-        return DependencyError(f"{dep} call failed: {exc}", dependency=dep, error_type=type(exc).__name__)
+        if status is not None:
+            message = f"{dep} is unavailable (HTTP {status} after retries)"
+        elif failure.error_type == names.ERROR_TIMEOUT:
+            message = f"{dep} timed out"
+        elif failure.retryable:
+            message = f"{dep} is unreachable ({type(exc).__name__})"
+        else:
+            message = f"{dep} call failed: {exc}"
+        return DependencyError(message, dependency=dep, error_type=failure.error_type)
 
 
 def _outcome(error: SalesAgentError) -> str:
@@ -125,7 +118,10 @@ def _outcome(error: SalesAgentError) -> str:
     return "error"
 
 
-def _server_message(response: httpx.Response) -> str:
+def _server_message(exc: BaseException) -> str:
+    if not isinstance(exc, httpx.HTTPStatusError):
+        return type(exc).__name__
+    response = exc.response
     try:
         body = response.json()
     except ValueError:

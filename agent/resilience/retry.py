@@ -1,35 +1,27 @@
 """Retry policy on top of stamina, with telemetry.
 
 stamina does the retrying (exponential backoff, jitter, attempt/time caps, testing mode); this module
-adds what every dependency call here needs around it: which failures are transient (``httpx_backoff_hook``:
-connect/read errors, 5xx, 429 honouring Retry-After; never other 4xx), the spec's defaults as a
-configurable ``RetryPolicy``, and each retry attempt as a span event plus a
+adds what every dependency call here needs around it: which failures are worth retrying
+(``agent.failures.classify`` decides; ``httpx_backoff_hook`` also honours Retry-After), the spec's
+defaults as a configurable ``RetryPolicy``, and each retry attempt as a span event plus a
 ``sales_agent.dependency.retries`` counter.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import email.utils
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-import httpx
 import stamina
-from opentelemetry import metrics, trace
+from opentelemetry import trace
 
+from agent.failures import classify
+from agent.resilience.instruments import instruments
 from telemetry import names
 
 T = TypeVar("T")
-
-_meter = metrics.get_meter("sales_agent")
-_retries = _meter.create_counter(
-    names.DEPENDENCY_RETRIES,
-    unit="{retry}",
-    description="Retry attempts of dependency calls; outcome is the retry attempt's own result (ok | error)",
-)
 
 BackoffHook = Callable[[Exception], bool | float]
 
@@ -62,55 +54,23 @@ class RetryPolicy:
 NO_RETRY = RetryPolicy(retries=0)
 
 
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if absent/garbled."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
-
-
 def is_transient(exc: BaseException) -> bool:
-    """Worth retrying / counts against a circuit breaker: transport errors, 5xx, 429."""
-    if isinstance(exc, httpx.TransportError):  # connect, read, write, pool timeouts, protocol errors
-        return True
-    if isinstance(exc, httpx.HTTPStatusError):
-        status = exc.response.status_code
-        return status >= 500 or status == 429
-    return False
+    """Worth retrying / counts against a circuit breaker (``agent.failures.classify``'s verdict)."""
+    return classify(exc).retryable
 
 
 def httpx_backoff_hook(policy: RetryPolicy) -> BackoffHook:
     """stamina backoff hook: False = don't retry, True = policy backoff, float = wait that long."""
 
     def hook(exc: Exception) -> bool | float:
-        if not is_transient(exc):
+        failure = classify(exc)
+        if not failure.retryable:
             return False
-        if isinstance(exc, httpx.HTTPStatusError):
-            retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
-            if retry_after is not None:
-                return retry_after if retry_after <= policy.retry_after_max_s else False
+        if failure.retry_after_s is not None:
+            return failure.retry_after_s if failure.retry_after_s <= policy.retry_after_max_s else False
         return True
 
     return hook
-
-
-def retry_wait_hint(exc: BaseException) -> float | None:
-    """The server-requested wait (Retry-After) carried by ``exc``, if any."""
-    if isinstance(exc, httpx.HTTPStatusError):
-        return parse_retry_after(exc.response.headers.get("retry-after"))
-    return None
 
 
 async def retry_async(
@@ -159,23 +119,17 @@ async def retry_async(
         with attempt:
             if attempt.num == 1:
                 raise first_failure
-            event = {names.RETRY_ATTEMPT: attempt.num - 1, names.ERROR_TYPE: _error_type(previous), **attrs}
-            hint = retry_wait_hint(previous)
-            if hint is not None:
-                event[names.RETRY_AFTER] = hint
+            failure = classify(previous)
+            event = {names.RETRY_ATTEMPT: attempt.num - 1, names.ERROR_TYPE: failure.error_type, **attrs}
+            if failure.retry_after_s is not None:
+                event[names.RETRY_AFTER] = failure.retry_after_s
             span.add_event(names.RETRY_EVENT, event)
             try:
                 result = await fn()
             except Exception as exc:
-                _retries.add(1, {**attrs, names.OUTCOME: "error"})
+                instruments().retries.add(1, {**attrs, names.OUTCOME: "error"})
                 previous = exc
                 raise
-            _retries.add(1, {**attrs, names.OUTCOME: "ok"})
+            instruments().retries.add(1, {**attrs, names.OUTCOME: "ok"})
             return result
     raise AssertionError("unreachable: stamina re-raises the last failure")  # pragma: no cover
-
-
-def _error_type(exc: BaseException) -> str:
-    if isinstance(exc, httpx.HTTPStatusError):
-        return f"http_{exc.response.status_code}"
-    return type(exc).__name__

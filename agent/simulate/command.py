@@ -195,7 +195,7 @@ async def _simulate(args: argparse.Namespace, faults: list[FaultSpec]) -> int:
     from agent.app_settings import AppSettings
     from agent.crm import CrmSettings
     from agent.errors import InvalidInput
-    from agent.llm import LLMSettings, ProviderConfig
+    from agent.llm import LLMSettings
     from agent.runtime import start_runtime
     from agent.simulate.report import calls_table, summarise, summary_table
     from agent.simulate.runner import run_batch
@@ -230,12 +230,7 @@ async def _simulate(args: argparse.Namespace, faults: list[FaultSpec]) -> int:
         if not outbox_path:
             workdir = Path(exits.enter_context(tempfile.TemporaryDirectory(prefix="sales-agent-outbox-")))
             outbox_path = str(workdir / "outbox.sqlite3")
-        llm_settings = LLMSettings(
-            chain=[
-                ProviderConfig(name=ep.name, kind="local", model=f"{ep.name}-model", api_base=ep.api_base)
-                for ep in stack.llm
-            ]
-        )
+        llm_settings = LLMSettings.for_local([ep.api_base for ep in stack.llm])  # names as in stack.llm
         crm_settings = CrmSettings(CRM_URL=stack.crm_url, CALENDAR_URL=None, CRM_OUTBOX_PATH=outbox_path)
         runtime = await start_runtime(
             llm_settings=llm_settings,

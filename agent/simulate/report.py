@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import statistics
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rich.table import Table
 
+from agent.percentiles import percentile
 from agent.simulate.runner import CallResult
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The q-th percentile (0-100, inclusive method); None without data."""
-    if not values:
-        return None
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(sorted(values), n=100, method="inclusive")[max(0, min(98, round(q) - 1))]
-
 
 STAGES = ("endpointing", "stt", "llm", "tools", "tts")
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agent.tools import CallOutcome
+from agent.vocabulary.call_outcome import CallOutcome
 
 
 @dataclass(frozen=True)

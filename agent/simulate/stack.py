@@ -16,13 +16,10 @@ from pathlib import Path
 
 import httpx
 
-log = logging.getLogger(__name__)
+from agent.vocabulary.fault_modes import CRM_FAULT_MODES, LLM_FAULT_MODES, STT_FAULT_MODES, TTS_FAULT_MODES
+from agent.vocabulary.local_providers import DEFAULT_LOCAL_PROVIDERS, local_provider_names
 
-DEFAULT_PROVIDER_NAMES = ("primary", "backup")
-LLM_MODES = ("ok", "500", "429", "hang", "slow_first_token", "drop_mid_stream", "garbage")
-CRM_MODES = ("ok", "down", "slow", "500", "429")
-TTS_MODES = ("ok", "500", "429", "hang", "slow_first_byte", "drop_mid_stream", "garbage")
-STT_MODES = (*TTS_MODES, "empty")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,11 +57,11 @@ class Stack:
 
     def fault_targets(self) -> dict[str, tuple[str, tuple[str, ...]]]:
         """``target -> (admin base URL, allowed modes)``: llm-/stt-/tts-<provider name>, crm, calendar."""
-        targets = {f"llm-{ep.name}": (ep.admin_url, LLM_MODES) for ep in self.llm}
-        targets.update({f"stt-{ep.name}": (ep.admin_url, STT_MODES) for ep in self.stt})
-        targets.update({f"tts-{ep.name}": (ep.admin_url, TTS_MODES) for ep in self.tts})
-        targets["crm"] = (self.crm_url, CRM_MODES)
-        targets["calendar"] = (self.crm_url, CRM_MODES)  # the local service serves both
+        targets = {f"llm-{ep.name}": (ep.admin_url, LLM_FAULT_MODES) for ep in self.llm}
+        targets.update({f"stt-{ep.name}": (ep.admin_url, STT_FAULT_MODES) for ep in self.stt})
+        targets.update({f"tts-{ep.name}": (ep.admin_url, TTS_FAULT_MODES) for ep in self.tts})
+        targets["crm"] = (self.crm_url, CRM_FAULT_MODES)
+        targets["calendar"] = (self.crm_url, CRM_FAULT_MODES)  # the local service serves both
         return targets
 
 
@@ -115,8 +112,8 @@ def normalise_api_base(url: str) -> str:
 
 
 def _named(urls: Sequence[str]) -> list[tuple[str, str]]:
-    names = [*DEFAULT_PROVIDER_NAMES, *(f"backup{i}" for i in range(2, len(urls)))]
-    return [(name, url.rstrip("/").removesuffix("/v1")) for name, url in zip(names, urls, strict=False)]
+    names = local_provider_names(len(urls))
+    return [(name, url.rstrip("/").removesuffix("/v1")) for name, url in zip(names, urls, strict=True)]
 
 
 async def _speech_endpoints(
@@ -131,10 +128,10 @@ async def _speech_endpoints(
 
     stt = [SpeechEndpoint(n, u) for n, u in _named(stt_urls)]
     tts = [SpeechEndpoint(n, u) for n, u in _named(tts_urls)]
-    for name in DEFAULT_PROVIDER_NAMES if not stt_urls else ():
+    for name in DEFAULT_LOCAL_PROVIDERS if not stt_urls else ():
         running = await exits.enter_async_context(run_stt_provider(name))
         stt.append(SpeechEndpoint(name, running.admin_url))
-    for name in DEFAULT_PROVIDER_NAMES if not tts_urls else ():
+    for name in DEFAULT_LOCAL_PROVIDERS if not tts_urls else ():
         running = await exits.enter_async_context(
             run_tts_provider(name, seconds_per_char=tts_seconds_per_char)
         )
@@ -156,15 +153,15 @@ async def open_stack(
     for ``voice``)."""
     async with contextlib.AsyncExitStack() as exits:
         if llm_urls:
-            names = [*DEFAULT_PROVIDER_NAMES, *(f"llm{i}" for i in range(3, len(llm_urls) + 1))]
+            names = local_provider_names(len(llm_urls))
             endpoints = tuple(
-                LlmEndpoint(n, normalise_api_base(u)) for n, u in zip(names, llm_urls, strict=False)
+                LlmEndpoint(n, normalise_api_base(u)) for n, u in zip(names, llm_urls, strict=True)
             )
         else:
             from local_services.llm_provider import run_llm_provider
 
             started = [
-                await exits.enter_async_context(run_llm_provider(name=n)) for n in DEFAULT_PROVIDER_NAMES
+                await exits.enter_async_context(run_llm_provider(name=n)) for n in DEFAULT_LOCAL_PROVIDERS
             ]
             endpoints = tuple(LlmEndpoint(p.name, p.url) for p in started)
         if crm_url is None:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.semconv.attributes import http_attributes, url_attributes
 from opentelemetry.trace import StatusCode, format_trace_id
 from rich.text import Text
 from rich.tree import Tree
@@ -29,9 +30,9 @@ SHOWN_ATTRIBUTES = (
     names.ERROR_TYPE,
     names.CALL_OUTCOME,
     names.DEPENDENCY,
-    "http.request.method",
-    "http.response.status_code",
-    "url.path",
+    http_attributes.HTTP_REQUEST_METHOD,
+    http_attributes.HTTP_RESPONSE_STATUS_CODE,
+    url_attributes.URL_PATH,
 )
 
 
@@ -65,11 +66,6 @@ class SpanCapture(SpanExporter):
     def spans(self, trace_id_hex: str) -> list[ReadableSpan]:
         with self._lock:
             return list(self._traces.get(int(trace_id_hex, 16), ())) if trace_id_hex else []
-
-    def count_events(self, trace_id_hex: str, event_name: str) -> int:
-        return sum(
-            1 for span in self.spans(trace_id_hex) for event in span.events if event.name == event_name
-        )
 
 
 def _label(span: ReadableSpan) -> Text:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agent.simulate.scripts import Prospect, prospect_for, tool
-from agent.tools import CallOutcome
+from agent.vocabulary.call_outcome import EndCallChoice
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class VoiceLine:
 class VoiceScript:
     name: str
     lines: tuple[VoiceLine, ...]
-    expected_outcome: CallOutcome | None
+    expected_outcome: EndCallChoice | None
 
 
 def _first(p: Prospect) -> str:

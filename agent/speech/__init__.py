@@ -37,7 +37,7 @@ class SpeechServices:
         """``vad_model``: the process's shared VAD (e.g. ``silero.VAD.load()``), or per call in
         ``for_call``. Raises ``NoUsableSpeechProvider`` when a chain has no provider with its key."""
         from agent.speech.chain import SpeechChain
-        from agent.speech.instruments import instruments
+        from agent.speech.instruments import add_availability_source
 
         self.stt_settings = stt_settings
         self.tts_settings = tts_settings
@@ -54,8 +54,8 @@ class SpeechServices:
             allowed_fails=tts_settings.allowed_fails,
             cooldown_s=tts_settings.cooldown_s,
         )
-        instruments().stt_available.add(self.stt_chain.status)
-        instruments().tts_available.add(self.tts_chain.status)
+        add_availability_source("stt", self.stt_chain.status)
+        add_availability_source("tts", self.tts_chain.status)
 
     def for_call(
         self, call: CallContext, hooks: SpeechCallHooks | None = None, *, vad_model: vad.VAD | None = None

@@ -58,7 +58,7 @@ def usable_providers(chain: list[SpeechProviderConfig], what: str) -> list[Speec
             f"No usable {what} provider: every provider of the chain ({names}) lacks its API key. "
             f"Set its key (DEEPGRAM_API_KEY / CARTESIA_API_KEY / OPENAI_API_KEY) or configure a chain "
             f"through SALES_AGENT_{what}_CHAIN or SALES_AGENT_{what}_CONFIG.",
-            error_type=f"no_usable_{what.lower()}_provider",
+            error_type="no_usable_speech_provider",
         )
     log.info("%s chain: %s", what, " -> ".join(p.name for p in usable))
     return usable

@@ -1,14 +1,15 @@
-"""Speech failure classes and the mapping of provider failures to bounded ``error.type`` codes.
+"""Speech failure classes, and what the STT/TTS chains make of a failed attempt.
 
-The codes are the LLM chain's (``agent.llm.errors.ERROR_TYPES``), so dashboards and alerts read one
-vocabulary; what only speech can meet (a body that is not audio, an unusable transcript) maps onto
-``malformed_response``.
+``error.type`` is ``agent.failures.classify``'s code, the same as the LLM chain's and the CRM's; the
+fallback reason is the LLM chain's family of it (``agent.llm.errors.classify_attempt``). What only
+speech meets — a 200 answer that is not audio — is one of our errors carrying its own code.
 """
 
 from __future__ import annotations
 
 from agent.errors import DependencyError, SalesAgentError
-from agent.llm.errors import ERROR_TYPES, Classified, classify
+from agent.llm.errors import AttemptFailure, classify_attempt
+from telemetry import names
 
 
 class SpeechConfigError(SalesAgentError):
@@ -19,38 +20,34 @@ class NoUsableSpeechProvider(SpeechConfigError):
     """Every provider of a speech chain was left out (missing API keys)."""
 
 
-class SpeechAttemptError(DependencyError):
-    """One STT/TTS attempt failed for a reason we detected ourselves; ``error_type`` is a code."""
+class NotAudioResponse(DependencyError):
+    """A TTS provider answered 200 with a body that is not audio (raised by our HTTP client's hook:
+    livekit would otherwise play an HTML error page to the caller as PCM)."""
 
-    def __init__(self, provider: str, error_type: str, detail: str) -> None:
-        super().__init__(f"speech provider {provider} failed: {error_type} ({detail})", dependency="speech",
-                         error_type=error_type)  # fmt: skip
-        self.provider = provider
-        self.detail = detail
-
-
-class NotAudioResponse(ValueError):
-    """A TTS provider answered 200 with a body that is not audio (raised by the HTTP client's hook)."""
+    def __init__(self, content_type: str) -> None:
+        super().__init__(
+            f"the speech endpoint answered {content_type or 'no content type'}, not audio",
+            dependency="tts",
+            error_type=names.ERROR_MALFORMED_RESPONSE,
+        )
 
 
 class SpeechChainExhausted(DependencyError):
     """Every provider of the chain failed for this request."""
 
     def __init__(self, what: str, tried: list[str]) -> None:
-        super().__init__(f"every {what} provider failed ({', '.join(tried) or 'none usable'})",
-                         dependency=what.lower(), error_type="all_providers_failed")  # fmt: skip
+        super().__init__(
+            f"every {what} provider failed ({', '.join(tried) or 'none usable'})",
+            dependency=what.lower(),
+            error_type=names.ERROR_ALL_PROVIDERS_FAILED,
+        )
 
 
-def classify_speech(exc: BaseException) -> Classified:
-    """``classify`` plus the failures only speech has; livekit wraps provider errors in its own
-    ``APIError``s, whose ``__cause__`` chain the LLM classifier already walks."""
-    current: BaseException | None = exc
-    for _ in range(10):
-        if current is None:
-            break
-        if isinstance(current, NotAudioResponse):
-            return Classified("malformed_response", "malformed_response", 502)
-        if isinstance(current, SpeechAttemptError):
-            return Classified(current.error_type, ERROR_TYPES.get(current.error_type, "error"), 502)
-        current = current.__cause__ or current.__context__
-    return classify(exc)
+def classify_speech(exc: BaseException) -> AttemptFailure:
+    """The failed attempt's ``error.type``, fallback reason and Retry-After. livekit wraps provider
+    errors in its own ``APIError``s; ``classify`` reads the wrapped chain from its root. Our own
+    attempt deadline (``asyncio.timeout``) raises ``TimeoutError`` over the ``CancelledError`` it
+    used to stop the attempt: that is a timeout, not a cancellation."""
+    if isinstance(exc, TimeoutError):
+        return AttemptFailure(names.ERROR_TIMEOUT, names.ERROR_TIMEOUT, 408)
+    return classify_attempt(exc)

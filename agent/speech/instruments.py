@@ -1,45 +1,52 @@
-"""The speech chains' metric instruments (names from ``telemetry.names``), created once per process."""
+"""The speech chains' instruments (names from ``telemetry.names``), created from an injected meter.
+
+``telemetry.instruments`` explains the shape; nothing is created at import. The availability gauges
+read the chains registered with ``add_availability_source``, whichever provider they were created on.
+"""
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable
-from functools import cache
+from typing import Literal
 
-from opentelemetry import metrics
-from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from telemetry import names
+from telemetry.instruments import InstrumentSet
+
+Kind = Literal["stt", "tts"]
+
+# Weak: a chain that is no longer used (tests build many) stops reporting instead of leaking.
+_availability_sources: dict[Kind, list[weakref.WeakMethod[Callable[[], dict[str, bool]]]]] = {
+    "stt": [],
+    "tts": [],
+}
 
 
-class _Availability:
-    """An observable gauge fed by the chains' ``status`` methods, held weakly (tests build many)."""
+def add_availability_source(kind: Kind, source: Callable[[], dict[str, bool]]) -> None:
+    """``source`` must be a bound method (``SpeechChain.status``), held weakly. Creates the instruments
+    if nothing has yet, so a chain reports its providers before its first request."""
+    instruments()
+    _availability_sources[kind].append(weakref.WeakMethod(source))  # type: ignore[arg-type]
 
-    def __init__(self, meter: metrics.Meter, name: str, what: str) -> None:
-        self._sources: list[weakref.WeakMethod[Callable[[], dict[str, bool]]]] = []
-        meter.create_observable_gauge(
-            name,
-            callbacks=[self._observe],
-            unit="1",
-            description=f"1 when the {what} provider is usable, 0 while it cools down after failures",
-        )
 
-    def add(self, source: Callable[[], dict[str, bool]]) -> None:
-        self._sources.append(weakref.WeakMethod(source))  # type: ignore[arg-type]
-
-    def _observe(self, _options: CallbackOptions) -> Iterable[Observation]:
-        self._sources = [ref for ref in self._sources if ref() is not None]
-        for ref in list(self._sources):
+def _observer(kind: Kind) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    def observe(_options: CallbackOptions) -> Iterable[Observation]:
+        sources = _availability_sources[kind]
+        sources[:] = [ref for ref in sources if ref() is not None]
+        for ref in list(sources):
             source = ref()
             if source is None:
                 continue
             for provider, available in source().items():
                 yield Observation(1 if available else 0, {names.GEN_AI_PROVIDER_NAME: provider})
 
+    return observe
+
 
 class SpeechInstruments:
-    def __init__(self) -> None:
-        meter = metrics.get_meter("sales_agent")
+    def __init__(self, meter: Meter) -> None:
         self.stt_requests = meter.create_counter(
             names.STT_REQUESTS, unit="{request}", description="STT provider attempts by provider/outcome"
         )
@@ -54,7 +61,12 @@ class SpeechInstruments:
             unit="{utterance}",
             description="Caller utterances: ok, empty transcript, or failed on every provider",
         )
-        self.stt_available = _Availability(meter, names.STT_PROVIDER_AVAILABLE, "STT")
+        meter.create_observable_gauge(
+            names.STT_PROVIDER_AVAILABLE,
+            callbacks=[_observer("stt")],
+            unit="1",
+            description="1 when the STT provider is usable, 0 while it cools down after failures",
+        )
         self.tts_requests = meter.create_counter(
             names.TTS_REQUESTS, unit="{request}", description="TTS provider attempts by provider/outcome"
         )
@@ -69,9 +81,13 @@ class SpeechInstruments:
             unit="{sentence}",
             description="Sentences synthesized: ok, or failed on every provider",
         )
-        self.tts_available = _Availability(meter, names.TTS_PROVIDER_AVAILABLE, "TTS")
+        meter.create_observable_gauge(
+            names.TTS_PROVIDER_AVAILABLE,
+            callbacks=[_observer("tts")],
+            unit="1",
+            description="1 when the TTS provider is usable, 0 while it cools down after failures",
+        )
 
 
-@cache
-def instruments() -> SpeechInstruments:
-    return SpeechInstruments()
+INSTRUMENTS = InstrumentSet(SpeechInstruments)
+instruments = INSTRUMENTS.get

@@ -28,9 +28,7 @@ async def _reject_non_audio(response: httpx.Response) -> None:
     if response.request.url.path.endswith("/audio/speech") and response.status_code == 200:
         content_type = response.headers.get("content-type", "").lower()
         if not content_type.startswith(_AUDIO_TYPES):
-            raise NotAudioResponse(
-                f"the speech endpoint answered {content_type or 'no content type'}, not audio"
-            )
+            raise NotAudioResponse(content_type)
 
 
 def _openai_client(provider: SpeechProvider, call_id: str) -> object:

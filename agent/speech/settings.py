@@ -120,9 +120,7 @@ class _ChainSettings(BaseSettings):
         try:
             env_settings = cls(**overrides)
         except ValidationError as exc:
-            raise SpeechConfigError(
-                f"invalid {cls.what} settings: {exc}", error_type="invalid_config"
-            ) from exc
+            raise SpeechConfigError(f"invalid {cls.what} settings: {exc}") from exc
         if not path:
             return env_settings
         file = Path(path)

@@ -146,7 +146,7 @@ class ChainSTT(stt.STT):
             attempt = 0
             for provider, skip in self._chain.plan():
                 if skip:
-                    moved_past.append((provider.name, "cooldown"))
+                    moved_past.append((provider.name, names.ERROR_COOLDOWN))
                     continue
                 attempt += 1
                 for from_, reason in moved_past:
@@ -162,7 +162,7 @@ class ChainSTT(stt.STT):
                             speech_s,
                         )
                         ins.stt_recognitions.add(1, {names.OUTCOME: "empty", **self._tenant()})
-                        span.set_attribute(names.ERROR_TYPE, "empty_transcript")
+                        span.set_attribute(names.ERROR_TYPE, names.ERROR_EMPTY_TRANSCRIPT)
                         if self._hooks is not None:
                             self._hooks.speech_not_understood(speech_s)
                     else:
@@ -172,7 +172,7 @@ class ChainSTT(stt.STT):
             log.error("every STT provider failed for an utterance of %.1f s", speech_s)
             ins.stt_recognitions.add(1, {names.OUTCOME: "failed", **self._tenant()})
             span.set_status(Status(StatusCode.ERROR, "all STT providers failed"))
-            span.set_attribute(names.ERROR_TYPE, "all_providers_failed")
+            span.set_attribute(names.ERROR_TYPE, names.ERROR_ALL_PROVIDERS_FAILED)
             if self._hooks is not None:
                 self._hooks.stt_unavailable()
             return None
@@ -205,7 +205,7 @@ class ChainSTT(stt.STT):
                         conn_options=APIConnectOptions(max_retry=0, timeout=self._settings.attempt_timeout_s),
                     )
             except asyncio.CancelledError:  # the session is closing: not the provider's fault
-                span.set_attribute(names.ERROR_TYPE, "cancelled")
+                span.set_attribute(names.ERROR_TYPE, names.ERROR_CANCELLED)
                 raise
             except Exception as exc:
                 classified = classify_speech(exc)

@@ -133,7 +133,7 @@ class ChainChunkedStream(tts.ChunkedStream):
         attempt = 0
         for provider, skip in chain_tts.chain.plan():
             if skip:
-                moved_past.append((provider.name, "cooldown"))
+                moved_past.append((provider.name, names.ERROR_COOLDOWN))
                 continue
             attempt += 1
             for from_, reason in moved_past:
@@ -156,7 +156,7 @@ class ChainChunkedStream(tts.ChunkedStream):
         log.error("every TTS provider failed for a sentence of %d characters", len(self._input_text))
         ins.tts_syntheses.add(1, {names.OUTCOME: "failed", **chain_tts.tenant_attrs()})
         request_span.set_status(Status(StatusCode.ERROR, "all TTS providers failed"))
-        request_span.set_attribute(names.ERROR_TYPE, "all_providers_failed")
+        request_span.set_attribute(names.ERROR_TYPE, names.ERROR_ALL_PROVIDERS_FAILED)
         chain_tts.exhausted()
         raise APIConnectionError("every TTS provider failed", retryable=False)
 
@@ -205,17 +205,17 @@ class ChainChunkedStream(tts.ChunkedStream):
                         for out in resampler.flush() if resampler else []:
                             output_emitter.push_frame(out)
             except asyncio.CancelledError:  # barge-in or session end: not the provider's fault
-                span.set_attribute(names.ERROR_TYPE, "cancelled")
+                span.set_attribute(names.ERROR_TYPE, names.ERROR_CANCELLED)
                 raise
             except Exception as exc:
                 timed_out = isinstance(exc, TimeoutError)
                 classified = classify_speech(exc)
                 error_type = (
-                    ("stream_timeout" if pushed else "first_byte_timeout")
+                    (names.ERROR_STREAM_TIMEOUT if pushed else names.ERROR_FIRST_BYTE_TIMEOUT)
                     if timed_out
                     else classified.error_type
                 )
-                reason = "timeout" if timed_out else classified.reason
+                reason = names.ERROR_TIMEOUT if timed_out else classified.reason
                 span.set_attribute(names.ERROR_TYPE, error_type)
                 span.set_status(Status(StatusCode.ERROR, f"{provider.name}: {error_type}"))
                 span.record_exception(exc)
@@ -233,13 +233,13 @@ class ChainChunkedStream(tts.ChunkedStream):
                 chain_tts.chain.health.record_failure(provider.name, classified.retry_after_s)
                 return pushed, reason
             if not pushed:  # livekit refuses an empty synthesis later; call it what it is here
-                span.set_attribute(names.ERROR_TYPE, "empty_response")
-                span.set_status(Status(StatusCode.ERROR, f"{provider.name}: empty_response"))
+                span.set_attribute(names.ERROR_TYPE, names.ERROR_EMPTY_RESPONSE)
+                span.set_status(Status(StatusCode.ERROR, f"{provider.name}: {names.ERROR_EMPTY_RESPONSE}"))
                 ins.tts_requests.add(
-                    1, {**metric_attrs, names.OUTCOME: "error", names.ERROR_TYPE: "empty_response"}
+                    1, {**metric_attrs, names.OUTCOME: "error", names.ERROR_TYPE: names.ERROR_EMPTY_RESPONSE}
                 )
                 chain_tts.chain.health.record_failure(provider.name)
-                return False, "malformed_response"
+                return False, names.ERROR_MALFORMED_RESPONSE
             ins.tts_requests.add(1, {**metric_attrs, names.OUTCOME: "ok"})
             chain_tts.chain.health.record_success(provider.name)
             return True, None

@@ -12,14 +12,13 @@ tool touches comes from the call's ``CallContext`` only.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agent.errors import InvalidInput
 from agent.tools.scoring import Authority, Need, Timeline
-
-CallOutcome = Literal["converted", "not_interested", "callback"]
+from agent.vocabulary.call_outcome import EndCallChoice
 
 
 class _Args(BaseModel):
@@ -72,7 +71,7 @@ class LogNoteArgs(_Args):
 
 
 class EndCallArgs(_Args):
-    outcome: CallOutcome = Field(
+    outcome: EndCallChoice = Field(
         description="converted (meeting booked or deal agreed), not_interested, or callback (call later)."
     )
 

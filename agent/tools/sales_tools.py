@@ -24,7 +24,6 @@ from agent.error_handling import error_handled
 from agent.errors import DependencyRejected, InvalidInput
 from agent.tools.args import (
     BookMeetingArgs,
-    CallOutcome,
     CaptureBasicInfoArgs,
     CheckAvailabilityArgs,
     EndCallArgs,
@@ -34,16 +33,18 @@ from agent.tools.args import (
     tool_schema,
 )
 from agent.tools.scoring import LeadScore, score_lead
+from agent.vocabulary.call_outcome import EndCallChoice
+from agent.vocabulary.lead_band import LeadBand
 
 if TYPE_CHECKING:
     from agent.crm import ResilientCrm
 
 log = logging.getLogger(__name__)
 
-EndCallHook = Callable[[CallOutcome], Awaitable[None]]
+EndCallHook = Callable[[EndCallChoice], Awaitable[None]]
 
 # CRM lead status written by qualify_lead, by band (agent.crm.models.LEAD_STATUSES).
-LEAD_STATUS_BY_BAND = {"hot": "qualified", "warm": "qualified", "cold": "unqualified"}
+LEAD_STATUS_BY_BAND: dict[LeadBand, str] = {"hot": "qualified", "warm": "qualified", "cold": "unqualified"}
 MAX_SLOTS_OFFERED = 5
 SLOT_REJECTED_STATUSES = frozenset({409, 422})  # slot taken / not bookable (e.g. in the past)
 
@@ -71,7 +72,7 @@ class SalesTools:
         self.contact_key: str | None = None
         self.lead: LeadScore | None = None
         self.meetings_booked = 0
-        self.outcome: CallOutcome | None = None
+        self.outcome: EndCallChoice | None = None
 
     def function_tools(self) -> list[RawFunctionTool]:
         """The tools bound to this call, for ``Agent(tools=...)``."""

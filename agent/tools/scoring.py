@@ -19,10 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from agent.vocabulary.lead_band import LeadBand
+
 Authority = Literal["decision_maker", "influencer", "none"]
 Need = Literal["high", "medium", "low"]
 Timeline = Literal["this_quarter", "this_half", "this_year", "none"]
-Band = Literal["hot", "warm", "cold"]
 
 # (minimum annual budget in USD, points), checked from the top.
 BUDGET_POINTS: Final = ((50_000.0, 25), (10_000.0, 15), (0.01, 5))
@@ -36,7 +37,7 @@ WARM_THRESHOLD: Final = 40
 @dataclass(frozen=True)
 class LeadScore:
     score: int  # 0-100
-    band: Band
+    band: LeadBand
 
 
 def budget_points(budget_usd: float) -> int:
@@ -46,7 +47,7 @@ def budget_points(budget_usd: float) -> int:
     return 0
 
 
-def band_for(score: int) -> Band:
+def band_for(score: int) -> LeadBand:
     if score >= HOT_THRESHOLD:
         return "hot"
     if score >= WARM_THRESHOLD:

@@ -1,0 +1,144 @@
+"""Every benchmark of ``bench.run_all.ITEMS`` runs end to end with tiny sizes and keeps the one contract
+of ``bench/_common.py``: ``python -m MODULE --quick --json-out F`` exits 0, prints its tables as Markdown
+and writes them to F as JSON, with the rows and goal verdicts its item promises. Figures only: nothing
+here asserts a timing or a size."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.run_all import ITEMS
+
+ROOT = Path(__file__).resolve().parents[2]
+Tables = list[dict[str, Any]]
+
+
+def _instrumentation(tables: Tables, _stdout: str) -> None:
+    paths = [row[0] for row in tables[0]["rows"]]
+    assert {"bare call", "bare OTel span", "full: wrapper + breaker + retry"} <= set(paths)
+    assert all(isinstance(row[1], int) and row[1] > 0 for row in tables[0]["rows"])
+    assert tables[0]["verdicts"], "the goal line is reported"
+
+
+def _failover(tables: Tables, _stdout: str) -> None:
+    ttft = tables[0]
+    scenarios = [row[0] for row in ttft["rows"]]
+    expected = ["healthy primary", "primary refused", "primary 500", "primary hang (deadline)"]
+    assert scenarios[:4] == expected and "primary in cooldown" in scenarios
+    assert {"overhead: Router.acompletion", "overhead: direct httpx"} <= set(scenarios)
+    assert len(ttft["verdicts"]) == 4, "refused, 500, cooldown and hang each get a goal line"
+
+
+def _throughput(tables: Tables, _stdout: str) -> None:
+    table, profile = tables
+    assert [row[0] for row in table["rows"]] == [2, 2, 2]
+    labels = [row[1] for row in table["rows"]]
+    assert labels == ["off (OTEL_SDK_DISABLED)", "on (OTLP)", "on again (A/A control)"]
+    assert any(note.startswith("A/A control") for note in table["notes"])
+    assert all(row[2] > 0 for row in table["rows"]), "calls completed in every configuration"
+    assert not any("calls failed" in note for note in table["notes"])
+    assert profile["rows"], "the profile by package is reported"
+
+
+def _memory(tables: Tables, _stdout: str) -> None:
+    sessions, calls, worker = tables
+    assert sessions["verdicts"] and sessions["rows"]
+    assert ["sessions left open after the churn", 0] in sessions["rows"]
+    assert calls["rows"][0] == ["calls held open", 3]
+    assert worker["rows"][0][0] == "interpreter"
+
+
+def _export(tables: Tables, _stdout: str) -> None:
+    sustained, faults = tables
+    assert sustained["rows"] and sustained["verdicts"]
+    assert [row[0] for row in faults["rows"]] == ["ok", "down", "hang"]
+
+
+def _startup(tables: Tables, _stdout: str) -> None:
+    imports, ready, profile = tables
+    assert imports["rows"][0][0] == "interpreter only"
+    assert ready["rows"], "the ready step is reported (measured or why not)"
+    assert profile["rows"], "importtime profile has packages"
+
+
+def _voice(tables: Tables, _stdout: str) -> None:
+    tts, stt = (
+        tables  # the fast parts; the real-time ones run run_voice_call, as tests/integration/test_voice_*
+    )
+    setups = [row[0] for row in tts["rows"]]
+    assert setups[:2] == ["ChainTTS, primary healthy", "ChainTTS, primary 500"]
+    assert any("max_retry_per_tts=2 (default)" in s for s in setups)
+    assert tts["verdicts"] and "TTS failover (primary 500) adds < 100 ms" in tts["verdicts"][0]
+    assert [row[0] for row in stt["rows"]] == ["primary healthy", "primary 500 -> backup (same audio)"]
+
+
+@dataclass(frozen=True)
+class Smoke:
+    check: Callable[[Tables, str], None]
+    args: tuple[str, ...] = ()  # beyond --quick, to keep the run short
+
+
+SMOKES: dict[str, Smoke] = {
+    "bench.bench_instrumentation": Smoke(_instrumentation),
+    "bench.bench_failover": Smoke(_failover),
+    "bench.bench_throughput": Smoke(_throughput, ("--concurrency", "2")),
+    "bench.bench_memory": Smoke(_memory),
+    "bench.bench_export": Smoke(_export),
+    "bench.bench_startup": Smoke(_startup),
+    "bench.bench_voice": Smoke(_voice, ("--parts", "tts,stt")),
+}
+
+
+def test_every_bench_has_a_smoke_run() -> None:
+    assert set(SMOKES) == {module for _title, module in ITEMS.values()}
+
+
+# A hang guard, not a speed check: a quick run takes 1-2 minutes alone, up to 4 on a loaded 2-core machine.
+BENCH_TIMEOUT_S = 600
+
+
+@pytest.mark.timeout(BENCH_TIMEOUT_S + 60)
+@pytest.mark.parametrize("module", sorted(SMOKES))
+def test_bench_runs_quick_and_writes_its_tables(module: str, tmp_path: Path) -> None:
+    smoke = SMOKES[module]
+    out = tmp_path / "tables.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", module, "--quick", *smoke.args, "--json-out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=BENCH_TIMEOUT_S,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tables = json.loads(out.read_text())
+    assert tables, "no tables written"
+    for table in tables:
+        assert table["title"] and (table["rows"] or table["preformatted"]), table["title"]
+        assert f"### {table['title']}" in proc.stdout, "the same tables are printed as Markdown"
+    smoke.check(tables, proc.stdout)
+
+
+def test_run_all_quick_subset_writes_markdown(tmp_path: Path) -> None:
+    out = tmp_path / "results.md"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.run_all", "--quick", "--only", "6", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = out.read_text()
+    assert "### Machine" in text and "| nproc |" in text
+    assert "### 6a. Start-up" in text
+    assert "### Goals" in text

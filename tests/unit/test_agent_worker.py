@@ -1,0 +1,178 @@
+"""The LiveKit worker's admission, load and options (no LiveKit server needed)."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from livekit.agents import JobExecutorType, JobRequest
+from livekit.protocol import agent as agent_proto
+from livekit.protocol import models
+
+from agent import worker
+from agent.app_settings import WorkerSettings
+from agent.errors import InvalidInput
+
+
+@pytest.mark.parametrize(
+    ("metadata", "tenant"),
+    [
+        ('{"tenant_id": "acme"}', "acme"),
+        ('{"tenant": "globex", "campaign": "q4"}', "globex"),
+        ("acme", "acme"),
+        ('"acme"', "acme"),
+        ("", None),
+        ('{"campaign": "q4"}', None),
+        ("[1, 2]", None),
+    ],
+)
+def test_tenant_from_metadata(metadata: str, tenant: str | None) -> None:
+    assert worker.tenant_from_metadata(metadata) == tenant
+
+
+def _job(job_metadata: str = "", room_metadata: str = "") -> agent_proto.Job:
+    return agent_proto.Job(
+        id="AJ_test",
+        metadata=job_metadata,
+        room=models.Room(sid="RM_1", name="call-1", metadata=room_metadata),
+    )
+
+
+def test_tenant_for_job_prefers_job_then_room_then_default() -> None:
+    assert worker.tenant_for_job(_job('{"tenant_id": "acme"}', '{"tenant_id": "globex"}')) == "acme"
+    assert worker.tenant_for_job(_job("", '{"tenant_id": "globex"}')) == "globex"
+    assert worker.tenant_for_job(_job(), default_tenant="acme") == "acme"
+    with pytest.raises(InvalidInput, match="no tenant"):
+        worker.tenant_for_job(_job())
+    with pytest.raises(InvalidInput, match="unknown tenant 'initech'"):
+        worker.tenant_for_job(_job('{"tenant_id": "initech"}'))
+    with pytest.raises(InvalidInput, match="malformed tenant id"):
+        worker.tenant_for_job(_job('{"tenant_id": "../etc"}'))
+
+
+class _Answers:
+    def __init__(self) -> None:
+        self.accepted: list[Any] = []
+        self.rejected: list[bool] = []
+
+    async def on_accept(self, args: Any) -> None:
+        self.accepted.append(args)
+
+    async def on_reject(self, terminate: bool) -> None:
+        self.rejected.append(terminate)
+
+
+async def test_request_for_unknown_tenant_is_rejected_with_a_clear_log(caplog) -> None:
+    answers = _Answers()
+    request = JobRequest(
+        job=_job('{"tenant_id": "initech"}'), on_reject=answers.on_reject, on_accept=answers.on_accept
+    )
+    with caplog.at_level(logging.WARNING, logger="agent.worker"):
+        await worker.request_fnc(request)
+    assert answers.rejected and not answers.accepted
+    assert "rejecting job AJ_test for room 'call-1': unknown tenant 'initech'" in caplog.text
+
+
+async def test_request_for_known_tenant_is_accepted() -> None:
+    answers = _Answers()
+    request = JobRequest(
+        job=_job("", '{"tenant_id": "globex"}'), on_reject=answers.on_reject, on_accept=answers.on_accept
+    )
+    await worker.request_fnc(request)
+    assert not answers.rejected
+    [args] = answers.accepted
+    assert args.attributes == {"tenant.id": "globex"}
+
+
+def test_load_counts_running_jobs_against_capacity(monkeypatch) -> None:
+    monkeypatch.setattr(worker, "_state", None)
+    max_sessions = worker.app_settings().sessions.max_sessions
+    server = SimpleNamespace(active_jobs=[object()] * 10)
+    assert worker.worker_load(server) == pytest.approx(10 / max_sessions)  # type: ignore[arg-type]
+    server = SimpleNamespace(active_jobs=[object()] * (max_sessions + 5))
+    assert worker.worker_load(server) == 1.0  # type: ignore[arg-type]
+
+
+def test_worker_options_wire_our_hooks() -> None:
+    options = worker.worker_options()
+    assert options.entrypoint_fnc is worker.entrypoint
+    assert options.request_fnc is worker.request_fnc
+    assert options.load_fnc is worker.worker_load
+    assert options.job_executor_type is JobExecutorType.THREAD
+    assert "litellm" in (options.preload_modules or [])
+
+
+async def test_worker_speech_chains_use_the_real_providers_whose_keys_are_set(monkeypatch, caplog) -> None:
+    """The default chains (deepgram -> openai STT, cartesia -> openai TTS); a missing key leaves a
+    provider out with a log line, and every call gets its own plugin clients and CallVAD."""
+    from livekit.plugins import silero
+
+    from agent.call_context import CallContext
+    from agent.speech import SpeechServices, STTSettings, TTSSettings
+    from agent.speech.call_vad import CallVAD
+
+    monkeypatch.delenv("DEEPGRAM_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    monkeypatch.setenv("CARTESIA_API_KEY", "test-key")
+    with caplog.at_level(logging.WARNING, logger="agent.speech.chain"):
+        speech = SpeechServices(STTSettings.load(), TTSSettings.load(), silero.VAD.load())
+    assert [p.name for p in speech.stt_chain.providers] == ["openai"]
+    assert [p.name for p in speech.tts_chain.providers] == ["cartesia", "openai"]
+    assert any(
+        "deepgram left out of the chain: no API key (set DEEPGRAM_API_KEY)" in r.message
+        for r in caplog.records
+    )
+    kwargs = speech.for_call(CallContext("acme", "s1", "c1"))
+    assert isinstance(kwargs["vad"], CallVAD)
+    assert [type(p).__module__ for p in kwargs["stt"]._plugins.values()] == ["livekit.plugins.openai.stt"]
+    assert [type(p).__module__ for p in kwargs["tts"]._plugins.values()] == [
+        "livekit.plugins.cartesia.tts",
+        "livekit.plugins.openai.tts",
+    ]
+    await kwargs["stt"].aclose()
+    await kwargs["tts"].aclose()
+
+
+async def test_worker_services_serve_health_and_track_sessions(monkeypatch, tmp_path) -> None:
+
+    import aiohttp
+
+    from agent.app_settings import AppSettings
+    from agent.crm import CrmSettings
+    from agent.llm import LLMSettings, ProviderConfig
+    from local_services.crm_service import run_crm_service
+    from local_services.harness import free_port
+    from local_services.llm_provider import run_llm_provider
+
+    port = free_port()
+    async with run_llm_provider("primary") as primary, run_crm_service(tmp_path / "crm.sqlite3") as crm_url:
+        settings = AppSettings()
+        settings.__dict__.update(  # the cached parts, as env would set them
+            llm=LLMSettings(
+                chain=[ProviderConfig(name="primary", kind="local", model="m", api_base=primary.url)]
+            ),
+            crm=CrmSettings(CRM_URL=crm_url, CRM_OUTBOX_PATH=str(tmp_path / "outbox.sqlite3")),
+            worker=WorkerSettings(health_port=port),
+        )
+        monkeypatch.setattr(worker, "app_settings", lambda: settings)
+        monkeypatch.setattr(worker, "_state", None)
+        await worker._start_worker_services()
+        state = worker._state
+        assert state is not None and state.runtime is not None
+        try:
+            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/ready") as resp:
+                body = await resp.json()
+            assert resp.status == 200 and body["ready"] is True
+            assert set(body["checks"]) >= {"llm.primary", "llm.chain", "crm", "calendar", "outbox"}
+
+            async def on_close(_outcome: str) -> None:
+                return None
+
+            state.sessions.open("job-1", "acme", on_close)
+            load = worker.worker_load(SimpleNamespace(active_jobs=[]))  # type: ignore[arg-type]
+            assert load == pytest.approx(1 / settings.sessions.max_sessions)
+        finally:
+            await state.runtime.aclose()
+            await state.sessions.stop()

@@ -1,0 +1,78 @@
+"""The local OpenAI-compatible provider: script, SSE, tool calls, faults, admin."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from local_services.llm_provider import CANNED_REPLIES, run_llm_provider, script_reply
+
+
+def test_script_rules():
+    tool = script_reply([{"role": "user", "content": 'ok\n/tool log_note {"note": "x"}\n/tool end_call {}'}])
+    assert tool.tool_calls == [("log_note", '{"note": "x"}'), ("end_call", "{}")]
+    ack = script_reply([{"role": "tool", "content": "Meeting booked for Monday. Confirmation sent."}])
+    assert ack.text == "Got it: Meeting booked for Monday."
+    assert script_reply([{"role": "user", "content": "hello"}]).text == CANNED_REPLIES[0]
+
+
+async def _sse(client: httpx.AsyncClient, url: str, content: str) -> list[dict]:
+    body = {"model": "m", "stream": True, "stream_options": {"include_usage": True},
+            "messages": [{"role": "user", "content": content}]}  # fmt: skip
+    response = await client.post(f"{url}/chat/completions", json=body)
+    assert response.status_code == 200
+    lines = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    return [json.loads(line) for line in lines[:-1]]
+
+
+async def test_streaming_text_with_usage_last():
+    async with run_llm_provider("p1") as server, httpx.AsyncClient() as client:
+        chunks = await _sse(client, server.url, "hi")
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text == CANNED_REPLIES[0]
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0
+    assert chunks[0]["model"] == "p1-model"
+
+
+async def test_streaming_tool_calls_and_plain_completion():
+    async with run_llm_provider("p1") as server, httpx.AsyncClient() as client:
+        chunks = await _sse(client, server.url, '/tool book_meeting {"slot_start": "2026-12-01T10:00"}')
+        plain = await client.post(
+            f"{server.url}/chat/completions",
+            json={"messages": [{"role": "user", "content": "/tool end_call {}"}]},
+        )
+    calls = [tc for c in chunks if c["choices"] for tc in c["choices"][0]["delta"].get("tool_calls", [])]
+    assert calls[0]["function"]["name"] == "book_meeting" and calls[0]["id"]
+    assert json.loads("".join(tc["function"]["arguments"] for tc in calls)) == {
+        "slot_start": "2026-12-01T10:00"
+    }
+    finish = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
+    assert finish[-1] == "tool_calls"
+    message = plain.json()["choices"][0]["message"]
+    assert message["tool_calls"][0]["function"]["name"] == "end_call"
+
+
+async def test_admin_fault_stats_reset():
+    async with run_llm_provider("p1") as server, httpx.AsyncClient() as client:
+        bad = await client.post(server.url.removesuffix("/v1") + "/admin/fault", json={"mode": "nope"})
+        assert bad.status_code == 400 and "unknown fault mode" in bad.json()["error"]
+        admin = server.url.removesuffix("/v1") + "/admin"
+        assert (
+            await client.post(f"{admin}/fault", json={"mode": "429", "retry_after": 3})
+        ).status_code == 200
+        limited = await client.post(f"{server.url}/chat/completions", json={"messages": []})
+        assert limited.status_code == 429 and limited.headers["Retry-After"] == "3"
+        await client.post(f"{admin}/fault", json={"mode": "garbage"})
+        garbage = await client.post(f"{server.url}/chat/completions", json={"messages": []})
+        with pytest.raises(ValueError):  # JSONDecodeError or UnicodeDecodeError
+            json.loads(garbage.content)
+        stats = (await client.get(f"{admin}/stats")).json()
+        assert stats["chat_requests"] == 2 and stats["by_mode"] == {"429": 1, "garbage": 1}
+        await client.post(f"{admin}/reset")
+        stats = (await client.get(f"{admin}/stats")).json()
+        assert stats["chat_requests"] == 0 and stats["fault"] == "ok"
+        models = (await client.get(f"{server.url}/models")).json()
+        assert models["data"][0]["id"] == "p1-model"
