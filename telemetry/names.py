@@ -62,6 +62,14 @@ LEAD_BAND: Final = "lead.band"  # hot | warm | cold
 HEALTH_CHECK: Final = "health.check"  # check name
 TELEMETRY_SIGNAL: Final = "telemetry.signal"  # traces | metrics | logs
 
+# Voice: speech chains and turns (the turn attributes are also bounded metric labels)
+SPEECH_ATTEMPT: Final = "sales_agent.speech.attempt"  # span attribute: 1-based attempt within a request
+SPEECH_REPLAYED: Final = "sales_agent.tts.replayed"  # span attribute: a cut sentence spoken again
+TURN_MODE: Final = "sales_agent.turn.mode"  # text | voice
+TURN_STAGE: Final = "sales_agent.turn.stage"  # endpointing | stt | llm | tools | tts
+UNANSWERED_REASON: Final = "sales_agent.turn.unanswered_reason"  # empty_transcript | stt_failed | call_ended
+CALL_END_REASON: Final = "sales_agent.call.end_reason"  # span attribute: stt_unavailable | tts_unavailable
+
 # Attributes that must never become metric labels (unbounded). LiveKit's own job attribution
 # (room/job ids) is listed too: livekit-agents stamps it on every measurement.
 METRIC_FORBIDDEN_ATTRIBUTES: Final = frozenset(
@@ -151,19 +159,13 @@ TTS_TIME_TO_FIRST_BYTE: Final = "sales_agent.tts.time_to_first_byte"  # histogra
 TTS_FALLBACKS: Final = "sales_agent.tts.fallbacks"  # counter; fallback.from/to/reason
 TTS_PROVIDER_AVAILABLE: Final = "sales_agent.tts.provider.available"  # gauge 1/0 (0 = cooling down)
 TTS_SYNTHESES: Final = "sales_agent.tts.syntheses"  # counter; outcome ok | failed, tenant
-SPEECH_ATTEMPT: Final = "sales_agent.speech.attempt"  # span attribute: 1-based attempt within a request
-SPEECH_REPLAYED: Final = "sales_agent.tts.replayed"  # span attribute: a cut sentence spoken again
 
 # Turns: recorded when each turn's reply starts (the caller's wait is over), in text and voice calls
-TURN_MODE: Final = "sales_agent.turn.mode"  # text | voice
-TURN_STAGE: Final = "sales_agent.turn.stage"  # endpointing | stt | llm | tools | tts
 TURN_RESPONSE_LATENCY: Final = "sales_agent.turn.response_latency"  # histogram s; the caller's wait
 TURN_STAGE_DURATION: Final = "sales_agent.turn.stage.duration"  # histogram s; stage, mode, tenant
 TURN_INTERRUPTIONS: Final = "sales_agent.turn.interruptions"  # counter; tenant (caller barged in)
 TURN_SILENCE_GAP: Final = "sales_agent.turn.silence_gap"  # histogram s; tenant (reply audio ran dry)
 TURN_UNANSWERED: Final = "sales_agent.turn.unanswered"  # counter; tenant, reason (caller got no reply)
-UNANSWERED_REASON: Final = "sales_agent.turn.unanswered_reason"  # empty_transcript | stt_failed | call_ended
-CALL_END_REASON: Final = "sales_agent.call.end_reason"  # span attribute: stt_unavailable | tts_unavailable
 
 # Dependencies (CRM, calendar) and resilience
 DEPENDENCY_DURATION: Final = "sales_agent.dependency.duration"  # histogram s; dependency, operation, outcome
