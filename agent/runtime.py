@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from agent.crm import CrmSettings, ResilientCrm
     from agent.health import HealthRegistry, HealthServer
     from agent.llm import LLMSettings, RouterLLM
+    from agent.resilience import ResilienceState
     from agent.session_settings import SessionSettings
     from agent.speech import SpeechServices
     from telemetry.setup import Telemetry
@@ -128,20 +129,23 @@ async def start_runtime(
     sessions: SessionManager | None = None,
     start_outbox_drainer: bool = True,
     speech: SpeechServices | None = None,
+    resilience: ResilienceState | None = None,
 ) -> Runtime:
     """Build and start the shared services on the running loop.
 
     ``sessions``: an existing (process-wide) manager to use instead of a new one; it is not stopped
     by ``aclose``. ``start_outbox_drainer=False``: writes still queue in the outbox, but someone else
-    (the worker's own CRM facade) delivers them.
+    (the worker's own CRM facade) delivers them. ``resilience``: the breakers and cooldowns to use
+    (the worker passes ``process_resilience()``: every job of the process shares them); without it
+    this runtime keeps its own.
     """
     from agent.crm import build_crm
     from agent.health import HealthServer
     from agent.llm import build_llm
 
-    llm = build_llm(llm_settings)
+    llm = build_llm(llm_settings, resilience=resilience)
     await llm.warm()  # LiteLLM's first-call setup, here rather than in the first turn's deadline
-    crm = build_crm(crm_settings)
+    crm = build_crm(crm_settings, resilience=resilience)
     if start_outbox_drainer:
         await crm.start()
     owns_sessions = sessions is None

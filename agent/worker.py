@@ -10,8 +10,10 @@ Where things live (``SALES_AGENT_JOB_EXECUTOR``):
   manager, and the load is the number of running jobs / ``max_sessions``.
 
 Either way each job builds its LLM chain and CRM clients on its own loop (httpx/aiohttp clients
-must stay on the loop that created them), while the worker process keeps one CRM facade whose
-outbox drainer delivers writes a finished job queued, and serves ``/health`` + ``/ready``.
+must stay on the loop that created them), but their circuit breakers and LLM cooldowns come from
+the process's ``process_resilience()``, so one job's failures protect the next call. The worker
+process keeps one CRM facade whose outbox drainer delivers writes a finished job queued, and serves
+``/health`` + ``/ready``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING
 from agent.app_settings import AppSettings
 from agent.call_context import CallContext
 from agent.errors import InvalidInput
+from agent.resilience.state import process_resilience
 from agent.tenants import TenantRegistry
 from telemetry import names
 
@@ -138,6 +141,7 @@ async def _start_worker_services() -> None:
             health_host=settings.worker.health_host,
             health_port=settings.worker.health_port,
             serve_health=settings.worker.health_port > 0,
+            resilience=process_resilience(),
         )
     except Exception:
         log.exception("worker services (health, outbox drainer) failed to start; calls still run")
@@ -227,6 +231,7 @@ async def entrypoint(ctx: JobContext) -> None:
         sessions=_state.sessions if shared and _state is not None else None,
         start_outbox_drainer=_state is None,  # the worker process drains when it runs one
         speech=speech_services(),
+        resilience=process_resilience(),  # breakers and cooldowns shared by every job of the process
     )
     vad_model = ctx.proc.userdata.get("vad")
     if vad_model is None:  # prewarm did not run in this process (it always does under livekit's CLI)

@@ -8,7 +8,9 @@ patched ``aiohttp.web.Application`` process-wide, which would add spans to every
 sharing a test process.)
 
 Per-tenant data (header ``X-Tenant-Id``); writes honour ``Idempotency-Key`` (same key -> applied
-once, the first response replayed). Fault injection for tests and demos: ``POST /admin/fault``
+once, the first response replayed). Contact upserts merge (a field not given keeps the stored value)
+and a lead update follows the lead-merge rule (``_lead_applies``), so a later caller cannot erase a
+lead. Fault injection for tests and demos: ``POST /admin/fault``
 ``{"mode": "ok|down|slow|500|429", "delay_s": 2, "retry_after": 1, "count": null, "style": "503|reset"}``
 (``count``: fault only the next N requests; ``down`` answers 503, or drops the connection with
 ``"style": "reset"``); ``GET /admin/stats``; ``POST /admin/reset`` (counters and fault; data stays).
@@ -46,13 +48,14 @@ from telemetry import names
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 
+CONTACT_FIELDS = ("name", "company", "role", "email", "phone")
 SLOT_MINUTES = 30
 BUSINESS_HOURS_UTC = (9, 17)  # slots are offered 09:00-17:00 UTC, Monday to Friday
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS contacts (
     tenant_id TEXT NOT NULL, contact_key TEXT NOT NULL, name TEXT NOT NULL, company TEXT, role TEXT,
-    email TEXT, phone TEXT, lead_status TEXT, lead_score REAL, lead_band TEXT,
+    email TEXT, phone TEXT, lead_status TEXT, lead_score REAL, lead_band TEXT, lead_source TEXT,
     created_at TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (tenant_id, contact_key));
 CREATE TABLE IF NOT EXISTS notes (
     id INTEGER PRIMARY KEY AUTOINCREMENT, tenant_id TEXT NOT NULL, contact_key TEXT NOT NULL,
@@ -93,6 +96,9 @@ class CrmStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.executescript(_SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(contacts)")}
+        if "lead_source" not in columns:  # a database from before the lead-merge rule
+            self.db.execute("ALTER TABLE contacts ADD COLUMN lead_source TEXT")
 
     def close(self) -> None:
         self.db.close()
@@ -288,14 +294,16 @@ class CrmService:
             exists = db.execute(
                 "SELECT 1 FROM contacts WHERE tenant_id=? AND contact_key=?", (tenant, key)
             ).fetchone()
-            fields = [body.get(f) for f in ("name", "company", "role", "email", "phone")]
+            given = {f: body[f] for f in CONTACT_FIELDS if body.get(f) not in (None, "")}
             if exists:
+                # Merge: a field the caller did not give (absent, null or "") keeps what the CRM has.
+                assignments = "".join(f"{f}=?, " for f in given)
                 db.execute(
-                    "UPDATE contacts SET name=?, company=?, role=?, email=?, phone=?, updated_at=? "
-                    "WHERE tenant_id=? AND contact_key=?",
-                    (*fields, now, tenant, key),
+                    f"UPDATE contacts SET {assignments}updated_at=? WHERE tenant_id=? AND contact_key=?",
+                    (*given.values(), now, tenant, key),
                 )
             else:
+                fields = [given.get(f) for f in CONTACT_FIELDS]
                 db.execute(
                     "INSERT INTO contacts (tenant_id, contact_key, name, company, role, email, phone, "
                     "lead_status, created_at, updated_at) VALUES (?,?,?,?,?,?,?,'new',?,?)",
@@ -342,17 +350,35 @@ class CrmService:
             return _error(422, "invalid_lead", "status is required")
 
         def write(db: sqlite3.Connection, tenant: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-            cur = db.execute(
-                "UPDATE contacts SET lead_status=?, lead_score=?, lead_band=?, updated_at=? "
+            row = db.execute(
+                "SELECT lead_status, lead_score, lead_band, lead_source FROM contacts "
                 "WHERE tenant_id=? AND contact_key=?",
-                (body["status"], body.get("score"), body.get("band"), _now(), tenant, key),
-            )
-            if cur.rowcount == 0:
+                (tenant, key),
+            ).fetchone()
+            if row is None:
                 return 404, {
                     "error": "contact_not_found",
                     "message": "no such contact (save the contact first)",
                 }
-            return 200, {"contact_key": key, "status": body["status"]}
+            source = body.get("source") if isinstance(body.get("source"), str) else None
+            if not _lead_applies(row, body.get("score"), source):
+                # A lower qualification from another call never replaces the lead: it becomes a note.
+                text = (
+                    f"Qualification from another call not applied: {body['status']}, "
+                    f"{body.get('band') or 'no band'}, score {body.get('score')} "
+                    f"(kept {row['lead_band'] or row['lead_status']}, score {row['lead_score']})."
+                )
+                db.execute(
+                    "INSERT INTO notes (tenant_id, contact_key, text, created_at) VALUES (?,?,?,?)",
+                    (tenant, key, text, _now()),
+                )
+                return 200, {"contact_key": key, "status": row["lead_status"], "applied": False}
+            db.execute(
+                "UPDATE contacts SET lead_status=?, lead_score=?, lead_band=?, lead_source=?, updated_at=? "
+                "WHERE tenant_id=? AND contact_key=?",
+                (body["status"], body.get("score"), body.get("band"), source, _now(), tenant, key),
+            )
+            return 200, {"contact_key": key, "status": body["status"], "applied": True}
 
         return await self._write(request, tenant, body, write)
 
@@ -462,6 +488,16 @@ class CrmService:
                 **self.store.counts(),
             }
         )
+
+
+def _lead_applies(stored: sqlite3.Row, score: object, source: str | None) -> bool:
+    """The lead-merge rule (agent/crm/README.md): a qualification replaces the stored one when there
+    is none yet, when it comes from the same call (a correction), or when it scores at least as high."""
+    if stored["lead_score"] is None:
+        return True
+    if source is not None and source == stored["lead_source"]:
+        return True
+    return isinstance(score, int | float) and score >= stored["lead_score"]
 
 
 def _candidate_slots(now: datetime, days_ahead: int) -> list[datetime]:

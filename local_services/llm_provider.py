@@ -4,7 +4,8 @@ Serves ``/v1/chat/completions`` (SSE streaming and plain JSON, tool calls includ
 ``/v1/models`` on a loopback port, so tests, the offline demo and the compose stack can exercise the
 LiteLLM Router's fallback without API keys. Replies are scripted and deterministic:
 
-- the last user message holds lines ``/tool NAME {json-args}`` -> those tool calls, in order;
+- the last user message holds lines ``/tool NAME {json-args}`` -> those tool calls, in order, after
+  the text of any ``/say TEXT`` lines (streamed first, as a model that talks before calling tools);
 - the last message is a tool result -> a short acknowledgement quoting its first sentence;
 - otherwise a canned sales reply (chosen by the number of user turns).
 
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 
 _TOOL_LINE = re.compile(r"^\s*/tool\s+(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<args>\{.*\})?\s*$")
+_SAY_LINE = re.compile(r"^\s*/say\s+(?P<text>.+?)\s*$")
 
 CANNED_REPLIES: tuple[str, ...] = (
     "Thanks for taking my call! I'm with Acme Sales. Could I get your name and company?",
@@ -120,16 +122,19 @@ def script_reply(messages: Sequence[dict[str, Any]], canned: str | None = None) 
         return ScriptedReply(text=f"Got it: {said}")
     if last.get("role") == "user":
         calls: list[tuple[str, str]] = []
+        said: list[str] = []
         for line in _text_of(last.get("content")).splitlines():
-            if m := _TOOL_LINE.match(line):
+            if m := _SAY_LINE.match(line):
+                said.append(m.group("text"))
+            elif m := _TOOL_LINE.match(line):
                 args = m.group("args") or "{}"
                 try:
                     json.loads(args)
                 except json.JSONDecodeError:
                     args = "{}"
                 calls.append((m.group("name"), args))
-        if calls:
-            return ScriptedReply(tool_calls=calls)
+        if calls or said:
+            return ScriptedReply(text=" ".join(said), tool_calls=calls)
     if canned:
         return ScriptedReply(text=canned)
     user_turns = sum(1 for m in messages if m.get("role") == "user")
@@ -283,6 +288,9 @@ class LocalLLMProvider:
     def _chunks(self, reply: ScriptedReply, prompt_tokens: int, include_usage: bool) -> list[dict[str, Any]]:
         """Content-bearing chunks first, then the finish chunk and (optionally) the usage chunk."""
         deltas: list[dict[str, Any]] = []
+        if reply.text:
+            words = reply.text.split(" ")
+            deltas.extend({"content": w if i == 0 else " " + w} for i, w in enumerate(words))
         if reply.tool_calls:
             for index, (name, args) in enumerate(reply.tool_calls):
                 call_id = f"call_{uuid.uuid4().hex[:12]}"
@@ -294,9 +302,6 @@ class LocalLLMProvider:
                 }
                 deltas.append({"tool_calls": [head]})
                 deltas.append({"tool_calls": [{"index": index, "function": {"arguments": args}}]})
-        else:
-            words = reply.text.split(" ")
-            deltas.extend({"content": w if i == 0 else " " + w} for i, w in enumerate(words))
         deltas[0] = {"role": "assistant", **deltas[0]}
         base = {"id": f"chatcmpl-{uuid.uuid4().hex[:16]}", "object": "chat.completion.chunk",
                 "created": int(time.time()), "model": self.model}  # fmt: skip

@@ -53,6 +53,7 @@ RETRY_AFTER: Final = "retry.after_s"  # span events only: wait the server asked 
 BREAKER_FROM: Final = "circuit_breaker.from_state"
 BREAKER_TO: Final = "circuit_breaker.to_state"
 IDEMPOTENCY_KEY: Final = "sales_agent.idempotency_key"  # spans only
+OUTBOX_STEP: Final = "outbox.step"  # add | claim | complete | release | park | read | requeue
 
 # Sessions and business
 SESSION_OUTCOME: Final = "session.outcome"  # completed | expired | idle | evicted | error
@@ -93,6 +94,7 @@ ERROR_CANCELLED: Final = "cancelled"
 ERROR_FIRST_TOKEN_TIMEOUT: Final = "first_token_timeout"
 ERROR_EMPTY_RESPONSE: Final = "empty_response"
 ERROR_ALL_PROVIDERS_FAILED: Final = "all_providers_failed"
+ERROR_OUTBOX_STORAGE: Final = "outbox_storage_failed"
 ERROR_FIRST_BYTE_TIMEOUT: Final = "first_byte_timeout"
 ERROR_STREAM_TIMEOUT: Final = "stream_timeout"
 ERROR_EMPTY_TRANSCRIPT: Final = "empty_transcript"
@@ -111,6 +113,7 @@ ERROR_TYPES: Final[Mapping[str, str]] = {
     ERROR_FIRST_TOKEN_TIMEOUT: "no token within the first-token deadline; the attempt was cut",
     ERROR_EMPTY_RESPONSE: "the stream ended with neither text nor tool calls",
     ERROR_ALL_PROVIDERS_FAILED: "every provider of the chain failed this turn (the fallback line was said)",
+    ERROR_OUTBOX_STORAGE: "a CRM write neither the CRM nor the outbox's storage could take: NOT saved",
     # The speech chains' own verdicts (agent/speech/).
     ERROR_FIRST_BYTE_TIMEOUT: "no audio within the TTS first-byte deadline; the attempt was cut",
     ERROR_STREAM_TIMEOUT: "the TTS audio stopped mid-sentence for longer than the stream timeout",
@@ -134,7 +137,7 @@ ERROR_TYPES: Final[Mapping[str, str]] = {
     "tenant_capacity": "a session was refused: the tenant is at its share of the capacity",
     "no_usable_llm_provider": "no provider of the LLM chain has its API key",
     "no_usable_speech_provider": "no provider of the STT or TTS chain has its API key",
-    "redis_client_missing": "cooldowns are configured to use Redis but the redis package is missing",
+    "redis_cooldowns_unsupported": "SALES_AGENT_LLM_REDIS_URL is set; cooldowns are per process, not Redis",
 }
 
 # --- Metrics ----------------------------------------------------------------------------------
@@ -147,6 +150,7 @@ LLM_TOKENS: Final = "sales_agent.llm.tokens"  # counter {token}; provider, model
 LLM_COST: Final = "sales_agent.llm.cost_usd"  # counter {USD}; provider, model, tenant
 LLM_PROVIDER_AVAILABLE: Final = "sales_agent.llm.provider.available"  # gauge 1/0 (0 = cooling down)
 LLM_COMPLETIONS: Final = "sales_agent.llm.completions"  # counter; outcome ok | failed, tenant
+LLM_TOOL_CALLS_DROPPED: Final = "sales_agent.llm.tool_calls.dropped"  # counter; provider (stream broke)
 
 # Speech chains (one attempt = one provider request; STT: one utterance, TTS: one sentence)
 STT_REQUESTS: Final = "sales_agent.stt.requests"  # counter; provider, outcome ok | error, error.type
@@ -178,6 +182,7 @@ OUTBOX_ENQUEUED: Final = "sales_agent.outbox.enqueued"  # counter; dependency, o
 OUTBOX_DELIVERED: Final = "sales_agent.outbox.delivered"  # counter; dependency, operation
 OUTBOX_FAILED: Final = "sales_agent.outbox.failed"  # counter; dependency, operation, error.type
 OUTBOX_DEAD_LETTERS: Final = "sales_agent.outbox.dead_letters"  # gauge {entry}; dependency
+OUTBOX_STORAGE_ERRORS: Final = "sales_agent.outbox.storage_errors"  # counter; outbox.step
 
 # Tools and errors (the spec's withErrorHandling)
 TOOL_CALLS: Final = "sales_agent.tool.calls"  # counter; operation, outcome, tenant

@@ -103,6 +103,16 @@ def otel(_otel_session: OtelCapture) -> OtelCapture:
     return _otel_session
 
 
+@pytest.fixture(autouse=True)
+def _fresh_process_resilience() -> Iterator[None]:
+    """Breakers and cooldowns are process-wide in the agent (``process_resilience``): a test that ran
+    the worker's wiring leaves none behind for the next test."""
+    yield
+    from agent.resilience.state import reset_process_resilience
+
+    reset_process_resilience()
+
+
 @pytest.fixture
 def fast_retries() -> Iterator[None]:
     """stamina's testing mode: no backoff sleeps; the policy's attempt counts are kept (cap=True)."""

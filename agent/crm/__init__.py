@@ -16,17 +16,24 @@ from agent.crm.facade import ResilientCrm
 from agent.crm.models import Booking, Contact, OutboxStats, Slot, WriteOutcome, contact_key
 from agent.crm.outbox import Outbox
 from agent.crm.settings import CrmSettings
-from agent.resilience import CircuitBreaker, DependencyCaller
+from agent.resilience import BreakerConfig, DependencyCaller, ResilienceState
 
 
 def build_crm(
-    settings: CrmSettings | None = None, *, clock: Callable[[], float] = time.monotonic
+    settings: CrmSettings | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    resilience: ResilienceState | None = None,
 ) -> ResilientCrm:
     """The production wiring: pooled httpx clients, one breaker per dependency, the outbox file.
 
-    ``clock`` drives the breakers' recovery timing (tests inject a fake one).
+    ``resilience``: where the breakers live. The worker passes ``process_resilience()`` so every
+    job's client shares one breaker per dependency; without it the facade gets its own (closed with
+    it), whose recovery timing runs on ``clock`` (tests inject a fake one).
     """
     settings = settings or CrmSettings()
+    owned = resilience is None
+    state = resilience if resilience is not None else ResilienceState(clock=clock)
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
 
     def client(url: str) -> object:
@@ -38,25 +45,31 @@ def build_crm(
             api_key=api_key,
         )
 
-    def caller(dependency: str) -> DependencyCaller:
-        breaker = CircuitBreaker(
-            dependency,
-            failure_threshold=settings.breaker_failure_threshold,
-            recovery_s=settings.breaker_recovery_s,
-            half_open_max_calls=settings.breaker_half_open_max_calls,
-            clock=clock,
-        )
+    breaker_config = BreakerConfig(
+        failure_threshold=settings.breaker_failure_threshold,
+        recovery_s=settings.breaker_recovery_s,
+        half_open_max_calls=settings.breaker_half_open_max_calls,
+    )
+
+    def caller(dependency: str, url: str) -> DependencyCaller:
+        breaker = state.breaker(dependency, url, breaker_config)
         return DependencyCaller(
             dependency, breaker, settings.retry_policy(), settings.retry_policy_overrides()
         )
 
+    calendar_url = settings.calendar_url or settings.crm_url
+    policy = settings.retry_policy()
+    # How long a claim on an outbox entry holds: one live write with all its retries and waits.
+    lease_s = (policy.timeout_s or 30.0) + settings.connect_timeout_s + settings.read_timeout_s
+
     return ResilientCrm(
         crm=HttpCrmBackend(client(settings.crm_url)),  # type: ignore[arg-type]
-        calendar=HttpCalendarBackend(client(settings.calendar_url or settings.crm_url)),  # type: ignore[arg-type]
-        crm_caller=caller("crm"),
-        calendar_caller=caller("calendar"),
-        outbox=Outbox(settings.outbox_path),
+        calendar=HttpCalendarBackend(client(calendar_url)),  # type: ignore[arg-type]
+        crm_caller=caller("crm", settings.crm_url),
+        calendar_caller=caller("calendar", calendar_url),
+        outbox=Outbox(settings.outbox_path, lease_s=lease_s),
         drain_interval_s=settings.outbox_poll_interval_s,
+        on_close=state.close if owned else None,
     )
 
 

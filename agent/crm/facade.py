@@ -1,16 +1,19 @@
 """``ResilientCrm``: the agent's one door to the CRM and the calendar.
 
 Validates input (``InvalidInput`` before any network call), stamps every write with an idempotency
-key, runs each call through its dependency's breaker and stamina retry policy, and turns a write that
-cannot be delivered now into an outbox entry plus a truthful "saved, will sync shortly" outcome.
+key and commits it to the outbox before its first attempt, runs each call through its dependency's
+breaker and stamina retry policy, and answers a write that cannot be delivered now with a truthful
+"saved, will sync shortly" outcome (the outbox's drainer delivers it).
 Reads and bookings need an answer during the call, so they raise ``DependencyError`` /
 ``CircuitOpenError`` / ``DependencyRejected`` instead.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -27,7 +30,7 @@ from agent.crm.models import (
     contact_key,
     validate_contact_key,
 )
-from agent.crm.outbox import Outbox, OutboxDrainer, OutboxEntry
+from agent.crm.outbox import ClaimState, Outbox, OutboxDrainer, OutboxEntry, StorageError
 from agent.errors import DependencyError, DependencyRejected, InvalidInput
 from agent.resilience import NO_RETRY, DependencyCaller
 from agent.vocabulary.lead_band import LEAD_BANDS
@@ -36,6 +39,9 @@ from telemetry import names
 
 MAX_NOTE_CHARS = 4000
 SYNCED_MESSAGE = "Saved to the CRM."
+LEAD_KEPT_MESSAGE = (
+    "Saved as a note: the CRM keeps the higher qualification an earlier call gave this contact."
+)
 QUEUED_MESSAGE = "Saved; the CRM is not reachable right now, so it will sync to the CRM shortly."
 
 
@@ -59,6 +65,7 @@ class ResilientCrm:
         outbox: Outbox,
         *,
         drain_interval_s: float = 2.0,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         self.crm = crm
         self.calendar = calendar
@@ -66,6 +73,7 @@ class ResilientCrm:
         self.calendar_caller = calendar_caller
         self.outbox = outbox
         self.drainer = OutboxDrainer(outbox, self._deliver, interval_s=drain_interval_s)
+        self._on_close = on_close
 
     # --- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -77,8 +85,8 @@ class ResilientCrm:
         await self.crm.aclose()
         await self.calendar.aclose()
         self.outbox.close()
-        self.crm_caller.breaker.unregister()
-        self.calendar_caller.breaker.unregister()
+        if self._on_close is not None:  # e.g. a private resilience state's breakers stop reporting
+            self._on_close()
 
     async def __aenter__(self) -> ResilientCrm:
         await self.start()
@@ -91,8 +99,12 @@ class ResilientCrm:
     async def upsert_contact(self, tenant_id: str, contact: Contact) -> WriteOutcome:
         if not isinstance(contact, Contact):
             raise InvalidInput("contact must be a validated Contact.", field="contact")
+        # Only what the caller gave: the CRM merges, so a field left out never erases a stored one.
         return await self._write(
-            tenant_id, contact_key(contact), "upsert_contact", {"contact": contact.model_dump()}
+            tenant_id,
+            contact_key(contact),
+            "upsert_contact",
+            {"contact": contact.model_dump(exclude_none=True)},
         )
 
     async def add_note(self, tenant_id: str, contact_key: str, text: str) -> WriteOutcome:
@@ -105,8 +117,16 @@ class ResilientCrm:
         return await self._write(tenant_id, key, "add_note", {"text": text})
 
     async def set_lead_status(
-        self, tenant_id: str, contact_key: str, status: str, score: float, band: str
+        self,
+        tenant_id: str,
+        contact_key: str,
+        status: str,
+        score: float,
+        band: str,
+        source: str | None = None,
     ) -> WriteOutcome:
+        """``source``: the call this qualification comes from. The CRM lets a lower score replace a
+        lead only from the same call (a correction); from another call it is kept as a note."""
         key = validate_contact_key(contact_key)
         if status not in LEAD_STATUSES:
             raise InvalidInput(f"Lead status must be one of {', '.join(LEAD_STATUSES)}.", field="status")
@@ -118,56 +138,108 @@ class ResilientCrm:
             tenant_id,
             key,
             "set_lead_status",
-            {"lead": {"status": status, "score": float(score), "band": band}},
+            {"lead": {"status": status, "score": float(score), "band": band, "source": source}},
         )
 
     async def _write(self, tenant_id: str, key: str, operation: str, payload: dict[str, Any]) -> WriteOutcome:
+        """Outbox first: the write is durable before its first attempt and removed once delivered.
+
+        A SIGKILL at any instant leaves it delivered or in the outbox (a restarted process sends it;
+        the idempotency key makes a second delivery a replay). The live attempt only decides what the
+        caller hears. Order per contact: the write goes live only as its contact's head; behind a
+        write another task is sending, it waits for that one; behind a queued one, it queues.
+        """
         tenant_id = _check_tenant(tenant_id)
         idempotency_key = uuid.uuid4().hex
-        span = trace.get_current_span()
-        span.set_attribute(names.IDEMPOTENCY_KEY, idempotency_key)
-        # An earlier write for this contact is still queued: going live now would overtake it.
-        if await self.outbox.has_pending("crm", tenant_id, key):
-            return await self._queue(tenant_id, key, operation, payload, idempotency_key)
-        entry = _LiveWrite(tenant_id, key, operation, payload, idempotency_key)
+        trace.get_current_span().set_attribute(names.IDEMPOTENCY_KEY, idempotency_key)
+        write = _LiveWrite(tenant_id, key, operation, payload, idempotency_key)
         try:
-            await self.crm_caller.call(
-                operation,
-                lambda: self._send(entry),
-                span_attributes={names.TENANT_ID: tenant_id, names.IDEMPOTENCY_KEY: idempotency_key},
+            entry_id, state = await self.outbox.add(
+                dependency="crm",
+                operation=operation,
+                tenant_id=tenant_id,
+                contact_key=key,
+                payload=payload,
+                idempotency_key=idempotency_key,
             )
+            if state is ClaimState.WAIT:
+                state, error = await self.outbox.wait_turn(entry_id, self.outbox.lease.seconds)
+            else:
+                error = None
+        except StorageError:
+            return await self._write_without_outbox(write)
+        if state is ClaimState.QUEUED:
+            self.outbox.note_queued(entry_id, "crm", operation, tenant_id)
+            return WriteOutcome("queued", QUEUED_MESSAGE, idempotency_key)
+        if state is ClaimState.DONE:  # the drainer delivered it while this one waited its turn
+            return WriteOutcome("synced", SYNCED_MESSAGE, idempotency_key)
+        if state is ClaimState.PARKED:
+            raise DependencyRejected(
+                error or "the CRM rejected this write", dependency="crm", status_code=422
+            )
+        try:
+            response = await self._send_live(write)
         except DependencyRejected:
-            raise  # the request itself is wrong: queueing it would not help
-        except DependencyError:
-            return await self._queue(tenant_id, key, operation, payload, idempotency_key)
-        return WriteOutcome("synced", SYNCED_MESSAGE, idempotency_key)
+            await self.outbox.complete(entry_id)  # the CRM refused it: the tool reports why, nothing to send
+            raise
+        except DependencyError as exc:
+            await self.outbox.release(entry_id, exc.message)
+            self.outbox.note_queued(entry_id, "crm", operation, tenant_id)
+            return WriteOutcome("queued", QUEUED_MESSAGE, idempotency_key)
+        except BaseException:  # cancelled (barge-in): the entry is durable; the drainer sends it
+            await asyncio.shield(self.outbox.release(entry_id, None))
+            raise
+        await self.outbox.complete(entry_id)
+        return _synced(response, idempotency_key)
 
-    async def _queue(
-        self, tenant_id: str, key: str, operation: str, payload: dict[str, Any], idempotency_key: str
-    ) -> WriteOutcome:
-        await self.outbox.enqueue(
-            dependency="crm",
-            operation=operation,
-            tenant_id=tenant_id,
-            contact_key=key,
-            payload=payload,
-            idempotency_key=idempotency_key,
+    async def _send_live(self, write: _LiveWrite) -> dict[str, Any]:
+        return await self.crm_caller.call(
+            write.operation,
+            lambda: self._send(write),
+            span_attributes={names.TENANT_ID: write.tenant_id, names.IDEMPOTENCY_KEY: write.idempotency_key},
         )
-        return WriteOutcome("queued", QUEUED_MESSAGE, idempotency_key)
 
-    async def _send(self, entry: _LiveWrite | OutboxEntry) -> None:
+    async def _write_without_outbox(self, write: _LiveWrite) -> WriteOutcome:
+        """The outbox cannot store the write (disk full...): try it live, and say so if that fails too."""
+        try:
+            overtakes = await self.outbox.has_pending("crm", write.tenant_id, write.contact_key)
+        except StorageError:
+            overtakes = False  # unreadable too: nothing can be kept in order with it
+        failure = (
+            "The CRM write could not be saved: the local outbox storage is failing "
+            "(see the OutboxStorageFailing alert)"
+        )
+        if overtakes:
+            raise DependencyError(
+                f"{failure} and earlier writes for this contact are still queued.",
+                dependency="crm",
+                error_type=names.ERROR_OUTBOX_STORAGE,
+            )
+        try:
+            response = await self._send_live(write)
+        except DependencyRejected:
+            raise
+        except DependencyError as exc:
+            raise DependencyError(
+                f"{failure} and the CRM is not reachable ({exc.message}). It was NOT saved.",
+                dependency="crm",
+                error_type=names.ERROR_OUTBOX_STORAGE,
+            ) from exc
+        return _synced(response, write.idempotency_key)
+
+    async def _send(self, entry: _LiveWrite | OutboxEntry) -> dict[str, Any]:
         p = entry.payload
         args = (entry.tenant_id, entry.contact_key)
         if entry.operation == "upsert_contact":
-            await self.crm.upsert_contact(*args, p["contact"], entry.idempotency_key)
-        elif entry.operation == "add_note":
-            await self.crm.add_note(*args, p["text"], entry.idempotency_key)
-        elif entry.operation == "set_lead_status":
-            await self.crm.set_lead_status(*args, p["lead"], entry.idempotency_key)
-        else:
-            raise DependencyRejected(
-                f"unknown CRM operation {entry.operation!r}", dependency="crm", status_code=400
-            )
+            return await self.crm.upsert_contact(*args, p["contact"], entry.idempotency_key)
+        if entry.operation == "add_note":
+            return await self.crm.add_note(*args, p["text"], entry.idempotency_key)
+        if entry.operation == "set_lead_status":
+            lead = {k: v for k, v in p["lead"].items() if v is not None}
+            return await self.crm.set_lead_status(*args, lead, entry.idempotency_key)
+        raise DependencyRejected(
+            f"unknown CRM operation {entry.operation!r}", dependency="crm", status_code=400
+        )
 
     async def _deliver(self, entry: OutboxEntry) -> None:
         """Drainer delivery: one attempt per pass (the drainer's poll loop is the retry)."""
@@ -241,6 +313,12 @@ class ResilientCrm:
 
     def outbox_stats(self) -> OutboxStats:
         return self.outbox.stats()
+
+
+def _synced(response: object, idempotency_key: str) -> WriteOutcome:
+    if isinstance(response, dict) and response.get("applied") is False:
+        return WriteOutcome("synced", LEAD_KEPT_MESSAGE, idempotency_key)
+    return WriteOutcome("synced", SYNCED_MESSAGE, idempotency_key)
 
 
 class _LiveWrite:

@@ -1,4 +1,4 @@
-"""The CRM package's instruments: the durable outbox's depth, age, dead letters and traffic.
+"""The CRM package's instruments: the durable outbox's depth, age, dead letters, traffic and storage.
 
 Created from an injected meter (``telemetry.instruments``), never at import. The gauges read the
 outboxes open in this process (``live_outboxes``), whichever provider they were created on.
@@ -77,6 +77,11 @@ class CrmInstruments:
         )
         self.failed = meter.create_counter(
             names.OUTBOX_FAILED, unit="{entry}", description="Queued writes parked as dead letters (rejected)"
+        )
+        self.storage_errors = meter.create_counter(
+            names.OUTBOX_STORAGE_ERRORS,
+            unit="{error}",
+            description="Outbox storage failures (disk full, I/O): new writes may not be durable",
         )
 
 

@@ -1,115 +1,124 @@
-"""Durable outbox for CRM writes that could not be delivered live (SQLite, WAL).
+"""The durable outbox of CRM writes (a transactional outbox) and its drainer.
 
-A write lands here when its retries are exhausted or the breaker is open, or when an earlier write
-for the same contact is still queued (so writes for one contact are never reordered). The drainer
-delivers entries in id order per contact; the entry's idempotency key makes a re-delivery after a
-crash (delivered, but killed before the row was marked) a no-op on the CRM side: exactly once.
+Every write is committed here *before* its first attempt (``add``) and removed once the CRM has it
+(``complete``): a process killed at any instant leaves each captured write either delivered or in
+this file, and a restarted process delivers what is left. The live attempt (the caller hears "saved"
+or "will sync shortly") and the drainer go through the same claims (``outbox_store``): entries of one
+contact go out in id order, and one sender owns an entry at a time. The entry's idempotency key
+makes a re-delivery after a crash between "sent" and "marked" a replay at the CRM: exactly once.
 
-Rows are committed with ``synchronous=FULL`` before the tool answers "saved", so they survive a
-SIGKILL (and a power cut). A 4xx on delivery means the entry itself is bad: it is parked
-(``status='dead'``) with a log line and ``sales_agent.outbox.failed`` so it cannot block the queue.
-Parked entries are kept, never dropped: ``sales_agent.outbox.dead_letters`` counts them (the
-OutboxDeadLetters alert), and ``sales-agent outbox`` lists them and puts them back in the queue once
-the cause is fixed (``requeue``).
+A 4xx on delivery means the entry itself is bad: it is parked (``status='dead'``) with a log line and
+``sales_agent.outbox.failed`` so it cannot block the queue. Parked entries are kept, never dropped:
+``sales_agent.outbox.dead_letters`` counts them (the OutboxDeadLetters alert), and ``sales-agent
+outbox`` lists them and puts them back in the queue once the cause is fixed (``requeue``).
+
+When the storage itself fails (disk full, I/O error) delivery goes on: an entry the CRM has but the
+file cannot mark is remembered in memory (a restarted process would send it again: a replay), and
+the drainer reads the queue without claiming it. Each failure counts in
+``sales_agent.outbox.storage_errors`` (the OutboxStorageFailing alert) with an ERROR log line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import enum
 import logging
-import sqlite3
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from agent.crm import wakeup
 from agent.crm.instruments import instruments, live_outboxes, observe_outbox
 from agent.crm.models import OutboxStats
+from agent.crm.outbox_sqlite import SqliteOutboxStore, lease_owner
+from agent.crm.outbox_store import ClaimState, Lease, NewEntry, OutboxEntry, OutboxStore, StorageError
 from agent.errors import CircuitOpenError, DependencyRejected
 from telemetry import names
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 _propagator = TraceContextTextMapPropagator()
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    dependency TEXT NOT NULL,
-    operation TEXT NOT NULL,
-    tenant_id TEXT NOT NULL,
-    contact_key TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    idempotency_key TEXT NOT NULL UNIQUE,
-    traceparent TEXT,
-    status TEXT NOT NULL DEFAULT 'pending',  -- pending | dead
-    attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT,
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (status, dependency, tenant_id, contact_key, id);
-"""
+__all__ = ["ClaimState", "Outbox", "OutboxDrainer", "OutboxEntry", "StorageError"]
 
-
-@dataclass(frozen=True)
-class OutboxEntry:
-    id: int
-    dependency: str
-    operation: str
-    tenant_id: str
-    contact_key: str
-    payload: dict[str, Any]
-    idempotency_key: str
-    traceparent: str | None
-    attempts: int
-    created_at: float
-
+DEFAULT_LEASE_S = 60.0
+TURN_POLL_S = 0.25  # a write waiting behind one sent by another process re-checks this often
+STORAGE_LOG_INTERVAL_S = 60.0  # repeated storage failures of one step: one ERROR line a minute
+STORAGE_STEPS = ("add", "claim", "complete", "release", "park", "read", "requeue")
 
 KNOWN_DEPENDENCIES = ("crm",)  # reported with depth 0 even when empty, so the gauge exists
 
 
 class Outbox:
-    """SQLite-backed queue. Methods are async (SQLite work runs in a thread: fsync must not stall calls)."""
+    """The queue over an ``OutboxStore`` (SQLite at ``path`` unless given): async, metered, shared.
 
-    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+    Store calls run in a thread (an fsync must not stall calls). Several ``Outbox`` objects may use
+    one file (each job of a worker, the worker's drainer, ``sales-agent outbox``); claims keep them
+    from sending one entry twice or a contact's entries out of order.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        lease_s: float = DEFAULT_LEASE_S,
+        store: OutboxStore | None = None,
+    ) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+        self.store: OutboxStore = store if store is not None else SqliteOutboxStore(self.path, clock=clock)
+        self.lease = Lease(lease_owner(), lease_s)  # live writes
+        # The drainer claims under its own name, so a live write never takes over an entry it is sending.
+        self.drain_lease = Lease(f"{self.lease.owner}-drain", lease_s)
+        self.work = wakeup.for_path(self.path, "work")  # an entry became the drainer's to send
+        self.turns = wakeup.for_path(self.path, "turns")  # an entry left the queue or its sender
+        # Delivered, but the store could not remove them (storage failure): {id: dependency}.
+        self._unmarked: dict[int, str] = {}
+        self._storage_logged: dict[str, float] = {}
         self._closed = False
-        self.changed = asyncio.Event()  # set on enqueue: wakes the drainer
         observe_outbox(self)
+        for step in STORAGE_STEPS:  # series at 0 from the start: increase() then sees the first failure
+            instruments().storage_errors.add(0, {names.OUTBOX_STEP: step})
 
     def close(self) -> None:
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                live_outboxes.discard(self)
-                self._db.close()
+        if self._closed:
+            return
+        self._closed = True
+        live_outboxes.discard(self)
+        with contextlib.suppress(StorageError, RuntimeError):
+            for lease in (self.lease, self.drain_lease):  # what we were sending goes to the next drainer
+                self.store.release_owner(lease.owner)
+        self.store.close()
+        self.work.notify()
 
-    def _run(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("outbox is closed")
-            return fn(self._db)
+    async def _call(self, step: str, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except StorageError as exc:
+            self._storage_failed(step, exc)
+            raise
 
-    async def _arun(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        return await asyncio.to_thread(self._run, fn)
+    def _storage_failed(self, step: str, exc: StorageError) -> None:
+        instruments().storage_errors.add(1, {names.OUTBOX_STEP: step})
+        now = time.monotonic()
+        if now - self._storage_logged.get(step, -STORAGE_LOG_INTERVAL_S) < STORAGE_LOG_INTERVAL_S:
+            return
+        self._storage_logged[step] = now
+        consequence = {
+            "add": "new CRM writes cannot be made durable (each is tried live; if that fails, NOT saved)",
+            "complete": "delivered writes stay in the file (kept in memory; a restart would replay them)",
+        }.get(step, "deliveries go on without claims")
+        log.error("outbox storage failed (%s) at %s: %s; %s", self.path, step, exc, consequence)
 
-    # --- writes -----------------------------------------------------------------------------
-    async def enqueue(
+    # --- the write path ---------------------------------------------------------------------
+    async def add(
         self,
         *,
         dependency: str,
@@ -118,53 +127,64 @@ class Outbox:
         contact_key: str,
         payload: dict[str, Any],
         idempotency_key: str,
-    ) -> int:
+        claim: bool = True,
+    ) -> tuple[int, ClaimState]:
+        """Commit a write (durable when this returns); with ``claim``, claim it when it may go now."""
         carrier: dict[str, str] = {}
         _propagator.inject(carrier)  # the original call's trace, linked from the delivery span
-        row = (
-            dependency,
-            operation,
-            tenant_id,
-            contact_key,
-            json.dumps(payload),
-            idempotency_key,
-            carrier.get("traceparent"),
-            self._clock(),
-        )
-        entry_id = await self._arun(
-            lambda db: (
-                db.execute(
-                    "INSERT INTO outbox (dependency, operation, tenant_id, contact_key, payload, "
-                    "idempotency_key, traceparent, created_at) VALUES (?,?,?,?,?,?,?,?)",
-                    row,
-                ).lastrowid
-            )
-        )
+        entry = NewEntry(
+            dependency, operation, tenant_id, contact_key, payload, idempotency_key,
+            carrier.get("traceparent"), self._clock(),
+        )  # fmt: skip
+        return await self._call("add", self.store.add, entry, self.lease if claim else None)
+
+    async def wait_turn(self, entry_id: int, timeout_s: float) -> tuple[ClaimState, str | None]:
+        """Claim ``entry_id`` once the contact's earlier write in flight is done (at most ``timeout_s``).
+
+        Still waiting at the deadline -> QUEUED: the drainer sends it after the earlier one.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            version = self.turns.version
+            state, error = await self._call("claim", self.store.claim, entry_id, self.lease)
+            left = deadline - loop.time()
+            if state is not ClaimState.WAIT:
+                return state, error
+            if left <= 0:
+                return ClaimState.QUEUED, None
+            await self.turns.wait(version, min(left, TURN_POLL_S))
+
+    async def complete(self, entry: OutboxEntry | int, dependency: str = "crm") -> None:
+        """Delivered (or refused live): remove it. A storage failure keeps it in memory instead."""
+        entry_id = entry if isinstance(entry, int) else entry.id
+        try:
+            await self._call("complete", self.store.complete, [entry_id])
+        except StorageError:
+            self._unmarked[entry_id] = dependency if isinstance(entry, int) else entry.dependency
+        self.turns.notify()
+
+    async def release(self, entry_id: int, error: str | None, *, drainer: bool = False) -> None:
+        """Hand a claimed entry back (``error``: its attempt failed). A live write's goes to the
+        drainer at once; the drainer's own waits for its next pass."""
+        owner = (self.drain_lease if drainer else self.lease).owner
+        with contextlib.suppress(StorageError):  # counted and logged; the lease runs out by itself
+            await self._call("release", self.store.release, entry_id, owner, error)
+        self.turns.notify()
+        if not drainer:
+            self.work.notify()
+
+    def note_queued(self, entry_id: int, dependency: str, operation: str, tenant_id: str) -> None:
+        """A write was left for the drainer (its live attempt failed, or it waits behind another)."""
         instruments().enqueued.add(1, {names.DEPENDENCY: dependency, names.OPERATION: operation})
         log.warning(
             "queued %s.%s for tenant %s in the outbox (entry %s)", dependency, operation, tenant_id, entry_id
         )
-        self.changed.set()
-        return int(entry_id)
-
-    async def mark_delivered(self, entry: OutboxEntry) -> None:
-        await self._arun(lambda db: db.execute("DELETE FROM outbox WHERE id=?", (entry.id,)))
-        instruments().delivered.add(1, {names.DEPENDENCY: entry.dependency, names.OPERATION: entry.operation})
-
-    async def mark_failed_attempt(self, entry: OutboxEntry, error: str) -> None:
-        await self._arun(
-            lambda db: db.execute(
-                "UPDATE outbox SET attempts=attempts+1, last_error=? WHERE id=?", (error[:500], entry.id)
-            )
-        )
 
     async def park(self, entry: OutboxEntry, error: DependencyRejected) -> None:
-        await self._arun(
-            lambda db: db.execute(
-                "UPDATE outbox SET status='dead', attempts=attempts+1, last_error=? WHERE id=?",
-                (error.message[:500], entry.id),
-            )
-        )
+        with contextlib.suppress(StorageError):  # counted and logged; the entry is retried and refused again
+            await self._call("park", self.store.park, entry.id, error.message)
+        self.turns.notify()
         instruments().failed.add(
             1,
             {
@@ -183,6 +203,33 @@ class Outbox:
             error.message,
         )
 
+    # --- the drainer's side -----------------------------------------------------------------
+    async def claim_heads(self, limit: int, skip: set[int]) -> list[OutboxEntry]:
+        return await self._call("claim", self.store.claim_heads, self.drain_lease, limit, skip)
+
+    async def flush_unmarked(self) -> bool:
+        """Remove entries delivered while the storage failed; True when none is left over."""
+        if not self._unmarked:
+            return True
+        ids = list(self._unmarked)
+        try:
+            await self._call("complete", self.store.complete, ids)
+        except StorageError:
+            return False
+        for entry_id in ids:
+            self._unmarked.pop(entry_id, None)
+        log.info("outbox storage works again: %s delivered entries removed from %s", len(ids), self.path)
+        return True
+
+    async def pending(self, limit: int = 200) -> list[OutboxEntry]:
+        """Pending entries oldest first, without those already delivered (read only)."""
+        entries = await self._call("read", self.store.pending, limit + len(self._unmarked))
+        return [e for e in entries if e.id not in self._unmarked][:limit]
+
+    async def has_pending(self, dependency: str, tenant_id: str, contact_key: str) -> bool:
+        return await self._call("read", self.store.has_pending, dependency, tenant_id, contact_key)
+
+    # --- operators --------------------------------------------------------------------------
     async def requeue(self, ids: Iterable[int] | None = None) -> int:
         """Put parked entries back in the queue (all of them when ``ids`` is None); how many moved.
 
@@ -191,98 +238,42 @@ class Outbox:
         the rejection under the old key and would replay it. That cannot apply a write twice: the
         CRM's answer for the old key was the rejection, so the write was not applied under it.
         """
-        wanted = None if ids is None else sorted({int(i) for i in ids})
-        if wanted == []:
-            return 0
-        requeue = (
-            "UPDATE outbox SET status='pending', "
-            "idempotency_key = idempotency_key || '.r' || lower(hex(randomblob(6))) WHERE status='dead'"
-        )
-
-        def move(db: sqlite3.Connection) -> int:
-            if wanted is None:
-                return db.execute(requeue).rowcount
-            return db.execute(f"{requeue} AND id IN ({','.join('?' * len(wanted))})", wanted).rowcount
-
-        moved = int(await self._arun(move))
+        moved = int(await self._call("requeue", self.store.requeue, ids))
         if moved:
             log.warning("requeued %s parked outbox entries", moved)
-            self.changed.set()
+            self.work.notify()
         return moved
-
-    # --- reads ------------------------------------------------------------------------------
-    async def has_pending(self, dependency: str, tenant_id: str, contact_key: str) -> bool:
-        row = await self._arun(
-            lambda db: db.execute(
-                "SELECT 1 FROM outbox WHERE status='pending' AND dependency=? AND tenant_id=? "
-                "AND contact_key=? LIMIT 1",
-                (dependency, tenant_id, contact_key),
-            ).fetchone()
-        )
-        return row is not None
-
-    async def pending(self, limit: int = 200) -> list[OutboxEntry]:
-        rows = await self._arun(
-            lambda db: db.execute(
-                "SELECT id, dependency, operation, tenant_id, contact_key, payload, idempotency_key, "
-                "traceparent, attempts, created_at FROM outbox WHERE status='pending' ORDER BY id LIMIT ?",
-                (limit,),
-            ).fetchall()
-        )
-        return [
-            OutboxEntry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], r[8], r[9]) for r in rows
-        ]
 
     async def dead_letters(self) -> list[dict[str, Any]]:
         return await self.entries(status="dead")
 
     async def entries(self, status: str | None = None) -> list[dict[str, Any]]:
         """Entries (pending and parked, or one ``status``), oldest first, without payloads (for operators)."""
-        keys = (
-            "id",
-            "status",
-            "dependency",
-            "operation",
-            "tenant_id",
-            "contact_key",
-            "attempts",
-            "last_error",
-            "created_at",
-        )
-        where, args = ("WHERE status=?", (status,)) if status else ("", ())
-        query = f"SELECT {', '.join(keys)} FROM outbox {where} ORDER BY id"
-        rows = await self._arun(lambda db: db.execute(query, args).fetchall())
-        return [dict(zip(keys, r, strict=True)) for r in rows]
+        return await self._call("read", self.store.entries, status)
 
+    # --- stats (sync: read by the metric reader) --------------------------------------------
     def dead_by_dependency(self) -> dict[str, int]:
-        """{dependency: parked entries}; sync: read by the metric reader."""
+        """{dependency: parked entries}."""
         try:
-            rows = self._run(
-                lambda db: db.execute(
-                    "SELECT dependency, COUNT(*) FROM outbox WHERE status='dead' GROUP BY dependency"
-                ).fetchall()
-            )
-        except (RuntimeError, sqlite3.Error):
+            counts = self.store.dead_counts()
+        except (RuntimeError, StorageError):
             return {}
-        out = dict.fromkeys(KNOWN_DEPENDENCIES, 0)
-        out.update({dependency: int(count) for dependency, count in rows})
-        return out
+        return {**dict.fromkeys(KNOWN_DEPENDENCIES, 0), **counts}
 
     def stats_by_dependency(self) -> dict[str, tuple[int, float | None]]:
-        """{dependency: (depth, oldest age in s)} for pending entries; sync: read by the metric reader."""
+        """{dependency: (depth, oldest age in s)} for entries not yet delivered."""
         try:
-            rows = self._run(
-                lambda db: db.execute(
-                    "SELECT dependency, COUNT(*), MIN(created_at) FROM outbox WHERE status='pending' "
-                    "GROUP BY dependency"
-                ).fetchall()
-            )
-        except (RuntimeError, sqlite3.Error):
+            rows = self.store.pending_stats()
+        except (RuntimeError, StorageError):
             return {}
         now = self._clock()
         out: dict[str, tuple[int, float | None]] = {dep: (0, None) for dep in KNOWN_DEPENDENCIES}
-        for dependency, depth, oldest in rows:
-            out[dependency] = (int(depth), max(0.0, now - oldest))
+        unmarked: dict[str, int] = {}
+        for dependency in self._unmarked.values():
+            unmarked[dependency] = unmarked.get(dependency, 0) + 1
+        for dependency, (depth, oldest) in rows.items():
+            left = max(0, depth - unmarked.get(dependency, 0))
+            out[dependency] = (left, max(0.0, now - oldest) if left else None)
         return out
 
     def stats(self) -> OutboxStats:
@@ -294,19 +285,28 @@ class Outbox:
 Deliver = Callable[[OutboxEntry], Awaitable[None]]
 
 
-class OutboxDrainer:
-    """Background task: delivers pending entries when the dependency is reachable.
+class _Sent(enum.Enum):
+    DELIVERED = enum.auto()
+    PARKED = enum.auto()
+    FAILED = enum.auto()  # transient: released, its contact waits for the next pass
+    STOP = enum.auto()  # the breaker is open: the pass ends
 
-    One pass walks pending entries in id order. A contact whose entry failed transiently is skipped
-    for the rest of the pass (its later writes must wait: order per contact); an open breaker ends
-    the pass (no point, and no network call). A rejected entry (4xx) is parked and the contact's
-    next entries go on.
+
+class OutboxDrainer:
+    """Background task: delivers what the live attempts left, when the dependency is reachable.
+
+    A pass claims contact heads (oldest first) and sends each once. Delivered -> removed, and that
+    contact's next entry is a head in the next round. A transient failure releases the entry and
+    skips its contact for the rest of the pass (order per contact); an open breaker ends the pass
+    (no point, and no network call). A rejected entry (4xx) is parked and the contact goes on.
+    When claims fail (storage), the pass reads the queue and sends without claiming.
     """
 
-    def __init__(self, outbox: Outbox, deliver: Deliver, *, interval_s: float = 2.0) -> None:
+    def __init__(self, outbox: Outbox, deliver: Deliver, *, interval_s: float = 2.0, batch: int = 8) -> None:
         self.outbox = outbox
         self.deliver = deliver
         self.interval_s = interval_s
+        self.batch = batch
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -322,7 +322,7 @@ class OutboxDrainer:
 
     async def _run(self) -> None:
         while True:
-            self.outbox.changed.clear()  # before the pass: an enqueue during it wakes the next one
+            version = self.outbox.work.version  # before the pass: a release during it wakes the next one
             delivered = 0
             try:
                 delivered = await self.drain_once()
@@ -332,31 +332,89 @@ class OutboxDrainer:
                 log.exception("outbox drain pass failed")
             if delivered:
                 continue  # progress: a backlog larger than one batch drains without pauses
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.outbox.changed.wait(), timeout=self.interval_s)
+            await self.outbox.work.wait(version, self.interval_s)
+
+    async def drain_until_empty(self, timeout_s: float) -> int:
+        """Passes until nothing is pending or ``timeout_s`` passed; the entries left."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            left = self.outbox.stats().depth
+            if left == 0 or loop.time() >= deadline:
+                return left
+            if not await self.drain_once():
+                await asyncio.sleep(min(0.1, max(0.0, deadline - loop.time())))
 
     async def drain_once(self) -> int:
         """One pass; returns the number of entries delivered."""
+        if not await self.outbox.flush_unmarked():
+            return await self._drain_unclaimed()
+        delivered, storage_failed = await self._drain_claimed()
+        if storage_failed:
+            delivered += await self._drain_unclaimed()
+        return delivered
+
+    async def _drain_claimed(self) -> tuple[int, bool]:
+        delivered = 0
+        failed: set[int] = set()
+        while True:
+            try:
+                batch = await self.outbox.claim_heads(self.batch, failed)
+            except StorageError:
+                return delivered, True
+            if not batch:
+                return delivered, False
+            for index, entry in enumerate(batch):
+                try:
+                    outcome = await self._send(entry)
+                except asyncio.CancelledError:
+                    await asyncio.shield(self._release_all(batch[index:]))
+                    raise
+                if outcome is _Sent.STOP:
+                    await self._release_all(batch[index:])
+                    return delivered, False
+                if outcome is _Sent.FAILED:
+                    failed.add(entry.id)
+                delivered += outcome is _Sent.DELIVERED
+
+    async def _release_all(self, entries: list[OutboxEntry]) -> None:
+        for entry in entries:
+            await self.outbox.release(entry.id, None, drainer=True)
+
+    async def _drain_unclaimed(self) -> int:
+        """The storage cannot take claims: send what the queue holds, in order, without claiming."""
+        try:
+            entries = await self.outbox.pending()
+        except StorageError:
+            return 0
         delivered = 0
         blocked: set[tuple[str, str, str]] = set()
-        for entry in await self.outbox.pending():
-            scope = (entry.dependency, entry.tenant_id, entry.contact_key)
-            if scope in blocked:
+        for entry in entries:
+            if entry.scope in blocked:
                 continue
-            try:
-                await self._deliver_one(entry)
-            except CircuitOpenError:
+            outcome = await self._send(entry)
+            if outcome is _Sent.STOP:
                 break
-            except DependencyRejected as exc:
-                await self.outbox.park(entry, exc)
-                continue
-            except Exception as exc:
-                blocked.add(scope)
-                await self.outbox.mark_failed_attempt(entry, str(exc))
-                continue
-            await self.outbox.mark_delivered(entry)
-            delivered += 1
+            if outcome is _Sent.FAILED:
+                blocked.add(entry.scope)
+            delivered += outcome is _Sent.DELIVERED
         return delivered
+
+    async def _send(self, entry: OutboxEntry) -> _Sent:
+        """Deliver one entry and settle it."""
+        try:
+            await self._deliver_one(entry)
+        except CircuitOpenError:
+            return _Sent.STOP  # the breaker is open: no point sending the rest now
+        except DependencyRejected as exc:
+            await self.outbox.park(entry, exc)
+            return _Sent.PARKED
+        except Exception as exc:
+            await self.outbox.release(entry.id, str(exc), drainer=True)
+            return _Sent.FAILED
+        await self.outbox.complete(entry)
+        instruments().delivered.add(1, {names.DEPENDENCY: entry.dependency, names.OPERATION: entry.operation})
+        return _Sent.DELIVERED
 
     async def _deliver_one(self, entry: OutboxEntry) -> None:
         links = []

@@ -14,6 +14,7 @@ from agent.llm.settings import LLMSettings, ProviderConfig
 if TYPE_CHECKING:
     from agent.call_context import CallContext
     from agent.llm.router_llm import RouterLLM
+    from agent.resilience import ResilienceState
 
 __all__ = [
     "LLMConfigError",
@@ -26,18 +27,29 @@ __all__ = [
 ]
 
 
-def build_llm(settings: LLMSettings | None = None, *, call: CallContext | None = None) -> RouterLLM:
-    """A RouterLLM over a new provider chain (one Router; build once per process and share it,
-    ``llm.for_call(call)`` gives per-call labelled views of the same chain).
+def build_llm(
+    settings: LLMSettings | None = None,
+    *,
+    call: CallContext | None = None,
+    resilience: ResilienceState | None = None,
+) -> RouterLLM:
+    """A RouterLLM over a new provider chain (one Router per event loop; ``llm.for_call(call)`` gives
+    per-call labelled views of the same chain).
 
-    Raises ``NoUsableLLMProvider`` when no provider of the chain has its API key.
+    ``resilience``: whose cooldowns the chain uses. The worker passes ``process_resilience()`` so
+    every job (each with its own Router on its own loop) skips a failing provider; without it the
+    chain keeps its own. Raises ``NoUsableLLMProvider`` when no provider of the chain has its API key.
     """
     from agent.llm.chain import ProviderChain
-    from agent.llm.instruments import add_availability_source
+    from agent.llm.instruments import add_availability_source, instruments
     from agent.llm.router_llm import RouterLLM
+    from telemetry import names
 
-    chain = ProviderChain(settings or LLMSettings.load())
+    cooldowns = resilience.cooldowns if resilience is not None else None
+    chain = ProviderChain(settings or LLMSettings.load(), cooldowns)
     add_availability_source(chain.status)
+    for provider in chain.providers:  # at 0 from the start, so increase() sees the first cut stream
+        instruments().tool_calls_dropped.add(0, {names.GEN_AI_PROVIDER_NAME: provider.name})
     return RouterLLM(chain, call=call)
 
 

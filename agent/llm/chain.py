@@ -5,12 +5,15 @@ its own span with its own ``error.type`` and the fallback must be a span event; 
 internal fallback hides the attempts inside one call. So the Router holds one single-deployment
 model group per provider (deployment id = provider name) and ``RouterLLMStream`` walks them in order.
 
-Cooldowns still live in the Router's cooldown store (in memory, or Redis when ``redis_url`` is set,
-which shares them across job processes and workers). LiteLLM deliberately never cools down a lone
-deployment, ignores ``APIConnectionError`` and cannot see our first-token deadline; so we count
-each classified attempt failure in the same store with the Router's own allowed-fails counter
-(``allowed_fails`` tolerated per ``cooldown_s`` window, the next one cools the provider down for
-``cooldown_s``), exactly as ``should_cooldown_based_on_allowed_fails_policy`` does.
+Cooldowns live in ``agent.resilience.Cooldowns`` (``allowed_fails`` tolerated per ``cooldown_s``
+window, the next failure cools the provider down for ``cooldown_s``; a 429's Retry-After at once),
+not in the Router: LiteLLM refuses a deployment in its own cooldown list locally
+(``RouterRateLimitError``, no request sent), so when every provider cooled down no request could
+show that one had recovered, and callers heard the fallback line for a whole cooldown after the
+providers were healthy again. The Router runs with ``disable_cooldowns``; the chain skips cooling
+providers itself and, when all of them cool down, still sends the turn down the chain. The
+``Cooldowns`` object comes from the process's ``ResilienceState``, so every job of a worker (each
+with its own Router on its own loop) shares it.
 
 Retries: exactly one layer acts, and it is this chain (fallback to the next provider). The Router
 has ``num_retries=0`` and no ``fallbacks``; LiteLLM's OpenAI client ``max_retries=0``; LiveKit's
@@ -21,17 +24,14 @@ inside a 2 s voice budget would only delay the healthy next provider.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from agent.llm.errors import LLMConfigError, NoUsableLLMProvider
 from agent.llm.settings import LLMSettings, ProviderConfig
+from agent.resilience import Cooldowns
 
 log = logging.getLogger(__name__)
-
-_FAIL_COUNTER_SUFFIX = "sales_agent"
-_MAX_RETRY_AFTER_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,12 @@ class Provider:
     @property
     def model(self) -> str:
         return self.config.model
+
+    @property
+    def key(self) -> str:
+        """Its identity in the shared cooldowns: the same provider at the same place, whichever chain."""
+        c = self.config
+        return f"{c.name}|{c.kind}|{c.model}|{c.api_base or ''}"
 
 
 def usable_providers(settings: LLMSettings) -> list[Provider]:
@@ -75,9 +81,17 @@ def usable_providers(settings: LLMSettings) -> list[Provider]:
 class ProviderChain:
     """The Router and the providers' cooldown state, shared by every session of the process."""
 
-    def __init__(self, settings: LLMSettings) -> None:
+    def __init__(self, settings: LLMSettings, cooldowns: Cooldowns | None = None) -> None:
+        if settings.redis_url:
+            raise LLMConfigError(
+                "SALES_AGENT_LLM_REDIS_URL is set, but LLM cooldowns are kept in process memory in this "
+                "version (shared by every call of a worker process), not in Redis: unset it",
+                error_type="redis_cooldowns_unsupported",
+            )
         self.settings = settings
         self.providers = usable_providers(settings)
+        self.cooldowns = cooldowns if cooldowns is not None else Cooldowns()
+        self._by_name = {p.name: p for p in self.providers}
         self.router = self._build_router()
         self._warmed = False
 
@@ -100,23 +114,8 @@ class ProviderChain:
             if p.config.api_base:
                 params["api_base"] = p.config.api_base
             model_list.append({"model_name": p.name, "litellm_params": params, "model_info": {"id": p.name}})
-        kwargs: dict[str, Any] = {
-            "model_list": model_list,
-            "num_retries": 0,
-            "allowed_fails": self.settings.allowed_fails,
-            "cooldown_time": self.settings.cooldown_s,
-        }
-        if self.settings.redis_url:
-            import importlib.util
-
-            if importlib.util.find_spec("redis") is None:
-                raise LLMConfigError(
-                    "SALES_AGENT_LLM_REDIS_URL is set but the 'redis' package is not installed "
-                    "(uv add redis), so LiteLLM cannot share cooldowns through Redis",
-                    error_type="redis_client_missing",
-                )
-            kwargs["redis_url"] = self.settings.redis_url
-        return Router(**kwargs)
+        # Cooldowns are ours (module docstring): a Router-side cooldown would refuse requests locally.
+        return Router(model_list=model_list, num_retries=0, disable_cooldowns=True)
 
     async def warm(self) -> None:
         """Pay LiteLLM's lazy first-call setup (~0.5 s) now, not inside the first turn's deadline.
@@ -139,49 +138,41 @@ class ProviderChain:
             except Exception:  # warming is best effort
                 log.debug("LLM warm-up of %s failed", p.name, exc_info=True)
 
-    # --- cooldown state (the Router's store) ------------------------------------------------
-    @property
-    def _cooldowns(self) -> Any:
-        return self.router.health().cooldowns
-
+    # --- cooldown state (shared: agent.resilience.Cooldowns) -----------------------------------
     def cooling_down(self) -> set[str]:
-        active = self._cooldowns.get_active_cooldowns([p.name for p in self.providers], None)
-        return {model_id for model_id, _value in active}
-
-    async def async_cooling_down(self) -> set[str]:
-        active = await self._cooldowns.async_get_active_cooldowns([p.name for p in self.providers], None)
-        return {model_id for model_id, _value in active}
+        cooling = self.cooldowns.cooling_down(p.key for p in self.providers)
+        return {p.name for p in self.providers if p.key in cooling}
 
     def cooldown_remaining(self, name: str) -> float:
-        for model_id, value in self._cooldowns.get_active_cooldowns([name], None):
-            if model_id == name:
-                return max(0.0, float(value["timestamp"]) + float(value["cooldown_time"]) - time.time())
-        return 0.0
+        provider = self._by_name.get(name)
+        return self.cooldowns.remaining(provider.key) if provider is not None else 0.0
 
-    async def record_failure(
-        self, name: str, exc: BaseException, status_code: int, retry_after_s: float | None = None
-    ) -> bool:
+    def record_failure(self, name: str, retry_after_s: float | None = None) -> bool:
         """Count a failed attempt; returns True when this failure put the provider in cooldown.
 
-        A 429 with ``Retry-After`` cools the provider down at once for that long (capped at
-        ``_MAX_RETRY_AFTER_S``): the provider said when to come back, counting to allowed_fails
-        would only send it more requests it will refuse.
+        A 429 with ``Retry-After`` cools the provider down at once for that long (capped at 300 s):
+        the provider said when to come back, counting to allowed_fails would only send it more
+        requests it will refuse.
         """
-        store = self._cooldowns.cooldown_store
-        fails = await store.async_increment_allowed_fails(
-            name, _FAIL_COUNTER_SUFFIX, self.settings.cooldown_s
+        provider = self._by_name[name]
+        cooldown = self.cooldowns.record_failure(
+            provider.key,
+            allowed_fails=self.settings.allowed_fails,
+            window_s=self.settings.cooldown_s,
+            retry_after_s=retry_after_s,
         )
-        if retry_after_s:
-            cooldown, why = min(retry_after_s, _MAX_RETRY_AFTER_S), "Retry-After"
-        elif fails > self.settings.allowed_fails:
-            cooldown, why = self.settings.cooldown_s, f"{fails} failures"
-        else:
+        if cooldown is None:
             return False
-        self._cooldowns.add_deployment_to_cooldown(
-            model_id=name, original_exception=exc, exception_status=status_code, cooldown_time=cooldown
-        )
+        why = "Retry-After" if retry_after_s else f"more than {self.settings.allowed_fails} failures"
         log.warning("LLM provider %s cooling down for %.1f s (%s)", name, cooldown, why)
         return True
+
+    def record_success(self, name: str) -> None:
+        """The provider answered: if it was cooling down (tried because all were), it is usable again."""
+        provider = self._by_name[name]
+        if self.cooldowns.remaining(provider.key) > 0:
+            log.info("LLM provider %s answered during its cooldown: usable again", name)
+        self.cooldowns.record_success(provider.key)
 
     def status(self) -> dict[str, bool]:
         cooling = self.cooling_down()

@@ -38,8 +38,14 @@ class AttemptFailure:
 
     error_type: str  # agent.failures.classify's code
     reason: str  # fallback.reason: the code's family (FALLBACK_REASONS)
-    status_code: int  # HTTP-like status to hand to LiteLLM's cooldown store (500 when unknown)
+    status_code: int  # HTTP-like status (500 when the provider did not answer)
     retry_after_s: float | None = None  # a 429's Retry-After
+
+    @property
+    def provider_attempt(self) -> bool:
+        """False for a local refusal (LiteLLM's Router refused, no request was sent): not the
+        provider's failure, so never counted as one, nor re-arming its cooldown."""
+        return self.error_type != names.ERROR_COOLDOWN
 
 
 # error.type -> fallback.reason (the coarser family on the fallback counter). Where a code is its own
@@ -54,7 +60,7 @@ FALLBACK_REASONS: dict[str, str] = {
     names.ERROR_COOLDOWN: names.ERROR_COOLDOWN,  # the Router refused: every deployment cooling down
 }
 
-# The status LiteLLM's cooldown store gets for failures that had no HTTP answer.
+# The HTTP-like status of failures that had no HTTP answer.
 _COOLDOWN_STATUS: dict[str, int] = {
     names.ERROR_CONNECT: 503,
     names.ERROR_FIRST_TOKEN_TIMEOUT: 408,

@@ -62,6 +62,11 @@ class LLMInstruments:
         self.completions = meter.create_counter(
             names.LLM_COMPLETIONS, unit="{completion}", description="LLM turns: ok or failed (every provider)"
         )
+        self.tool_calls_dropped = meter.create_counter(
+            names.LLM_TOOL_CALLS_DROPPED,
+            unit="{call}",
+            description="Tool calls cut by a broken stream (the caller is asked to repeat)",
+        )
         meter.create_observable_gauge(
             names.LLM_PROVIDER_AVAILABLE,
             callbacks=[_observe_availability],

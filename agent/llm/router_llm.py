@@ -5,13 +5,16 @@ one attempt per provider, each its own ``chat {model}`` span; a failure before t
 (refused, 5xx, 429, garbage, first-token deadline, drop) falls back to the next provider with a
 ``gen_ai.fallback`` event on the turn span. Once text reached the caller, a failure ends the turn
 with what was said (the error is recorded): replaying the turn on another provider would make the
-agent say the beginning twice. Every provider down -> the stream speaks ``fallback_line`` instead of
-raising, so the session keeps going.
+agent say the beginning twice. Tool calls that had arrived whole still run; one cut mid-way is
+counted (``sales_agent.llm.tool_calls.dropped``) and the caller is asked to repeat. Every provider
+down -> the stream speaks ``fallback_line`` instead of raising, so the session keeps going. LiveKit's
+GenAI spans and metrics name the provider and model that served the turn.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -38,6 +41,8 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
 OPERATION = "chat"
+# Spoken after a stream broke in the middle of a tool call (the call could not run).
+CUT_OFF_LINE = " Sorry, I was cut off there. Could you repeat that last part for me?"
 
 
 class RouterLLM(llm.LLM):
@@ -50,15 +55,16 @@ class RouterLLM(llm.LLM):
         self._chain = chain
         self._call = call
         self._turns = turns
+        self.served_by: Provider | None = None  # the provider that answered this view's last turn
 
-    # --- identity (used by LiveKit's own llm_request span and metrics) ---------------------------
+    # --- identity (read by LiveKit's GenAI spans and metrics, like its FallbackAdapter's) ---------
     @property
     def model(self) -> str:
-        return self._chain.providers[0].model
+        return (self.served_by or self._chain.providers[0]).model
 
     @property
     def provider(self) -> str:
-        return "litellm-router"
+        return (self.served_by or self._chain.providers[0]).name
 
     @property
     def chain(self) -> ProviderChain:
@@ -206,6 +212,25 @@ class _ChunkReader:
             return []
         return [llm.ChatChunk(id=self.chunk_id, delta=llm.ChoiceDelta(role="assistant", tool_calls=calls))]
 
+    def salvage(self) -> tuple[llm.ChatChunk | None, int]:
+        """After a broken stream: the tool calls that arrived whole, and how many were cut.
+
+        A call is whole when its arguments parse as a JSON object (an object cut mid-way never
+        does); empty arguments count as ``{}`` once the next call has started (calls stream in order).
+        """
+        indexes = sorted(self._tools)
+        whole: list[llm.FunctionToolCall] = []
+        for position, index in enumerate(indexes):
+            acc = self._tools[index]
+            arguments = acc.arguments or ("{}" if position < len(indexes) - 1 else "")
+            if acc.name and acc.call_id and _is_json_object(arguments):
+                whole.append(llm.FunctionToolCall(name=acc.name, arguments=arguments, call_id=acc.call_id))
+        self._tools.clear()
+        chunk = None
+        if whole:
+            chunk = llm.ChatChunk(id=self.chunk_id, delta=llm.ChoiceDelta(role="assistant", tool_calls=whole))
+        return chunk, len(indexes) - len(whole)
+
     def usage_chunk(self) -> llm.ChatChunk | None:
         if not self.usage:
             return None
@@ -216,6 +241,38 @@ class _ChunkReader:
                 prompt_tokens=self.usage["input"], completion_tokens=self.usage["output"], total_tokens=total
             ),
         )
+
+
+def _is_json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
+
+
+class _TurnIdentity(llm.LLM):
+    """What LiveKit's per-turn GenAI spans and metrics read as ``stream._llm``: the provider that
+    served this turn (the chain's first before one has), with events going to the RouterLLM."""
+
+    def __init__(self, router_llm: RouterLLM) -> None:
+        super().__init__()
+        self._router_llm = router_llm
+        self._label = router_llm.label
+        self.served_by: Provider | None = None
+
+    @property
+    def model(self) -> str:
+        return (self.served_by or self._router_llm.chain.providers[0]).model
+
+    @property
+    def provider(self) -> str:
+        return (self.served_by or self._router_llm.chain.providers[0]).name
+
+    def emit(self, event: Any, *args: Any) -> None:
+        self._router_llm.emit(event, *args)
+
+    def chat(self, **_kwargs: Any) -> llm.LLMStream:  # pragma: no cover - never a session's LLM
+        raise NotImplementedError("a turn's identity does not chat")
 
 
 @dataclass
@@ -237,7 +294,8 @@ class RouterLLMStream(llm.LLMStream):
         conn_options: APIConnectOptions,
         extra: dict[str, Any],
     ) -> None:
-        super().__init__(router_llm, chat_ctx=chat_ctx, tools=tools, conn_options=conn_options)
+        self._identity = _TurnIdentity(router_llm)
+        super().__init__(self._identity, chat_ctx=chat_ctx, tools=tools, conn_options=conn_options)
         self._router_llm = router_llm
         self._extra = extra
         self._turns = router_llm.turns
@@ -286,9 +344,10 @@ class RouterLLMStream(llm.LLMStream):
             llm.ToolContext(self._tools).parse_function_tools("openai", strict=False) if self._tools else []
         )
 
-        cooling = await chain.async_cooling_down()
+        cooling = chain.cooling_down()
         if cooling.issuperset(p.name for p in chain.providers):
-            # Everything cools down: a request beats certain failure, so try the whole chain.
+            # Everything cools down: a request beats certain failure (and is how a recovered provider
+            # is found: the Router holds no cooldowns of its own, so these requests are really sent).
             log.warning("every LLM provider is cooling down; trying the whole chain anyway")
             cooling = set()
         # Providers we moved past (failed or skipped) since the last attempt: (name, reason).
@@ -304,9 +363,12 @@ class RouterLLMStream(llm.LLMStream):
             moved_past.clear()
             result = await self._attempt(provider, attempt, messages, tool_schemas)
             if result.ok:
+                chain.record_success(provider.name)
+                self._identity.served_by = self._router_llm.served_by = provider
                 instruments().completions.add(1, {names.OUTCOME: "ok", **self._tenant_attrs()})
                 return
             if result.emitted:
+                self._identity.served_by = self._router_llm.served_by = provider
                 # Mid-stream failure after the caller heard text: end the turn here, no replay.
                 log.warning(
                     "LLM stream from %s failed after output was sent (%s); the turn ends with what was said",
@@ -397,12 +459,12 @@ class RouterLLMStream(llm.LLMStream):
                     if first_token_at is not None
                     else ProviderAttemptError(provider.name, names.ERROR_FIRST_TOKEN_TIMEOUT, cut)
                 )
-                return await self._fail(span, provider, error, start, emitted, metric_attrs)
+                return await self._fail(span, provider, error, start, emitted, metric_attrs, reader)
             except asyncio.CancelledError:  # barge-in / session end: not the provider's fault
                 span.set_attribute(names.ERROR_TYPE, names.ERROR_CANCELLED)
                 raise
             except Exception as exc:
-                return await self._fail(span, provider, exc, start, emitted, metric_attrs)
+                return await self._fail(span, provider, exc, start, emitted, metric_attrs, reader)
 
             # Success: response side of the span and the per-attempt metrics.
             span.set_attribute(names.GEN_AI_RESPONSE_MODEL, reader.response_model or provider.model)
@@ -427,10 +489,17 @@ class RouterLLMStream(llm.LLMStream):
         start: float,
         emitted: bool,
         metric_attrs: dict[str, str],
+        reader: _ChunkReader,
     ) -> _AttemptResult:
         classified = classify_attempt(exc)
         span.set_attribute(names.ERROR_TYPE, classified.error_type)
         span.set_status(Status(StatusCode.ERROR, f"{provider.name}: {classified.error_type}"))
+        if not classified.provider_attempt:
+            # Refused locally, nothing was sent: no provider error, no cooldown re-armed.
+            log.warning("LLM provider %s skipped: refused locally (%s)", provider.name, type(exc).__name__)
+            return _AttemptResult(
+                ok=False, emitted=False, error_type=classified.error_type, reason=classified.reason
+            )
         span.record_exception(exc)
         attrs = {**metric_attrs, names.OUTCOME: "error", names.ERROR_TYPE: classified.error_type}
         instruments().requests.add(1, attrs)
@@ -441,13 +510,40 @@ class RouterLLMStream(llm.LLMStream):
             "LLM attempt on %s failed: %s (%s)", provider.name, classified.error_type, type(exc).__name__
         )
         try:
-            await self._router_llm.chain.record_failure(
-                provider.name, exc, classified.status_code, classified.retry_after_s
-            )
-        except Exception:  # a cooldown store outage (Redis) must not break the turn
-            log.exception("could not record the LLM failure in the cooldown store")
+            self._router_llm.chain.record_failure(provider.name, classified.retry_after_s)
+        except Exception:  # the cooldown bookkeeping must never break the turn
+            log.exception("could not record the LLM failure in the cooldowns")
+        if emitted:
+            self._salvage(provider, reader, classified.error_type)
         return _AttemptResult(
             ok=False, emitted=emitted, error_type=classified.error_type, reason=classified.reason
+        )
+
+    def _salvage(self, provider: Provider, reader: _ChunkReader, error_type: str) -> None:
+        """The stream broke after the caller heard text: keep the tool calls that arrived whole.
+
+        Replaying the turn elsewhere would repeat what was said, so the turn ends here; but a tool
+        call streamed whole (e.g. capture_basic_info) still runs. One cut mid-way cannot run: it is
+        counted, logged, and the caller is asked to repeat, which makes the LLM call it again.
+        """
+        calls, dropped = reader.salvage()
+        if calls is not None:
+            self._send(calls)
+        if not dropped:
+            return
+        instruments().tool_calls_dropped.add(dropped, {names.GEN_AI_PROVIDER_NAME: provider.name})
+        log.warning(
+            "LLM stream from %s broke (%s) in the middle of %d tool call(s); they were dropped and the "
+            "caller is asked to repeat",
+            provider.name,
+            error_type,
+            dropped,
+        )
+        self._send(
+            llm.ChatChunk(
+                id=reader.chunk_id or f"cut-{uuid.uuid4().hex[:8]}",
+                delta=llm.ChoiceDelta(role="assistant", content=CUT_OFF_LINE),
+            )
         )
 
     def _record_usage(self, provider: Provider, usage: dict[str, int], metric_attrs: dict[str, str]) -> None:

@@ -16,17 +16,16 @@ import contextlib
 import functools
 import logging
 import os
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from agent.simulate.backlog import Backlog
 from agent.simulate.runner import CallRunner
 from agent.simulate.stack import FaultSpec, Stack, apply_faults, check_faults, open_stack, parse_faults
 
@@ -95,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between batches with --forever")
     parser.add_argument("--turn-timeout", type=float, default=30.0, help="seconds a scripted turn may take")
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=10.0,
+        help="at exit, seconds to deliver CRM writes still queued; what is left is kept (default 10)",
+    )
     return parser
 
 
@@ -111,6 +116,8 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list
         parser.error("--turn-timeout must be positive")
     if args.mode == "text" and (args.stt_url or args.tts_url):
         parser.error("--stt-url / --tts-url need --mode voice")
+    if args.drain_timeout < 0:
+        parser.error("--drain-timeout cannot be negative")
     try:
         return parse_faults(args.faults)
     except ValueError as exc:
@@ -226,10 +233,9 @@ async def _simulate(args: argparse.Namespace, faults: list[FaultSpec]) -> int:
             open_stack(args.llm_url, args.crm_url, voice=voice, stt_urls=args.stt_url, tts_urls=args.tts_url)
         )
         check_faults(stack, faults)
-        outbox_path = os.environ.get("CRM_OUTBOX_PATH")
-        if not outbox_path:
-            workdir = Path(exits.enter_context(tempfile.TemporaryDirectory(prefix="sales-agent-outbox-")))
-            outbox_path = str(workdir / "outbox.sqlite3")
+        backlog = Backlog.at(os.environ.get("CRM_OUTBOX_PATH"))
+        exits.callback(backlog.cleanup)  # after the runtime closed: removed only when nothing is left
+        outbox_path = str(backlog.path)
         llm_settings = LLMSettings.for_local([ep.api_base for ep in stack.llm])  # names as in stack.llm
         crm_settings = CrmSettings(CRM_URL=stack.crm_url, CALENDAR_URL=None, CRM_OUTBOX_PATH=outbox_path)
         runtime = await start_runtime(
@@ -244,6 +250,8 @@ async def _simulate(args: argparse.Namespace, faults: list[FaultSpec]) -> int:
             speech=_local_speech(stack) if voice else None,
         )
         exits.push_async_callback(runtime.aclose)
+        # Before closing (and after shared services' faults are reset): deliver the backlog or keep it.
+        exits.push_async_callback(backlog.settle, runtime.crm, args.drain_timeout, console)
         if faults and not stack.started_locally:
             # Leave shared (compose) services as we found them.
             exits.push_async_callback(apply_faults, stack, faults, reset=True)

@@ -122,7 +122,12 @@ class SalesTools:
         key = self._require_contact("qualify_lead")
         lead = score_lead(args.budget, args.authority, args.need, args.timeline)
         outcome = await self._crm.set_lead_status(
-            self._tenant, key, LEAD_STATUS_BY_BAND[lead.band], lead.score, lead.band
+            self._tenant,
+            key,
+            LEAD_STATUS_BY_BAND[lead.band],
+            lead.score,
+            lead.band,
+            self.call_context.call_id,
         )
         self.lead = lead
         business_metrics.lead_qualified(self._tenant, lead.band)

@@ -18,7 +18,7 @@ UID = "sales-agent-dependencies"
 def build() -> Dashboard:
     duration = histogram(names.DEPENDENCY_DURATION)
     dependency, operation, outcome = label(names.DEPENDENCY), label(names.OPERATION), label(names.OUTCOME)
-    to_state = label(names.BREAKER_TO)
+    to_state, step = label(names.BREAKER_TO), label(names.OUTBOX_STEP)
     slow = alert_threshold("SlowDependencyResponse")
     stale = alert_threshold("OutboxBacklogStale")
     # The alert fires above 0 parked entries; entries are whole, so the line sits at the first one.
@@ -154,6 +154,21 @@ def build() -> Dashboard:
                 thresholds=kit.above(parked),
                 description="Queued writes the dependency rejected (4xx), kept for an operator: "
                 "`sales-agent outbox list --status dead`, then `requeue`. OutboxDeadLetters warns above 0.",
+            )
+        )
+        .with_panel(
+            kit.timeseries_panel(
+                "Outbox storage failures",
+                [
+                    prom(
+                        or_zero(sum_rate(counter(names.OUTBOX_STORAGE_ERRORS), APP, [step]), {step: "none"}),
+                        kit.legend(step),
+                    )
+                ],
+                unit="ops",
+                description="The outbox file could not be written (disk full, I/O error), by step; "
+                "OutboxStorageFailing pages on any. Queued writes are still delivered; new ones are "
+                "not durable until it can write again.",
             )
         )
     )

@@ -101,7 +101,25 @@ def build() -> Dashboard:
                 ),
                 states={"0": ("cooling down", "red"), "1": ("available", "green")},
                 thresholds=kit.steps("red", kit.Step(1, "green")),
-                description="0 = the Router has the provider in cooldown after failures.",
+                description="0 = the provider cools down after failures (skipped unless every provider "
+                "cools down); shared by every call of a worker process.",
+            )
+        )
+        .with_panel(
+            kit.timeseries_panel(
+                "Tool calls cut by a broken stream",
+                [
+                    prom(
+                        or_zero(
+                            sum_rate(counter(names.LLM_TOOL_CALLS_DROPPED), APP, [provider]),
+                            {provider: "none"},
+                        ),
+                        kit.legend(provider),
+                    )
+                ],
+                unit="ops",
+                description="A stream broke in the middle of a tool call: it could not run, the caller was "
+                "asked to repeat. Whole tool calls before the break still ran. 0 (none) normally.",
             )
         )
         .with_row(dashboard.Row("Latency"))

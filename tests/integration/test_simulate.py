@@ -175,3 +175,22 @@ def test_percentile() -> None:
     values = [i / 100 for i in range(1, 101)]
     assert percentile(values, 50) == pytest.approx(0.505, abs=0.01)
     assert percentile(values, 95) == pytest.approx(0.95, abs=0.01)
+
+
+def test_simulate_keeps_an_undelivered_backlog_and_says_where() -> None:
+    """The CRM stays down to the end: the queued writes are kept (not deleted with the temporary
+    outbox), and the run says how many and where."""
+    import shutil
+    import sqlite3
+
+    done = _simulate("--calls", "1", "--faults", "crm=down", "--fault-after", "0", "--drain-timeout", "0.5")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    found = re.search(r"outbox: (\d+) CRM write\(s\) not delivered within 0\.5 s; kept in (\S+)", done.stdout)
+    assert found, done.stdout[-3000:]
+    left, path = int(found.group(1)), Path(found.group(2))
+    try:
+        assert left > 0
+        with sqlite3.connect(path) as db:
+            assert db.execute("SELECT COUNT(*) FROM outbox WHERE status='pending'").fetchone()[0] == left
+    finally:
+        shutil.rmtree(path.parent, ignore_errors=True)
