@@ -1,7 +1,5 @@
 """``python -m agent COMMAND ...`` is the same as the ``sales-agent`` console script."""
 
-import sys
+from agent.cli import console_main
 
-from agent.cli import main
-
-sys.exit(main())
+console_main()

@@ -1,36 +1,68 @@
-"""All of the agent process's configuration in one place, read from the environment.
+"""The process's whole configuration: one root, built once by each entry point, passed down, frozen.
 
-Each area keeps its own pydantic-settings class next to its code (``TelemetrySettings``,
-``LLMSettings``, ``CrmSettings``, ``SessionSettings``, ``TenantSettings``); ``AppSettings`` holds the
-worker's own switches and builds the others on demand, so importing it stays cheap (the LLM and CRM
-settings modules are imported only when asked for). Secrets (provider keys, LiveKit credentials) are
-read by the plugins and settings classes from env and are never logged.
+``AppSettings.from_env()`` is called by every entry point (the worker's ``run_worker`` and its job
+processes, ``simulate``, ``outbox``) and nowhere else; library code receives the root or the area it
+needs and never reads the environment. Each area keeps its pydantic-settings class next to its code,
+with one prefix per area (standard names such as ``OTEL_*`` and the providers' API key variables are
+kept as they are):
+
+| area | class | variables |
+| --- | --- | --- |
+| telemetry | ``TelemetrySettings`` | ``OTEL_*`` (standard), ``SALES_AGENT_*`` (process-wide switches) |
+| worker | ``WorkerSettings`` | ``SALES_AGENT_*`` (dispatch, job executor) |
+| health | ``HealthSettings`` | ``SALES_AGENT_HEALTH_*`` |
+| sessions | ``SessionSettings`` | ``SALES_AGENT_SESSION_*`` |
+| tenants | ``TenantSettings`` | ``SALES_AGENT_TENANTS_*`` |
+| LLM | ``LLMSettings`` | ``SALES_AGENT_LLM_*`` and the providers' key variables |
+| STT | ``STTSettings`` | ``SALES_AGENT_STT_*`` and the providers' key variables |
+| TTS | ``TTSSettings`` | ``SALES_AGENT_TTS_*`` and the providers' key variables |
+| CRM | ``CrmSettings`` | ``CRM_*`` |
+
+Every invalid value is rejected by ``from_env`` with a ``ConfigError`` naming the variable and what was
+expected (entry points print it and exit 2). Nothing is mutated afterwards: an entry point that needs
+another value derives a copy (``settings.model_copy(update=...)``, or ``with_area``). API keys are read
+once into ``SecretStr`` fields and never logged.
+
+Importing this module stays cheap: it never imports litellm or livekit (a test pins it).
 """
 
 from __future__ import annotations
 
-from functools import cached_property
-from typing import TYPE_CHECKING, Literal
+import logging
+import os
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agent.crm.settings import CrmSettings
+from agent.health.registry import HealthSettings
+from agent.llm.settings import LLMSettings
 from agent.session_settings import SessionSettings
+from agent.speech.settings import STTSettings, TTSSettings
 from agent.tenants import TenantSettings
+from telemetry.config_errors import ConfigError, settings_error
 from telemetry.settings import TelemetrySettings
 
-if TYPE_CHECKING:
-    from agent.crm import CrmSettings
-    from agent.llm.settings import LLMSettings
-    from agent.speech.settings import STTSettings, TTSSettings
+log = logging.getLogger(__name__)
+
+# Old name -> the name that replaced it. The old one is still read (AliasChoices on the field); a
+# warning is logged once per process when it is set.
+DEPRECATED_VARIABLES: dict[str, str] = {
+    "CRM_RETRY_ATTEMPTS": "CRM_RETRIES",
+    "CALENDAR_URL": "CRM_CALENDAR_URL",
+    "DEPLOYMENT_ENVIRONMENT": "SALES_AGENT_DEPLOYMENT_ENVIRONMENT",
+}
+_warned: set[str] = set()
 
 
 class WorkerSettings(BaseSettings):
     """The LiveKit worker's own switches (``SALES_AGENT_*``)."""
 
-    model_config = SettingsConfigDict(env_prefix="SALES_AGENT_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SALES_AGENT_", extra="ignore", frozen=True)
 
-    # Speech (STT and TTS chains, Silero VAD) is configured by STTSettings / TTSSettings.
+    # Speech (the STT and TTS chains) is the "stt" and "tts" areas; the VAD is always Silero.
     # "thread": every call of a worker runs in one process (one Router, one SessionManager, imports paid
     # once: ~320 MB instead of ~320 MB per prewarmed process). "process": livekit's isolation default.
     job_executor: Literal["thread", "process"] = "thread"
@@ -38,53 +70,75 @@ class WorkerSettings(BaseSettings):
     load_threshold: float = Field(default=0.95, gt=0, le=1)
     # Explicit dispatch name (empty: automatic dispatch to every room).
     agent_name: str = ""
-    # /health and /ready (0 = off). /metrics is SALES_AGENT_METRICS_PORT (telemetry settings).
-    health_port: int = Field(default=0, ge=0, le=65535)
-    health_host: str = "127.0.0.1"
     # Tenant used when a job carries no tenant in its metadata (empty: such jobs are rejected).
     default_tenant: str = ""
 
 
-class AppSettings:
-    """Aggregate view; each part is parsed from env the first time it is used."""
+AreaName = Literal["telemetry", "worker", "health", "sessions", "tenants", "llm", "stt", "tts", "crm"]
+_AREAS: dict[str, tuple[type[BaseSettings], Callable[..., BaseSettings]]] = {
+    "telemetry": (TelemetrySettings, TelemetrySettings),
+    "worker": (WorkerSettings, WorkerSettings),
+    "health": (HealthSettings, HealthSettings),
+    "sessions": (SessionSettings, SessionSettings),
+    "tenants": (TenantSettings, TenantSettings),
+    "llm": (LLMSettings, LLMSettings.load),  # + the YAML file and the providers' keys
+    "stt": (STTSettings, STTSettings.load),  # likewise
+    "tts": (TTSSettings, TTSSettings.load),
+    "crm": (CrmSettings, CrmSettings),
+}
 
-    @cached_property
-    def worker(self) -> WorkerSettings:
-        return WorkerSettings()
 
-    @cached_property
-    def telemetry(self) -> TelemetrySettings:
-        return TelemetrySettings()
+class AppSettings(BaseModel):
+    """The settings root. Build it with ``from_env()`` at an entry point; pass it (or a part) down."""
 
-    @cached_property
-    def sessions(self) -> SessionSettings:
-        return SessionSettings()
+    model_config = ConfigDict(frozen=True)
 
-    @cached_property
-    def tenants(self) -> TenantSettings:
-        return TenantSettings()
+    telemetry: TelemetrySettings
+    worker: WorkerSettings
+    health: HealthSettings
+    sessions: SessionSettings
+    tenants: TenantSettings
+    llm: LLMSettings
+    stt: STTSettings
+    tts: TTSSettings
+    crm: CrmSettings
 
-    @cached_property
-    def llm(self) -> LLMSettings:
-        from agent.llm.settings import LLMSettings
+    @classmethod
+    def from_env(cls, **overrides: Mapping[str, Any]) -> AppSettings:
+        """Every area from the environment, all problems reported at once as one ``ConfigError``.
 
-        # load(), not the constructor: it also reads the YAML file named by SALES_AGENT_LLM_CONFIG.
-        return LLMSettings.load()
+        ``overrides`` maps an area to keyword arguments that beat the environment (command-line flags),
+        e.g. ``from_env(llm={"config": path})``.
+        """
+        unknown = set(overrides) - set(_AREAS)
+        if unknown:
+            raise TypeError(f"unknown settings areas: {sorted(unknown)}")
+        parts: dict[str, BaseSettings] = {}
+        problems: list[str] = []
+        for area, (settings_cls, load) in _AREAS.items():
+            try:
+                parts[area] = load(**dict(overrides.get(area, {})))
+            except ValidationError as exc:
+                problems.append(str(settings_error(exc, settings_cls)))
+            except ConfigError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ConfigError("; ".join(problems))
+        warn_deprecated(os.environ)
+        return cls.model_validate(parts)
 
-    @cached_property
-    def stt(self) -> STTSettings:
-        from agent.speech.settings import STTSettings
+    def with_area(self, area: AreaName, **changes: Any) -> AppSettings:
+        """A copy with some values of one area changed (the root and the area stay frozen)."""
+        part: BaseModel = getattr(self, area)
+        return self.model_copy(update={area: part.model_copy(update=changes)})
 
-        return STTSettings.load()  # + the YAML file named by SALES_AGENT_STT_CONFIG
 
-    @cached_property
-    def tts(self) -> TTSSettings:
-        from agent.speech.settings import TTSSettings
-
-        return TTSSettings.load()  # + the YAML file named by SALES_AGENT_TTS_CONFIG
-
-    @cached_property
-    def crm(self) -> CrmSettings:
-        from agent.crm import CrmSettings
-
-        return CrmSettings()
+def warn_deprecated(environ: Mapping[str, str]) -> None:
+    """One warning per process for each deprecated variable that is set."""
+    for old, new in DEPRECATED_VARIABLES.items():
+        if old in environ and old not in _warned:
+            _warned.add(old)
+            if new in environ:
+                log.warning("%s is deprecated and ignored: %s is also set and wins", old, new)
+            else:
+                log.warning("%s is deprecated: rename it %s (same meaning)", old, new)

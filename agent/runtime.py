@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,11 +18,11 @@ from agent.sessions import SessionManager
 from agent.tenants import TenantRegistry
 
 if TYPE_CHECKING:
-    from agent.crm import CrmSettings, ResilientCrm
-    from agent.health import HealthRegistry, HealthServer
-    from agent.llm import LLMSettings, RouterLLM
+    from agent.app_settings import AppSettings
+    from agent.crm import ResilientCrm
+    from agent.health import HealthRegistry, HealthServer, HealthSettings
+    from agent.llm import RouterLLM
     from agent.resilience import ResilienceState
-    from agent.session_settings import SessionSettings
     from agent.speech import SpeechServices
     from telemetry.setup import Telemetry
 
@@ -66,6 +67,7 @@ def build_health_registry(
     llm: RouterLLM,
     crm: ResilientCrm,
     telemetry: Telemetry | None = None,
+    settings: HealthSettings | None = None,
     speech: SpeechServices | None = None,
 ) -> HealthRegistry:
     """Checks for /health and /ready.
@@ -86,7 +88,7 @@ def build_health_registry(
         outbox_backlog_check,
     )
 
-    registry = HealthRegistry()
+    registry = HealthRegistry(settings)
     provider_names = list(llm.provider_status())
     for name in provider_names:
         registry.register(f"llm.{name}", llm_provider_check(llm, name), critical=False)
@@ -117,42 +119,46 @@ def build_health_registry(
 
 
 async def start_runtime(
+    settings: AppSettings,
     *,
-    llm_settings: LLMSettings,
-    crm_settings: CrmSettings,
-    session_settings: SessionSettings,
     tenants: TenantRegistry,
     telemetry: Telemetry | None = None,
-    health_host: str = "127.0.0.1",
-    health_port: int = 0,
-    serve_health: bool = False,
+    health_socket: socket.socket | None = None,
     sessions: SessionManager | None = None,
     start_outbox_drainer: bool = True,
     speech: SpeechServices | None = None,
     resilience: ResilienceState | None = None,
 ) -> Runtime:
-    """Build and start the shared services on the running loop.
+    """Build and start the shared services on the running loop, from the entry point's settings root.
 
-    ``sessions``: an existing (process-wide) manager to use instead of a new one; it is not stopped
-    by ``aclose``. ``start_outbox_drainer=False``: writes still queue in the outbox, but someone else
-    (the worker's own CRM facade) delivers them. ``resilience``: the breakers and cooldowns to use
-    (the worker passes ``process_resilience()``: every job of the process shares them); without it
-    this runtime keeps its own.
+    What differs per call site: ``tenants`` (loaded once by the entry point), ``telemetry`` (its
+    handle), ``health_socket``: serve ``/health`` + ``/ready`` on this listening socket (bound by the
+    entry point at start, see ``telemetry.config_errors.bind_listener``); ``sessions``: an existing
+    (process-wide) manager to use instead of a new one, not stopped by ``aclose``;
+    ``start_outbox_drainer=False``: writes still queue in the outbox, but someone else (the worker's
+    own CRM facade) delivers them; ``resilience``: the breakers and cooldowns to use (the worker
+    passes ``process_resilience()``: every job of the process shares them); without it this runtime
+    keeps its own.
     """
     from agent.crm import build_crm
     from agent.health import HealthServer
     from agent.llm import build_llm
 
-    llm = build_llm(llm_settings, resilience=resilience)
-    await llm.warm()  # LiteLLM's first-call setup, here rather than in the first turn's deadline
-    crm = build_crm(crm_settings, resilience=resilience)
+    # First: an unusable outbox file is a ConfigError before anything starts.
+    crm = build_crm(settings.crm, resilience=resilience)
+    try:
+        llm = build_llm(settings.llm, resilience=resilience)
+        await llm.warm()  # LiteLLM's first-call setup, here rather than in the first turn's deadline
+    except BaseException:
+        await crm.aclose()
+        raise
     if start_outbox_drainer:
         await crm.start()
     owns_sessions = sessions is None
     if sessions is None:
-        sessions = SessionManager(session_settings, tenants)
+        sessions = SessionManager(settings.sessions, tenants)
         sessions.start()
-    health = build_health_registry(llm, crm, telemetry, speech)
+    health = build_health_registry(llm, crm, telemetry, settings.health, speech)
     runtime = Runtime(
         llm=llm,
         crm=crm,
@@ -164,11 +170,11 @@ async def start_runtime(
     )
     if telemetry is not None:
         runtime.loop_lag_monitor = telemetry.start_loop_lag_monitor()
-    if serve_health:
-        server = HealthServer(health, host=health_host, port=health_port)
+    if health_socket is not None:
+        server = HealthServer(health, sock=health_socket)
         try:
             await server.start()
-        except BaseException:  # e.g. the port is taken: release what was started
+        except BaseException:
             await runtime.aclose()
             raise
         runtime.health_server = server

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class SessionSettings(BaseSettings):
     """Process-wide session policy. Env: ``SALES_AGENT_SESSION_EXPIRY_MINUTES`` etc."""
 
-    model_config = SettingsConfigDict(env_prefix="SALES_AGENT_SESSION_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SALES_AGENT_SESSION_", extra="ignore", frozen=True)
 
     # Hard lifetime of a session from its start (protects against calls that never end).
     expiry_minutes: float = Field(default=30.0, gt=0)

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from agent.errors import InvalidInput
 from agent.session_settings import SessionOverrides
 from agent.vocabulary.tenant_id import TENANT_ID_PATTERN, is_tenant_id
+from telemetry.config_errors import ConfigError
 
 
 def _default_tenants_file() -> Path:
@@ -33,9 +34,11 @@ TenantId = Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)]
 
 
 class TenantSettings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    """``SALES_AGENT_TENANTS_FILE``: the YAML file of tenants (default: the demo tenants)."""
 
-    tenants_file: Path = Field(default=DEFAULT_TENANTS_FILE, alias="SALES_AGENT_TENANTS_FILE")
+    model_config = SettingsConfigDict(env_prefix="SALES_AGENT_TENANTS_", extra="ignore", frozen=True)
+
+    file: Path = DEFAULT_TENANTS_FILE
 
 
 class TenantConfig(BaseModel):
@@ -64,8 +67,8 @@ class _TenantsFile(BaseModel):
     tenants: dict[TenantId, _TenantEntry] = Field(min_length=1)
 
 
-class TenantConfigError(ValueError):
-    """The tenants file is missing or invalid; the message names the file and the problem."""
+class TenantConfigError(ConfigError):
+    """The tenants file is missing or invalid; the message names the file and the problem (exit 2)."""
 
 
 def _describe(exc: ValidationError) -> str:
@@ -94,9 +97,9 @@ class TenantRegistry:
         return cls(TenantConfig(id=tid, **entry.model_dump()) for tid, entry in parsed.tenants.items())
 
     @classmethod
-    def from_file(cls, path: str | Path | None = None) -> TenantRegistry:
-        """Load ``path``, else ``$SALES_AGENT_TENANTS_FILE``, else ``config/tenants.yaml``."""
-        file = Path(path) if path is not None else TenantSettings().tenants_file
+    def from_file(cls, path: str | Path) -> TenantRegistry:
+        """Load the tenants file (``TenantSettings.file`` at the entry point)."""
+        file = Path(path)
         try:
             text = file.read_text(encoding="utf-8")
         except OSError as exc:

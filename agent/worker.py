@@ -14,26 +14,33 @@ must stay on the loop that created them), but their circuit breakers and LLM coo
 the process's ``process_resilience()``, so one job's failures protect the next call. The worker
 process keeps one CRM facade whose outbox drainer delivers writes a finished job queued, and serves
 ``/health`` + ``/ready``.
+
+Configuration: ``run_worker`` builds the settings root once and checks everything it can before
+livekit's CLI registers with the LiveKit server (LLM chain and keys, STT/TTS chains and keys, tenants,
+the outbox file, the health and metrics ports): a broken configuration exits with status 2 and one
+line instead of registering a worker that fails every call. A job process of the ``process`` executor
+is a fresh interpreter: it builds its own root from the same environment at its first hook.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
-import os
+import socket
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from agent.app_settings import AppSettings
+from agent.app_settings import AppSettings, WorkerSettings
 from agent.call_context import CallContext
 from agent.errors import InvalidInput
 from agent.resilience.state import process_resilience
 from agent.tenants import TenantRegistry
 from telemetry import names
+from telemetry.config_errors import ConfigError, bind_listener, env_name
 
 if TYPE_CHECKING:
     from livekit.agents import AgentServer, JobContext, JobProcess, JobRequest, WorkerOptions
@@ -48,23 +55,67 @@ log = logging.getLogger(__name__)
 TENANT_METADATA_KEYS = ("tenant_id", "tenant")
 
 
-@functools.cache
-def app_settings() -> AppSettings:
-    return AppSettings()
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What this process's hooks run with: the settings root and the tenants loaded from its file."""
+
+    settings: AppSettings
+    tenants: TenantRegistry
+    health_socket: socket.socket | None = None  # bound by run_worker; served on the worker loop
 
 
-@functools.cache
+_config: WorkerConfig | None = None
+
+
+def configure(
+    settings: AppSettings, tenants: TenantRegistry, health_socket: socket.socket | None = None
+) -> None:
+    """Install the root the livekit hooks use (``run_worker`` does, before registering; tests too)."""
+    global _config, _speech
+    _config = WorkerConfig(settings, tenants, health_socket)
+    with _speech_lock:
+        _speech = None  # built from this root at first use
+
+
+def worker_config() -> WorkerConfig:
+    """This process's configuration; a job process (``process`` executor) builds it at its first hook."""
+    if _config is None:
+        # A job process of its own: /metrics is the worker process's port, its metrics go over OTLP.
+        settings = for_worker(AppSettings.from_env()).with_area("telemetry", prometheus_enabled=False)
+        configure(settings, TenantRegistry.from_file(settings.tenants.file))
+    assert _config is not None
+    return _config
+
+
+def worker_settings() -> AppSettings:
+    return worker_config().settings
+
+
 def tenant_registry() -> TenantRegistry:
-    return TenantRegistry.from_file(app_settings().tenants.tenants_file)
+    return worker_config().tenants
 
 
-@functools.cache
+_speech: SpeechServices | None = None
+_speech_lock = threading.Lock()  # job threads (thread executor) start calls concurrently
+
+
 def speech_services() -> SpeechServices:
     """The process's STT and TTS chains (their provider health is shared by every call of the
     process); the VAD model comes per job process from ``prewarm``."""
     from agent.speech import SpeechServices
 
-    return SpeechServices(app_settings().stt, app_settings().tts)
+    global _speech
+    settings = worker_settings()  # may configure this process first (outside the lock: it takes it)
+    with _speech_lock:
+        if _speech is None:
+            _speech = SpeechServices(settings.stt, settings.tts)
+        return _speech
+
+
+def for_worker(settings: AppSettings) -> AppSettings:
+    """The worker modes' copy: livekit's CLI prints every record with its own console handler, so ours
+    would print each line a second time."""
+    return settings.with_area("telemetry", log_stderr=False)
 
 
 def tenant_from_metadata(metadata: str | None) -> str | None:
@@ -117,7 +168,7 @@ def _session_manager() -> SessionManager:
     if _state is None:
         from agent.sessions import SessionManager
 
-        _state = WorkerState(sessions=SessionManager(app_settings().sessions, tenant_registry()))
+        _state = WorkerState(sessions=SessionManager(worker_settings().sessions, tenant_registry()))
     return _state.sessions
 
 
@@ -126,21 +177,17 @@ async def _start_worker_services() -> None:
     from agent.runtime import start_runtime
     from telemetry.setup import setup_telemetry
 
-    settings = app_settings()
+    config = worker_config()
     sessions = _session_manager()
     assert _state is not None
     _state.loop = asyncio.get_running_loop()
     sessions.start()
     try:
         runtime = await start_runtime(
-            llm_settings=settings.llm,
-            crm_settings=settings.crm,
-            session_settings=settings.sessions,
-            tenants=tenant_registry(),
-            telemetry=setup_telemetry(settings.telemetry),
-            health_host=settings.worker.health_host,
-            health_port=settings.worker.health_port,
-            serve_health=settings.worker.health_port > 0,
+            config.settings,
+            tenants=config.tenants,
+            telemetry=setup_telemetry(config.settings.telemetry),
+            health_socket=config.health_socket,
             resilience=process_resilience(),
         )
     except Exception:
@@ -155,7 +202,7 @@ def _on_worker_started() -> None:
 
 def worker_load(server: AgentServer) -> float:
     """0..1 for livekit's ``load_threshold``: open sessions (thread executor) or running jobs (process)."""
-    max_sessions = app_settings().sessions.max_sessions
+    max_sessions = worker_settings().sessions.max_sessions
     by_jobs = len(server.active_jobs) / max_sessions
     by_sessions = _state.sessions.load() if _state is not None else 0.0
     return min(1.0, max(by_jobs, by_sessions))
@@ -181,7 +228,7 @@ def prewarm(proc: JobProcess) -> None:
 
     from telemetry.setup import setup_telemetry
 
-    settings = app_settings()
+    settings = worker_settings()
     setup_telemetry(settings.telemetry)
     preload()
     # One Silero model per process; each call wraps it in its own CallVAD.
@@ -191,7 +238,7 @@ def prewarm(proc: JobProcess) -> None:
 async def request_fnc(request: JobRequest) -> None:
     """Accept only jobs whose tenant is known; anything else is rejected with a clear log line."""
     try:
-        tenant = tenant_for_job(request.job, app_settings().worker.default_tenant)
+        tenant = tenant_for_job(request.job, worker_settings().worker.default_tenant)
     except InvalidInput as exc:
         log.warning(
             "rejecting job %s for room %r: %s",
@@ -213,7 +260,7 @@ async def entrypoint(ctx: JobContext) -> None:
     from agent.sessions import CapacityExceeded
     from telemetry.setup import setup_telemetry
 
-    settings = app_settings()
+    settings = worker_settings()
     telemetry = setup_telemetry(settings.telemetry)
     tenant = tenant_for_job(ctx.job, settings.worker.default_tenant)  # validated again: metadata may change
     call_ctx = CallContext(
@@ -223,9 +270,7 @@ async def entrypoint(ctx: JobContext) -> None:
     # Thread executor: the worker-wide SessionManager (on the worker loop) sees every call of the process.
     shared = _state is not None and _state.loop is not None and _state.loop is not asyncio.get_running_loop()
     runtime = await start_runtime(
-        llm_settings=settings.llm,
-        crm_settings=settings.crm,
-        session_settings=settings.sessions,
+        settings,
         tenants=tenant_registry(),
         telemetry=telemetry,
         sessions=_state.sessions if shared and _state is not None else None,
@@ -263,7 +308,7 @@ async def entrypoint(ctx: JobContext) -> None:
 def worker_options() -> WorkerOptions:
     from livekit.agents import JobExecutorType, WorkerOptions
 
-    worker = app_settings().worker
+    worker = worker_settings().worker
     options = WorkerOptions(
         entrypoint_fnc=entrypoint,
         request_fnc=request_fnc,
@@ -291,35 +336,54 @@ def import_speech_plugins(settings: AppSettings) -> None:
         importlib.import_module(f"livekit.plugins.{module}")
 
 
+def check_worker_config(settings: AppSettings, tenants: TenantRegistry) -> None:
+    """What would otherwise fail each call after registration, as one ``ConfigError`` now."""
+    from agent.crm.outbox import Outbox
+    from agent.llm.chain import check_chain
+    from agent.speech.chain import usable_providers
+
+    check_chain(settings.llm)  # an LLMConfigError (a ConfigError): no provider has its key, Redis set
+    usable_providers(settings.stt.chain, "STT")  # NoUsableSpeechProvider (a ConfigError): no keys at all
+    usable_providers(settings.tts.chain, "TTS")
+    default = settings.worker.default_tenant
+    if default and default not in tenants:
+        raise ConfigError(
+            f"{env_name(WorkerSettings, 'default_tenant')}={default}: unknown tenant; "
+            f"expected one of {', '.join(tenants.ids())} ({settings.tenants.file})"
+        )
+    Outbox(settings.crm.outbox_path).close()  # OutboxUnusable: a directory, not SQLite, a foreign file
+
+
 def run_worker(argv: Sequence[str]) -> None:
-    """``sales-agent dev|start|console|connect ...``: livekit's CLI with our options."""
+    """``sales-agent dev|start|console|connect ...``: livekit's CLI with our options.
+
+    Everything that can be checked is checked before livekit's CLI connects: a ``ConfigError`` here is
+    one line on stderr and exit status 2 (``agent.cli``), and nothing has registered with LiveKit.
+    """
     from livekit.agents import AgentServer, cli
 
     from telemetry.setup import setup_telemetry
 
-    # livekit's CLI prints every record with its own console handler (JSON in `start`): ours would
-    # print each line a second time. The variable reaches job processes too (executor "process").
-    os.environ["SALES_AGENT_LOG_STDERR"] = "false"
-    app_settings().telemetry.log_stderr = False
-    setup_telemetry(app_settings().telemetry)
-    from agent.speech import SpeechConfigError
-
-    try:
-        import_speech_plugins(app_settings())
-        speech_services()  # fail fast on an unusable STT/TTS chain, before connecting to LiveKit
-    except SpeechConfigError as exc:
-        print(f"sales-agent: {exc.message}", file=sys.stderr)
-        raise SystemExit(2) from None
-    if app_settings().worker.job_executor == "thread":
+    mode = argv[0] if argv else ""
+    settings = for_worker(AppSettings.from_env())
+    tenants = TenantRegistry.from_file(settings.tenants.file)
+    if mode == "console" and not settings.worker.default_tenant:
+        # A console job has no dispatch metadata: talk as the first configured tenant.
+        settings = settings.with_area("worker", default_tenant=tenants.ids()[0])
+        log.info("console: using tenant %s (set SALES_AGENT_DEFAULT_TENANT to choose)", tenants.ids()[0])
+    health_socket = None
+    if mode != "download-files":
+        check_worker_config(settings, tenants)
+        if settings.health.port:
+            health_socket = bind_listener(
+                settings.health.host, settings.health.port, env_name(type(settings.health), "port")
+            )
+    configure(settings, tenants, health_socket)
+    setup_telemetry(settings.telemetry)  # binds SALES_AGENT_METRICS_PORT: a taken port is a ConfigError
+    import_speech_plugins(settings)
+    if settings.worker.job_executor == "thread":
         preload()  # job threads share this process's modules
-    tenant_registry()  # fail fast on a bad tenants file, before connecting to LiveKit
     server = AgentServer.from_server_options(worker_options())
     server.on("worker_started", _on_worker_started)
-    if argv and argv[0] == "console" and not app_settings().worker.default_tenant:
-        # A console job has no dispatch metadata: talk as the first configured tenant.
-        app_settings().worker.default_tenant = tenant_registry().ids()[0]
-        log.info(
-            "console: using tenant %s (set SALES_AGENT_DEFAULT_TENANT to choose)", tenant_registry().ids()[0]
-        )
     sys.argv = ["sales-agent", *argv]  # livekit's CLI (typer) reads its command from sys.argv
     cli.run_app(server)

@@ -59,12 +59,12 @@ def _settle() -> float:
 async def _sessions(total: int, wave: int, hold: int) -> dict[str, Any]:
     from agent.session_settings import SessionSettings
     from agent.sessions import SessionManager
-    from agent.tenants import TenantRegistry
+    from agent.tenants import TenantRegistry, TenantSettings
     from telemetry.settings import TelemetrySettings
     from telemetry.setup import setup_telemetry
 
     setup_telemetry(TelemetrySettings())
-    tenants = TenantRegistry.from_file()
+    tenants = TenantRegistry.from_file(TenantSettings().file)
     tenant_ids = [t for t in tenants.ids() if (tenants.get(t).sessions.max_sessions or 10**9) >= hold]
     tenant_ids = tenant_ids or tenants.ids()
     settings = SessionSettings(max_sessions=max(hold, wave) + 10)
@@ -122,26 +122,24 @@ async def _calls(k: int) -> dict[str, Any]:
 
     from agent.app_settings import AppSettings
     from agent.call_context import CallContext
-    from agent.crm import CrmSettings
-    from agent.llm import LLMSettings, ProviderConfig
+    from agent.llm import ProviderConfig
     from agent.runtime import start_runtime
     from agent.sales_call import SalesCall
     from agent.tenants import TenantRegistry
     from telemetry.setup import setup_telemetry
 
-    settings = AppSettings()
-    setup_telemetry(settings.telemetry)
-    tenants = TenantRegistry.from_file(settings.tenants.tenants_file)
-    tenant_id = "acme" if "acme" in tenants.ids() else tenants.ids()[0]
     with tempfile.TemporaryDirectory(prefix="bench-mem-") as tmp:
-        runtime = await start_runtime(
-            llm_settings=LLMSettings(
-                chain=[ProviderConfig(name="local", kind="local", model="m", api_base=f"{DUMMY_URL}/v1")]
-            ),
-            crm_settings=CrmSettings(CRM_URL=DUMMY_URL, CALENDAR_URL=None, CRM_OUTBOX_PATH=f"{tmp}/o.db"),
-            session_settings=settings.sessions.model_copy(update={"max_sessions": k + 10}),
-            tenants=tenants,
+        settings = AppSettings.from_env(
+            llm={
+                "chain": [ProviderConfig(name="local", kind="local", model="m", api_base=f"{DUMMY_URL}/v1")]
+            },
+            crm={"crm_url": DUMMY_URL, "calendar_url": None, "outbox_path": f"{tmp}/o.db"},
+            sessions={"max_sessions": k + 10},
         )
+        setup_telemetry(settings.telemetry)
+        tenants = TenantRegistry.from_file(settings.tenants.file)
+        tenant_id = "acme" if "acme" in tenants.ids() else tenants.ids()[0]
+        runtime = await start_runtime(settings, tenants=tenants)
         try:
 
             def new_call(i: int) -> SalesCall:

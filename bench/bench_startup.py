@@ -33,7 +33,8 @@ IMPORT_CASES = (
     ("agent.worker (the job entrypoint)", "import agent.worker"),
     (
         "CRM service process: import + setup_telemetry()",
-        "import local_services.crm_service; from telemetry.setup import setup_telemetry; setup_telemetry()",
+        "import local_services.crm_service; from telemetry import TelemetrySettings, setup_telemetry; "
+        "setup_telemetry(TelemetrySettings())",
     ),
     (
         "same, livekit wiring skipped (livekit stubbed: what deferring it would save)",
@@ -41,7 +42,8 @@ IMPORT_CASES = (
         "lkt = types.ModuleType('livekit.agents.telemetry'); "
         "lkt.set_tracer_provider = lambda *a, **k: None; lk.telemetry = lkt; "
         "sys.modules.update({'livekit.agents': lk, 'livekit.agents.telemetry': lkt}); "
-        "import local_services.crm_service; from telemetry.setup import setup_telemetry; setup_telemetry(); "
+        "import local_services.crm_service; from telemetry import TelemetrySettings, setup_telemetry; "
+        "setup_telemetry(TelemetrySettings()); "
         "assert 'openai' not in sys.modules",
     ),
 )
@@ -57,16 +59,20 @@ def mark(name):
     stages[name] = time.time() - t0
 import agent.worker as worker
 mark("import agent.worker")
+from agent.app_settings import AppSettings
+from agent.tenants import TenantRegistry
 from telemetry.setup import setup_telemetry
-setup_telemetry(worker.app_settings().telemetry)
+settings = worker.for_worker(AppSettings.from_env())
+worker.configure(settings, TenantRegistry.from_file(settings.tenants.file))
+mark("settings + tenants")
+setup_telemetry(settings.telemetry)
 mark("setup_telemetry")
-worker.import_speech_plugins(worker.app_settings())
+worker.import_speech_plugins(settings)
 mark("speech plugins imported")
 worker.preload()
 mark("preload_modules imported (litellm, agent.*)")
-worker.tenant_registry()
 worker.worker_options()
-mark("tenants + WorkerOptions: ready to dial LiveKit")
+mark("WorkerOptions: ready to dial LiveKit")
 from livekit.plugins import silero
 silero.VAD.load()
 mark("+ prewarm: silero VAD loaded (per job process)")
@@ -133,9 +139,9 @@ def _time_ready(repeats: int) -> dict[str, Any]:
 
 # 6b's imports as one statement, for -X importtime (imports done inside functions are recorded too).
 READY_IMPORTS = (
-    "import agent.worker as w; from telemetry.setup import setup_telemetry; "
-    "setup_telemetry(w.app_settings().telemetry); "
-    "w.import_speech_plugins(w.app_settings()); w.preload()"
+    "import agent.worker as w; from agent.app_settings import AppSettings; "
+    "from telemetry.setup import setup_telemetry; s = AppSettings.from_env(); "
+    "setup_telemetry(s.telemetry); w.import_speech_plugins(s); w.preload()"
 )
 
 _IMPORTTIME = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)")

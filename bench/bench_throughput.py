@@ -91,25 +91,22 @@ async def _child_async(
     import psutil
 
     from agent.app_settings import AppSettings
-    from agent.crm import CrmSettings
     from agent.llm import LLMSettings
     from agent.runtime import start_runtime
     from agent.tenants import TenantRegistry
     from telemetry.setup import setup_telemetry
 
-    settings = AppSettings()
-    telemetry = setup_telemetry(settings.telemetry)
-    tenants = TenantRegistry.from_file(settings.tenants.tenants_file)
-    tenant_ids = tenants.ids()
-    llm_settings = LLMSettings.for_local([f"{u}/v1" for u in llm_urls])
+    chain = LLMSettings.for_local([f"{u}/v1" for u in llm_urls]).chain
     with tempfile.TemporaryDirectory(prefix="bench-outbox-") as tmp:
-        crm_settings = CrmSettings(
-            CRM_URL=crm_url, CALENDAR_URL=None, CRM_OUTBOX_PATH=str(Path(tmp) / "o.db")
+        settings = AppSettings.from_env(
+            llm={"chain": chain},
+            crm={"crm_url": crm_url, "calendar_url": None, "outbox_path": str(Path(tmp) / "o.db")},
+            sessions={"max_sessions": max(1000, concurrency * 4)},
         )
-        sessions = settings.sessions.model_copy(update={"max_sessions": max(1000, concurrency * 4)})
-        runtime = await start_runtime(
-            llm_settings=llm_settings, crm_settings=crm_settings, session_settings=sessions, tenants=tenants
-        )
+        telemetry = setup_telemetry(settings.telemetry)
+        tenants = TenantRegistry.from_file(settings.tenants.file)
+        tenant_ids = tenants.ids()
+        runtime = await start_runtime(settings, tenants=tenants)
         try:
             warm: list[float] = []
             await asyncio.gather(

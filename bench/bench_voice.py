@@ -1,4 +1,4 @@
-"""Item 7: voice. The caller's wait, what an STT or TTS failover costs, how fast a barge-in is heard.
+"""Item 8: voice. The caller's wait, what an STT or TTS failover costs, how fast a barge-in is heard.
 
 - **7a caller's wait**: whole voice calls (espeak-ng caller audio at real-time pace through Silero VAD,
   the STT and TTS stand-ins over HTTP, the real agent, LLM stand-ins and CRM): healthy, primary STT
@@ -49,29 +49,28 @@ async def _voice_runtime(workdir: Path, seconds_per_char: float) -> AsyncIterato
     """The whole voice stack in this process: stand-ins, runtime with speech chains; (stack, runtime)."""
     from livekit.plugins import silero
 
-    from agent.crm import CrmSettings
-    from agent.llm import LLMSettings, ProviderConfig
+    from agent.app_settings import AppSettings
+    from agent.llm import ProviderConfig
     from agent.runtime import start_runtime
-    from agent.session_settings import SessionSettings
     from agent.simulate.stack import open_stack
     from agent.speech import SpeechServices, STTSettings, TTSSettings
     from agent.tenants import TenantRegistry
     from agent.vocabulary.local_providers import local_model
 
     async with open_stack(voice=True, tts_seconds_per_char=seconds_per_char) as stack:
-        speech = SpeechServices(
-            STTSettings.for_local([ep.per_call_api_base for ep in stack.stt]),
-            TTSSettings.for_local([ep.api_base for ep in stack.tts]),
-            silero.VAD.load(),
-        )
         chain = [
             ProviderConfig(name=ep.name, kind="local", model=local_model(ep.name), api_base=ep.api_base)
             for ep in stack.llm
         ]
+        settings = AppSettings.from_env(
+            llm={"chain": chain},
+            crm={"crm_url": stack.crm_url, "outbox_path": str(workdir / "outbox.sqlite3")},
+            stt={"chain": STTSettings.for_local([ep.per_call_api_base for ep in stack.stt]).chain},
+            tts={"chain": TTSSettings.for_local([ep.api_base for ep in stack.tts]).chain},
+        )
+        speech = SpeechServices(settings.stt, settings.tts, silero.VAD.load())
         runtime = await start_runtime(
-            llm_settings=LLMSettings(chain=chain),
-            crm_settings=CrmSettings(CRM_URL=stack.crm_url, CRM_OUTBOX_PATH=str(workdir / "outbox.sqlite3")),
-            session_settings=SessionSettings(),
+            settings,
             tenants=TenantRegistry.from_mapping({"tenants": {"acme": {"display_name": "Acme"}}}),
             speech=speech,
         )
@@ -102,6 +101,7 @@ async def _calls(
                 runtime=runtime,
                 http=http,
                 stt_admin_urls=[ep.admin_url for ep in stack.stt],
+                clip_cache=workdir / "clips",
                 **kwargs,
             )
             for index in range(calls)
@@ -317,7 +317,6 @@ async def _run_all(quick: bool, parts: tuple[str, ...]) -> list[Table]:
     pace = 0.03 if quick else 0.065  # the TTS stand-in's seconds of audio per character (0.065: a real voice)
     reps = 3 if quick else 20
     with tempfile.TemporaryDirectory(prefix="bench-voice-") as tmp:
-        os.environ.setdefault("SALES_AGENT_VOICE_CACHE", str(Path(tmp) / "clips"))
         workdir = Path(tmp)
         tables = []
         if "wait" in parts:

@@ -6,11 +6,11 @@
     uv run python -m bench.run_all --out bench/results-latest.md   # also write the Markdown
 
 Items: 1 instrumentation cost, 2 failover TTFT, 3 throughput, 4 memory, 5 export under load, 6 start-up,
-7 voice.
-Every item is a script with the one contract of ``bench/_common.py``
-(``python -m bench.bench_<item> [--quick] [--json-out PATH]``): this runs each as its own process and
-reads nothing but the tables it writes as JSON. Each item runs its measurements in child processes of
-its own, so ratios inside an item are measured side by side under the same conditions.
+7 exit after simulate's summary, 8 voice. Every item is a script with the one contract of
+``bench/_common.py`` (``python -m bench.bench_<item> [--quick] [--json-out PATH]``): this runs each as
+its own process and reads nothing but the tables it writes as JSON. Each item runs its measurements in
+child processes of its own, so ratios inside an item are measured side by side under the same
+conditions.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ ITEMS: dict[int, tuple[str, str]] = {
     4: ("Memory", "bench.bench_memory"),
     5: ("Export under load", "bench.bench_export"),
     6: ("Start-up", "bench.bench_startup"),
-    7: ("Voice: the caller's wait, speech failover, barge-in", "bench.bench_voice"),
+    7: ("Exit after simulate's summary", "bench.bench_exit"),
+    8: ("Voice: the caller's wait, speech failover, barge-in", "bench.bench_voice"),
 }
 ITEM_TIMEOUT_S = 1800
 

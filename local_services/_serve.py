@@ -4,7 +4,8 @@ A stand-in's ``main(argv)`` parses its options and hands ``serve_main`` a factor
 ``run_<name>(...)`` async context manager. ``serve_main`` prints ``READY <port>`` on stdout once the
 port is bound (``--port 0`` picks a free one; the caller learns which from that line, see
 ``harness.spawn``), logs where it listens, and leaves cleanly on SIGINT/SIGTERM (exit 0). A port that
-cannot be bound (in use, not permitted) is one line on stderr and exit status 2, not a traceback.
+cannot be bound (in use, not permitted) is one line on stderr naming ``--port`` and what was expected,
+and exit status 2, not a traceback.
 Also the pieces the stand-ins' aiohttp apps share: ``requested_fault`` (the admin fault body) and
 ``bound_port`` (what port 0 picked).
 """
@@ -14,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -23,6 +23,8 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from aiohttp import web
+
+from telemetry.config_errors import listen_error
 
 T = TypeVar("T")
 
@@ -85,14 +87,10 @@ def serve_main(
     except OSError as exc:
         if listening:
             raise
-        print(f"{name}: cannot listen on {host}:{port}: {_reason(exc)}", file=sys.stderr)
+        # The wording every entry point uses for a startup problem (telemetry.config_errors).
+        print(f"{name}: error: {listen_error(exc, host, port, '--port')}", file=sys.stderr)
         return EXIT_CANNOT_LISTEN
     return 0
-
-
-def _reason(exc: OSError) -> str:
-    # asyncio's bind error repeats the address in its message; the errno's text is the cause.
-    return os.strerror(exc.errno) if exc.errno else str(exc)
 
 
 async def requested_fault(request: web.Request, modes: Sequence[str]) -> str:

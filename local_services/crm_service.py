@@ -33,17 +33,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from opentelemetry import propagate, trace
 from opentelemetry.semconv.attributes import http_attributes, url_attributes
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.vocabulary.fault_modes import CRM_FAULT_MODES, CrmFaultMode
 from agent.vocabulary.tenant_id import is_tenant_id
 from local_services._serve import bound_port, serve_main
 from telemetry import names
+from telemetry.config_errors import describe_validation, load_settings, run_main
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
@@ -173,17 +175,56 @@ def _tenant(request: web.Request) -> str:
     return tenant
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
+class _Body(BaseModel):
+    """The types of the fields a handler reads (other fields pass through unchecked). A body of the
+    wrong shape is answered 400 ``invalid_body`` naming the field, never 500 from SQLite or ``float()``."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class _ContactBody(_Body):
+    name: str | None = None
+    company: str | None = None
+    role: str | None = None
+    email: str | None = None
+    phone: str | None = None
+
+
+class _NoteBody(_Body):
+    text: str | None = None
+
+
+class _LeadBody(_Body):
+    status: str | None = None
+    score: float | None = None
+    band: str | None = None
+    source: str | None = None  # the call that qualified the lead (the lead rule)
+
+
+class _BookingBody(_Body):
+    contact_key: str | None = None
+    start: str | None = None
+    duration_minutes: int | None = None
+
+
+class _FaultBody(_Body):
+    mode: str = "ok"
+    delay_s: float = Field(default=2.0, ge=0)
+    retry_after: float = Field(default=1.0, ge=0)
+    count: int | None = Field(default=None, ge=0)
+    style: Literal["503", "reset"] = "503"
+
+
+async def _json_body(request: web.Request, shape: type[_Body]) -> dict[str, Any]:
+    """The body's fields that were given, checked against ``shape``; 400 ``invalid_body`` otherwise."""
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        body = None
-    if not isinstance(body, dict):
+        body = shape.model_validate_json(await request.read())
+    except ValidationError as exc:
+        message = f"request body must be a JSON object of this form: {describe_validation(exc)}"
         raise web.HTTPBadRequest(
-            text=json.dumps({"error": "invalid_body", "message": "request body must be a JSON object"}),
-            content_type="application/json",
-        )
-    return body
+            text=json.dumps({"error": "invalid_body", "message": message}), content_type="application/json"
+        ) from None
+    return body.model_dump(exclude_unset=True)
 
 
 WriteFn = Callable[[sqlite3.Connection, str, dict[str, Any]], tuple[int, dict[str, Any]]]
@@ -285,7 +326,7 @@ class CrmService:
 
     async def upsert_contact(self, request: web.Request) -> web.Response:
         tenant, key = _tenant(request), request.match_info["key"]
-        body = await _json_body(request)
+        body = await _json_body(request, _ContactBody)
         if not isinstance(body.get("name"), str) or not body["name"].strip():
             return _error(422, "invalid_contact", "name is required")
 
@@ -322,7 +363,7 @@ class CrmService:
 
     async def add_note(self, request: web.Request) -> web.Response:
         tenant, key = _tenant(request), request.match_info["key"]
-        body = await _json_body(request)
+        body = await _json_body(request, _NoteBody)
         text = body.get("text")
         if not isinstance(text, str) or not text.strip():
             return _error(422, "invalid_note", "text is required")
@@ -345,7 +386,7 @@ class CrmService:
 
     async def set_lead(self, request: web.Request) -> web.Response:
         tenant, key = _tenant(request), request.match_info["key"]
-        body = await _json_body(request)
+        body = await _json_body(request, _LeadBody)
         if not isinstance(body.get("status"), str):
             return _error(422, "invalid_lead", "status is required")
 
@@ -410,7 +451,7 @@ class CrmService:
 
     async def book(self, request: web.Request) -> web.Response:
         tenant = _tenant(request)
-        body = await _json_body(request)
+        body = await _json_body(request, _BookingBody)
         try:
             start = datetime.fromisoformat(str(body["start"]))
             minutes = int(body.get("duration_minutes", SLOT_MINUTES))
@@ -454,7 +495,7 @@ class CrmService:
 
     # --- admin ------------------------------------------------------------------------------
     async def set_fault(self, request: web.Request) -> web.Response:
-        body = await _json_body(request)
+        body = await _json_body(request, _FaultBody)
         mode = str(body.get("mode", "ok"))
         if mode not in CRM_FAULT_MODES:
             return _error(422, "invalid_fault", f"mode must be one of {', '.join(CRM_FAULT_MODES)}")
@@ -532,12 +573,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", default="crm.sqlite3", help="SQLite file (created if missing)")
     args = parser.parse_args(argv)
 
-    import os
-
-    os.environ.setdefault("OTEL_SERVICE_NAME", "crm-service")
+    from telemetry.settings import TelemetrySettings
     from telemetry.setup import setup_telemetry
 
-    telemetry = setup_telemetry(wire_livekit=False)  # no LiveKit session runs here
+    settings = load_settings(TelemetrySettings)
+    if "service_name" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"service_name": "crm-service"})
+    telemetry = setup_telemetry(settings, wire_livekit=False)  # no LiveKit session runs here
     try:
         return serve_main(
             "crm-service",
@@ -551,4 +593,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main("crm-service", main))

@@ -35,10 +35,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.vocabulary.fault_modes import LLM_FAULT_MODES, LlmFaultMode
 from agent.vocabulary.local_providers import PRIMARY, local_model
 from local_services._serve import bound_port, serve_main
+from telemetry.config_errors import describe_validation
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,26 @@ class Fault:
         if "after_chunks" in body:
             fault.after_chunks = int(body["after_chunks"])
         return fault
+
+
+class _ChatMessage(BaseModel):
+    """What the scripted replies read of a message; other OpenAI fields are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class _ChatRequest(BaseModel):
+    """A body that is not this shape (not JSON, not an object, messages not a list of messages...) is
+    answered 400 naming the field at fault, as an OpenAI server would, not 500 from deep in the script."""
+
+    model_config = ConfigDict(extra="allow")
+
+    messages: list[_ChatMessage] = Field(default_factory=list)
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
 
 
 @dataclass
@@ -192,8 +214,8 @@ class LocalLLMProvider:
             if not isinstance(body, dict):
                 raise ValueError("body must be a JSON object")
             self.fault = Fault.parse(body)
-        except (ValueError, json.JSONDecodeError) as exc:
-            return web.json_response({"error": str(exc)}, status=400)
+        except (ValueError, TypeError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+            return web.json_response({"error": f"malformed fault request: {exc}"}, status=400)
         log.info("provider %s fault set to %s", self.name, self.fault.mode)
         return web.json_response({"name": self.name, "fault": self.fault.__dict__})
 
@@ -218,10 +240,12 @@ class LocalLLMProvider:
         if fault.mode != "ok":
             self.stats.faulted_requests += 1
         try:
-            body = await request.json()
-        except json.JSONDecodeError:
+            body = _ChatRequest.model_validate_json(await request.read()).model_dump(exclude_unset=True)
+        except ValidationError as exc:
+            problem = describe_validation(exc)
             return web.json_response(
-                {"error": {"message": "body is not JSON", "type": "invalid"}}, status=400
+                {"error": {"message": f"malformed chat request: {problem}", "type": "invalid_request_error"}},
+                status=400,
             )
         stream = bool(body.get("stream"))
         if stream:

@@ -10,12 +10,13 @@
 from __future__ import annotations
 
 import logging
-import os
+import socket
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from opentelemetry.metrics import Counter, Meter
 from opentelemetry.sdk._logs import ReadableLogRecord
@@ -160,12 +161,31 @@ class ExportMonitor:
             }
 
 
-class MonitoredSpanExporter(SpanExporter):
+class _Abandonable:
+    """``abandon()``: shut the inner OTLP exporter down now and drop whatever comes after.
+
+    For a shutdown with the collector unreachable: the SDK exporter then ends the retry wait of an
+    export in flight at once (its shutdown event), and the processors' final exports return at once
+    instead of retrying into a refused port.
+    """
+
+    inner: Any
+    _abandoned: bool = False
+
+    def abandon(self) -> None:
+        if not self._abandoned:
+            self._abandoned = True
+            self.inner.shutdown()
+
+
+class MonitoredSpanExporter(_Abandonable, SpanExporter):
     def __init__(self, inner: SpanExporter, monitor: ExportMonitor) -> None:
         self.inner = inner
         self._monitor = monitor
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._abandoned:
+            return SpanExportResult.FAILURE
         self._monitor.begin("traces")
         try:
             result = self.inner.export(spans)
@@ -179,18 +199,21 @@ class MonitoredSpanExporter(SpanExporter):
         return result
 
     def shutdown(self) -> None:
-        self.inner.shutdown()
+        if not self._abandoned:
+            self.inner.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.inner.force_flush(timeout_millis)
 
 
-class MonitoredLogExporter(LogRecordExporter):
+class MonitoredLogExporter(_Abandonable, LogRecordExporter):
     def __init__(self, inner: LogRecordExporter, monitor: ExportMonitor) -> None:
         self.inner = inner
         self._monitor = monitor
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        if self._abandoned:
+            return LogRecordExportResult.FAILURE
         self._monitor.begin("logs")
         try:
             result = self.inner.export(batch)
@@ -204,13 +227,14 @@ class MonitoredLogExporter(LogRecordExporter):
         return result
 
     def shutdown(self) -> None:
-        self.inner.shutdown()
+        if not self._abandoned:
+            self.inner.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.inner.force_flush(timeout_millis)
 
 
-class MonitoredMetricExporter(MetricExporter):
+class MonitoredMetricExporter(_Abandonable, MetricExporter):
     def __init__(self, inner: MetricExporter, monitor: ExportMonitor) -> None:
         super().__init__(
             preferred_temporality=inner._preferred_temporality,
@@ -222,6 +246,8 @@ class MonitoredMetricExporter(MetricExporter):
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
+        if self._abandoned:
+            return MetricExportResult.FAILURE
         self._monitor.begin("metrics")
         try:
             result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
@@ -238,7 +264,8 @@ class MonitoredMetricExporter(MetricExporter):
         return self.inner.force_flush(timeout_millis=timeout_millis)
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+        if not self._abandoned:
+            self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
 
 
 @dataclass
@@ -246,13 +273,6 @@ class OtlpExporters:
     spans: SpanExporter
     metrics: MetricExporter
     logs: LogRecordExporter
-
-
-def _http_endpoint(base: str, signal: str) -> str | None:
-    """None when the per-signal variable is set: the SDK exporter reads it (full URL) itself."""
-    if os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT"):
-        return None
-    return f"{base.rstrip('/')}/v1/{signal}"
 
 
 def build_otlp_exporters(settings: TelemetrySettings) -> OtlpExporters | None:
@@ -277,7 +297,40 @@ def build_otlp_exporters(settings: TelemetrySettings) -> OtlpExporters | None:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     return OtlpExporters(
-        spans=OTLPSpanExporter(endpoint=_http_endpoint(endpoint, "traces"), timeout=timeout),
-        metrics=OTLPMetricExporter(endpoint=_http_endpoint(endpoint, "metrics"), timeout=timeout),
-        logs=OTLPLogExporter(endpoint=_http_endpoint(endpoint, "logs"), timeout=timeout),
+        spans=OTLPSpanExporter(endpoint=settings.otlp_signal_endpoint("traces"), timeout=timeout),
+        metrics=OTLPMetricExporter(endpoint=settings.otlp_signal_endpoint("metrics"), timeout=timeout),
+        logs=OTLPLogExporter(endpoint=settings.otlp_signal_endpoint("logs"), timeout=timeout),
     )
+
+
+def otlp_endpoints(settings: TelemetrySettings) -> list[str]:
+    """The URLs the enabled OTLP signals are sent to (for the reachability probe at shutdown)."""
+    if not settings.otlp_endpoint:
+        return []
+    switches = {"traces": settings.traces_exporter, "metrics": settings.metrics_exporter}
+    switches["logs"] = settings.logs_exporter
+    enabled = [signal for signal in SIGNALS if switches[signal] == "otlp"]
+    if settings.otlp_protocol == "grpc":
+        return [settings.otlp_endpoint] if enabled else []
+    urls = {settings.otlp_signal_endpoint(signal) for signal in enabled}  # type: ignore[arg-type]
+    return sorted(url for url in urls if url)
+
+
+def endpoint_accepts_connections(url: str, timeout_s: float) -> bool:
+    """True when a TCP connection to ``url``'s host and port opens within ``timeout_s``.
+
+    Hand-written because the SDK's OTLP exporters cannot be told "one attempt only": against a
+    collector that refuses connections, each final export at shutdown spends its retry backoff
+    (1 s, then 2 s) before giving up. A refused or unanswered connect says the same in milliseconds.
+    """
+    parts = urlsplit(url if "//" in url else f"//{url}")
+    default_port = 443 if parts.scheme == "https" else 4317 if parts.scheme in ("", "grpc") else 4318
+    try:
+        host, port = parts.hostname or "localhost", parts.port or default_port
+    except ValueError:  # a malformed port: the exporters cannot reach it either
+        return False
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False

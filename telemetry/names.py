@@ -137,6 +137,8 @@ ERROR_TYPES: Final[Mapping[str, str]] = {
     "tenant_capacity": "a session was refused: the tenant is at its share of the capacity",
     "no_usable_llm_provider": "no provider of the LLM chain has its API key",
     "no_usable_speech_provider": "no provider of the STT or TTS chain has its API key",
+    "invalid_llm_config": "the LLM settings file (SALES_AGENT_LLM_CONFIG) is missing or invalid",
+    "invalid_speech_config": "the STT or TTS settings file (SALES_AGENT_STT_CONFIG / _TTS_CONFIG) is invalid",
     "redis_cooldowns_unsupported": "SALES_AGENT_LLM_REDIS_URL is set; cooldowns are per process, not Redis",
 }
 

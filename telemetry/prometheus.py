@@ -14,6 +14,8 @@ from wsgiref.simple_server import WSGIServer
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from prometheus_client import CollectorRegistry, start_http_server
 
+from telemetry.config_errors import listen_error
+
 
 @dataclass
 class MetricsServer:
@@ -24,8 +26,12 @@ class MetricsServer:
     _server: WSGIServer | None = None
     _thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        server, thread = start_http_server(self.port, addr=self.host, registry=self.registry)
+    def start(self, setting: str = "metrics port") -> None:
+        """Serve ``/metrics``; a port that cannot be bound is a ``ConfigError`` naming ``setting``."""
+        try:
+            server, thread = start_http_server(self.port, addr=self.host, registry=self.registry)
+        except OSError as exc:
+            raise listen_error(exc, self.host, self.port, setting) from None
         self._server, self._thread = server, thread
         self.port = server.server_port
 

@@ -1,20 +1,23 @@
 """Telemetry configuration: the standard ``OTEL_*`` variables plus the project's own switches.
 
-Every variable is listed (with its default) in ``telemetry/README.md``.
+The project's own switches are ``SALES_AGENT_*`` (the process-wide prefix; the agent's areas add their
+own infix: ``SALES_AGENT_LLM_*``, ``SALES_AGENT_SESSION_*``...). Every variable is listed (with its
+default) in ``telemetry/README.md``. Built once by each entry point and never changed afterwards
+(frozen): a process that needs another value derives a copy with ``model_copy(update=...)``.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class TelemetrySettings(BaseSettings):
     """Read from the environment. The ``OTEL_*`` names are the OpenTelemetry standard ones."""
 
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True, frozen=True)
 
     sdk_disabled: bool = Field(default=False, alias="OTEL_SDK_DISABLED")
     service_name: str = Field(default="sales-agent", alias="OTEL_SERVICE_NAME")
@@ -22,6 +25,10 @@ class TelemetrySettings(BaseSettings):
     # None: no OTLP export at all (nothing configured). The SDK exporters read the per-signal
     # variables (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, ..._HEADERS, ...) themselves.
     otlp_endpoint: str | None = Field(default=None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    # Per-signal endpoints (full URLs, the standard variables); each replaces ``{endpoint}/v1/<signal>``.
+    otlp_traces_endpoint: str | None = Field(default=None, alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    otlp_metrics_endpoint: str | None = Field(default=None, alias="OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+    otlp_logs_endpoint: str | None = Field(default=None, alias="OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
     # The Python SDK has no http/json exporter, so only these two are accepted.
     otlp_protocol: Literal["http/protobuf", "grpc"] = Field(
         default="http/protobuf", alias="OTEL_EXPORTER_OTLP_PROTOCOL"
@@ -30,7 +37,11 @@ class TelemetrySettings(BaseSettings):
     traces_exporter: Literal["otlp", "none"] = Field(default="otlp", alias="OTEL_TRACES_EXPORTER")
     metrics_exporter: Literal["otlp", "none"] = Field(default="otlp", alias="OTEL_METRICS_EXPORTER")
     logs_exporter: Literal["otlp", "none"] = Field(default="otlp", alias="OTEL_LOGS_EXPORTER")
-    deployment_environment: str = Field(default="development", alias="DEPLOYMENT_ENVIRONMENT")
+    # DEPLOYMENT_ENVIRONMENT is the deprecated name (still read, with a warning).
+    deployment_environment: str = Field(
+        default="development",
+        validation_alias=AliasChoices("SALES_AGENT_DEPLOYMENT_ENVIRONMENT", "DEPLOYMENT_ENVIRONMENT"),
+    )
     # Prometheus scrape endpoint on the same MeterProvider; 0 disables it (port 0 is not "random":
     # tests that want a free port pass prometheus_enabled=True with port 0).
     prometheus_port: int = Field(default=0, ge=0, le=65535, alias="SALES_AGENT_METRICS_PORT")
@@ -63,6 +74,15 @@ class TelemetrySettings(BaseSettings):
     filesystem_mountpoints: str = Field(default="/", alias="SALES_AGENT_FILESYSTEM_MOUNTPOINTS")
     loop_lag_interval_s: float = Field(default=0.5, gt=0, alias="SALES_AGENT_LOOP_LAG_INTERVAL_S")
     instrument_httpx: bool = Field(default=True, alias="SALES_AGENT_INSTRUMENT_HTTPX")
+    # livekit's own switch for conversation content on its spans; when set, livekit decides (see setup).
+    livekit_allow_pii: str | None = Field(default=None, alias="LIVEKIT_TELEMETRY_ALLOW_PII")
+
+    def otlp_signal_endpoint(self, signal: Literal["traces", "metrics", "logs"]) -> str | None:
+        """The OTLP/HTTP URL for one signal: its own variable, else ``{endpoint}/v1/<signal>``."""
+        own = getattr(self, f"otlp_{signal}_endpoint")
+        if own:
+            return own
+        return f"{self.otlp_endpoint.rstrip('/')}/v1/{signal}" if self.otlp_endpoint else None
 
     @property
     def metrics_server_enabled(self) -> bool:

@@ -37,13 +37,16 @@ from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetr
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 
+from telemetry.config_errors import env_name
 from telemetry.exporters import (
     ExportMonitor,
     MonitoredLogExporter,
     MonitoredMetricExporter,
     MonitoredSpanExporter,
     build_otlp_exporters,
+    endpoint_accepts_connections,
     install_export_log_rate_limit,
+    otlp_endpoints,
 )
 from telemetry.logs import OTelBridgeHandler, remove_logging, setup_logging
 from telemetry.prometheus import MetricsServer, create_metrics_server
@@ -68,6 +71,9 @@ class Telemetry:
     metrics_server: MetricsServer | None = None
     monitor: ExportMonitor = field(default_factory=ExportMonitor)
     otlp_enabled: bool = False
+    _otlp_exporters: list[MonitoredSpanExporter | MonitoredMetricExporter | MonitoredLogExporter] = field(
+        default_factory=list
+    )
     _log_handlers: list[logging.Handler] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _shut_down: bool = False
@@ -124,6 +130,17 @@ class Telemetry:
                 return True
             self._shut_down = True
         timeout = timeout_s if timeout_s is not None else self.settings.shutdown_timeout_s
+        unreachable = self._unreachable_collector(min(timeout, _PROBE_TIMEOUT_S))
+        if unreachable:
+            # Nothing buffered can reach it: stop the OTLP exporters first, so the final exports
+            # return at once instead of sitting through their retry backoff (1 s, 2 s...).
+            log.warning(
+                "telemetry: the OTLP collector at %s does not accept connections; "
+                "telemetry still buffered is dropped at shutdown",
+                unreachable,
+            )
+            for exporter in self._otlp_exporters:
+                exporter.abandon()
         # Stop bridging logs first: records logged into a shut-down provider are dropped noisily.
         remove_logging([h for h in self._log_handlers if isinstance(h, OTelBridgeHandler)])
         calls: list[Callable[[], object]] = []
@@ -146,6 +163,19 @@ class Telemetry:
         else:
             log.debug("telemetry shut down in %.3fs", time.monotonic() - started)
         return done
+
+    def _unreachable_collector(self, probe_timeout_s: float) -> str | None:
+        """The first OTLP endpoint that refuses connections now, or None (all reachable, or no OTLP)."""
+        if not self.otlp_enabled:
+            return None
+        for url in otlp_endpoints(self.settings):
+            if not endpoint_accepts_connections(url, probe_timeout_s):
+                return url
+        return None
+
+
+# Shutdown: how long the probe of the collector's port may take.
+_PROBE_TIMEOUT_S = 0.5
 
 
 def run_bounded(calls: Sequence[Callable[[], object]], timeout_s: float, name: str) -> bool:
@@ -176,7 +206,7 @@ _installed: Telemetry | None = None
 
 
 def setup_telemetry(
-    settings: TelemetrySettings | None = None,
+    settings: TelemetrySettings,
     *,
     span_exporters: Sequence[SpanExporter] = (),
     metric_readers: Sequence[MetricReader] = (),
@@ -184,6 +214,8 @@ def setup_telemetry(
     wire_livekit: bool = True,
 ) -> Telemetry:
     """Install the SDK providers globally, logging, httpx and livekit wiring; return a handle.
+
+    ``settings`` come from the entry point (built once from the environment); nothing here reads it.
 
     ``span_exporters`` / ``log_exporters`` are attached synchronously (for tests' in-memory
     exporters, redacted like OTLP); ``metric_readers`` are added beside the OTLP and Prometheus readers.
@@ -195,9 +227,7 @@ def setup_telemetry(
         if _installed is not None:
             return _installed
         _set_retry_hooks()
-        _installed = _build(
-            settings or TelemetrySettings(), span_exporters, metric_readers, log_exporters, wire_livekit
-        )
+        _installed = _build(settings, span_exporters, metric_readers, log_exporters, wire_livekit)
         atexit.register(_installed.shutdown)
         return _installed
 
@@ -223,6 +253,10 @@ def _build(
     resource = build_resource(settings)
     monitor = ExportMonitor(stall_after_s=settings.export_timeout_s + 1.0)
     otlp = build_otlp_exporters(settings)
+    if otlp is not None:
+        spans_out = MonitoredSpanExporter(otlp.spans, monitor)
+        metrics_out = MonitoredMetricExporter(otlp.metrics, monitor)
+        logs_out = MonitoredLogExporter(otlp.logs, monitor)
     install_export_log_rate_limit(settings.export_error_log_interval_s)
     export_timeout_ms = settings.export_timeout_s * 1000
 
@@ -233,7 +267,7 @@ def _build(
     if otlp is not None and settings.traces_exporter == "otlp":
         tracer_provider.add_span_processor(
             BatchSpanProcessor(
-                RedactingSpanExporter(MonitoredSpanExporter(otlp.spans, monitor), redactor),
+                RedactingSpanExporter(spans_out, redactor),
                 max_queue_size=settings.span_queue_size,
                 schedule_delay_millis=settings.span_schedule_delay_ms,
                 max_export_batch_size=min(settings.span_batch_size, settings.span_queue_size),
@@ -245,7 +279,7 @@ def _build(
     if otlp is not None and settings.metrics_exporter == "otlp":
         readers.append(
             PeriodicExportingMetricReader(
-                MonitoredMetricExporter(otlp.metrics, monitor),
+                metrics_out,
                 export_interval_millis=settings.metric_export_interval_ms,
                 export_timeout_millis=export_timeout_ms,
             )
@@ -253,6 +287,8 @@ def _build(
     metrics_server = None
     if settings.metrics_server_enabled:
         metrics_server = create_metrics_server(settings.prometheus_host, settings.prometheus_port)
+        # Bound before anything is installed globally: a taken port is a ConfigError with nothing to undo.
+        metrics_server.start(setting=env_name(TelemetrySettings, "prometheus_port"))
         readers.append(metrics_server.reader)
     meter_provider = MeterProvider(
         metric_readers=readers,
@@ -270,7 +306,7 @@ def _build(
     if otlp is not None and settings.logs_exporter == "otlp":
         logger_provider.add_log_record_processor(
             BatchLogRecordProcessor(
-                MonitoredLogExporter(otlp.logs, monitor),
+                logs_out,
                 max_queue_size=settings.log_queue_size,
                 schedule_delay_millis=settings.log_schedule_delay_ms,
                 max_export_batch_size=min(settings.log_batch_size, settings.log_queue_size),
@@ -289,7 +325,7 @@ def _build(
     if settings.instrument_httpx:
         _instrument_httpx(tracer_provider, meter_provider)
     if wire_livekit:
-        _wire_livekit(tracer_provider, allow_content=not settings.redact_pii)
+        _wire_livekit(tracer_provider, settings)
     handlers = setup_logging(
         level=settings.log_level,
         logger_provider=logger_provider,
@@ -298,7 +334,6 @@ def _build(
         stderr=settings.log_stderr,
     )
     if metrics_server is not None:
-        metrics_server.start()
         log.info("Prometheus metrics on http://%s:%d/metrics", metrics_server.host, metrics_server.port)
     return Telemetry(
         settings,
@@ -308,6 +343,7 @@ def _build(
         metrics_server=metrics_server,
         monitor=monitor,
         otlp_enabled=otlp is not None,
+        _otlp_exporters=[spans_out, metrics_out, logs_out] if otlp is not None else [],
         _log_handlers=handlers,
     )
 
@@ -340,7 +376,7 @@ def _instrument_httpx(tracer_provider: TracerProvider, meter_provider: MeterProv
         instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
 
 
-def _wire_livekit(tracer_provider: TracerProvider, *, allow_content: bool) -> None:
+def _wire_livekit(tracer_provider: TracerProvider, settings: TelemetrySettings) -> None:
     """LiveKit keeps its own tracer handle; its metrics use the global MeterProvider.
 
     livekit-agents puts the conversation itself on its spans (the chat context on every LLM node, the
@@ -351,5 +387,5 @@ def _wire_livekit(tracer_provider: TracerProvider, *, allow_content: bool) -> No
     """
     from livekit.agents.telemetry import set_tracer_provider
 
-    explicit = "LIVEKIT_TELEMETRY_ALLOW_PII" in os.environ
-    set_tracer_provider(tracer_provider, allow_pii=None if explicit else allow_content)
+    explicit = settings.livekit_allow_pii is not None
+    set_tracer_provider(tracer_provider, allow_pii=None if explicit else not settings.redact_pii)

@@ -20,18 +20,18 @@ from agent.resilience import BreakerConfig, DependencyCaller, ResilienceState
 
 
 def build_crm(
-    settings: CrmSettings | None = None,
+    settings: CrmSettings,
     *,
     clock: Callable[[], float] = time.monotonic,
     resilience: ResilienceState | None = None,
 ) -> ResilientCrm:
     """The production wiring: pooled httpx clients, one breaker per dependency, the outbox file.
 
-    ``resilience``: where the breakers live. The worker passes ``process_resilience()`` so every
-    job's client shares one breaker per dependency; without it the facade gets its own (closed with
-    it), whose recovery timing runs on ``clock`` (tests inject a fake one).
+    ``settings`` come from the entry point's settings root. ``resilience``: where the breakers live.
+    The worker passes ``process_resilience()`` so every job's client shares one breaker per
+    dependency; without it the facade gets its own (closed with it), whose recovery timing runs on
+    ``clock`` (tests inject a fake one). An unusable outbox file raises ``OutboxUnusable`` (exit 2).
     """
-    settings = settings or CrmSettings()
     owned = resilience is None
     state = resilience if resilience is not None else ResilienceState(clock=clock)
     api_key = settings.api_key.get_secret_value() if settings.api_key else None

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.crm.outbox import Outbox
+from telemetry.config_errors import ConfigError, run_main
 from telemetry.redaction import Redactor
 
 DESCRIPTION = """\
@@ -46,21 +47,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    return run_main("sales-agent outbox", lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "requeue" and not args.all and not args.ids:
         parser.error("requeue: give entry ids or --all")
-    path = Path(args.path or _default_path())
-    if not path.is_file():  # opening would create an empty outbox and hide a wrong path
-        print(f"sales-agent outbox: no outbox at {path} (set --path or CRM_OUTBOX_PATH)", file=sys.stderr)
-        return 2
-    return asyncio.run(_run(args, path))
+    path = Path(args.path or _configured_path())
+    if not path.exists():  # opening would create an empty outbox and hide a wrong path
+        raise ConfigError(
+            f"no outbox at {path}; expected an existing outbox file (set --path or CRM_OUTBOX_PATH)"
+        )
+    return asyncio.run(_run(args, path))  # an unusable file: OutboxUnusable, exit 2
 
 
-def _default_path() -> str:
-    from agent.crm.settings import CrmSettings
+def _configured_path() -> str:
+    """The agent's own outbox: the settings root, built here (only when ``--path`` is not given)."""
+    from agent.app_settings import AppSettings
 
-    return CrmSettings().outbox_path
+    return AppSettings.from_env().crm.outbox_path
 
 
 async def _run(args: argparse.Namespace, path: Path) -> int:

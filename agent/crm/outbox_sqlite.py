@@ -20,6 +20,7 @@ from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any
 
+from agent.crm.outbox_file import open_outbox_db
 from agent.crm.outbox_store import ClaimState, Lease, NewEntry, OutboxEntry, StorageError
 
 _SCHEMA = """
@@ -79,12 +80,9 @@ class SqliteOutboxStore:
         self._lock = threading.Lock()  # one connection, used from worker threads in turn
         self._closed = False
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
+            # OutboxUnusable (exit 2) for a directory, a non-SQLite file or another application's
+            # database; a file from before leases is ours and gets its columns below.
+            self._db = open_outbox_db(self.path, _SCHEMA, optional_columns={c for c, _ in _LEASE_COLUMNS})
             have = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
             for column, kind in _LEASE_COLUMNS:
                 if column not in have:

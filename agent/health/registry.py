@@ -31,8 +31,13 @@ log = logging.getLogger(__name__)
 
 
 class HealthSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SALES_AGENT_HEALTH_", extra="ignore")
+    """``SALES_AGENT_HEALTH_*``: where ``/health`` and ``/ready`` are served and how checks run."""
 
+    model_config = SettingsConfigDict(env_prefix="SALES_AGENT_HEALTH_", extra="ignore", frozen=True)
+
+    # /health and /ready (0 = off). /metrics is SALES_AGENT_METRICS_PORT (telemetry settings).
+    port: int = Field(default=0, ge=0, le=65535)
+    host: str = "127.0.0.1"
     # Results younger than this are served from cache (probes come every few seconds).
     cache_ttl_s: float = Field(default=5.0, ge=0)
     # Default per-check timeout; a check that takes longer counts as unhealthy.
@@ -99,7 +104,8 @@ class HealthRegistry:
     def __init__(
         self, settings: HealthSettings | None = None, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self._settings = settings or HealthSettings()
+        # No settings: the defaults, not the environment (entry points pass theirs).
+        self._settings = settings or HealthSettings.model_construct()
         self._clock = clock
         self._checks: dict[str, _Registration] = {}
         self._cached: tuple[float, HealthReport] | None = None

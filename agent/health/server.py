@@ -3,23 +3,42 @@
 ``/health`` answers 200 whenever the event loop can serve a request: a wedged loop times the probe
 out, which is exactly what a liveness probe should see. ``/ready`` runs the registry (cached) and
 answers 503 with the JSON detail when a critical check fails, 200 otherwise; both list every check.
+
+Entry points bind the listening socket at start (``sock``), so a taken port fails before the process
+registers anywhere; a malformed request is answered 400 and logged as one rate-limited line
+(``protocol_log``).
 """
 
 from __future__ import annotations
 
+import logging
+import socket
 import time
 from types import TracebackType
 
 from aiohttp import web
 
+from agent.health.protocol_log import ProtocolErrorLogger
 from agent.health.registry import HealthRegistry
+from telemetry.config_errors import listen_error
+
+log = logging.getLogger(__name__)
 
 
 class HealthServer:
-    def __init__(self, registry: HealthRegistry, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        registry: HealthRegistry,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        sock: socket.socket | None = None,
+        setting: str = "health port",
+    ) -> None:
         self._registry = registry
-        self._host = host
-        self._port = port
+        self._sock = sock
+        self._host, self._port = sock.getsockname()[:2] if sock is not None else (host, port)
+        self._setting = setting
         self._runner: web.AppRunner | None = None
         self._started_at = time.monotonic()
 
@@ -41,10 +60,20 @@ class HealthServer:
     async def start(self) -> None:
         if self._runner is not None:
             return
-        runner = web.AppRunner(self.app(), access_log=None)
+        runner = web.AppRunner(
+            self.app(), access_log=None, logger=ProtocolErrorLogger(log, what="health endpoints")
+        )
         await runner.setup()
-        site = web.TCPSite(runner, self._host, self._port)
-        await site.start()
+        site: web.BaseSite = (
+            web.SockSite(runner, self._sock)
+            if self._sock is not None
+            else web.TCPSite(runner, self._host, self._port)
+        )
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise listen_error(exc, self._host, self._port, self._setting) from None
         self._runner = runner
         if runner.addresses:  # the bound (host, port, ...) of each listening socket
             self._port = runner.addresses[0][1]

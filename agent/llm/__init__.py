@@ -28,7 +28,7 @@ __all__ = [
 
 
 def build_llm(
-    settings: LLMSettings | None = None,
+    settings: LLMSettings,
     *,
     call: CallContext | None = None,
     resilience: ResilienceState | None = None,
@@ -46,7 +46,7 @@ def build_llm(
     from telemetry import names
 
     cooldowns = resilience.cooldowns if resilience is not None else None
-    chain = ProviderChain(settings or LLMSettings.load(), cooldowns)
+    chain = ProviderChain(settings, cooldowns)
     add_availability_source(chain.status)
     for provider in chain.providers:  # at 0 from the start, so increase() sees the first cut stream
         instruments().tool_calls_dropped.add(0, {names.GEN_AI_PROVIDER_NAME: provider.name})

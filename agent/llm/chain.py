@@ -58,7 +58,7 @@ def usable_providers(settings: LLMSettings) -> list[Provider]:
     """The chain without providers whose API key is missing (one log line each)."""
     usable: list[Provider] = []
     for config in settings.chain:
-        if config.api_key() is None:
+        if config.key() is None:
             log.warning(
                 "LLM provider %s left out of the chain: no API key (set %s)",
                 config.name,
@@ -78,18 +78,24 @@ def usable_providers(settings: LLMSettings) -> list[Provider]:
     return usable
 
 
+def check_chain(settings: LLMSettings) -> list[Provider]:
+    """What the chain can use, or the ``LLMConfigError`` that stops a process at start (no litellm needed:
+    the worker calls this before it registers with LiveKit)."""
+    if settings.redis_url:
+        raise LLMConfigError(
+            "SALES_AGENT_LLM_REDIS_URL is set, but LLM cooldowns are kept in process memory in this "
+            "version (shared by every call of a worker process), not in Redis: unset it",
+            error_type="redis_cooldowns_unsupported",
+        )
+    return usable_providers(settings)
+
+
 class ProviderChain:
     """The Router and the providers' cooldown state, shared by every session of the process."""
 
     def __init__(self, settings: LLMSettings, cooldowns: Cooldowns | None = None) -> None:
-        if settings.redis_url:
-            raise LLMConfigError(
-                "SALES_AGENT_LLM_REDIS_URL is set, but LLM cooldowns are kept in process memory in this "
-                "version (shared by every call of a worker process), not in Redis: unset it",
-                error_type="redis_cooldowns_unsupported",
-            )
         self.settings = settings
-        self.providers = usable_providers(settings)
+        self.providers = check_chain(settings)
         self.cooldowns = cooldowns if cooldowns is not None else Cooldowns()
         self._by_name = {p.name: p for p in self.providers}
         self.router = self._build_router()
@@ -106,7 +112,7 @@ class ProviderChain:
         for p in self.providers:
             params: dict[str, Any] = {
                 "model": p.config.litellm_model,
-                "api_key": p.config.api_key().get_secret_value(),  # type: ignore[union-attr]
+                "api_key": p.config.key().get_secret_value(),  # type: ignore[union-attr]
                 "stream_timeout": self.settings.stream_timeout_s,
                 "timeout": self.settings.stream_timeout_s,
                 "max_retries": 0,  # the OpenAI SDK's own retries: off (see module docstring)

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from agent.errors import DependencyError, SalesAgentError
 from agent.failures import Failure, classify
 from telemetry import names
+from telemetry.config_errors import ConfigError
 
 
-class LLMConfigError(SalesAgentError):
-    """The LLM configuration cannot work (raised at startup, before any call)."""
+class LLMConfigError(SalesAgentError, ConfigError):
+    """The LLM configuration cannot work (raised at startup, before any call): exit status 2."""
 
 
 class NoUsableLLMProvider(LLMConfigError):

@@ -1,22 +1,24 @@
 """LLM configuration: the provider chain, its models, keys, deadlines and cooldowns.
 
 Sources, later ones winning: defaults < YAML file named by ``SALES_AGENT_LLM_CONFIG`` < environment
-(``SALES_AGENT_LLM_*``; ``SALES_AGENT_LLM_CHAIN`` is JSON). API keys come only from the provider's
-standard environment variable and are never logged or put on spans. Every variable is listed in
-``agent/llm/README.md``.
+(``SALES_AGENT_LLM_*``; ``SALES_AGENT_LLM_CHAIN`` is JSON). ``LLMSettings.load`` is what entry points
+call (through ``AppSettings.from_env``): it also reads each provider's API key from its standard
+environment variable (or ``api_key_env``) into the provider's ``SecretStr``, so nothing below the entry
+point reads the environment. Keys are never taken from the chain JSON or the YAML file, never logged
+and never put on spans. Every variable is listed in ``agent/llm/README.md``.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agent.llm.errors import LLMConfigError
+from agent.provider_settings import KeyedProvider, decode_chain, load_chain_settings, with_keys_from
 from agent.vocabulary.local_providers import local_model, local_provider_names
 
 ProviderKind = Literal["openrouter", "openai", "gemini", "anthropic", "local"]
@@ -42,14 +44,16 @@ DEFAULT_FALLBACK_LINE = (
 )
 
 
-class ProviderConfig(BaseModel):
-    """One link of the fallback chain."""
+class ProviderConfig(KeyedProvider):
+    """One link of the fallback chain (``api_key_env`` / ``api_key``: ``KeyedProvider``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    key_env_vars: ClassVar[Mapping[str, tuple[str, ...]]] = KEY_ENV_VARS
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")  # label on spans/metrics
     kind: ProviderKind
     model: str = Field(min_length=1)
     api_base: str | None = None  # required for "local"; optional override otherwise
-    api_key_env: str | None = None  # read the key from this variable instead of the kind's default
 
     @model_validator(mode="after")
     def _local_needs_base(self) -> ProviderConfig:
@@ -63,19 +67,6 @@ class ProviderConfig(BaseModel):
     def litellm_model(self) -> str:
         return f"{LITELLM_PREFIX[self.kind]}/{self.model}"
 
-    def api_key(self) -> SecretStr | None:
-        """The key from the environment; ``local`` needs none (a placeholder is sent)."""
-        if self.kind == "local" and not self.api_key_env:
-            return SecretStr("local-no-key")
-        for var in (self.api_key_env,) if self.api_key_env else KEY_ENV_VARS[self.kind]:
-            value = os.environ.get(var or "")
-            if value:
-                return SecretStr(value)
-        return None
-
-    def key_env_names(self) -> tuple[str, ...]:
-        return (self.api_key_env,) if self.api_key_env else KEY_ENV_VARS[self.kind]
-
 
 DEFAULT_CHAIN: tuple[ProviderConfig, ...] = (
     ProviderConfig(name="openrouter", kind="openrouter", model="openai/gpt-4o-mini"),
@@ -85,13 +76,16 @@ DEFAULT_CHAIN: tuple[ProviderConfig, ...] = (
 )
 
 
+CHAIN_EXAMPLE = '[{"name": "primary", "kind": "openai", "model": "gpt-4o-mini"}, ...]'
+
+
 class LLMSettings(BaseSettings):
     """Everything the LLM layer needs; see ``agent/llm/README.md`` for the variables."""
 
-    model_config = SettingsConfigDict(env_prefix="SALES_AGENT_LLM_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SALES_AGENT_LLM_", extra="ignore", frozen=True)
 
     config: Path | None = None  # SALES_AGENT_LLM_CONFIG: YAML file with the same keys (lower case)
-    chain: list[ProviderConfig] = Field(default_factory=lambda: list(DEFAULT_CHAIN))
+    chain: Annotated[list[ProviderConfig], NoDecode] = Field(default_factory=lambda: list(DEFAULT_CHAIN))
     first_token_deadline_s: float = Field(default=2.0, gt=0, le=30)
     stream_timeout_s: float = Field(default=10.0, gt=0)  # max silence between chunks after the first
     allowed_fails: int = Field(default=2, ge=0)  # failures tolerated per cooldown window
@@ -99,6 +93,11 @@ class LLMSettings(BaseSettings):
     redis_url: str | None = None  # share cooldowns across processes / workers (LiteLLM's Redis support)
     fallback_line: str = DEFAULT_FALLBACK_LINE  # spoken when every provider failed
     temperature: float | None = None
+
+    @field_validator("chain", mode="before")
+    @classmethod
+    def _decode_chain(cls, chain: Any) -> Any:
+        return decode_chain(chain, CHAIN_EXAMPLE)
 
     @field_validator("chain")
     @classmethod
@@ -110,6 +109,15 @@ class LLMSettings(BaseSettings):
             raise ValueError(f"provider names in the chain must be unique, got {names}")
         return chain
 
+    @property
+    def chain_configured(self) -> bool:
+        """True when the chain was set (env JSON, YAML file or a caller), not the built-in default."""
+        return "chain" in self.model_fields_set
+
+    def with_keys_from(self, environ: Mapping[str, str]) -> LLMSettings:
+        """A copy whose providers hold their API keys read from ``environ``."""
+        return with_keys_from(self, environ)
+
     @classmethod
     def for_local(cls, urls: list[str], **overrides: Any) -> LLMSettings:
         """A chain of local OpenAI-compatible providers (``simulate``, demos): primary, backup, backup2..."""
@@ -120,27 +128,16 @@ class LLMSettings(BaseSettings):
         return cls(chain=chain, **overrides)
 
     @classmethod
-    def load(cls, **overrides: Any) -> LLMSettings:
-        """Defaults, then the YAML file (if ``SALES_AGENT_LLM_CONFIG`` or ``config=`` names one), then env."""
-        path = overrides.get("config") or os.environ.get("SALES_AGENT_LLM_CONFIG")
-        file_values: dict[str, Any] = {}
-        if path:
-            file = Path(path)
-            if not file.is_file():
-                raise LLMConfigError(f"SALES_AGENT_LLM_CONFIG points to {file}, which does not exist")
-            try:
-                loaded = yaml.safe_load(file.read_text()) or {}
-            except yaml.YAMLError as exc:
-                raise LLMConfigError(f"{file}: not valid YAML: {exc}") from exc
-            if not isinstance(loaded, dict):
-                raise LLMConfigError(f"{file}: expected a mapping of LLM settings at the top level")
-            file_values = loaded
-        env_settings = cls(**overrides)
-        explicit_env = env_settings.model_fields_set  # fields set by env or overrides
-        merged = {**file_values, **{k: getattr(env_settings, k) for k in explicit_env}}
-        if not file_values:
-            return env_settings
-        try:
-            return cls.model_validate(merged)
-        except ValidationError as exc:
-            raise LLMConfigError(f"{path}: invalid LLM settings: {exc}") from exc
+    def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> LLMSettings:
+        """Defaults, then the YAML file (``SALES_AGENT_LLM_CONFIG`` or ``config=``), then env; then keys.
+
+        For entry points (``AppSettings.from_env``). Raises ``LLMConfigError`` naming the file and the
+        field for a bad YAML file; a bad variable raises pydantic's ``ValidationError``.
+        """
+        return load_chain_settings(
+            cls,
+            what="LLM",
+            error=lambda message: LLMConfigError(message, error_type="invalid_llm_config"),
+            environ=environ,
+            overrides=overrides,
+        )

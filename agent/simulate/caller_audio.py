@@ -4,7 +4,7 @@ A real VAD (Silero) must hear the caller as speech, so the clips are synthesized
 ``espeak-ng`` (Debian package, installed by ``.ci/run``) writes 22.05 kHz WAV; the clip is trimmed of
 leading/trailing silence (so "end of speech" is the last spoken sample) and resampled with livekit's
 resampler to the rate the session's input runs at (16 kHz). Clips are cached by text, voice and rate
-under ``SALES_AGENT_VOICE_CACHE`` (default ``~/.cache/sales-agent/voice``): espeak-ng is fast
+in a folder (``simulate --voice-cache``, default ``~/.cache/sales-agent/voice``): espeak-ng is fast
 (~50 ms a line), the cache just keeps a long run from repeating the work.
 """
 
@@ -43,9 +43,8 @@ class Clip:
         return len(self.samples) / self.sample_rate
 
 
-def cache_dir() -> Path:
-    configured = os.environ.get("SALES_AGENT_VOICE_CACHE")
-    return Path(configured) if configured else Path.home() / ".cache" / "sales-agent" / "voice"
+def default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "sales-agent" / "voice"
 
 
 def _trim(samples: np.ndarray) -> np.ndarray:
@@ -86,10 +85,17 @@ def _synthesize(text: str, voice: str) -> tuple[np.ndarray, int]:
     return samples, rate
 
 
-def make_clip(text: str, *, sample_rate: int = DEFAULT_SAMPLE_RATE, voice: str = DEFAULT_VOICE) -> Clip:
-    """The spoken ``text`` at ``sample_rate``, from the cache or made now."""
+def make_clip(
+    text: str,
+    *,
+    cache_dir: Path | None = None,
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
+    voice: str = DEFAULT_VOICE,
+) -> Clip:
+    """The spoken ``text`` at ``sample_rate``, from the cache (``cache_dir``, default
+    ``default_cache_dir()``) or made now."""
     key = hashlib.sha256(f"{voice}|{WORDS_PER_MINUTE}|{sample_rate}|{text}".encode()).hexdigest()[:24]
-    path = cache_dir() / f"{key}.wav"
+    path = (cache_dir or default_cache_dir()) / f"{key}.wav"
     if path.exists():
         with wave.open(str(path)) as wav:
             return Clip(text, np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16), sample_rate)

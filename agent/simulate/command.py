@@ -6,6 +6,12 @@ bar, prints a summary table (the caller's wait p50/p95 and its stages) and each 
 Telemetry is the normal setup (OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, ``/metrics`` on
 ``SALES_AGENT_METRICS_PORT``) plus an in-process span capture for ``--show-trace``; ``/health`` and
 ``/ready`` are served on ``SALES_AGENT_HEALTH_PORT`` while it runs.
+
+The LLM chain: ``--llm-url`` URLs, else the chain configured by ``--llm-config FILE``,
+``SALES_AGENT_LLM_CONFIG`` or ``SALES_AGENT_LLM_CHAIN``, else two local providers started here. The
+header line says which one runs. The other LLM settings (deadlines, cooldowns...) always come from
+the configuration. Settings are built once, here; a bad value, a taken port or an unusable outbox
+file is one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -15,10 +21,11 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
+import socket
 import time
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
@@ -28,8 +35,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from agent.simulate.backlog import Backlog
 from agent.simulate.runner import CallRunner
 from agent.simulate.stack import FaultSpec, Stack, apply_faults, check_faults, open_stack, parse_faults
+from telemetry.config_errors import ConfigError, bind_listener, env_name, run_main
 
 if TYPE_CHECKING:
+    from agent.app_settings import AppSettings
     from agent.runtime import Runtime
     from agent.simulate.trace_view import SpanCapture
     from agent.speech import SpeechServices
@@ -69,7 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="URL",
-        help="OpenAI-compatible provider URL; repeat in fallback order (default: start two locally)",
+        help="OpenAI-compatible provider URL; repeat in fallback order (default: the configured chain, "
+        "else two local providers started here)",
+    )
+    parser.add_argument(
+        "--llm-config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="LLM settings YAML (as SALES_AGENT_LLM_CONFIG): its chain and settings are used",
     )
     parser.add_argument(
         "--crm-url", default=None, help="CRM + calendar service URL (default: start one locally)"
@@ -87,6 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="URL",
         help="voice: OpenAI-compatible TTS URL, repeat in fallback order (default: start two locally)",
+    )
+    parser.add_argument(
+        "--voice-cache",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="voice: folder for the caller's spoken lines, made with espeak-ng at first use "
+        "(default: ~/.cache/sales-agent/voice)",
     )
     parser.add_argument("--tenants", default="", help="comma-separated tenant ids (default: all configured)")
     parser.add_argument(
@@ -114,8 +139,10 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list
         parser.error("--fault-after cannot be negative")
     if args.turn_timeout <= 0:
         parser.error("--turn-timeout must be positive")
-    if args.mode == "text" and (args.stt_url or args.tts_url):
-        parser.error("--stt-url / --tts-url need --mode voice")
+    if args.mode == "text" and (args.stt_url or args.tts_url or args.voice_cache):
+        parser.error("--stt-url / --tts-url / --voice-cache need --mode voice")
+    if args.voice_cache is not None and args.voice_cache.exists() and not args.voice_cache.is_dir():
+        parser.error(f"--voice-cache {args.voice_cache}: not a folder")
     if args.drain_timeout < 0:
         parser.error("--drain-timeout cannot be negative")
     try:
@@ -126,21 +153,45 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    return run_main("sales-agent simulate", lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     faults = _validate(parser, args)
-    # Offline: LiteLLM must use its bundled cost map, never the network.
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    # The terminal shows the progress and summary; only errors are logged unless asked for
-    # (SALES_AGENT_LOG_LEVEL=INFO, e.g. in compose where the logs go to Loki).
-    os.environ.setdefault("SALES_AGENT_LOG_LEVEL", "ERROR")
+    if args.llm_url and args.llm_config:
+        parser.error("--llm-url and --llm-config both choose the LLM chain: give one")
+    settings = simulate_settings(args)
+    if "outbox_path" in settings.crm.model_fields_set:
+        from agent.crm.outbox import Outbox
+
+        Outbox(settings.crm.outbox_path).close()  # OutboxUnusable now, before anything is started
+    health_socket = None
+    if settings.health.port:
+        health_socket = bind_listener(
+            settings.health.host, settings.health.port, env_name(type(settings.health), "port")
+        )
     try:
-        return asyncio.run(_simulate(args, faults))
+        return asyncio.run(_simulate(args, faults, settings, health_socket))
     except KeyboardInterrupt:
         return 130
-    except ValueError as exc:  # configuration problems found once the stack is known
-        Console(stderr=True).print(f"[red]simulate: {exc}[/red]")
-        return 2
+    except ValueError as exc:  # problems found once the stack is known (unknown fault target...)
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(str(exc)) from None
+
+
+def simulate_settings(args: argparse.Namespace) -> AppSettings:
+    """The settings root of this run: the environment, ``--llm-config``, and simulate's own defaults."""
+    from agent.app_settings import AppSettings
+
+    settings = AppSettings.from_env(llm={"config": args.llm_config} if args.llm_config else {})
+    if "log_level" not in settings.telemetry.model_fields_set:
+        # The terminal shows the progress and summary: only errors are logged unless asked for
+        # (SALES_AGENT_LOG_LEVEL=INFO, e.g. in compose where the logs go to Loki).
+        settings = settings.with_area("telemetry", log_level="ERROR")
+    return settings
 
 
 class _FaultSwitch:
@@ -196,58 +247,80 @@ def _metric_sum(reader: object, name: str) -> float:
     return total
 
 
-async def _simulate(args: argparse.Namespace, faults: list[FaultSpec]) -> int:
+async def _simulate(
+    args: argparse.Namespace,
+    faults: list[FaultSpec],
+    settings: AppSettings,
+    health_socket: socket.socket | None,
+) -> int:
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-    from agent.app_settings import AppSettings
-    from agent.crm import CrmSettings
     from agent.errors import InvalidInput
-    from agent.llm import LLMSettings
+    from agent.llm.settings import ProviderConfig
     from agent.runtime import start_runtime
     from agent.simulate.report import calls_table, summarise, summary_table
     from agent.simulate.runner import run_batch
     from agent.simulate.trace_view import SpanCapture, render_trace
     from agent.tenants import TenantRegistry
+    from agent.vocabulary.local_providers import local_model
     from telemetry import names
     from telemetry.setup import setup_telemetry
 
     console = Console()
     if not console.is_terminal:  # piped / captured: wide enough for the trace ids
         console = Console(width=140)
-    settings = AppSettings()
-    capture = SpanCapture(max_traces=max(50, 4 * args.calls))
-    reader = InMemoryMetricReader()
-    telemetry = setup_telemetry(settings.telemetry, span_exporters=[capture], metric_readers=[reader])
-    tenants = TenantRegistry.from_file(settings.tenants.tenants_file)
+    tenants = TenantRegistry.from_file(settings.tenants.file)
     tenant_ids = [t.strip() for t in args.tenants.split(",") if t.strip()] or tenants.ids()
     for tenant_id in tenant_ids:
         try:
             tenants.get(tenant_id)
         except InvalidInput as exc:
-            raise ValueError(f"--tenants: {exc.message}") from exc
+            raise ConfigError(f"--tenants: {exc.message}") from None
+    configured_chain = settings.llm.chain_configured and not args.llm_url
+    if configured_chain:
+        from agent.llm.chain import check_chain
+
+        check_chain(settings.llm)  # no provider with its key...: say so before starting anything
+    capture = SpanCapture(max_traces=max(50, 4 * args.calls))
+    reader = InMemoryMetricReader()
+    telemetry = setup_telemetry(settings.telemetry, span_exporters=[capture], metric_readers=[reader])
     failed_calls = 0
 
     async with contextlib.AsyncExitStack() as exits:
+        exits.callback(telemetry.shutdown)  # one bounded flush at the end, even on errors
         voice = args.mode == "voice"
         stack = await exits.enter_async_context(
-            open_stack(args.llm_url, args.crm_url, voice=voice, stt_urls=args.stt_url, tts_urls=args.tts_url)
+            open_stack(
+                args.llm_url,
+                args.crm_url,
+                start_llm=not configured_chain,
+                voice=voice,
+                stt_urls=args.stt_url,
+                tts_urls=args.tts_url,
+            )
         )
         check_faults(stack, faults)
-        backlog = Backlog.at(os.environ.get("CRM_OUTBOX_PATH"))
+        configured = settings.crm.outbox_path if "outbox_path" in settings.crm.model_fields_set else None
+        backlog = Backlog.at(configured)
         exits.callback(backlog.cleanup)  # after the runtime closed: removed only when nothing is left
-        outbox_path = str(backlog.path)
-        llm_settings = LLMSettings.for_local([ep.api_base for ep in stack.llm])  # names as in stack.llm
-        crm_settings = CrmSettings(CRM_URL=stack.crm_url, CALENDAR_URL=None, CRM_OUTBOX_PATH=outbox_path)
+        settings = settings.with_area(
+            "crm", outbox_path=str(backlog.path), crm_url=stack.crm_url, calendar_url=None
+        )
+        if configured_chain:
+            chain_source = _chain_source(settings, args)
+        else:
+            chain = [
+                ProviderConfig(name=ep.name, kind="local", model=local_model(ep.name), api_base=ep.api_base)
+                for ep in stack.llm
+            ]
+            settings = settings.with_area("llm", chain=chain)
+            chain_source = "--llm-url" if args.llm_url else "local providers started here"
         runtime = await start_runtime(
-            llm_settings=llm_settings,
-            crm_settings=crm_settings,
-            session_settings=settings.sessions,
+            settings,
             tenants=tenants,
             telemetry=telemetry,
-            health_host=settings.worker.health_host,
-            health_port=settings.worker.health_port,
-            serve_health=settings.worker.health_port > 0,
-            speech=_local_speech(stack) if voice else None,
+            health_socket=health_socket,
+            speech=_local_speech(settings, stack) if voice else None,
         )
         exits.push_async_callback(runtime.aclose)
         # Before closing (and after shared services' faults are reset): deliver the backlog or keep it.
@@ -255,13 +328,15 @@ async def _simulate(args: argparse.Namespace, faults: list[FaultSpec]) -> int:
         if faults and not stack.started_locally:
             # Leave shared (compose) services as we found them.
             exits.push_async_callback(apply_faults, stack, faults, reset=True)
+        chain = " -> ".join(p.name for p in settings.llm.chain)
         speech = ""
         if voice:
             stt, tts = (" -> ".join(e.name for e in chain) for chain in (stack.stt, stack.tts))
             speech = f", STT {stt}, TTS {tts}"
         console.print(
-            f"simulate ({args.mode}): LLM chain {' -> '.join(ep.name for ep in stack.llm)}{speech}, "
-            f"CRM {stack.crm_url}, tenants {', '.join(tenant_ids)}"
+            f"simulate ({args.mode}): LLM chain {chain} ({chain_source}){speech}, CRM {stack.crm_url}, "
+            f"tenants {', '.join(tenant_ids)}",
+            markup=False,
         )
         http = await exits.enter_async_context(httpx.AsyncClient(timeout=5.0))
 
@@ -315,7 +390,6 @@ async def _simulate(args: argparse.Namespace, faults: list[FaultSpec]) -> int:
             capture.clear()
             await asyncio.sleep(args.interval)
 
-    telemetry.force_flush()
     return 1 if failed_calls else 0
 
 
@@ -340,6 +414,7 @@ def _call_runner(
             http=http,
             capture=capture,
             turn_timeout_s=args.turn_timeout,
+            clip_cache=args.voice_cache,
         )
     from agent.simulate.runner import run_call
 
@@ -348,14 +423,25 @@ def _call_runner(
     )
 
 
-def _local_speech(stack: Stack) -> SpeechServices:
-    """STT and TTS chains over the stack's speech providers, and the Silero VAD model (loaded once)."""
+def _local_speech(settings: AppSettings, stack: Stack) -> SpeechServices:
+    """STT and TTS chains over the stack's speech providers (deadlines and cooldowns from the
+    configuration), and the Silero VAD model (loaded once)."""
     from livekit.plugins import silero
 
     from agent.speech import SpeechServices, STTSettings, TTSSettings
 
+    stt = STTSettings.for_local([ep.per_call_api_base for ep in stack.stt]).chain
+    tts = TTSSettings.for_local([ep.api_base for ep in stack.tts]).chain
     return SpeechServices(
-        STTSettings.for_local([ep.per_call_api_base for ep in stack.stt]),
-        TTSSettings.for_local([ep.api_base for ep in stack.tts]),
+        settings.stt.model_copy(update={"chain": stt}),
+        settings.tts.model_copy(update={"chain": tts}),
         silero.VAD.load(),
     )
+
+
+def _chain_source(settings: AppSettings, args: argparse.Namespace) -> str:
+    if args.llm_config:
+        return f"--llm-config {args.llm_config}"
+    if settings.llm.config is not None:
+        return f"SALES_AGENT_LLM_CONFIG={settings.llm.config}"
+    return "SALES_AGENT_LLM_CHAIN"

@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rich.markup import escape
 from rich.table import Table
 
 from agent.percentiles import percentile
@@ -128,7 +129,8 @@ def calls_table(results: Sequence[CallResult]) -> Table:
     for column in ("#", "tenant", "script", "outcome", "turns", "tool errors", "trace id"):
         table.add_column(column, no_wrap=column == "trace id")
     for r in results:
-        outcome = r.outcome if not r.error else f"{r.outcome} ({r.error[:40]})"
+        # Error text is not markup: "[/x]" in a message would make rich raise instead of printing it.
+        outcome = r.outcome if not r.error else f"{r.outcome} ({escape(r.error[:40])})"
         if r.end_reason:
             outcome = f"{outcome} ({r.end_reason})"
         table.add_row(

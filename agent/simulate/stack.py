@@ -144,20 +144,26 @@ async def open_stack(
     llm_urls: Sequence[str] = (),
     crm_url: str | None = None,
     *,
+    start_llm: bool = True,
     voice: bool = False,
     stt_urls: Sequence[str] = (),
     tts_urls: Sequence[str] = (),
     tts_seconds_per_char: float | None = None,
 ) -> AsyncIterator[Stack]:
     """Yield the stack, starting whatever was not given a URL in this event loop (STT and TTS only
-    for ``voice``)."""
+    for ``voice``).
+
+    ``start_llm=False``: the LLM chain is configured elsewhere (``--llm-config``...); no local provider
+    is started and there is no ``llm-*`` fault target.
+    """
     async with contextlib.AsyncExitStack() as exits:
+        endpoints: tuple[LlmEndpoint, ...] = ()
         if llm_urls:
             names = local_provider_names(len(llm_urls))
             endpoints = tuple(
                 LlmEndpoint(n, normalise_api_base(u)) for n, u in zip(names, llm_urls, strict=True)
             )
-        else:
+        elif start_llm:
             from local_services.llm_provider import run_llm_provider
 
             started = [

@@ -16,6 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -119,11 +120,13 @@ async def run_voice_call(
     script: VoiceScript | None = None,
     on_started: Callable[[SalesCall], None] | None = None,
     session_options: dict[str, Any] | None = None,
+    clip_cache: Path | None = None,
 ) -> CallResult:
     """One scripted voice call from start to recorded outcome; never raises (errors land in the result).
 
     ``script``: instead of the ``index``-th of the rotation; ``on_started``: sees the running call;
-    ``session_options``: ``AgentSession`` arguments over the voice defaults (benchmarks compare them).
+    ``session_options``: ``AgentSession`` arguments over the voice defaults (benchmarks compare them);
+    ``clip_cache``: where the caller's spoken lines are kept (``caller_audio.default_cache_dir()``).
     """
     script = script or voice_script_for(index, run_id)
     call_ctx = CallContext(tenant_id=tenant_id, session_id=uuid.uuid4().hex, call_id=f"sim-{run_id}-{index}")
@@ -159,7 +162,7 @@ async def run_voice_call(
             if call.ending:
                 break
             replies_before, not_understood_before = watch.replies, call.not_understood
-            await _say(call, microphone, line, state, index, stt_admin_urls, http)
+            await _say(call, microphone, line, state, index, stt_admin_urls, http, clip_cache)
             result.turns += 1
             following = lines[position + 1] if position + 1 < len(lines) else None
             if following is None or following.barge_in_after_s is None:
@@ -198,10 +201,11 @@ async def _say(
     index: int,
     stt_admin_urls: Sequence[str],
     http: httpx.AsyncClient,
+    clip_cache: Path | None,
 ) -> None:
     transcript = render_turn(line.transcript(), state, index)
     if "{slot}" in line.transcript() and not state.slots:
         transcript = transcript.replace("converted", "callback")  # no slot was offered: no sale
-    clip = make_clip(line.spoken, sample_rate=microphone.sample_rate)
+    clip = make_clip(line.spoken, cache_dir=clip_cache, sample_rate=microphone.sample_rate)
     await _publish(http, stt_admin_urls, call.context.call_id, transcript)
     await microphone.say(clip)

@@ -43,7 +43,7 @@ def usable_providers(chain: list[SpeechProviderConfig], what: str) -> list[Speec
     """The chain without providers whose API key is missing (one log line each)."""
     usable: list[SpeechProvider] = []
     for config in chain:
-        if config.api_key() is None:
+        if config.key() is None:
             log.warning(
                 "%s provider %s left out of the chain: no API key (set %s)",
                 what,

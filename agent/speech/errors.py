@@ -10,10 +10,12 @@ from __future__ import annotations
 from agent.errors import DependencyError, SalesAgentError
 from agent.llm.errors import AttemptFailure, classify_attempt
 from telemetry import names
+from telemetry.config_errors import ConfigError
 
 
-class SpeechConfigError(SalesAgentError):
-    """The STT or TTS configuration cannot work (raised at startup, before any call)."""
+class SpeechConfigError(SalesAgentError, ConfigError):
+    """The STT or TTS configuration cannot work (raised at startup, before any call: entry points print
+    it as one line and exit 2)."""
 
 
 class NoUsableSpeechProvider(SpeechConfigError):

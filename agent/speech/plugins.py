@@ -34,7 +34,7 @@ async def _reject_non_audio(response: httpx.Response) -> None:
 def _openai_client(provider: SpeechProvider, call_id: str) -> object:
     import openai
 
-    key = provider.config.api_key()
+    key = provider.config.key()
     return openai.AsyncClient(
         api_key=key.get_secret_value() if key else None,
         base_url=provider.config.base_url(call_id),
@@ -51,7 +51,7 @@ def build_stt(provider: SpeechProvider, *, language: str, call_id: str) -> stt.S
     if config.kind == "deepgram":
         from livekit.plugins import deepgram
 
-        key = config.api_key()
+        key = config.key()
         return deepgram.STT(
             model=config.model or "nova-3", language=language, api_key=key.get_secret_value() if key else ""
         )
@@ -70,7 +70,7 @@ def build_tts(provider: SpeechProvider, *, language: str, call_id: str) -> tts.T
     if config.kind == "cartesia":
         from livekit.plugins import cartesia
 
-        key = config.api_key()
+        key = config.key()
         options = {"voice": config.voice} if config.voice else {}
         return cartesia.TTS(
             model=config.model or "sonic-3",

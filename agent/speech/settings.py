@@ -1,10 +1,13 @@
 """STT and TTS configuration: each a provider chain, configured like the LLM chain.
 
 Sources, later ones winning: defaults < YAML file (``SALES_AGENT_STT_CONFIG`` / ``SALES_AGENT_TTS_CONFIG``)
-< environment (``SALES_AGENT_STT_*`` / ``SALES_AGENT_TTS_*``; ``..._CHAIN`` is JSON). API keys come
-only from each provider kind's standard variable (``DEEPGRAM_API_KEY``, ``CARTESIA_API_KEY``,
-``OPENAI_API_KEY``) or the variable named by ``api_key_env``; a provider without its key is left
-out of the chain with a log line. Every variable is listed in ``agent/README.md``.
+< environment (``SALES_AGENT_STT_*`` / ``SALES_AGENT_TTS_*``; ``..._CHAIN`` is JSON). ``load`` is what
+entry points call (through ``AppSettings.from_env``): it also reads each provider's API key, only from
+the kind's standard variable (``DEEPGRAM_API_KEY``, ``CARTESIA_API_KEY``, ``OPENAI_API_KEY``) or the
+one named by ``api_key_env``, into the provider's ``SecretStr``, so nothing below the entry point reads
+the environment. Keys are never taken from the chain JSON or the YAML file and never logged. A provider
+without its key is left out of the chain with a log line (``agent.speech.chain``). Every variable is
+listed in ``agent/README.md``.
 
 ``api_base`` may contain ``{call_id}``: each call's provider client then gets its own URL. Only the
 local stand-ins use it (``simulate`` routes each call's audio to that call's scripted lines).
@@ -12,15 +15,15 @@ local stand-ins use it (``simulate`` routes each call's audio to that call's scr
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import quote
 
-import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from agent.provider_settings import KeyedProvider, decode_chain, load_chain_settings, with_keys_from
 from agent.speech.errors import SpeechConfigError
 
 SpeechKind = Literal["openai", "deepgram", "cartesia", "local"]
@@ -35,15 +38,17 @@ KEY_ENV_VARS: dict[str, tuple[str, ...]] = {
 }
 
 
-class SpeechProviderConfig(BaseModel):
-    """One link of an STT or TTS chain."""
+class SpeechProviderConfig(KeyedProvider):
+    """One link of an STT or TTS chain (``api_key_env`` / ``api_key``: ``KeyedProvider``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    key_env_vars: ClassVar[Mapping[str, tuple[str, ...]]] = KEY_ENV_VARS
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")  # label on spans/metrics
     kind: SpeechKind
     model: str | None = None  # the plugin's default when unset
     voice: str | None = None  # TTS only
     api_base: str | None = None  # required for "local"; may contain {call_id}
-    api_key_env: str | None = None  # read the key from this variable instead of the kind's default
 
     @model_validator(mode="after")
     def _local_needs_base(self) -> SpeechProviderConfig:
@@ -52,19 +57,6 @@ class SpeechProviderConfig(BaseModel):
                 f"provider {self.name!r}: kind 'local' needs api_base (e.g. http://127.0.0.1:8111/v1)"
             )
         return self
-
-    def api_key(self) -> SecretStr | None:
-        """The key from the environment; ``local`` needs none (a placeholder is sent)."""
-        if self.kind == "local" and not self.api_key_env:
-            return SecretStr("local-no-key")
-        for var in self.key_env_names():
-            value = os.environ.get(var)
-            if value:
-                return SecretStr(value)
-        return None
-
-    def key_env_names(self) -> tuple[str, ...]:
-        return (self.api_key_env,) if self.api_key_env else KEY_ENV_VARS[self.kind]
 
     def base_url(self, call_id: str) -> str | None:
         if self.api_base is None:
@@ -85,6 +77,9 @@ def _check_chain(chain: list[SpeechProviderConfig], kinds: frozenset[str], what:
             )
 
 
+CHAIN_EXAMPLE = '[{"name": "primary", "kind": "openai", "model": "..."}, ...]'
+
+
 class _ChainSettings(BaseSettings):
     """What STT and TTS chains share; subclasses set the prefix, defaults and their deadline."""
 
@@ -92,9 +87,14 @@ class _ChainSettings(BaseSettings):
     kinds: ClassVar[frozenset[str]] = frozenset()
 
     config: Path | None = None  # ..._CONFIG: YAML file with the same keys (lower case)
-    chain: list[SpeechProviderConfig]
+    chain: Annotated[list[SpeechProviderConfig], NoDecode]
     allowed_fails: int = Field(default=0, ge=0)  # failures tolerated per cooldown window
     cooldown_s: float = Field(default=30.0, gt=0)  # how long a failing provider is skipped
+
+    @field_validator("chain", mode="before")
+    @classmethod
+    def _decode_chain(cls, chain: Any) -> Any:
+        return decode_chain(chain, CHAIN_EXAMPLE)
 
     @field_validator("chain")
     @classmethod
@@ -102,8 +102,12 @@ class _ChainSettings(BaseSettings):
         _check_chain(chain, cls.kinds, cls.what)
         return chain
 
+    def with_keys_from(self, environ: Mapping[str, str]) -> Self:
+        """A copy whose providers hold their API keys read from ``environ``."""
+        return with_keys_from(self, environ)
+
     @classmethod
-    def for_local(cls, urls: list[str], **overrides: Any) -> Any:
+    def for_local(cls, urls: list[str], **overrides: Any) -> Self:
         """A chain of local stand-ins (``simulate``): primary, backup, backup2..."""
         names = ["primary", "backup", *(f"backup{i}" for i in range(2, len(urls)))]
         chain = [
@@ -113,40 +117,29 @@ class _ChainSettings(BaseSettings):
         return cls(chain=chain, **overrides)
 
     @classmethod
-    def load(cls, **overrides: Any) -> Any:
-        """Defaults, then the YAML file named by ``..._CONFIG`` (or ``config=``), then the environment."""
-        variable = f"{cls.model_config.get('env_prefix', '')}CONFIG"
-        path = overrides.get("config") or os.environ.get(variable)
-        try:
-            env_settings = cls(**overrides)
-        except ValidationError as exc:
-            raise SpeechConfigError(f"invalid {cls.what} settings: {exc}") from exc
-        if not path:
-            return env_settings
-        file = Path(path)
-        if not file.is_file():
-            raise SpeechConfigError(f"{variable} points to {file}, which does not exist")
-        try:
-            loaded = yaml.safe_load(file.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise SpeechConfigError(f"{file}: not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise SpeechConfigError(f"{file}: expected a mapping of {cls.what} settings at the top level")
-        explicit_env = {k: getattr(env_settings, k) for k in env_settings.model_fields_set}
-        try:
-            return cls.model_validate({**loaded, **explicit_env})
-        except ValidationError as exc:
-            raise SpeechConfigError(f"{file}: invalid {cls.what} settings: {exc}") from exc
+    def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+        """Defaults, then the YAML file named by ``..._CONFIG`` (or ``config=``), then env; then keys.
+
+        For entry points (``AppSettings.from_env``). Raises ``SpeechConfigError`` naming the file and the
+        field for a bad YAML file; a bad variable raises pydantic's ``ValidationError``.
+        """
+        return load_chain_settings(
+            cls,
+            what=cls.what,
+            error=lambda message: SpeechConfigError(message, error_type="invalid_speech_config"),
+            environ=environ,
+            overrides=overrides,
+        )
 
 
 class STTSettings(_ChainSettings):
     """``SALES_AGENT_STT_*``: the speech-to-text chain."""
 
-    model_config = SettingsConfigDict(env_prefix="SALES_AGENT_STT_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SALES_AGENT_STT_", extra="ignore", frozen=True)
     what: ClassVar[str] = "STT"
     kinds: ClassVar[frozenset[str]] = STT_KINDS
 
-    chain: list[SpeechProviderConfig] = Field(
+    chain: Annotated[list[SpeechProviderConfig], NoDecode] = Field(
         default_factory=lambda: [
             SpeechProviderConfig(name="deepgram", kind="deepgram", model="nova-3"),
             SpeechProviderConfig(name="openai", kind="openai", model="gpt-4o-mini-transcribe"),
@@ -160,11 +153,11 @@ class STTSettings(_ChainSettings):
 class TTSSettings(_ChainSettings):
     """``SALES_AGENT_TTS_*``: the text-to-speech chain."""
 
-    model_config = SettingsConfigDict(env_prefix="SALES_AGENT_TTS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SALES_AGENT_TTS_", extra="ignore", frozen=True)
     what: ClassVar[str] = "TTS"
     kinds: ClassVar[frozenset[str]] = TTS_KINDS
 
-    chain: list[SpeechProviderConfig] = Field(
+    chain: Annotated[list[SpeechProviderConfig], NoDecode] = Field(
         default_factory=lambda: [
             SpeechProviderConfig(name="cartesia", kind="cartesia", model="sonic-3"),
             SpeechProviderConfig(name="openai", kind="openai", model="gpt-4o-mini-tts"),

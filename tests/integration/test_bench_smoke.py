@@ -80,6 +80,13 @@ def _voice(tables: Tables, _stdout: str) -> None:
     assert [row[0] for row in stt["rows"]] == ["primary healthy", "primary 500 -> backup (same audio)"]
 
 
+def _exit(tables: Tables, _stdout: str) -> None:
+    [table] = tables
+    [row] = table["rows"]
+    assert row[0] == "no OTLP endpoint" and row[1] > 0
+    assert table["verdicts"], "the goal lines are reported"
+
+
 @dataclass(frozen=True)
 class Smoke:
     check: Callable[[Tables, str], None]
@@ -93,6 +100,7 @@ SMOKES: dict[str, Smoke] = {
     "bench.bench_memory": Smoke(_memory),
     "bench.bench_export": Smoke(_export),
     "bench.bench_startup": Smoke(_startup),
+    "bench.bench_exit": Smoke(_exit, ("--scenario", "no OTLP endpoint")),
     "bench.bench_voice": Smoke(_voice, ("--parts", "tts,stt")),
 }
 

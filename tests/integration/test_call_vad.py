@@ -16,13 +16,12 @@ async def test_calls_share_the_vad_model_not_its_events(tmp_path: Path, monkeypa
     from agent.simulate.caller_audio import make_clip
     from agent.speech.call_vad import CallVAD
 
-    monkeypatch.setenv("SALES_AGENT_VOICE_CACHE", str(tmp_path))
     model = silero.VAD.load()
     first, second = CallVAD(model), CallVAD(model)
     metrics = {"first": 0, "second": 0}
     first.on("metrics_collected", lambda _m: metrics.__setitem__("first", metrics["first"] + 1))
     second.on("metrics_collected", lambda _m: metrics.__setitem__("second", metrics["second"] + 1))
-    clip = make_clip("Hello there, this is a test of the voice detector.")
+    clip = make_clip("Hello there, this is a test of the voice detector.", cache_dir=tmp_path)
     silence = np.zeros(8000, dtype=np.int16)
     samples = np.concatenate([silence, clip.samples, silence, silence])
     with first.utterances() as segments, second.utterances() as other_segments:

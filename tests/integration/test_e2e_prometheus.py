@@ -131,7 +131,7 @@ def test_faults_fire_alerts_that_reach_the_webhook_and_every_dashboard_query_has
     inherited = {
         k: v for k, v in os.environ.items() if not k.startswith("OTEL_EXPORTER_") and k not in _PORT_VARIABLES
     }
-    env = {**inherited, "DEPLOYMENT_ENVIRONMENT": "e2e", "SALES_AGENT_LOG_LEVEL": "WARNING"}
+    env = {**inherited, "SALES_AGENT_DEPLOYMENT_ENVIRONMENT": "e2e", "SALES_AGENT_LOG_LEVEL": "WARNING"}
     metrics_port = free_port()  # Prometheus's config names it before simulate starts
     voice_metrics_port = free_port()
 
@@ -197,13 +197,13 @@ def test_faults_fire_alerts_that_reach_the_webhook_and_every_dashboard_query_has
                 **simulate_env,
                 "SALES_AGENT_METRICS_PORT": str(voice_metrics_port),
                 "CRM_OUTBOX_PATH": str(tmp_path / "voice-outbox.sqlite3"),
-                "SALES_AGENT_VOICE_CACHE": str(tmp_path / "voice-clips"),
             }
             voice_argv = _python_module(
                 "agent", "simulate", "--mode", "voice", "--calls", "2", "--concurrency", "2", "--forever",
                 "--interval", "1", "--llm-url", f"{primary}/v1", "--llm-url", f"{backup}/v1",
                 "--crm-url", crm, "--stt-url", stt_primary.url, "--stt-url", stt_backup.url,
                 "--tts-url", tts_primary.url, "--tts-url", tts_backup.url,
+                "--voice-cache", str(tmp_path / "voice-clips"),
             )  # fmt: skip
             voice_metrics_url = f"http://127.0.0.1:{voice_metrics_port}/metrics"
             with (

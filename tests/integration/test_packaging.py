@@ -14,8 +14,8 @@ REPO = Path(__file__).resolve().parents[2]
 # Runs against the unpacked wheel only: the current directory is elsewhere and PYTHONPATH puts the
 # wheel's packages before the editable install of the source checkout.
 LOAD_DEFAULT = (
-    "import json, agent.tenants as t; "
-    "print(json.dumps([t.__file__, str(t.DEFAULT_TENANTS_FILE), t.TenantRegistry.from_file().ids()]))"
+    "import json, agent.tenants as t; registry = t.TenantRegistry.from_file(t.TenantSettings().file); "
+    "print(json.dumps([t.__file__, str(t.DEFAULT_TENANTS_FILE), registry.ids()]))"
 )
 
 

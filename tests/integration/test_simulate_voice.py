@@ -13,7 +13,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _simulate(tmp_path: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SALES_AGENT_", "CRM_"))}
-    env.update(LITELLM_LOCAL_MODEL_COST_MAP="True", SALES_AGENT_VOICE_CACHE=str(tmp_path / "clips"))
+    env.update(LITELLM_LOCAL_MODEL_COST_MAP="True")
+    if "voice" in args:
+        args = (*args, "--voice-cache", str(tmp_path / "clips"))
     return subprocess.run(
         [sys.executable, "-m", "agent", "simulate", *args],
         cwd=REPO,
@@ -56,7 +58,10 @@ def test_voice_calls_with_the_primary_stt_and_tts_down_complete_and_print_the_ca
 
 def test_voice_arguments_are_checked(tmp_path: Path) -> None:
     text_mode = _simulate(tmp_path, "--stt-url", "http://127.0.0.1:9", timeout=60)
-    assert text_mode.returncode == 2 and "--stt-url / --tts-url need --mode voice" in text_mode.stderr
+    assert (
+        text_mode.returncode == 2
+        and "--stt-url / --tts-url / --voice-cache need --mode voice" in text_mode.stderr
+    )
     bad_target = _simulate(
         tmp_path, "--mode", "voice", "--calls", "1", "--faults", "stt-tertiary=500", timeout=120
     )

@@ -37,7 +37,10 @@ def test_stand_in_runs_as_a_process_in_the_common_shape(name: str, tmp_path: Pat
         argv = [sys.executable, "-m", STAND_INS[name].module, *args, "--port", str(running.port)]
         taken = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=60, check=False)
         assert taken.returncode == 2, taken.stderr
-        expected = f"{name}: cannot listen on 127.0.0.1:{running.port}: Address already in use"
+        expected = (
+            f"{name}: error: --port: cannot listen on 127.0.0.1:{running.port}: the port is already in use; "
+            "expected a free port"
+        )
         assert taken.stderr.strip().splitlines() == [expected]
         assert taken.stdout == ""
     assert running.process.returncode == 0, running.output()

@@ -15,8 +15,8 @@ def test_sdk_disabled_installs_nothing_but_keeps_logging():
     code = (
         "import logging\n"
         "from opentelemetry import trace\n"
-        "from telemetry import setup_telemetry\n"
-        "t = setup_telemetry()\n"
+        "from telemetry import TelemetrySettings, setup_telemetry\n"
+        "t = setup_telemetry(TelemetrySettings())\n"
         "assert not t.enabled and t.metrics_port is None\n"
         "with trace.get_tracer('x').start_as_current_span('s') as span:\n"
         "    assert not span.get_span_context().is_valid\n"

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,11 +23,10 @@ from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from agent.crm import CrmSettings
-from agent.llm import LLMSettings, ProviderConfig
+from agent.app_settings import AppSettings
+from agent.llm import ProviderConfig
 from agent.runtime import Runtime, start_runtime
 from agent.sales_call import NOT_UNDERSTOOD_LINE, STT_DOWN_LINE, SalesCall
-from agent.session_settings import SessionSettings
 from agent.simulate.runner import CallResult
 from agent.simulate.scripts import tool
 from agent.simulate.stack import Stack, open_stack
@@ -70,16 +68,10 @@ def vad_model() -> Any:
     return silero.VAD.load()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _voice_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+@pytest.fixture(scope="session")
+def clip_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """espeak-ng clips go to a session folder, made once and shared by every test."""
-    previous = os.environ.get("SALES_AGENT_VOICE_CACHE")
-    os.environ["SALES_AGENT_VOICE_CACHE"] = str(tmp_path_factory.mktemp("voice-clips"))
-    yield
-    if previous is None:
-        os.environ.pop("SALES_AGENT_VOICE_CACHE", None)
-    else:
-        os.environ["SALES_AGENT_VOICE_CACHE"] = previous
+    return tmp_path_factory.mktemp("voice-clips")
 
 
 @dataclass
@@ -88,6 +80,7 @@ class VoiceRig:
     runtime: Runtime
     http: httpx.AsyncClient
     speech: SpeechServices
+    clip_cache: Path
 
     def service(self, kind: str, name: str) -> Any:
         """The in-process stand-in behind ``stt-primary`` etc. (faults, stats)."""
@@ -112,44 +105,47 @@ class VoiceRig:
             http=self.http,
             turn_timeout_s=TURN_TIMEOUT_S,
             script=script,
+            clip_cache=self.clip_cache,
             **kwargs,
         )
 
 
 @contextlib.asynccontextmanager
-async def voice_rig(tmp_path: Path, vad_model: Any) -> AsyncIterator[VoiceRig]:
+async def voice_rig(tmp_path: Path, vad_model: Any, clip_cache: Path) -> AsyncIterator[VoiceRig]:
     async with (
         open_stack(voice=True, tts_seconds_per_char=SECONDS_PER_CHAR) as stack,
         httpx.AsyncClient(timeout=10.0) as http,
     ):
-        speech = SpeechServices(
-            STTSettings.for_local([ep.per_call_api_base for ep in stack.stt], attempt_timeout_s=1.0),
-            TTSSettings.for_local([ep.api_base for ep in stack.tts], first_byte_deadline_s=1.0),
-            vad_model,
-        )
-        runtime = await start_runtime(
-            llm_settings=LLMSettings(
-                chain=[
+        settings = AppSettings.from_env(
+            llm={
+                "chain": [
                     ProviderConfig(
                         name=ep.name, kind="local", model=local_model(ep.name), api_base=ep.api_base
                     )
                     for ep in stack.llm
                 ]
-            ),
-            crm_settings=CrmSettings(CRM_URL=stack.crm_url, CRM_OUTBOX_PATH=str(tmp_path / "outbox.sqlite3")),
-            session_settings=SessionSettings(),
-            tenants=TenantRegistry.from_mapping(TENANTS),
-            speech=speech,
+            },
+            crm={"crm_url": stack.crm_url, "outbox_path": str(tmp_path / "outbox.sqlite3")},
+            stt={
+                "chain": STTSettings.for_local([ep.per_call_api_base for ep in stack.stt]).chain,
+                "attempt_timeout_s": 1.0,
+            },
+            tts={
+                "chain": TTSSettings.for_local([ep.api_base for ep in stack.tts]).chain,
+                "first_byte_deadline_s": 1.0,
+            },
         )
+        speech = SpeechServices(settings.stt, settings.tts, vad_model)
+        runtime = await start_runtime(settings, tenants=TenantRegistry.from_mapping(TENANTS), speech=speech)
         try:
-            yield VoiceRig(stack, runtime, http, speech)
+            yield VoiceRig(stack, runtime, http, speech, clip_cache)
         finally:
             await runtime.aclose()
 
 
 @pytest.fixture
-async def rig(tmp_path: Path, vad_model: Any) -> AsyncIterator[VoiceRig]:
-    async with voice_rig(tmp_path, vad_model) as voice:
+async def rig(tmp_path: Path, vad_model: Any, clip_cache: Path) -> AsyncIterator[VoiceRig]:
+    async with voice_rig(tmp_path, vad_model, clip_cache) as voice:
         yield voice
 
 

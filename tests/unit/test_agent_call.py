@@ -19,9 +19,9 @@ from livekit.agents.telemetry.pii import GEN_AI_PII_ATTRIBUTES
 from livekit.agents.voice.run_result import ChatMessageEvent, FunctionCallOutputEvent
 from opentelemetry.trace import SpanKind
 
+from agent.app_settings import AppSettings
 from agent.call_context import CallContext
-from agent.crm import CrmSettings
-from agent.llm import LLMSettings, ProviderConfig
+from agent.llm import ProviderConfig
 from agent.runtime import Runtime, start_runtime
 from agent.sales_call import CALL_SPAN_NAME, SalesCall
 from agent.session_settings import SessionSettings
@@ -55,12 +55,10 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
             ProviderConfig(name=p.name, kind="local", model=f"{p.name}-model", api_base=p.url)
             for p in (primary, backup)
         ]
-        runtime = await start_runtime(
-            llm_settings=LLMSettings(chain=chain),
-            crm_settings=CrmSettings(CRM_URL=crm_url, CRM_OUTBOX_PATH=str(tmp_path / "outbox.sqlite3")),
-            session_settings=SessionSettings(),
-            tenants=TenantRegistry.from_mapping(TENANTS),
+        settings = AppSettings.from_env(
+            llm={"chain": chain}, crm={"crm_url": crm_url, "outbox_path": str(tmp_path / "outbox.sqlite3")}
         )
+        runtime = await start_runtime(settings, tenants=TenantRegistry.from_mapping(TENANTS))
         try:
             yield Stack(runtime, crm_url)
         finally:

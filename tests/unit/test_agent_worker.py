@@ -12,7 +12,6 @@ from livekit.protocol import agent as agent_proto
 from livekit.protocol import models
 
 from agent import worker
-from agent.app_settings import WorkerSettings
 from agent.errors import InvalidInput
 
 
@@ -88,7 +87,7 @@ async def test_request_for_known_tenant_is_accepted() -> None:
 
 def test_load_counts_running_jobs_against_capacity(monkeypatch) -> None:
     monkeypatch.setattr(worker, "_state", None)
-    max_sessions = worker.app_settings().sessions.max_sessions
+    max_sessions = worker.worker_settings().sessions.max_sessions
     server = SimpleNamespace(active_jobs=[object()] * 10)
     assert worker.worker_load(server) == pytest.approx(10 / max_sessions)  # type: ignore[arg-type]
     server = SimpleNamespace(active_jobs=[object()] * (max_sessions + 5))
@@ -105,19 +104,21 @@ def test_worker_options_wire_our_hooks() -> None:
 
 
 async def test_worker_speech_chains_use_the_real_providers_whose_keys_are_set(monkeypatch, caplog) -> None:
-    """The default chains (deepgram -> openai STT, cartesia -> openai TTS); a missing key leaves a
-    provider out with a log line, and every call gets its own plugin clients and CallVAD."""
+    """The default chains (deepgram -> openai STT, cartesia -> openai TTS) with the keys read once into
+    the settings (not from the environment later); a missing key leaves a provider out with a log line,
+    and every call gets its own plugin clients and CallVAD."""
     from livekit.plugins import silero
 
     from agent.call_context import CallContext
     from agent.speech import SpeechServices, STTSettings, TTSSettings
     from agent.speech.call_vad import CallVAD
 
-    monkeypatch.delenv("DEEPGRAM_API_KEY", raising=False)
-    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
-    monkeypatch.setenv("CARTESIA_API_KEY", "test-key")
+    keys = {"OPENAI_API_KEY": "test-openai", "CARTESIA_API_KEY": "test-cartesia"}
+    stt_settings, tts_settings = STTSettings.load(environ=keys), TTSSettings.load(environ=keys)
+    for var in ("DEEPGRAM_API_KEY", *keys):
+        monkeypatch.delenv(var, raising=False)  # the plugins get the keys from the settings
     with caplog.at_level(logging.WARNING, logger="agent.speech.chain"):
-        speech = SpeechServices(STTSettings.load(), TTSSettings.load(), silero.VAD.load())
+        speech = SpeechServices(stt_settings, tts_settings, silero.VAD.load())
     assert [p.name for p in speech.stt_chain.providers] == ["openai"]
     assert [p.name for p in speech.tts_chain.providers] == ["cartesia", "openai"]
     assert any(
@@ -126,37 +127,37 @@ async def test_worker_speech_chains_use_the_real_providers_whose_keys_are_set(mo
     )
     kwargs = speech.for_call(CallContext("acme", "s1", "c1"))
     assert isinstance(kwargs["vad"], CallVAD)
-    assert [type(p).__module__ for p in kwargs["stt"]._plugins.values()] == ["livekit.plugins.openai.stt"]
-    assert [type(p).__module__ for p in kwargs["tts"]._plugins.values()] == [
-        "livekit.plugins.cartesia.tts",
-        "livekit.plugins.openai.tts",
-    ]
+    [stt_plugin] = kwargs["stt"]._plugins.values()
+    cartesia, openai_tts = kwargs["tts"]._plugins.values()
+    assert type(stt_plugin).__module__ == "livekit.plugins.openai.stt"
+    assert stt_plugin._client.api_key == "test-openai"
+    assert type(cartesia).__module__ == "livekit.plugins.cartesia.tts"
+    assert cartesia._opts.api_key == "test-cartesia"
+    assert type(openai_tts).__module__ == "livekit.plugins.openai.tts"
+    assert "test-" not in caplog.text  # keys are never logged
     await kwargs["stt"].aclose()
     await kwargs["tts"].aclose()
 
 
 async def test_worker_services_serve_health_and_track_sessions(monkeypatch, tmp_path) -> None:
-
     import aiohttp
 
     from agent.app_settings import AppSettings
-    from agent.crm import CrmSettings
-    from agent.llm import LLMSettings, ProviderConfig
+    from agent.llm import ProviderConfig
+    from agent.tenants import TenantRegistry
     from local_services.crm_service import run_crm_service
-    from local_services.harness import free_port
     from local_services.llm_provider import run_llm_provider
+    from telemetry.config_errors import bind_listener
 
-    port = free_port()
     async with run_llm_provider("primary") as primary, run_crm_service(tmp_path / "crm.sqlite3") as crm_url:
-        settings = AppSettings()
-        settings.__dict__.update(  # the cached parts, as env would set them
-            llm=LLMSettings(
-                chain=[ProviderConfig(name="primary", kind="local", model="m", api_base=primary.url)]
-            ),
-            crm=CrmSettings(CRM_URL=crm_url, CRM_OUTBOX_PATH=str(tmp_path / "outbox.sqlite3")),
-            worker=WorkerSettings(health_port=port),
+        settings = AppSettings.from_env(
+            llm={"chain": [ProviderConfig(name="primary", kind="local", model="m", api_base=primary.url)]},
+            crm={"crm_url": crm_url, "outbox_path": str(tmp_path / "outbox.sqlite3")},
         )
-        monkeypatch.setattr(worker, "app_settings", lambda: settings)
+        listener = bind_listener("127.0.0.1", 0, "SALES_AGENT_HEALTH_PORT")  # as run_worker binds it
+        port = listener.getsockname()[1]
+        monkeypatch.setattr(worker, "_config", None)
+        worker.configure(settings, TenantRegistry.from_file(settings.tenants.file), listener)
         monkeypatch.setattr(worker, "_state", None)
         await worker._start_worker_services()
         state = worker._state

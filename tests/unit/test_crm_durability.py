@@ -216,24 +216,21 @@ async def test_parallel_tool_calls_of_one_reply_keep_order_at_the_crm(crm_servic
     import json
     import uuid
 
+    from agent.app_settings import AppSettings
     from agent.call_context import CallContext
     from agent.llm import LLMSettings, ProviderConfig
     from agent.runtime import start_runtime
     from agent.sales_call import SalesCall
-    from agent.session_settings import SessionSettings
     from agent.tenants import TenantRegistry
     from local_services.llm_provider import run_llm_provider
 
     url, admin = crm_service
     async with run_llm_provider("primary") as primary:
+        chain = [ProviderConfig(name="primary", kind="local", model="m", api_base=primary.url)]
+        llm = LLMSettings(chain=chain)
+        crm = settings(url, tmp_path / "outbox.sqlite3", retry_wait_initial_s=0.2, retry_jitter_s=0)
         runtime = await start_runtime(
-            llm_settings=LLMSettings(
-                chain=[ProviderConfig(name="primary", kind="local", model="m", api_base=primary.url)]
-            ),
-            crm_settings=settings(
-                url, tmp_path / "outbox.sqlite3", retry_wait_initial_s=0.2, retry_jitter_s=0
-            ),
-            session_settings=SessionSettings(),
+            AppSettings.from_env().model_copy(update={"llm": llm, "crm": crm}),
             tenants=TenantRegistry.from_mapping({"tenants": {"acme": {"display_name": "Acme"}}}),
         )
         call_ctx = CallContext(tenant_id="acme", session_id=uuid.uuid4().hex, call_id="order-1")

@@ -7,7 +7,7 @@ from agent.resilience import RetryPolicy
 
 
 def test_defaults_are_the_specs(monkeypatch):
-    for var in ("CRM_RETRY_ATTEMPTS", "CRM_BREAKER_FAILURE_THRESHOLD", "CRM_RETRY_OVERRIDES"):
+    for var in ("CRM_RETRIES", "CRM_RETRY_ATTEMPTS", "CRM_BREAKER_FAILURE_THRESHOLD", "CRM_RETRY_OVERRIDES"):
         monkeypatch.delenv(var, raising=False)
     s = CrmSettings()
     assert s.retry_policy() == RetryPolicy(
@@ -19,7 +19,7 @@ def test_defaults_are_the_specs(monkeypatch):
 def test_env_overrides_and_per_operation_policies(monkeypatch):
     monkeypatch.setenv("CRM_URL", "http://crm.internal:8080")
     monkeypatch.setenv("CRM_API_KEY", "s3cret")
-    monkeypatch.setenv("CRM_RETRY_ATTEMPTS", "5")
+    monkeypatch.setenv("CRM_RETRIES", "5")
     monkeypatch.setenv("CRM_RETRY_OVERRIDES", '{"book_meeting": {"retries": 1, "wait_max_s": 2}}')
     s = CrmSettings()
     assert s.crm_url == "http://crm.internal:8080" and s.calendar_url is None

@@ -79,7 +79,7 @@ def test_yaml_file_with_env_override(monkeypatch, tmp_path):
     # The worker's aggregate settings read the same file (not just the env).
     from agent.app_settings import AppSettings
 
-    assert [p.name for p in AppSettings().llm.chain] == ["local1", "oa"]
+    assert [p.name for p in AppSettings.from_env().llm.chain] == ["local1", "oa"]
 
 
 def test_bad_config_is_rejected_specifically(tmp_path):
@@ -104,10 +104,12 @@ def test_bad_config_is_rejected_specifically(tmp_path):
 
 
 def test_api_key_override_variable(monkeypatch):
-    monkeypatch.setenv("MY_GATEWAY_KEY", "k")
-    config = ProviderConfig(name="gw", kind="openai", model="m", api_key_env="MY_GATEWAY_KEY")
-    assert config.api_key() is not None and config.api_key().get_secret_value() == "k"
-    assert "k" not in repr(config.api_key())
+    monkeypatch.setenv("MY_GATEWAY_KEY", "sk-gateway-secret")
+    chain = [{"name": "gw", "kind": "openai", "model": "m", "api_key_env": "MY_GATEWAY_KEY"}]
+    monkeypatch.setenv("SALES_AGENT_LLM_CHAIN", json.dumps(chain))
+    [config] = LLMSettings.load().chain
+    assert config.key() is not None and config.key().get_secret_value() == "sk-gateway-secret"
+    assert "sk-gateway-secret" not in repr(config) + config.model_dump_json()
 
 
 def test_redis_url_is_a_clear_error_while_cooldowns_are_per_process():

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from agent import worker
+from agent.app_settings import AppSettings
 from agent.crm import Contact, CrmSettings
 from agent.llm import LLMSettings, ProviderConfig
 from agent.resilience import BreakerState, ResilienceState, process_resilience
 from agent.runtime import Runtime, start_runtime
-from agent.session_settings import SessionSettings
 from agent.tenants import TenantRegistry
 from local_services.llm_provider import run_llm_provider
 
@@ -57,9 +57,7 @@ async def test_jobs_on_their_own_loops_share_breakers_and_cooldowns(crm_service,
 
         async def job(i: int) -> tuple[str, str, BreakerState]:
             runtime: Runtime = await start_runtime(
-                llm_settings=llm_settings,
-                crm_settings=crm_settings,
-                session_settings=SessionSettings(),
+                AppSettings.from_env().model_copy(update={"llm": llm_settings, "crm": crm_settings}),
                 tenants=TENANTS,
                 start_outbox_drainer=False,
                 resilience=shared,
@@ -106,7 +104,7 @@ async def test_the_worker_gives_every_job_the_process_wide_state(monkeypatch, ot
     # ``otel``: the test session's telemetry is installed before the worker's setup_telemetry runs.
     seen: list[dict[str, Any]] = []
 
-    async def fake_start_runtime(**kwargs: Any) -> Runtime:
+    async def fake_start_runtime(_settings: Any, **kwargs: Any) -> Runtime:
         seen.append(kwargs)
         raise _Stop
 

@@ -310,9 +310,8 @@ def test_a_broken_stt_config_file_is_a_clear_error_naming_the_file(
 
 def test_a_missing_config_file_is_named(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SALES_AGENT_TTS_CONFIG", str(tmp_path / "nope.yaml"))
-    with pytest.raises(
-        SpeechConfigError, match=r"SALES_AGENT_TTS_CONFIG points to .*nope\.yaml, which does not exist"
-    ):
+    expected = r"SALES_AGENT_TTS_CONFIG=.*nope\.yaml: the file does not exist; expected a YAML file"
+    with pytest.raises(SpeechConfigError, match=expected):
         TTSSettings.load()
 
 

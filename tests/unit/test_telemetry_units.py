@@ -89,7 +89,6 @@ def test_deny_list_label_set():
 
 
 def test_setup_is_idempotent(otel):
-    assert setup_telemetry() is otel.telemetry
     assert setup_telemetry(TelemetrySettings(OTEL_SERVICE_NAME="other")) is otel.telemetry
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from agent.errors import InvalidInput
 from agent.session_settings import SessionLimits, SessionSettings
-from agent.tenants import DEFAULT_TENANTS_FILE, TenantConfigError, TenantRegistry
+from agent.tenants import DEFAULT_TENANTS_FILE, TenantConfigError, TenantRegistry, TenantSettings
 
 
 def test_default_file_has_demo_tenants_and_an_override():
@@ -28,7 +28,7 @@ def test_env_selects_the_file(tmp_path: Path, monkeypatch):
     file = tmp_path / "t.yaml"
     file.write_text("tenants:\n  initech:\n    display_name: Initech\n")
     monkeypatch.setenv("SALES_AGENT_TENANTS_FILE", str(file))
-    assert TenantRegistry.from_file().ids() == ["initech"]
+    assert TenantRegistry.from_file(TenantSettings().file).ids() == ["initech"]
 
 
 @pytest.mark.parametrize(

@@ -15,12 +15,11 @@ import httpx
 import pytest
 from opentelemetry import trace
 
+from agent.app_settings import AppSettings
 from agent.call_context import CallContext
-from agent.crm import CrmSettings
 from agent.llm import LLMSettings
 from agent.runtime import Runtime, start_runtime
 from agent.sales_call import SalesCall
-from agent.session_settings import SessionSettings
 from agent.simulate.scripts import tool
 from agent.tenants import TenantRegistry
 from agent.turn_recorder import TurnRecorder
@@ -40,12 +39,11 @@ async def text_stack(tmp_path: Path) -> AsyncIterator[tuple[Runtime, httpx.Async
         run_crm_service(tmp_path / "crm.sqlite3") as crm_url,
         httpx.AsyncClient(base_url=crm_url) as crm_admin,
     ):
-        runtime = await start_runtime(
-            llm_settings=LLMSettings.for_local([primary.url]),
-            crm_settings=CrmSettings(CRM_URL=crm_url, CRM_OUTBOX_PATH=str(tmp_path / "outbox.sqlite3")),
-            session_settings=SessionSettings(),
-            tenants=TenantRegistry.from_mapping(TENANTS),
+        settings = AppSettings.from_env(
+            llm={"chain": LLMSettings.for_local([primary.url]).chain},
+            crm={"crm_url": crm_url, "outbox_path": str(tmp_path / "outbox.sqlite3")},
         )
+        runtime = await start_runtime(settings, tenants=TenantRegistry.from_mapping(TENANTS))
         try:
             yield runtime, crm_admin
         finally:
