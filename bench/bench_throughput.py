@@ -47,9 +47,16 @@ _ISO_SLOT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?(?:[+-]\d{2}:\d
 
 
 async def _one_call(
-    index: int, run_id: str, tenant_id: str, runtime: Any, turn_latencies: list[float]
+    index: int,
+    run_id: str,
+    tenant_id: str,
+    runtime: Any,
+    turn_latencies: list[float],
+    turn_timeout_s: float = 60.0,
 ) -> bool:
-    """One scripted call (as ``agent.simulate.runner.run_call``), timing every turn."""
+    """One scripted call (as ``agent.simulate.runner.run_call``), timing every turn.
+
+    ``turn_timeout_s`` bounds each turn (bench_peers runs calls under valgrind, ~50x slower)."""
     import uuid
 
     from livekit.agents.voice.run_result import FunctionCallOutputEvent
@@ -69,7 +76,8 @@ async def _one_call(
             if call.ending:
                 break
             started = time.perf_counter()
-            result = await asyncio.wait_for(call.session.run(user_input=render_turn(turn, state, index)), 60)
+            turn_input = render_turn(turn, state, index)
+            result = await asyncio.wait_for(call.session.run(user_input=turn_input), turn_timeout_s)
             turn_latencies.append(time.perf_counter() - started)
             for event in result.events:
                 if (

@@ -1,4 +1,4 @@
-"""Run every benchmark of issue 8 in one go and print one table per item (plus a goal summary).
+"""Run every benchmark (issues 8, 11 and 13) in one go and print one table per item (plus a goal summary).
 
     uv run python -m bench.run_all                 # full sizes (~15 min on 2 cores)
     uv run python -m bench.run_all --quick         # tiny sizes (smoke / development, ~5 min)
@@ -6,7 +6,8 @@
     uv run python -m bench.run_all --out bench/results-latest.md   # also write the Markdown
 
 Items: 1 instrumentation cost, 2 failover TTFT, 3 throughput, 4 memory, 5 export under load, 6 start-up,
-7 exit after simulate's summary, 8 voice. Every item is a script with the one contract of
+7 exit after simulate's summary, 8 our LLM instrumentation against the peers and 9 the LLM path (both
+in CPU instructions under valgrind's callgrind), 10 voice. Every item is a script with the one contract of
 ``bench/_common.py`` (``python -m bench.bench_<item> [--quick] [--json-out PATH]``): this runs each as
 its own process and reads nothing but the tables it writes as JSON. Each item runs its measurements in
 child processes of its own, so ratios inside an item are measured side by side under the same
@@ -35,19 +36,23 @@ ITEMS: dict[int, tuple[str, str]] = {
     5: ("Export under load", "bench.bench_export"),
     6: ("Start-up", "bench.bench_startup"),
     7: ("Exit after simulate's summary", "bench.bench_exit"),
-    8: ("Voice: the caller's wait, speech failover, barge-in", "bench.bench_voice"),
+    8: ("Against the peers, in instructions", "bench.bench_peers"),
+    9: ("The LLM path, in instructions", "bench.bench_llm_path"),
+    10: ("Voice: the caller's wait, speech failover, barge-in", "bench.bench_voice"),
 }
 ITEM_TIMEOUT_S = 1800
+# Items under valgrind run ~50x slower per call and start each child at valgrind's speed.
+ITEM_TIMEOUT_OVERRIDES_S = {8: 3 * 3600, 9: 2 * 3600}
 
 
-def run_item(module: str, quick: bool) -> list[Table]:
+def run_item(module: str, quick: bool, timeout_s: float = ITEM_TIMEOUT_S) -> list[Table]:
     """``python -m module [--quick] --json-out F``; its tables from F. Raises with its output's tail."""
     with tempfile.TemporaryDirectory(prefix="bench-item-") as tmp:
         out, log_path = Path(tmp) / "tables.json", Path(tmp) / "output.log"
         cmd = [sys.executable, "-m", module, *(["--quick"] if quick else []), "--json-out", str(out)]
         with log_path.open("w") as log_file:  # its Markdown and progress: only wanted when it fails
             proc = subprocess.run(
-                cmd, cwd=REPO_ROOT, env=child_env(), stdout=log_file, stderr=log_file, timeout=ITEM_TIMEOUT_S
+                cmd, cwd=REPO_ROOT, env=child_env(), stdout=log_file, stderr=log_file, timeout=timeout_s
             )
         if proc.returncode != 0 or not out.exists():
             tail = log_path.read_text(errors="replace")[-2000:]
@@ -62,7 +67,7 @@ def run_items(items: list[int], quick: bool) -> list[Table]:
         started = time.perf_counter()
         print(f"--- item {item}: {title} ({module}) ...", file=sys.stderr, flush=True)
         try:
-            produced = run_item(module, quick)
+            produced = run_item(module, quick, ITEM_TIMEOUT_OVERRIDES_S.get(item, ITEM_TIMEOUT_S))
         except (RuntimeError, subprocess.TimeoutExpired, ValueError, TypeError) as exc:
             # One broken item must not hide the others' figures.
             failed = Table(f"{item}. {title}: FAILED", [])

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -48,6 +47,7 @@ from telemetry.exporters import (
     install_export_log_rate_limit,
     otlp_endpoints,
 )
+from telemetry.http_semconv import opt_in_stable_http_semconv
 from telemetry.logs import OTelBridgeHandler, remove_logging, setup_logging
 from telemetry.prometheus import MetricsServer, create_metrics_server
 from telemetry.redaction import RedactingLogProcessor, RedactingSpanExporter, RedactingSpanProcessor, Redactor
@@ -366,9 +366,8 @@ def _instrument_httpx(tracer_provider: TracerProvider, meter_provider: MeterProv
     covers clients created before *and* after this call, as long as they use httpx's default
     transport; a client with a custom transport needs ``HTTPXClientInstrumentor.instrument_client``.
     """
-    # Stable HTTP semconv: durations in seconds (the old ones are milliseconds). Read once, at the
-    # first instrumentation; also applies to the aiohttp server instrumentation.
-    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+    # Stable HTTP semconv: durations in seconds (the old ones are milliseconds).
+    opt_in_stable_http_semconv()
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
     instrumentor = HTTPXClientInstrumentor()

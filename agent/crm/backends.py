@@ -16,6 +16,7 @@ import httpx
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
 from agent.crm.models import Booking, Slot
+from telemetry.http_semconv import opt_in_stable_http_semconv
 
 
 class CrmBackend(Protocol):
@@ -71,6 +72,7 @@ def pooled_client(
     # Client span per request + W3C traceparent injection, so the CRM's server span joins our trace.
     # If telemetry setup already instrumented httpx process-wide, a second wrapper would double the spans.
     if not HTTPXClientInstrumentor().is_instrumented_by_opentelemetry:
+        opt_in_stable_http_semconv()  # before the first instrumentation fixes the conventions
         HTTPXClientInstrumentor.instrument_client(client)
     return client
 

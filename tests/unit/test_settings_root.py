@@ -208,7 +208,7 @@ ENV_READERS = {
     "agent/app_settings.py": "the root's loader (deprecated names)",
     "agent/provider_settings.py": "the LLM, STT and TTS chains' loaders read the providers' keys",
     "agent/cli.py": "sets LITELLM_LOCAL_MODEL_COST_MAP before litellm is imported",
-    "telemetry/setup.py": "sets OTEL_SEMCONV_STABILITY_OPT_IN for the httpx instrumentation",
+    "telemetry/http_semconv.py": "sets OTEL_SEMCONV_STABILITY_OPT_IN before any httpx instrumentation",
 }
 
 
