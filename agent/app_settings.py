@@ -56,6 +56,19 @@ DEPRECATED_VARIABLES: dict[str, str] = {
 }
 _warned: set[str] = set()
 
+# The single-plugin speech variables that the STT and TTS chains replaced -> what to set instead.
+# Still set, they would be silently ignored (a worker asked for openai STT would try deepgram), so
+# ``from_env`` refuses them by name.
+REPLACED_VARIABLES: dict[str, str] = {
+    "SALES_AGENT_STT": 'SALES_AGENT_STT_CHAIN, a JSON list of providers (agent/README.md, "Speech")',
+    "SALES_AGENT_STT_MODEL": "the model of a provider in SALES_AGENT_STT_CHAIN",
+    "SALES_AGENT_TTS": 'SALES_AGENT_TTS_CHAIN, a JSON list of providers (agent/README.md, "Speech")',
+    "SALES_AGENT_TTS_MODEL": "the model of a provider in SALES_AGENT_TTS_CHAIN",
+    "SALES_AGENT_TTS_VOICE": "the voice of a provider in SALES_AGENT_TTS_CHAIN",
+    "SALES_AGENT_LANGUAGE": "SALES_AGENT_STT_LANGUAGE and SALES_AGENT_TTS_LANGUAGE",
+    "SALES_AGENT_VAD": "nothing: the VAD is always Silero (its segments are what the STT chain transcribes)",
+}
+
 
 class WorkerSettings(BaseSettings):
     """The LiveKit worker's own switches (``SALES_AGENT_*``)."""
@@ -114,7 +127,7 @@ class AppSettings(BaseModel):
         if unknown:
             raise TypeError(f"unknown settings areas: {sorted(unknown)}")
         parts: dict[str, BaseSettings] = {}
-        problems: list[str] = []
+        problems = replaced_variables(os.environ)
         for area, (settings_cls, load) in _AREAS.items():
             try:
                 parts[area] = load(**dict(overrides.get(area, {})))
@@ -131,6 +144,15 @@ class AppSettings(BaseModel):
         """A copy with some values of one area changed (the root and the area stay frozen)."""
         part: BaseModel = getattr(self, area)
         return self.model_copy(update={area: part.model_copy(update=changes)})
+
+
+def replaced_variables(environ: Mapping[str, str]) -> list[str]:
+    """One problem per replaced variable that is still set, saying what to set instead."""
+    return [
+        f"{old} is no longer read (the speech chains replaced it): unset it and set {instead}"
+        for old, instead in REPLACED_VARIABLES.items()
+        if old in environ
+    ]
 
 
 def warn_deprecated(environ: Mapping[str, str]) -> None:

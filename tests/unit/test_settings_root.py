@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from agent import app_settings
-from agent.app_settings import DEPRECATED_VARIABLES, AppSettings, WorkerSettings
+from agent.app_settings import DEPRECATED_VARIABLES, REPLACED_VARIABLES, AppSettings, WorkerSettings
 from agent.crm import CrmSettings
 from agent.health import HealthSettings
 from agent.llm import LLMSettings
@@ -168,6 +168,22 @@ def test_every_deprecated_name_still_sets_its_value(monkeypatch, old, new):
     monkeypatch.setenv(old, raw)
     assert getattr(getattr(AppSettings.from_env(), area), name) == value
     assert env_name(AREAS[area], name) == new
+
+
+@pytest.mark.parametrize("old", sorted(REPLACED_VARIABLES))
+def test_a_replaced_speech_variable_is_refused_with_what_to_set_instead(monkeypatch, old):
+    # Before the chains these chose the speech plugins; silently ignored, SALES_AGENT_STT=openai would
+    # leave a worker trying deepgram.
+    monkeypatch.setenv(old, "openai")
+    with pytest.raises(ConfigError) as refused:
+        AppSettings.from_env()
+    assert f"{old} is no longer read" in str(refused.value)
+    assert REPLACED_VARIABLES[old] in str(refused.value)
+
+
+def test_replaced_variables_are_not_read_by_any_area():
+    read = {env_name(cls, field) for cls in AREAS.values() for field in cls.model_fields}
+    assert read & set(REPLACED_VARIABLES) == set()
 
 
 # Names kept as their owners spell them (OpenTelemetry, livekit, the providers' key variables).
