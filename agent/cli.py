@@ -32,6 +32,7 @@ LiveKit worker (needs LIVEKIT_URL / LIVEKIT_API_KEY / LIVEKIT_API_SECRET, except
 Project commands:
   simulate         scripted text or voice calls through the real agent, offline (see simulate --help)
   outbox           list queued CRM writes; requeue parked ones (dead letters)
+  gameday          fault scenarios against a real Prometheus + Alertmanager, measured (minutes long)
 
 Local stand-ins for the dependencies (--port 0 picks a free port, announced as "READY <port>"):
 {stand_ins}
@@ -95,6 +96,10 @@ def _command(command: str, rest: list[str]) -> Callable[[], int | None] | None:
         from agent.crm.outbox_command import main as outbox_main
 
         return lambda: outbox_main(rest)
+    if command == "gameday":
+        from agent.gameday.command import main as gameday_main
+
+        return lambda: gameday_main(rest)
     if command in WORKER_MODES:
         from agent.worker import run_worker
 

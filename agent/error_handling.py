@@ -29,13 +29,13 @@ import pydantic
 from livekit.agents.llm import StopResponse, ToolError
 from opentelemetry import trace
 from opentelemetry.semconv.attributes import exception_attributes
-from opentelemetry.trace import Status, StatusCode
 
 from agent.call_context import CallContext
 from agent.errors import DependencyError, DependencyRejected, ErrorCategory, error_category
 from agent.failures import classify
 from agent.instruments import instruments
 from telemetry import names
+from telemetry.span_status import set_error
 
 T = TypeVar("T")
 
@@ -136,7 +136,7 @@ async def with_error_handling(operation: str, call: CallContext, fn: Callable[[]
                 )
             else:
                 span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, f"{category}: {error_type}"))
+            set_error(span, f"{category}: {error_type}")
             span.set_attribute(names.ERROR_TYPE, error_type)
             span.set_attribute(names.ERROR_CATEGORY, category)
             instruments().errors.add(

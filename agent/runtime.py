@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from agent.health import HealthRegistry, HealthServer, HealthSettings
     from agent.llm import RouterLLM
     from agent.resilience import ResilienceState
+    from agent.resilience.probe import BreakerProber
     from agent.speech import SpeechServices
     from telemetry.setup import Telemetry
 
@@ -41,6 +42,8 @@ class Runtime:
     speech: SpeechServices | None = None  # voice calls: STT/TTS chains and the VAD model
     # sales_agent.event_loop.lag for this loop (dashboards' System panel, EventLoopLagHigh alert).
     loop_lag_monitor: asyncio.Task[None] | None = None
+    # Trial calls for the CRM / calendar breakers when no call exercises them (agent/resilience/probe.py).
+    breaker_probers: list[BreakerProber] = field(default_factory=list)
     _closed: bool = field(default=False, repr=False)
 
     @property
@@ -55,6 +58,8 @@ class Runtime:
         self._closed = True
         if self.loop_lag_monitor is not None:
             self.loop_lag_monitor.cancel()
+        for prober in self.breaker_probers:
+            await prober.stop()
         if self.health_server is not None:
             await self.health_server.stop()
         if self.owns_sessions:
@@ -99,6 +104,11 @@ def build_health_registry(
 
     # The call can go on while at least one provider of the chain answers.
     registry.register("llm.chain", callable_check(any_provider), critical=True)
+    cooldowns = llm.chain.cooldowns
+    if cooldowns.remote:  # Redis away: each worker cools providers down alone, calls go on (degraded)
+        registry.register(
+            "llm.cooldowns", callable_check(lambda: (cooldowns.available, cooldowns.status())), critical=False
+        )
     registry.register("crm", dependency_check(crm, "crm"), critical=False)  # writes queue in the outbox
     registry.register("calendar", dependency_check(crm, "calendar"), critical=False)
     registry.register("outbox", outbox_backlog_check(crm), critical=False)
@@ -143,6 +153,7 @@ async def start_runtime(
     from agent.crm import build_crm
     from agent.health import HealthServer
     from agent.llm import build_llm
+    from agent.resilience.probe import BreakerProber
 
     # First: an unusable outbox file is a ConfigError before anything starts.
     crm = build_crm(settings.crm, resilience=resilience)
@@ -170,6 +181,12 @@ async def start_runtime(
     )
     if telemetry is not None:
         runtime.loop_lag_monitor = telemetry.start_loop_lag_monitor()
+    runtime.breaker_probers = [
+        BreakerProber(crm.crm_caller.breaker, crm.crm.ping),
+        BreakerProber(crm.calendar_caller.breaker, crm.calendar.ping),
+    ]
+    for prober in runtime.breaker_probers:
+        prober.start()
     if health_socket is not None:
         server = HealthServer(health, sock=health_socket)
         try:

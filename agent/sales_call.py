@@ -8,8 +8,11 @@ What it adds around livekit's ``AgentSession``:
   on the context current at ``session.start``, so the whole call is one trace.
 - **SessionManager registration**: activity (user input, agent replies) extends the session; when the
   manager expires or idles it out, the caller hears a short goodbye and the session closes.
-- the **outcome**: ``end_call``'s outcome (converted / not_interested / callback), else ``dropped``
-  (the caller hung up) or ``error``; recorded once as ``call_ended`` and on the root span.
+- the **outcome**: ``end_call``'s outcome (converted / not_interested / callback), else ``failed``
+  (the caller left after the agent failed them), ``dropped`` (the caller left while the agent was
+  answering) or ``error`` (the session itself failed, or a voice call lost its speech chains, below);
+  recorded once as ``call_ended`` and on the root span. ``failed`` and ``error`` are ours and count
+  against the availability SLO; the others are the caller's choice (alert-rules/README.md).
 - **per-turn figures** (``TurnRecorder``): the caller's wait and its stages, recorded as each reply
   starts, in text and voice calls alike.
 - in **voice** calls, the speech chains' verdicts: every STT provider down -> the caller is told so
@@ -30,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 from livekit.agents import AgentSession, CloseEvent
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
 
 from agent import business_metrics
 from agent.call_context import CallContext
@@ -39,6 +41,7 @@ from agent.tools import SalesTools
 from agent.turn_recorder import TurnMode, TurnRecorder
 from agent.vocabulary.call_outcome import CallOutcome, EndCallChoice
 from telemetry import names
+from telemetry.span_status import set_error
 
 if TYPE_CHECKING:
     from livekit.agents import AgentStateChangedEvent, ConversationItemAddedEvent, llm
@@ -113,6 +116,7 @@ class SalesCall:
         # A per-call view of the shared chain labels LLM metrics with the tenant and spans with the ids.
         for_call = getattr(services.llm, "for_call", None)
         call_llm = for_call(call, turns=self.turns) if callable(for_call) else services.llm
+        self._call_llm = call_llm
         if mode == "voice":
             if services.speech is None:
                 raise ValueError("a voice call needs CallServices.speech (the STT/TTS chains and VAD)")
@@ -304,7 +308,19 @@ class SalesCall:
     def _call_outcome(self, error: object | None) -> CallOutcome:
         if self.outcome is not None:
             return self.outcome
-        return "error" if error is not None else "dropped"
+        if error is not None:
+            return "error"
+        return "failed" if self._agent_failed_caller() else "dropped"
+
+    def _agent_failed_caller(self) -> bool:
+        """Was the agent failing when the call ended without an outcome?
+
+        The truthful signal is the last turn: the caller who hangs up after hearing the "let me call
+        you back" line (every LLM provider failed) or an answer cut off mid-stream left because of
+        us; a caller who leaves after a real answer chose to. (A voice call whose speech chains
+        all failed already has its outcome, ``error``: ``_fail_call``.)
+        """
+        return bool(getattr(self._call_llm, "last_turn_failed", False))
 
     async def _finalize(self, error: object | None) -> None:
         self.turns.close()
@@ -343,9 +359,9 @@ class SalesCall:
         span.set_attribute(names.CALL_OUTCOME, outcome)
         if self.end_reason is not None:
             span.set_attribute(names.CALL_END_REASON, self.end_reason)
-            span.set_status(Status(StatusCode.ERROR, self.end_reason))
+            set_error(span, self.end_reason)
         if error is not None:
-            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+            set_error(span, type(error).__name__)
         with trace.use_span(span, end_on_exit=False):
             log.info("call ended: %s after %.1fs", outcome, duration, extra=self.log_extra())
         span.end()

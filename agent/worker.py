@@ -342,7 +342,7 @@ def check_worker_config(settings: AppSettings, tenants: TenantRegistry) -> None:
     from agent.llm.chain import check_chain
     from agent.speech.chain import usable_providers
 
-    check_chain(settings.llm)  # an LLMConfigError (a ConfigError): no provider has its key, Redis set
+    check_chain(settings.llm)  # an LLMConfigError (a ConfigError): no provider has its key
     usable_providers(settings.stt.chain, "STT")  # NoUsableSpeechProvider (a ConfigError): no keys at all
     usable_providers(settings.tts.chain, "TTS")
     default = settings.worker.default_tenant
@@ -351,7 +351,9 @@ def check_worker_config(settings: AppSettings, tenants: TenantRegistry) -> None:
             f"{env_name(WorkerSettings, 'default_tenant')}={default}: unknown tenant; "
             f"expected one of {', '.join(tenants.ids())} ({settings.tenants.file})"
         )
-    Outbox(settings.crm.outbox_path).close()  # OutboxUnusable: a directory, not SQLite, a foreign file
+    # OutboxUnusable: a directory, not SQLite, a foreign file; OutboxDatabaseUnusable: CRM_OUTBOX_URL's
+    # database cannot be reached (named without its password).
+    Outbox(settings.crm.outbox_location, timeout_s=settings.crm.outbox_timeout_s).close()
 
 
 def run_worker(argv: Sequence[str]) -> None:

@@ -203,35 +203,32 @@ async def _measure(variants: dict[str, Variant], n: int, rounds: int) -> dict[st
     return per_op_ns
 
 
-def _prototype_fixes(level: int) -> None:
-    """Patch, in this child only, the changes RESULTS.md still proposes, to measure them on the real paths.
+def _scan_every_key(key: str) -> Any:
+    """The redaction policy before keys were classified: every non-credential value is scanned."""
+    from telemetry import redaction
 
-    1: the span redactor skips our id/label keys. 2: the wrapper also records only the duration histogram
-    (no tool.calls counter). Nothing outside this process is changed. (The retry fast path, once fix 1
-    here, is in agent/resilience/retry.py now.)
+    policy = redaction.key_policy(key)
+    return policy if policy is redaction.KeyPolicy.SECRET else redaction.KeyPolicy.SCAN
+
+
+def _prototype_fixes(level: int) -> None:
+    """Patch, in this child only, a change to compare with on the real paths.
+
+    1: the previous redaction (every value scanned, ``_scan_every_key``), to show what deciding by key
+    saves (that fix is in telemetry/redaction.py now). 2: the wrapper records only the duration
+    histogram (no tool.calls counter), still proposed. Nothing outside this process is changed.
     """
     from agent.instruments import instruments as agent_instruments
-    from telemetry import names, redaction
+    from telemetry import redaction
 
-    if level >= 1:
-        safe = frozenset(
-            {
-                names.TENANT_ID,
-                names.SESSION_ID,
-                names.CALL_ID,
-                names.OPERATION,
-                names.OUTCOME,
-                names.DEPENDENCY,
-                names.ERROR_TYPE,
-                names.ERROR_CATEGORY,
-            }
-        )
-        original_value = redaction.Redactor.value
+    if level == 1:
+        redaction.key_policy = _scan_every_key  # the Redactor's default was bound at import: rebind it
+        original_init = redaction.Redactor.__init__
 
-        def value(self: Any, key: str, val: Any) -> Any:
-            return val if key in safe else original_value(self, key, val)
+        def init(self: Any, *, pii: bool = True, policy: Any = _scan_every_key) -> None:
+            original_init(self, pii=pii, policy=policy)
 
-        redaction.Redactor.value = value  # type: ignore[method-assign]
+        redaction.Redactor.__init__ = init  # type: ignore[method-assign]
     if level >= 2:
 
         class _NoCounter:
@@ -239,6 +236,38 @@ def _prototype_fixes(level: int) -> None:
                 return None
 
         agent_instruments().tool_calls = _NoCounter()  # type: ignore[assignment]
+
+
+def _measure_redaction(n: int, rounds: int) -> dict[str, dict[str, float]]:
+    """ns for redacting one span's attributes (what on_start and the exporter's copy each do), by key
+    policy and with every value scanned, for a tool span and an httpx CLIENT span to the CRM."""
+    from telemetry import names
+    from telemetry.redaction import Redactor
+
+    spans = {
+        "tool span (ids, operation, error)": {
+            names.TENANT_ID: "acme", names.SESSION_ID: "5f0c2a9e41b34d7f9a0e3c1b2d4f6a81",
+            names.CALL_ID: "call-20261129-0001", names.OPERATION: OP, names.ERROR_TYPE: "http_503",
+            names.ERROR_CATEGORY: "dependency",
+        },
+        "httpx CLIENT span to the CRM": {
+            "http.request.method": "PUT", "url.full": "http://127.0.0.1:8200/v1/contacts",
+            "server.address": "127.0.0.1", "server.port": 8200, "http.response.status_code": 200,
+            "network.protocol.version": "1.1",
+        },
+    }  # fmt: skip
+    redactors = {"by key": Redactor(), "every value scanned": Redactor(policy=_scan_every_key)}
+    out: dict[str, dict[str, float]] = {}
+    for span_name, attrs in spans.items():
+        samples: dict[str, list[float]] = {name: [] for name in redactors}
+        for _ in range(rounds):
+            for name, redactor in redactors.items():
+                started = time.perf_counter_ns()
+                for _ in range(n * 10):
+                    redactor.attributes(attrs)
+                samples[name].append((time.perf_counter_ns() - started) / (n * 10))
+        out[span_name] = {name: median(values) for name, values in samples.items()}
+    return out
 
 
 def child_measure(n: int, rounds: int, sdk: bool, profile: bool, fixes: int = 0) -> dict[str, Any]:
@@ -263,7 +292,8 @@ def child_measure(n: int, rounds: int, sdk: bool, profile: bool, fixes: int = 0)
             hotspots = profile_hotspots(lambda: loop.run_until_complete(many()))
     finally:
         loop.close()
-    return {"samples_ns": samples, "hotspots": hotspots}
+    redaction = _measure_redaction(n, rounds) if sdk and not fixes else {}
+    return {"samples_ns": samples, "hotspots": hotspots, "redaction_ns": redaction}
 
 
 def build_tables(
@@ -289,8 +319,8 @@ def build_tables(
         )
     )
     labels = {
-        1: "full, prototype fix 1 (id keys not redacted)",
-        2: "full, prototype fixes 1-2 (+ histogram only)",
+        1: "full, previous redaction (every value scanned)",
+        2: "full, prototype fix 2 (histogram only, no tool counter)",
     }
     for level, result in sorted((fixed or {}).items()):
         fmed = {name: median(v) for name, v in result["samples_ns"].items()}
@@ -298,8 +328,8 @@ def build_tables(
         table.add(labels[level], round(fmed[FULL_PATH]), f"{fx:.2f}x (own child)", "-")
     if fixed:
         table.notes.append(
-            "Prototype rows: the changes proposed in RESULTS.md patched into a separate child process "
-            "(nothing in the repo changed), each measured against its own bare span in that child."
+            "Comparison rows: a change patched into a separate child process (nothing in the repo changed), "
+            "each measured against its own bare span in that child."
         )
     vanilla_ns = med.get("bare span, plain SDK provider (BSP to null only)")
     if vanilla_ns:
@@ -313,6 +343,20 @@ def build_tables(
         "(null exporter, 60 s): all SDK work except the network, in a fresh child process."
     )
     tables = [table]
+    redaction = on.get("redaction_ns") or {}
+    if redaction:
+        red = Table(
+            "1c. PII redaction of one span's attributes (once at start, once in the exporter's copy)",
+            ["span", "ns (decided by key)", "ns (every value scanned)", "by key / scanned"],
+        )
+        for span_name, by_policy in redaction.items():
+            keyed, scanned = by_policy["by key"], by_policy["every value scanned"]
+            red.add(span_name, round(keyed), round(scanned), f"{keyed / scanned:.2f}x")
+        red.notes.append(
+            "Same process, interleaved rounds: the project's bounded keys (names.SAFE_ATTRIBUTES) are not "
+            "scanned; url.full and other free-text keys still are (percent-decoded when they hold a '%')."
+        )
+        tables.append(red)
     hotspots = on.get("hotspots") or {}
     if hotspots:
         prof = Table(

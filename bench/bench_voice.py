@@ -1,17 +1,17 @@
-"""Item 10: voice. The caller's wait, what an STT or TTS failover costs, how fast a barge-in is heard.
+"""Item 11: voice. The caller's wait, what an STT or TTS failover costs, how fast a barge-in is heard.
 
-- **10a caller's wait**: whole voice calls (espeak-ng caller audio at real-time pace through Silero VAD,
+- **11a caller's wait**: whole voice calls (espeak-ng caller audio at real-time pace through Silero VAD,
   the STT and TTS stand-ins over HTTP, the real agent, LLM stand-ins and CRM): healthy, primary STT
   answering 500, primary TTS answering 500 (with the shipped cooldown policy: one failover, then the
   primary is skipped). p50 / p95 / max of the caller's wait as ``sales_agent.turn.response_latency``
   records it, and each stage's p50. Goal: healthy p95 under 2 s (the product's response claim).
-- **10b TTS failover**: time to a sentence's first audio through ``ChainTTS`` with the primary healthy,
+- **11b TTS failover**: time to a sentence's first audio through ``ChainTTS`` with the primary healthy,
   answering 500 and hanging (cut by the first-byte deadline); beside it livekit's
   ``tts.FallbackAdapter`` with the primary answering 500, at its default ``max_retry_per_tts=2`` and at
   0. A fresh chain per repetition, so every repetition pays the failover. Goal: + under 100 ms.
-- **10c STT failover**: one utterance through ``ChainSTT``, primary healthy vs answering 500 (the backup
+- **11c STT failover**: one utterance through ``ChainSTT``, primary healthy vs answering 500 (the backup
   transcribes the same audio).
-- **10d barge-in**: the caller talks 0.8 s into the agent's greeting; time from their first word to the
+- **11d barge-in**: the caller talks 0.8 s into the agent's greeting; time from their first word to the
   agent's audio being cut, with ``aec_warmup_duration=None`` (ours) and livekit's default 3 s (which
   ignores the caller during the session's first seconds of agent speech). Goal: under 1 s.
 
@@ -110,7 +110,7 @@ async def _calls(
 
 async def caller_wait(workdir: Path, calls: int, seconds_per_char: float) -> Table:
     table = Table(
-        "10a. The caller's wait over whole voice calls (end of speech -> first agent audio), milliseconds",
+        "11a. The caller's wait over whole voice calls (end of speech -> first agent audio), milliseconds",
         ["scenario", "turns", "p50", "p95", "max", *(f"{s} p50" for s in STAGES), "failed calls"],
     )
     healthy_p95: float | None = None
@@ -167,7 +167,7 @@ async def tts_failover(reps: int) -> Table:
         raise RuntimeError("no audio")
 
     table = Table(
-        "10b. TTS: time to a sentence's first audio, milliseconds",
+        "11b. TTS: time to a sentence's first audio, milliseconds",
         ["setup", "p50", "p95", "+p50 vs healthy"],
     )
     async with run_tts_provider("primary") as primary, run_tts_provider("backup") as backup:
@@ -243,7 +243,7 @@ async def stt_failover(reps: int) -> Table:
     call = CallContext("acme", "bench", "bench")
     vad = silero.VAD.load()
     table = Table(
-        "10c. STT: one 2 s utterance through ChainSTT, milliseconds", ["setup", "p50", "p95", "+p50"]
+        "11c. STT: one 2 s utterance through ChainSTT, milliseconds", ["setup", "p50", "p95", "+p50"]
     )
     async with run_stt_provider("primary") as primary, run_stt_provider("backup") as backup:
 
@@ -279,7 +279,7 @@ async def barge_in(workdir: Path, calls: int, seconds_per_char: float) -> Table:
     from agent.simulate.voice_scripts import voice_barge_in
 
     table = Table(
-        "10d. Barge-in: the caller talks 0.8 s into the greeting; seconds until the agent's audio is cut",
+        "11d. Barge-in: the caller talks 0.8 s into the greeting; seconds until the agent's audio is cut",
         ["aec_warmup_duration", "calls", "cut p50", "cut max", "barge-in line heard (call completed)"],
     )
     ours: list[float] = []
@@ -309,7 +309,7 @@ async def barge_in(workdir: Path, calls: int, seconds_per_char: float) -> Table:
     return table
 
 
-PARTS = ("wait", "tts", "stt", "barge-in")  # 10a-10d; wait and barge-in run whole calls in real time
+PARTS = ("wait", "tts", "stt", "barge-in")  # 11a-11d; wait and barge-in run whole calls in real time
 
 
 async def _run_all(quick: bool, parts: tuple[str, ...]) -> list[Table]:

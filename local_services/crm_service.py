@@ -10,10 +10,12 @@ sharing a test process.)
 Per-tenant data (header ``X-Tenant-Id``); writes honour ``Idempotency-Key`` (same key -> applied
 once, the first response replayed). Contact upserts merge (a field not given keeps the stored value)
 and a lead update follows the lead-merge rule (``_lead_applies``), so a later caller cannot erase a
-lead. Fault injection for tests and demos: ``POST /admin/fault``
-``{"mode": "ok|down|slow|500|429", "delay_s": 2, "retry_after": 1, "count": null, "style": "503|reset"}``
-(``count``: fault only the next N requests; ``down`` answers 503, or drops the connection with
-``"style": "reset"``); ``GET /admin/stats``; ``POST /admin/reset`` (counters and fault; data stays).
+lead. The contact key travels in the body (``contact_key``), never in the URL. Fault injection for
+tests and demos: ``POST /admin/fault``
+``{"mode": "ok|down|slow|500|429", "delay_s": 2, "retry_after": 1, "count": null, "style": "503|reset",
+"ratio": 1.0}`` (``count``: fault only the next N requests; ``down`` answers 503, or drops the
+connection with ``"style": "reset"``; ``ratio``: the share of requests faulted, at random);
+``GET /admin/stats``; ``POST /admin/reset`` (counters and fault; data stays).
 
 Run: ``sales-agent crm-service --host 127.0.0.1 --port 8090 --db crm.sqlite3`` (``--port 0``: a free
 port, announced as ``READY <port>``).
@@ -26,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import sqlite3
 import uuid
 from collections import Counter
@@ -78,6 +81,7 @@ class Fault:
     retry_after: float = 1.0
     count: int | None = None  # None: until changed
     style: str = "503"
+    ratio: float = 1.0  # the share of requests the fault hits, at random (0.3: a flaky CRM)
 
 
 @dataclass
@@ -175,6 +179,16 @@ def _tenant(request: web.Request) -> str:
     return tenant
 
 
+def _contact_key(body: dict[str, Any]) -> str:
+    key = body.get("contact_key")
+    if not isinstance(key, str) or not key.strip():
+        raise web.HTTPUnprocessableEntity(
+            text=json.dumps({"error": "invalid_contact_key", "message": "contact_key is required"}),
+            content_type="application/json",
+        )
+    return key
+
+
 class _Body(BaseModel):
     """The types of the fields a handler reads (other fields pass through unchecked). A body of the
     wrong shape is answered 400 ``invalid_body`` naming the field, never 500 from SQLite or ``float()``."""
@@ -182,7 +196,14 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-class _ContactBody(_Body):
+class _KeyedBody(_Body):
+    """A request about one contact: its key travels in the body, never in the URL (access logs,
+    ``url.full`` on client spans and error texts would carry it)."""
+
+    contact_key: str | None = None
+
+
+class _ContactBody(_KeyedBody):
     name: str | None = None
     company: str | None = None
     role: str | None = None
@@ -190,19 +211,18 @@ class _ContactBody(_Body):
     phone: str | None = None
 
 
-class _NoteBody(_Body):
+class _NoteBody(_KeyedBody):
     text: str | None = None
 
 
-class _LeadBody(_Body):
+class _LeadBody(_KeyedBody):
     status: str | None = None
     score: float | None = None
     band: str | None = None
     source: str | None = None  # the call that qualified the lead (the lead rule)
 
 
-class _BookingBody(_Body):
-    contact_key: str | None = None
+class _BookingBody(_KeyedBody):
     start: str | None = None
     duration_minutes: int | None = None
 
@@ -213,6 +233,7 @@ class _FaultBody(_Body):
     retry_after: float = Field(default=1.0, ge=0)
     count: int | None = Field(default=None, ge=0)
     style: Literal["503", "reset"] = "503"
+    ratio: float = 1.0  # the share of requests faulted, in (0, 1]
 
 
 async def _json_body(request: web.Request, shape: type[_Body]) -> dict[str, Any]:
@@ -240,10 +261,11 @@ class CrmService:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[_tracing_middleware, self._fault_middleware])
         app.router.add_get("/healthz", self.healthz)
-        app.router.add_put("/v1/contacts/{key}", self.upsert_contact)
-        app.router.add_get("/v1/contacts/{key}", self.get_contact)
-        app.router.add_post("/v1/contacts/{key}/notes", self.add_note)
-        app.router.add_put("/v1/contacts/{key}/lead", self.set_lead)
+        # The contact key is in the body (agent/crm/README.md): no e-mail or phone number in any URL.
+        app.router.add_put("/v1/contacts", self.upsert_contact)
+        app.router.add_post("/v1/contacts/lookup", self.get_contact)
+        app.router.add_post("/v1/contacts/notes", self.add_note)
+        app.router.add_put("/v1/contacts/lead", self.set_lead)
         app.router.add_get("/v1/calendar/slots", self.list_slots)
         app.router.add_post("/v1/calendar/bookings", self.book)
         app.router.add_delete("/v1/calendar/bookings/{booking_id}", self.cancel)
@@ -264,7 +286,7 @@ class CrmService:
         route = request.match_info.route.resource
         self.stats.by_route[f"{request.method} {route.canonical if route else request.path}"] += 1
         fault = self.fault
-        if fault.mode == "ok":
+        if fault.mode == "ok" or (fault.ratio < 1.0 and random.random() >= fault.ratio):
             return await handler(request)
         self.stats.faulted += 1
         if fault.count is not None:
@@ -288,7 +310,8 @@ class CrmService:
         self, request: web.Request, tenant: str, body: dict[str, Any], fn: WriteFn
     ) -> web.Response:
         key = request.headers.get("Idempotency-Key")
-        fingerprint = f"{request.method} {request.path}"
+        # The same key for another contact is another request, though the path is the same.
+        fingerprint = f"{request.method} {request.path} {body.get('contact_key', '')}"
         db = self.store.db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -325,8 +348,9 @@ class CrmService:
         return web.json_response({"status": "ok"})
 
     async def upsert_contact(self, request: web.Request) -> web.Response:
-        tenant, key = _tenant(request), request.match_info["key"]
+        tenant = _tenant(request)
         body = await _json_body(request, _ContactBody)
+        key = _contact_key(body)
         if not isinstance(body.get("name"), str) or not body["name"].strip():
             return _error(422, "invalid_contact", "name is required")
 
@@ -355,15 +379,17 @@ class CrmService:
         return await self._write(request, tenant, body, write)
 
     async def get_contact(self, request: web.Request) -> web.Response:
-        tenant, key = _tenant(request), request.match_info["key"]
+        tenant = _tenant(request)
+        key = _contact_key(await _json_body(request, _KeyedBody))
         contact = self.store.contact(tenant, key)
         if contact is None:
             return _error(404, "contact_not_found", "no such contact (save the contact first)")
         return web.json_response(contact)
 
     async def add_note(self, request: web.Request) -> web.Response:
-        tenant, key = _tenant(request), request.match_info["key"]
+        tenant = _tenant(request)
         body = await _json_body(request, _NoteBody)
+        key = _contact_key(body)
         text = body.get("text")
         if not isinstance(text, str) or not text.strip():
             return _error(422, "invalid_note", "text is required")
@@ -385,8 +411,9 @@ class CrmService:
         return await self._write(request, tenant, body, write)
 
     async def set_lead(self, request: web.Request) -> web.Response:
-        tenant, key = _tenant(request), request.match_info["key"]
+        tenant = _tenant(request)
         body = await _json_body(request, _LeadBody)
+        key = _contact_key(body)
         if not isinstance(body.get("status"), str):
             return _error(422, "invalid_lead", "status is required")
 
@@ -500,12 +527,16 @@ class CrmService:
         if mode not in CRM_FAULT_MODES:
             return _error(422, "invalid_fault", f"mode must be one of {', '.join(CRM_FAULT_MODES)}")
         count = body.get("count")
+        ratio = float(body.get("ratio", 1.0))
+        if not 0.0 < ratio <= 1.0:
+            return _error(422, "invalid_fault", "ratio must be a number in (0, 1]")
         self.fault = Fault(
             mode=mode,  # type: ignore[arg-type]  # checked against CRM_FAULT_MODES above
             delay_s=float(body.get("delay_s", 2.0)),
             retry_after=float(body.get("retry_after", 1.0)),
             count=int(count) if count is not None else None,
             style=str(body.get("style", "503")),
+            ratio=ratio,
         )
         log.info("crm fault set: %s", self.fault)
         return web.json_response({"mode": mode})

@@ -6,12 +6,17 @@ and counts spans, metric data points and log records, so "0 dropped" is checked 
 arrived, not what was sent. The last ``keep`` decoded requests per signal stay in memory for
 in-process callers (``running.received.traces`` ...).
 
+``--keep-bodies DIR`` also writes every decoded request (protobuf, one file per request) to DIR, for
+scans of what really left a process (the PII test, ``sales-agent gameday``). ``GET /metrics`` answers
+in Prometheus' text format, so a Prometheus can scrape the stand-in's health as it scrapes a Collector.
+
 Faults (``POST /admin/fault`` ``{"mode": "ok|hang"}`` or ``--fault``): ``ok`` answers at once;
 ``hang`` reads the request and never answers (a wedged collector), on HTTP and gRPC alike. "Down" is
 no sink at all: a closed port. ``GET /admin/stats`` returns the counters, ``POST /admin/reset`` zeroes
 them, forgets the kept requests and clears the fault; ``GET /health`` is liveness.
 
     sales-agent otlp-sink [--host 127.0.0.1] [--port 4318] [--grpc-port 4317] [--fault ok|hang] [--keep N]
+                          [--keep-bodies DIR]
 
 Hand-written on aiohttp and grpc.aio (both already dependencies): the Collector is not installable
 here, and its debug exporter neither counts nor answers an admin API.
@@ -22,10 +27,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -119,7 +126,7 @@ class Received:
 class OtlpSink:
     """The receiver's state (fault, counters, kept requests) and its HTTP application."""
 
-    def __init__(self, fault: str = "ok", keep: int = DEFAULT_KEEP) -> None:
+    def __init__(self, fault: str = "ok", keep: int = DEFAULT_KEEP, keep_bodies: Path | None = None) -> None:
         if fault not in OTLP_SINK_FAULT_MODES:
             raise ValueError(
                 f"unknown fault mode {fault!r}; expected one of {', '.join(OTLP_SINK_FAULT_MODES)}"
@@ -128,6 +135,10 @@ class OtlpSink:
             raise ValueError(f"keep must be at least 1, got {keep}")
         self.fault = fault
         self.keep = keep
+        self.keep_bodies = keep_bodies
+        self._body_numbers = itertools.count(1)
+        if keep_bodies is not None:
+            keep_bodies.mkdir(parents=True, exist_ok=True)
         self.stats = SinkStats()
         self.received = Received(keep)
         self._release = asyncio.Event()  # set at shutdown: hung requests end then
@@ -136,6 +147,7 @@ class OtlpSink:
             [
                 web.post("/v1/{signal:traces|metrics|logs}", self._http_export),
                 web.get("/health", self._health),
+                web.get("/metrics", self._metrics),
                 web.post("/admin/fault", self._set_fault),
                 web.get("/admin/stats", self._stats),
                 web.post("/admin/reset", self._reset),
@@ -151,6 +163,9 @@ class OtlpSink:
         self.stats.requests[key] = self.stats.requests.get(key, 0) + 1
         setattr(self.stats, signal.counter, getattr(self.stats, signal.counter) + signal.count(message))
         self.received.of(signal.name).append(message)  # type: ignore[arg-type]
+        if self.keep_bodies is not None:
+            path = self.keep_bodies / f"{next(self._body_numbers):07d}-{signal.name}.pb"
+            path.write_bytes(message.SerializeToString())
 
     def release(self) -> None:
         self._release.set()
@@ -170,6 +185,14 @@ class OtlpSink:
 
     async def _health(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        s = self.stats
+        lines = ["# TYPE otlp_sink_requests_total counter"]
+        lines += [f'otlp_sink_requests_total{{request="{key}"}} {n}' for key, n in sorted(s.requests.items())]
+        for name in ("spans", "metric_points", "log_records"):
+            lines += [f"# TYPE otlp_sink_{name}_total counter", f"otlp_sink_{name}_total {getattr(s, name)}"]
+        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
     async def _set_fault(self, request: web.Request) -> web.Response:
         mode = await requested_fault(request, OTLP_SINK_FAULT_MODES)
@@ -257,10 +280,11 @@ async def run_otlp_sink(
     grpc_port: int | None = None,
     fault: str = "ok",
     keep: int = DEFAULT_KEEP,
+    keep_bodies: Path | None = None,
 ) -> AsyncIterator[RunningOtlpSink]:
     """Serve a sink in this event loop for the block (``port=0`` / ``grpc_port=0`` pick free ports;
     ``grpc_port=None`` serves HTTP only)."""
-    sink = OtlpSink(fault, keep)
+    sink = OtlpSink(fault, keep, keep_bodies)
     runner = web.AppRunner(sink.app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     grpc_server = None
@@ -290,6 +314,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--fault", default="ok", choices=OTLP_SINK_FAULT_MODES, help="fault mode at start")
     parser.add_argument("--keep", type=int, default=DEFAULT_KEEP, help="decoded requests kept per signal")
+    parser.add_argument("--keep-bodies", type=Path, default=None, help="write every request's protobuf here")
     return parser
 
 
@@ -298,7 +323,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return serve_main(
         "otlp-sink",
         lambda: run_otlp_sink(
-            args.host, args.port, grpc_port=args.grpc_port, fault=args.fault, keep=args.keep
+            args.host,
+            args.port,
+            grpc_port=args.grpc_port,
+            fault=args.fault,
+            keep=args.keep,
+            keep_bodies=args.keep_bodies,
         ),
         host=args.host,
         port=args.port,

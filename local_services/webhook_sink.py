@@ -10,6 +10,8 @@ Routes:
   answered 400 with the reason, and still kept (as ``error`` + the start of the raw body).
 - ``GET /``: the kept notifications, newest first, as JSON (``?limit=N`` to shorten).
 - ``GET /health``: liveness for the container healthcheck.
+- ``GET /runbooks/<AlertName>.md`` (with ``--runbooks DIR``): the runbook pages, as Markdown text, so
+  the alerts' ``runbook_url`` links (``RUNBOOK_BASE_URL`` in compose) open something locally.
 - ``POST /admin/fault`` ``{"mode": "ok|500"}``: ``500`` answers every notification with HTTP 500 (and
   keeps nothing), so Alertmanager's retries and ``alertmanager_notifications_failed_total`` can be seen;
   ``GET /admin/stats``: counts; ``POST /admin/reset``: forget everything, fault back to ``ok``.
@@ -23,10 +25,12 @@ import argparse
 import contextlib
 import json
 import logging
+import re
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -38,6 +42,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_KEEP = 200
 RAW_PREVIEW_CHARS = 2000
+_RUNBOOK_NAME = re.compile(r"[A-Za-z0-9_-]+\.md")  # a page name, never a path
 
 
 def summarize(path: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -65,14 +70,17 @@ def summarize(path: str, payload: dict[str, Any]) -> dict[str, Any]:
 class NotificationSink:
     """Keeps the last ``keep`` notifications; ``app`` is the aiohttp application serving them."""
 
-    def __init__(self, keep: int = DEFAULT_KEEP, fault: str = "ok") -> None:
+    def __init__(self, keep: int = DEFAULT_KEEP, fault: str = "ok", runbooks: Path | None = None) -> None:
         if keep < 1:
             raise ValueError(f"keep must be at least 1, got {keep}")
         if fault not in WEBHOOK_SINK_FAULT_MODES:
             raise ValueError(
                 f"unknown fault mode {fault!r}; expected one of {', '.join(WEBHOOK_SINK_FAULT_MODES)}"
             )
+        if runbooks is not None and not runbooks.is_dir():
+            raise ValueError(f"--runbooks: {runbooks} is not a directory")
         self.fault = fault
+        self.runbooks = runbooks
         self.notifications: deque[dict[str, Any]] = deque(maxlen=keep)
         self.received_total = 0
         self.rejected_total = 0
@@ -82,6 +90,7 @@ class NotificationSink:
             [
                 web.get("/", self._list),
                 web.get("/health", self._health),
+                web.get("/runbooks/{name}", self._runbook),
                 web.post("/admin/fault", self._set_fault),
                 web.get("/admin/stats", self._stats),
                 web.post("/admin/reset", self._reset),
@@ -134,6 +143,15 @@ class NotificationSink:
     async def _health(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
+    async def _runbook(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if self.runbooks is None:
+            return web.json_response({"error": "no runbooks served (start with --runbooks DIR)"}, status=404)
+        page = self.runbooks / name
+        if not _RUNBOOK_NAME.fullmatch(name) or not page.is_file():
+            return web.json_response({"error": f"no runbook {name!r}"}, status=404)
+        return web.Response(text=page.read_text(encoding="utf-8"), content_type="text/markdown")
+
     async def _set_fault(self, request: web.Request) -> web.Response:
         mode = await requested_fault(request, WEBHOOK_SINK_FAULT_MODES)
         self.fault = mode
@@ -171,10 +189,14 @@ class RunningSink:
 
 @contextlib.asynccontextmanager
 async def run_webhook_sink(
-    host: str = "127.0.0.1", port: int = 0, keep: int = DEFAULT_KEEP, fault: str = "ok"
+    host: str = "127.0.0.1",
+    port: int = 0,
+    keep: int = DEFAULT_KEEP,
+    fault: str = "ok",
+    runbooks: Path | None = None,
 ) -> AsyncIterator[RunningSink]:
     """Serve a sink in this event loop for the block (``port=0`` picks a free port)."""
-    sink = NotificationSink(keep, fault)
+    sink = NotificationSink(keep, fault, runbooks)
     runner = web.AppRunner(sink.app, access_log=None)
     await runner.setup()
     try:
@@ -191,14 +213,20 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8300, help="0 picks a free port (see the READY line)")
     parser.add_argument("--keep", type=int, default=DEFAULT_KEEP, help="notifications kept for GET /")
     parser.add_argument("--fault", default="ok", choices=WEBHOOK_SINK_FAULT_MODES, help="fault mode at start")
+    parser.add_argument(
+        "--runbooks", type=Path, default=None, help="serve this directory's runbook pages at /runbooks/"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_arg_parser().parse_args(argv)
+    parser = build_arg_parser()
+    args = parser.parse_args(argv)
+    if args.runbooks is not None and not args.runbooks.is_dir():
+        parser.error(f"--runbooks: {args.runbooks} is not a directory")
     return serve_main(
         "webhook-sink",
-        lambda: run_webhook_sink(args.host, args.port, args.keep, args.fault),
+        lambda: run_webhook_sink(args.host, args.port, args.keep, args.fault, args.runbooks),
         host=args.host,
         port=args.port,
     )

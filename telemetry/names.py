@@ -27,6 +27,7 @@ OPERATION: Final = "operation"  # tool or client operation name, e.g. "capture_b
 OUTCOME: Final = "outcome"  # ok | error | ... (each metric documents its values)
 ERROR_TYPE: Final = error_attributes.ERROR_TYPE  # "error.type": a code from ERROR_TYPES below
 ERROR_CATEGORY: Final = "error.category"  # validation | dependency | internal
+ERROR_MESSAGE: Final = "error.message"  # semconv; spans only: our own status message (span_status.py)
 DEPENDENCY: Final = "dependency"  # crm | calendar | llm | outbox | otlp ...
 
 # GenAI semantic conventions (used on spans and as bounded metric labels)
@@ -54,11 +55,13 @@ BREAKER_FROM: Final = "circuit_breaker.from_state"
 BREAKER_TO: Final = "circuit_breaker.to_state"
 IDEMPOTENCY_KEY: Final = "sales_agent.idempotency_key"  # spans only
 OUTBOX_STEP: Final = "outbox.step"  # add | claim | complete | release | park | read | requeue
+OUTBOX_TAKEOVER_REASON: Final = "outbox.takeover_reason"  # lease_expired | owner_gone
+COOLDOWN_STEP: Final = "cooldown.step"  # read | record_failure | record_success (shared cooldowns)
 
 # Sessions and business
 SESSION_OUTCOME: Final = "session.outcome"  # completed | expired | idle | evicted | error
 SESSION_REJECT_REASON: Final = "session.reject_reason"  # capacity | tenant_capacity (sessions.rejected)
-CALL_OUTCOME: Final = "call.outcome"  # converted | not_interested | callback | dropped | error
+CALL_OUTCOME: Final = "call.outcome"  # converted | not_interested | callback | dropped | failed | error
 LEAD_BAND: Final = "lead.band"  # hot | warm | cold
 HEALTH_CHECK: Final = "health.check"  # check name
 TELEMETRY_SIGNAL: Final = "telemetry.signal"  # traces | metrics | logs
@@ -70,6 +73,26 @@ TURN_MODE: Final = "sales_agent.turn.mode"  # text | voice
 TURN_STAGE: Final = "sales_agent.turn.stage"  # endpointing | stt | llm | tools | tts
 UNANSWERED_REASON: Final = "sales_agent.turn.unanswered_reason"  # empty_transcript | stt_failed | call_ended
 CALL_END_REASON: Final = "sales_agent.call.end_reason"  # span attribute: stt_unavailable | tts_unavailable
+
+# Attributes whose values the project itself produces - bounded vocabularies, generated ids, numbers -
+# and never carry user input: PII redaction leaves them unscanned (telemetry/redaction.py). Not call.id
+# (in the LiveKit worker it is the room name, which a telephony integration may build from the caller's
+# number). Keys carrying user data are named with a `pii` segment instead, as LiveKit's `lk.pii.*`
+# are (PII_SEGMENT): redaction drops their values whole, without scanning them.
+SAFE_ATTRIBUTES: Final = frozenset(
+    {
+        TENANT_ID, SESSION_ID, OPERATION, OUTCOME, ERROR_TYPE, ERROR_CATEGORY, DEPENDENCY,
+        GEN_AI_OPERATION_NAME, GEN_AI_PROVIDER_NAME, GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL,
+        GEN_AI_USAGE_INPUT_TOKENS, GEN_AI_USAGE_OUTPUT_TOKENS, GEN_AI_TOKEN_TYPE, LLM_ATTEMPT,
+        LLM_CHAIN_POSITION, FALLBACK_FROM, FALLBACK_TO, FALLBACK_REASON, RETRY_ATTEMPT, RETRY_AFTER,
+        BREAKER_FROM, BREAKER_TO, IDEMPOTENCY_KEY, SESSION_OUTCOME, SESSION_REJECT_REASON,
+        CALL_OUTCOME, LEAD_BAND, HEALTH_CHECK, TELEMETRY_SIGNAL,
+        SPEECH_ATTEMPT, SPEECH_REPLAYED, TURN_MODE, TURN_STAGE, UNANSWERED_REASON, CALL_END_REASON,
+        # HTTP semantic conventions whose values are methods, codes and route templates.
+        "http.request.method", "http.response.status_code", "http.route", "server.port",
+    }
+)  # fmt: skip
+PII_SEGMENT: Final = "pii"
 
 # Attributes that must never become metric labels (unbounded). LiveKit's own job attribution
 # (room/job ids) is listed too: livekit-agents stamps it on every measurement.
@@ -139,7 +162,6 @@ ERROR_TYPES: Final[Mapping[str, str]] = {
     "no_usable_speech_provider": "no provider of the STT or TTS chain has its API key",
     "invalid_llm_config": "the LLM settings file (SALES_AGENT_LLM_CONFIG) is missing or invalid",
     "invalid_speech_config": "the STT or TTS settings file (SALES_AGENT_STT_CONFIG / _TTS_CONFIG) is invalid",
-    "redis_cooldowns_unsupported": "SALES_AGENT_LLM_REDIS_URL is set; cooldowns are per process, not Redis",
 }
 
 # --- Metrics ----------------------------------------------------------------------------------
@@ -185,6 +207,10 @@ OUTBOX_DELIVERED: Final = "sales_agent.outbox.delivered"  # counter; dependency,
 OUTBOX_FAILED: Final = "sales_agent.outbox.failed"  # counter; dependency, operation, error.type
 OUTBOX_DEAD_LETTERS: Final = "sales_agent.outbox.dead_letters"  # gauge {entry}; dependency
 OUTBOX_STORAGE_ERRORS: Final = "sales_agent.outbox.storage_errors"  # counter; outbox.step
+OUTBOX_CLAIMS: Final = "sales_agent.outbox.claims"  # counter {claim}; dependency (live writes + drainers)
+OUTBOX_LEASE_TAKEOVERS: Final = "sales_agent.outbox.lease_takeovers"  # counter; dependency, takeover reason
+LLM_SHARED_COOLDOWNS_AVAILABLE: Final = "sales_agent.llm.shared_cooldowns.available"  # gauge 1/0 (Redis)
+LLM_SHARED_COOLDOWNS_FALLBACKS: Final = "sales_agent.llm.shared_cooldowns.fallbacks"  # counter; step
 
 # Tools and errors (the spec's withErrorHandling)
 TOOL_CALLS: Final = "sales_agent.tool.calls"  # counter; operation, outcome, tenant

@@ -7,8 +7,14 @@ we must not rely on every deployment running one), so this is hand-written:
   ``password``, ``token`` - but not token counts such as ``gen_ai.usage.input_tokens``) are replaced
   whole; values that look like keys (``sk-...``, ``Bearer ...``, ``?api_key=...``) anywhere are masked.
   Always on: API keys never leave the process.
-- PII: e-mail addresses and phone numbers inside string values and log bodies. On by default
-  (``SALES_AGENT_REDACT_PII``).
+- PII: e-mail addresses and phone numbers inside string values and log bodies, also when they are
+  percent-encoded (``ann%40acme.com``, ``%2B1415...``: a URL, or an exception quoting one). On by
+  default (``SALES_AGENT_REDACT_PII``).
+
+Redaction is decided by the attribute key first, before any value is scanned: credential keys are
+replaced; keys with a ``pii`` segment (LiveKit's ``lk.pii.*`` convention) carry user data and are
+replaced whole; the project's own bounded keys (``names.SAFE_ATTRIBUTES``: tenant, operation, outcome,
+error type, model...) never carry user input and are not scanned at all. Only the rest is scanned.
 
 Span attributes are immutable once the span has ended, so spans are redacted twice: in ``on_start``
 (what other processors see) and, completely, by ``RedactingSpanExporter`` which hands the wrapped
@@ -17,16 +23,20 @@ exporter a redacted copy of every finished span (attributes, events, links, stat
 
 from __future__ import annotations
 
+import enum
 import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+from urllib.parse import unquote, unquote_plus
 
 from opentelemetry.context import Context
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.trace import Link, Status
+from opentelemetry.trace import Link, Status, StatusCode
+
+from telemetry import names
 
 REDACTED = "[REDACTED]"
 EMAIL_MASK = "[EMAIL]"
@@ -87,13 +97,37 @@ def _maybe_sensitive(value: str) -> bool:
 _SECRET_KEY_PARTS = ("api_key", "apikey", "api-key", "authorization", "secret", "password", "token")
 
 
-@functools.lru_cache(maxsize=4096)  # attribute keys are a small, fixed set; this runs for every attribute
 def _is_secret_key(key: str) -> bool:
     lowered = key.lower()
     if not any(part in lowered for part in _SECRET_KEY_PARTS):
         return False
     # Token *counts* and token types are usage metrics, not credentials.
     return not ("tokens" in lowered or "token.type" in lowered or "token_type" in lowered)
+
+
+class KeyPolicy(enum.Enum):
+    SECRET = "secret"  # a credential: replaced whole, always
+    PII = "pii"  # user data by name (a `pii` segment): replaced whole when PII redaction is on
+    SAFE = "safe"  # the project's bounded values: never scanned
+    SCAN = "scan"  # anything else: values scanned for secrets and PII
+
+
+@functools.lru_cache(maxsize=4096)  # attribute keys are a small, fixed set; this runs for every attribute
+def key_policy(key: str) -> KeyPolicy:
+    if _is_secret_key(key):
+        return KeyPolicy.SECRET
+    if names.PII_SEGMENT in key.lower().split("."):
+        return KeyPolicy.PII
+    if key in names.SAFE_ATTRIBUTES:
+        return KeyPolicy.SAFE
+    return KeyPolicy.SCAN
+
+
+def _percent_decoded(value: str) -> list[str]:
+    """The forms a percent-encoded value takes decoded (once, twice, with '+' as a space)."""
+    once = unquote(value)
+    forms = [once, unquote(once), unquote_plus(value)]
+    return [form for form in dict.fromkeys(forms) if form != value]
 
 
 def _digits(text: str) -> int:
@@ -103,12 +137,24 @@ def _digits(text: str) -> int:
 class Redactor:
     """Pure string/attribute redaction; shared by the span, log and stderr paths."""
 
-    def __init__(self, *, pii: bool = True) -> None:
+    def __init__(self, *, pii: bool = True, policy: Callable[[str], KeyPolicy] = key_policy) -> None:
         self.pii = pii
+        self._policy = policy  # injectable so the benchmark can compare with scanning every key
 
     def text(self, value: str) -> str:
+        if "%" in value:
+            # A percent-encoded e-mail or phone number ("%40", "%2B") is matched in its decoded form;
+            # the decoded, redacted text replaces the original then.
+            for decoded in _percent_decoded(value):
+                if _maybe_sensitive(decoded):
+                    redacted = self._scan(decoded)
+                    if redacted != decoded:
+                        return redacted
         if not _maybe_sensitive(value):
             return value
+        return self._scan(value)
+
+    def _scan(self, value: str) -> str:
         for pattern in _SECRET_VALUES:
             value = pattern.sub(REDACTED, value)
         value = _SECRET_PARAM.sub(lambda m: m.group(1) + REDACTED, value)
@@ -118,7 +164,10 @@ class Redactor:
         return value
 
     def value(self, key: str, value: Any) -> Any:
-        if _is_secret_key(key) and not isinstance(value, bool | int | float):
+        policy = self._policy(key)
+        if policy is KeyPolicy.SAFE or isinstance(value, bool | int | float):
+            return value
+        if policy is KeyPolicy.SECRET or (policy is KeyPolicy.PII and self.pii):
             return REDACTED
         if isinstance(value, str):
             return self.text(value)
@@ -177,7 +226,11 @@ class RedactingSpanExporter(SpanExporter):
         events = [Event(e.name, r.attributes(e.attributes), e.timestamp) for e in span.events]
         links = [Link(link.context, r.attributes(link.attributes)) for link in span.links]
         status = span.status
-        if status.description:
+        own_message = (span.attributes or {}).get(names.ERROR_MESSAGE)
+        if status.status_code is StatusCode.ERROR and isinstance(own_message, str):
+            # Ours (telemetry/span_status.py): restored where LiveKit's PII filter replaced it.
+            status = Status(StatusCode.ERROR, r.text(own_message))
+        elif status.description:
             status = Status(status.status_code, r.text(status.description))
         return ReadableSpan(
             name=span.name,

@@ -5,6 +5,13 @@ opentelemetry-instrumentation-system-metrics exists but still emits the pre-1.0 
 instruments below follow the current conventions (``process.*``, ``system.*``).
 Cardinality is kept low: CPU by mode (not per core), filesystems only for the configured mount
 points, network I/O per interface and direction.
+
+CPU is exported as the cumulative counters ``system.cpu.time`` / ``process.cpu.time`` (seconds by
+mode): alert rules and dashboards take ``rate()`` of them over a window of their choosing, which no
+collection can disturb. The ``*.cpu.utilization`` gauges are kept for quick looks, but each reading
+covers a trailing window of at least ``CPU_WINDOW_S`` (``CpuWindow``): psutil's ``cpu_percent(None)``
+measures "since the previous call", and every reader (a scrape, the OTLP reader, an in-memory reader)
+is a caller, so a busy host read twice in a row looked idle on the second read.
 """
 
 from __future__ import annotations
@@ -13,7 +20,10 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterable
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 
 import psutil
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -23,6 +33,7 @@ from telemetry import names
 log = logging.getLogger(__name__)
 
 METER_NAME = "sales_agent.runtime"
+CPU_WINDOW_S = 30.0  # the utilization gauges' shortest window, whoever reads them and how often
 
 
 def _safe(fn: Callable[[], Iterable[Observation]]) -> Callable[[CallbackOptions], Iterable[Observation]]:
@@ -45,9 +56,8 @@ class SystemMetrics:
         self._process = psutil.Process()
         self._cpu_count = psutil.cpu_count() or 1
         self._mountpoints = tuple(mountpoints)
-        # The first cpu_percent() calls return 0.0 and set the baseline.
-        self._process.cpu_percent(None)
-        psutil.cpu_times_percent(None)
+        self._system_cpu_window = CpuWindow(system_cpu_seconds)
+        self._process_cpu_window = CpuWindow(self._process_cpu_seconds, wall_clock_share=self._cpu_count)
         self._register(meter)
 
     def _register(self, m: Meter) -> None:
@@ -58,7 +68,7 @@ class SystemMetrics:
             "process.cpu.utilization",
             [_safe(self._process_cpu_utilization)],
             unit="1",
-            description="Process CPU time / wall time / logical CPUs since the last observation",
+            description=f"Process CPU time / wall time / CPUs over the last {CPU_WINDOW_S:g} s or more",
         )
         m.create_observable_up_down_counter(
             "process.memory.usage", [_safe(self._rss)], unit="By", description="Resident set size"
@@ -75,8 +85,17 @@ class SystemMetrics:
         m.create_observable_up_down_counter(
             "process.thread.count", [_safe(self._threads)], unit="{thread}", description="OS threads"
         )
+        m.create_observable_counter(
+            "system.cpu.time",
+            [_safe(self._system_cpu_time)],
+            unit="s",
+            description="Host CPU seconds by mode, summed over all logical CPUs",
+        )
         m.create_observable_gauge(
-            "system.cpu.utilization", [_safe(self._system_cpu)], unit="1", description="Host CPU by mode"
+            "system.cpu.utilization",
+            [_safe(self._system_cpu)],
+            unit="1",
+            description=f"Host CPU by mode over the last {CPU_WINDOW_S:g} s or more",
         )
         m.create_observable_up_down_counter(
             "system.memory.usage", [_safe(self._memory_usage)], unit="By", description="Host memory by state"
@@ -108,8 +127,13 @@ class SystemMetrics:
             Observation(times.system, {"cpu.mode": "system"}),
         ]
 
+    def _process_cpu_seconds(self) -> dict[str, float]:
+        times = self._process.cpu_times()
+        return {"busy": times.user + times.system}
+
     def _process_cpu_utilization(self) -> Iterable[Observation]:
-        return [Observation(self._process.cpu_percent(None) / 100.0 / self._cpu_count)]
+        shares = self._process_cpu_window.shares()
+        return [Observation(shares["busy"])] if shares else []
 
     def _rss(self) -> Iterable[Observation]:
         return [Observation(self._process.memory_info().rss)]
@@ -123,9 +147,12 @@ class SystemMetrics:
     def _threads(self) -> Iterable[Observation]:
         return [Observation(self._process.num_threads())]
 
+    def _system_cpu_time(self) -> Iterable[Observation]:
+        return [Observation(seconds, {"cpu.mode": mode}) for mode, seconds in system_cpu_seconds().items()]
+
     def _system_cpu(self) -> Iterable[Observation]:
-        percents = psutil.cpu_times_percent(None)._asdict()
-        return [Observation(value / 100.0, {"cpu.mode": mode}) for mode, value in percents.items()]
+        shares = self._system_cpu_window.shares()
+        return [Observation(share, {"cpu.mode": mode}) for mode, share in shares.items()]
 
     def _memory_states(self) -> tuple[int, dict[str, int]]:
         vm = psutil.virtual_memory()
@@ -165,6 +192,65 @@ class SystemMetrics:
             out.append(Observation(counters.bytes_sent, {**nic_attrs, "network.io.direction": "transmit"}))
             out.append(Observation(counters.bytes_recv, {**nic_attrs, "network.io.direction": "receive"}))
         return out
+
+
+# Linux counts guest time inside user/nice as well: summing every mode would count it twice.
+_OVERLAPPING_CPU_MODES = frozenset({"guest", "guest_nice"})
+
+
+def system_cpu_seconds() -> dict[str, float]:
+    """Cumulative host CPU seconds by mode (guest time is inside user/nice already)."""
+    times = psutil.cpu_times()._asdict()
+    return {mode: seconds for mode, seconds in times.items() if mode not in _OVERLAPPING_CPU_MODES}
+
+
+class CpuWindow:
+    """CPU shares over a trailing window of at least ``window_s``, however often they are read.
+
+    Each read appends a sample of the cumulative CPU seconds and compares it with the newest sample
+    that is at least ``window_s`` old (or the oldest one while the window fills), so two readers
+    collecting a second apart both see the same busy minute. ``read()`` returns cumulative seconds
+    by mode; the shares are each mode's part of all CPU seconds (host: sums to 1), or, with
+    ``wall_clock_share`` (logical CPUs), each mode's seconds per wall-clock second per CPU (a process).
+    Hand-written: psutil only offers "since the previous call".
+    """
+
+    def __init__(
+        self,
+        read: Callable[[], Mapping[str, float]],
+        *,
+        window_s: float = CPU_WINDOW_S,
+        wall_clock_share: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._read = read
+        self._window_s = window_s
+        self._cpus = wall_clock_share
+        self._clock = clock
+        self._lock = threading.Lock()  # readers collect from their own threads
+        self._samples: deque[tuple[float, Mapping[str, float]]] = deque()
+        self._samples.append((clock(), read()))
+
+    def shares(self) -> dict[str, float]:
+        """Shares by mode over the window; empty until some time and CPU has passed."""
+        with self._lock:
+            now, current = self._clock(), self._read()
+            samples = self._samples
+            samples.append((now, current))
+            # Keep exactly one sample older than the window: the base of the next reading.
+            while len(samples) > 2 and now - samples[1][0] >= self._window_s:
+                samples.popleft()
+            base_time, base = samples[0]
+        elapsed = now - base_time
+        deltas = {mode: max(0.0, current[mode] - base.get(mode, 0.0)) for mode in current}
+        if self._cpus is not None:
+            if elapsed <= 0:
+                return {}
+            return {mode: delta / elapsed / self._cpus for mode, delta in deltas.items()}
+        total = sum(deltas.values())
+        if total <= 0:
+            return {}
+        return {mode: delta / total for mode, delta in deltas.items()}
 
 
 class LoopLagMonitor:

@@ -114,6 +114,15 @@ def _fresh_process_resilience() -> Iterator[None]:
 
 
 @pytest.fixture
+def outbox_backend(tmp_path: Path) -> Any:
+    """Where a test's CRM outbox lives: an SQLite file here; the PostgreSQL cases (integration)
+    override it (``outbox_backends.py``)."""
+    from outbox_backends import sqlite_backend
+
+    return sqlite_backend(tmp_path)
+
+
+@pytest.fixture
 def fast_retries() -> Iterator[None]:
     """stamina's testing mode: no backoff sleeps; the policy's attempt counts are kept (cap=True)."""
     with stamina.set_testing(True, attempts=10, cap=True):

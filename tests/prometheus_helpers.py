@@ -32,8 +32,9 @@ RULE_TESTS = sorted((RULES_DIR / "tests").glob("*.test.yml"))
 AM_DIR = REPO / "deploy" / "alertmanager"
 DASHBOARDS_DIR = REPO / "dashboards"
 RUNBOOKS_DIR = REPO / "docs" / "runbooks"
-# The one place the runbook links' base is defined for tests; the rule files must use it verbatim.
-RUNBOOK_BASE = "https://github.com/OWNER/sales-agent-observability/blob/main/docs/runbooks/"
+# Every rule's runbook link: the base comes from Prometheus's external label `runbook_base`
+# (deploy/prometheus/prometheus.yml), so a deployment points all links at its own copy in one place.
+RUNBOOK_BASE = "{{ $externalLabels.runbook_base }}"
 
 T = TypeVar("T")
 
@@ -231,6 +232,9 @@ def alert_rules() -> list[dict[str, Any]]:
 # (telemetry/system_metrics.py) and the exporter's target_info.
 NON_CATALOG_METRICS = {
     "target_info",
+    "up",  # Prometheus's own scrape health
+    "process_cpu_time_seconds_total",
+    "system_cpu_time_seconds_total",
     "process_cpu_utilization",
     "process_memory_usage_bytes",
     "process_memory_virtual_bytes",

@@ -25,7 +25,8 @@ def build_crm(
     clock: Callable[[], float] = time.monotonic,
     resilience: ResilienceState | None = None,
 ) -> ResilientCrm:
-    """The production wiring: pooled httpx clients, one breaker per dependency, the outbox file.
+    """The production wiring: pooled httpx clients, one breaker per dependency, the outbox (a file,
+    or a PostgreSQL database; ``StorageError`` naming it when it cannot be opened).
 
     ``settings`` come from the entry point's settings root. ``resilience``: where the breakers live.
     The worker passes ``process_resilience()`` so every job's client shares one breaker per
@@ -62,12 +63,19 @@ def build_crm(
     # How long a claim on an outbox entry holds: one live write with all its retries and waits.
     lease_s = (policy.timeout_s or 30.0) + settings.connect_timeout_s + settings.read_timeout_s
 
+    # First: a database that cannot be reached fails here, before any client is opened.
+    outbox = Outbox(
+        settings.outbox_location,
+        lease_s=lease_s,
+        timeout_s=settings.outbox_timeout_s,
+        pool_size=settings.outbox_pool_size,
+    )
     return ResilientCrm(
         crm=HttpCrmBackend(client(settings.crm_url)),  # type: ignore[arg-type]
         calendar=HttpCalendarBackend(client(calendar_url)),  # type: ignore[arg-type]
         crm_caller=caller("crm", settings.crm_url),
         calendar_caller=caller("calendar", calendar_url),
-        outbox=Outbox(settings.outbox_path, lease_s=lease_s),
+        outbox=outbox,
         drain_interval_s=settings.outbox_poll_interval_s,
         on_close=state.close if owned else None,
     )

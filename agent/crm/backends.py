@@ -4,6 +4,11 @@
 Salesforce adapter implements the same Protocols. Each method makes ONE attempt and raises httpx
 errors (``HTTPStatusError`` for non-2xx, ``TransportError`` subclasses); retries, breakers, the
 outbox and error translation are layered on top by ``ResilientCrm``.
+
+The contact key (an e-mail address or a phone number) travels in the request body, never in the URL:
+a URL is what ends up everywhere - the httpx client span's ``url.full``, the server's access log and
+span, a proxy's log, the text of an ``HTTPStatusError`` (and so stamina's retry log) - and an
+escaped key (``%40``, ``%2B``) there slips past pattern-based redaction. A lookup is therefore a POST.
 """
 
 from __future__ import annotations
@@ -77,10 +82,6 @@ def pooled_client(
     return client
 
 
-def _key(contact_key: str) -> str:
-    return quote(contact_key, safe="")
-
-
 class _HttpBase:
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client
@@ -115,42 +116,31 @@ class HttpCrmBackend(_HttpBase):
     async def upsert_contact(
         self, tenant_id: str, contact_key: str, contact: dict[str, Any], idempotency_key: str
     ) -> dict[str, Any]:
-        r = await self._send(
-            "PUT",
-            f"/v1/contacts/{_key(contact_key)}",
-            tenant_id,
-            json=contact,
-            idempotency_key=idempotency_key,
-        )
+        body = {**contact, "contact_key": contact_key}
+        r = await self._send("PUT", "/v1/contacts", tenant_id, json=body, idempotency_key=idempotency_key)
         return r.json()
 
     async def add_note(
         self, tenant_id: str, contact_key: str, text: str, idempotency_key: str
     ) -> dict[str, Any]:
+        body = {"contact_key": contact_key, "text": text}
         r = await self._send(
-            "POST",
-            f"/v1/contacts/{_key(contact_key)}/notes",
-            tenant_id,
-            json={"text": text},
-            idempotency_key=idempotency_key,
+            "POST", "/v1/contacts/notes", tenant_id, json=body, idempotency_key=idempotency_key
         )
         return r.json()
 
     async def set_lead_status(
         self, tenant_id: str, contact_key: str, lead: dict[str, Any], idempotency_key: str
     ) -> dict[str, Any]:
+        body = {**lead, "contact_key": contact_key}
         r = await self._send(
-            "PUT",
-            f"/v1/contacts/{_key(contact_key)}/lead",
-            tenant_id,
-            json=lead,
-            idempotency_key=idempotency_key,
+            "PUT", "/v1/contacts/lead", tenant_id, json=body, idempotency_key=idempotency_key
         )
         return r.json()
 
     async def get_contact(self, tenant_id: str, contact_key: str) -> dict[str, Any] | None:
         try:
-            r = await self._send("GET", f"/v1/contacts/{_key(contact_key)}", tenant_id)
+            r = await self._send("POST", "/v1/contacts/lookup", tenant_id, json={"contact_key": contact_key})
         except httpx.HTTPStatusError as exc:
             if exc.response.status_code == 404:
                 return None

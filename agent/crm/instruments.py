@@ -1,4 +1,5 @@
-"""The CRM package's instruments: the durable outbox's depth, age, dead letters, traffic and storage.
+"""The CRM package's instruments: the durable outbox's depth, age, dead letters, traffic, claims,
+lease take-overs and storage (the same on the SQLite and the PostgreSQL store).
 
 Created from an injected meter (``telemetry.instruments``), never at import. The gauges read the
 outboxes open in this process (``live_outboxes``), whichever provider they were created on.
@@ -83,7 +84,34 @@ class CrmInstruments:
             unit="{error}",
             description="Outbox storage failures (disk full, I/O): new writes may not be durable",
         )
+        self.claims = meter.create_counter(
+            names.OUTBOX_CLAIMS, unit="{claim}", description="Outbox entries claimed for sending"
+        )
+        self.lease_takeovers = meter.create_counter(
+            names.OUTBOX_LEASE_TAKEOVERS,
+            unit="{claim}",
+            description="Claims that took an entry over from another sender (its lease ran out, or its "
+            "process is gone)",
+        )
 
 
 INSTRUMENTS = InstrumentSet(CrmInstruments)
 instruments = INSTRUMENTS.get
+
+TAKEOVER_REASONS = ("lease_expired", "owner_gone")
+
+
+def count_claims(dependency: str, takeover: str | None) -> None:
+    """One entry claimed (by a store); ``takeover``: why it was taken from another sender, if it was."""
+    ins = instruments()
+    ins.claims.add(1, {names.DEPENDENCY: dependency})
+    if takeover is not None:
+        ins.lease_takeovers.add(1, {names.DEPENDENCY: dependency, names.OUTBOX_TAKEOVER_REASON: takeover})
+
+
+def zero_claims(dependency: str) -> None:
+    """The claim series exist at 0 from the start (increase() then sees the first one)."""
+    ins = instruments()
+    ins.claims.add(0, {names.DEPENDENCY: dependency})
+    for reason in TAKEOVER_REASONS:
+        ins.lease_takeovers.add(0, {names.DEPENDENCY: dependency, names.OUTBOX_TAKEOVER_REASON: reason})

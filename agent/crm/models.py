@@ -2,11 +2,14 @@
 
 Email syntax is checked with ``email-validator`` (no DNS lookups) and phone numbers are normalised to
 E.164 with ``phonenumbers``; a failure raises ``InvalidInput`` naming the field and what is wrong,
-so the LLM can ask the caller again.
+so the LLM can ask the caller again. The messages never repeat the value: they reach span events,
+logs and stderr, and a dictated address that failed validation ("lee at umbrella.example.com") is
+contact data that no pattern recognises as such. The LLM has the value already.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -70,7 +73,7 @@ class Contact(BaseModel):
         try:
             return validate_email(value, check_deliverability=False).normalized
         except EmailNotValidError as exc:
-            raise ValueError(f"The email address {value!r} is not valid: {exc}") from None
+            raise ValueError(f"The email address is not valid: {_without_value(str(exc), value)}") from None
 
     @field_validator("phone")
     @classmethod
@@ -95,14 +98,22 @@ def normalise_phone(value: str, region: str = DEFAULT_PHONE_REGION) -> str:
     try:
         parsed = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException as exc:
+        # The reason by its code, never the library's text (it may quote the number back).
         reason = _PARSE_FAILURES.get(exc.error_type, "it cannot be read as a phone number")
-        raise ValueError(f"The phone number {value!r} is not valid: {reason}.") from None
+        raise ValueError(f"The phone number is not valid: {reason}.") from None
     if not phonenumbers.is_valid_number(parsed):
         raise ValueError(
-            f"The phone number {value!r} is not a valid number; "
-            "include the country code, e.g. +44 20 7946 0958."
+            "The phone number is not a valid number; include the country code (+44 for the UK, +1 the US)."
         )
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _without_value(reason: str, value: str) -> str:
+    """A library's reason, unless it quotes any part of the value (then a generic one)."""
+    fragments = [part for part in re.split(r"[^0-9A-Za-z]+", value) if len(part) >= 3]
+    if any(fragment.lower() in reason.lower() for fragment in fragments):
+        return "it does not have the form of one."
+    return reason
 
 
 def contact_key(contact: Contact) -> str:

@@ -33,7 +33,7 @@ from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from agent.crm import wakeup
-from agent.crm.instruments import instruments, live_outboxes, observe_outbox
+from agent.crm.instruments import instruments, live_outboxes, observe_outbox, zero_claims
 from agent.crm.models import OutboxStats
 from agent.crm.outbox_sqlite import SqliteOutboxStore, lease_owner
 from agent.crm.outbox_store import ClaimState, Lease, NewEntry, OutboxEntry, OutboxStore, StorageError
@@ -55,35 +55,73 @@ STORAGE_STEPS = ("add", "claim", "complete", "release", "park", "read", "requeue
 KNOWN_DEPENDENCIES = ("crm",)  # reported with depth 0 even when empty, so the gauge exists
 
 
-class Outbox:
-    """The queue over an ``OutboxStore`` (SQLite at ``path`` unless given): async, metered, shared.
+def is_database_url(location: str | Path) -> bool:
+    return str(location).startswith(("postgresql://", "postgres://"))
 
-    Store calls run in a thread (an fsync must not stall calls). Several ``Outbox`` objects may use
-    one file (each job of a worker, the worker's drainer, ``sales-agent outbox``); claims keep them
-    from sending one entry twice or a contact's entries out of order.
+
+def open_store(
+    location: str | Path,
+    *,
+    clock: Callable[[], float] | None = None,
+    timeout_s: float = 5.0,
+    pool_size: int = 8,
+) -> OutboxStore:
+    """The store at ``location``: a ``postgresql://`` URL (shared by many workers; one pool per URL
+    and process unless a test clock is given) or an SQLite file path (this host's)."""
+    if is_database_url(location):
+        from agent.crm.outbox_postgres import PostgresOutboxStore  # psycopg only when asked for
+
+        if clock is not None:
+            return PostgresOutboxStore(str(location), clock=clock, timeout_s=timeout_s, pool_size=pool_size)
+        return PostgresOutboxStore.shared(str(location), timeout_s=timeout_s, pool_size=pool_size)
+    return SqliteOutboxStore(Path(location), clock=clock or time.time)
+
+
+class Outbox:
+    """The queue over an ``OutboxStore`` (``open_store(location)`` unless given): async, metered, shared.
+
+    Store calls run in a thread (an fsync or a database round trip must not stall calls). Several
+    ``Outbox`` objects may use one store (each job of a worker, the worker's drainer, ``sales-agent
+    outbox``, other workers on a shared database); claims keep them from sending one entry twice or a
+    contact's entries out of order.
     """
 
     def __init__(
         self,
-        path: str | Path,
+        location: str | Path,
         *,
         clock: Callable[[], float] = time.time,
         lease_s: float = DEFAULT_LEASE_S,
         store: OutboxStore | None = None,
+        timeout_s: float = 5.0,
+        pool_size: int = 8,
     ) -> None:
-        self.path = Path(path)
         self._clock = clock
-        self.store: OutboxStore = store if store is not None else SqliteOutboxStore(self.path, clock=clock)
+        self.store: OutboxStore = (
+            store
+            if store is not None
+            else open_store(
+                location,
+                clock=None if clock is time.time else clock,
+                timeout_s=timeout_s,
+                pool_size=pool_size,
+            )
+        )
+        self.location = self.store.location  # for log lines: a path, or a URL without its password
         self.lease = Lease(lease_owner(), lease_s)  # live writes
         # The drainer claims under its own name, so a live write never takes over an entry it is sending.
         self.drain_lease = Lease(f"{self.lease.owner}-drain", lease_s)
-        self.work = wakeup.for_path(self.path, "work")  # an entry became the drainer's to send
-        self.turns = wakeup.for_path(self.path, "turns")  # an entry left the queue or its sender
+        self.work = wakeup.for_location(self.location, "work")  # an entry became the drainer's to send
+        self.turns = wakeup.for_location(self.location, "turns")  # an entry left the queue or its sender
         # Delivered, but the store could not remove them (storage failure): {id: dependency}.
         self._unmarked: dict[int, str] = {}
         self._storage_logged: dict[str, float] = {}
         self._closed = False
+        # One contact's adds from this outbox, in the order they were asked for (see ``add``).
+        self._adding: dict[tuple[str, str, str], tuple[asyncio.Lock, int]] = {}
         observe_outbox(self)
+        for dependency in KNOWN_DEPENDENCIES:
+            zero_claims(dependency)
         for step in STORAGE_STEPS:  # series at 0 from the start: increase() then sees the first failure
             instruments().storage_errors.add(0, {names.OUTBOX_STEP: step})
 
@@ -115,7 +153,7 @@ class Outbox:
             "add": "new CRM writes cannot be made durable (each is tried live; if that fails, NOT saved)",
             "complete": "delivered writes stay in the file (kept in memory; a restart would replay them)",
         }.get(step, "deliveries go on without claims")
-        log.error("outbox storage failed (%s) at %s: %s; %s", self.path, step, exc, consequence)
+        log.error("outbox storage failed (%s) at %s: %s; %s", self.location, step, exc, consequence)
 
     # --- the write path ---------------------------------------------------------------------
     async def add(
@@ -129,14 +167,30 @@ class Outbox:
         idempotency_key: str,
         claim: bool = True,
     ) -> tuple[int, ClaimState]:
-        """Commit a write (durable when this returns); with ``claim``, claim it when it may go now."""
+        """Commit a write (durable when this returns); with ``claim``, claim it when it may go now.
+
+        A contact's writes get their ids in the order ``add`` was called: parallel tool calls of one
+        reply each run their store call in a thread, and on PostgreSQL (a pool, network round trips)
+        the second thread can reach the database first. A FIFO lock per contact keeps the call order.
+        """
         carrier: dict[str, str] = {}
         _propagator.inject(carrier)  # the original call's trace, linked from the delivery span
         entry = NewEntry(
             dependency, operation, tenant_id, contact_key, payload, idempotency_key,
             carrier.get("traceparent"), self._clock(),
         )  # fmt: skip
-        return await self._call("add", self.store.add, entry, self.lease if claim else None)
+        scope = (dependency, tenant_id, contact_key)
+        lock, users = self._adding.get(scope) or (asyncio.Lock(), 0)
+        self._adding[scope] = (lock, users + 1)
+        try:
+            async with lock:
+                return await self._call("add", self.store.add, entry, self.lease if claim else None)
+        finally:
+            lock, users = self._adding[scope]
+            if users <= 1:
+                del self._adding[scope]
+            else:
+                self._adding[scope] = (lock, users - 1)
 
     async def wait_turn(self, entry_id: int, timeout_s: float) -> tuple[ClaimState, str | None]:
         """Claim ``entry_id`` once the contact's earlier write in flight is done (at most ``timeout_s``).
@@ -218,7 +272,7 @@ class Outbox:
             return False
         for entry_id in ids:
             self._unmarked.pop(entry_id, None)
-        log.info("outbox storage works again: %s delivered entries removed from %s", len(ids), self.path)
+        log.info("outbox storage works again: %s delivered entries removed from %s", len(ids), self.location)
         return True
 
     async def pending(self, limit: int = 200) -> list[OutboxEntry]:

@@ -1,7 +1,8 @@
 """``sales-agent outbox``: what the durable outbox holds, and putting parked writes back in the queue.
 
-The agent may be running: SQLite in WAL mode lets this process read and update the same file, and
-the agent's drainer picks requeued entries up on its next pass (``CRM_OUTBOX_POLL_INTERVAL_S``).
+The agent may be running: SQLite in WAL mode lets this process read and update the same file (a
+PostgreSQL outbox is shared by design), and the agents' drainers pick requeued entries up on their
+next pass (``CRM_OUTBOX_POLL_INTERVAL_S``).
 Contact keys are e-mail addresses or phone numbers, so they are masked unless ``--reveal`` is given.
 """
 
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.crm.outbox import Outbox
+from agent.crm.outbox import Outbox, is_database_url
 from telemetry.config_errors import ConfigError, run_main
 from telemetry.redaction import Redactor
 
@@ -33,7 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sales-agent outbox", description=DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--path", help="outbox file (default: CRM_OUTBOX_PATH, else data/crm_outbox.sqlite3)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--path", help="outbox file (default: CRM_OUTBOX_PATH, else data/crm_outbox.sqlite3)")
+    where.add_argument(
+        "--url", help="PostgreSQL outbox, postgresql://user:password@host/db (default: CRM_OUTBOX_URL)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="entries, oldest first (without their payloads)")
     listing.add_argument("--status", choices=("pending", "dead"), help="only pending or only parked entries")
@@ -55,23 +60,28 @@ def _main(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     if args.command == "requeue" and not args.all and not args.ids:
         parser.error("requeue: give entry ids or --all")
-    path = Path(args.path or _configured_path())
+    location = args.url or args.path or _configured_location()
+    if is_database_url(location):
+        # An unreachable database: OutboxDatabaseUnusable (a ConfigError naming the URL without its
+        # password), exit 2.
+        return asyncio.run(_run(args, Outbox(location)))
+    path = Path(location)
     if not path.exists():  # opening would create an empty outbox and hide a wrong path
         raise ConfigError(
-            f"no outbox at {path}; expected an existing outbox file (set --path or CRM_OUTBOX_PATH)"
+            f"no outbox at {path}; expected an existing outbox file (set --path, --url, CRM_OUTBOX_PATH "
+            "or CRM_OUTBOX_URL)"
         )
-    return asyncio.run(_run(args, path))  # an unusable file: OutboxUnusable, exit 2
+    return asyncio.run(_run(args, Outbox(path)))  # an unusable file: OutboxUnusable, exit 2
 
 
-def _configured_path() -> str:
-    """The agent's own outbox: the settings root, built here (only when ``--path`` is not given)."""
+def _configured_location() -> str:
+    """The agent's own outbox: the settings root, built here (only when neither option is given)."""
     from agent.app_settings import AppSettings
 
-    return AppSettings.from_env().crm.outbox_path
+    return AppSettings.from_env().crm.outbox_location
 
 
-async def _run(args: argparse.Namespace, path: Path) -> int:
-    outbox = Outbox(path)
+async def _run(args: argparse.Namespace, outbox: Outbox) -> int:
     try:
         if args.command == "list":
             entries = await outbox.entries(status=args.status)

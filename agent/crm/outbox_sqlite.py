@@ -20,6 +20,7 @@ from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any
 
+from agent.crm.instruments import count_claims
 from agent.crm.outbox_file import open_outbox_db
 from agent.crm.outbox_store import ClaimState, Lease, NewEntry, OutboxEntry, StorageError
 
@@ -76,6 +77,7 @@ def _entry(row: tuple[Any, ...]) -> OutboxEntry:
 class SqliteOutboxStore:
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
+        self.location = str(self.path)
         self._clock = clock
         self._lock = threading.Lock()  # one connection, used from worker threads in turn
         self._closed = False
@@ -161,6 +163,7 @@ class SqliteOutboxStore:
             "UPDATE outbox SET lease_owner=?, lease_until=? WHERE id=?",
             (lease.owner, now + lease.seconds, entry_id),
         )
+        count_claims(dependency, _takeover(owner, until, lease.owner, now))
         return ClaimState.CLAIMED, None
 
     # --- OutboxStore ------------------------------------------------------------------------
@@ -204,16 +207,16 @@ class SqliteOutboxStore:
                 "ORDER BY id LIMIT ?",
                 (_HEAD_SCAN + len(skip),),
             ).fetchall()
-            claimed = [
-                _entry(row[:10])
-                for row in rows
-                if row[0] not in skip and not self._held(row[10], row[11], now)
-            ][:limit]
+            chosen = [row for row in rows if row[0] not in skip and not self._held(row[10], row[11], now)][
+                :limit
+            ]
             db.executemany(
                 "UPDATE outbox SET lease_owner=?, lease_until=? WHERE id=?",
-                [(lease.owner, now + lease.seconds, e.id) for e in claimed],
+                [(lease.owner, now + lease.seconds, row[0]) for row in chosen],
             )
-            return claimed
+            for row in chosen:
+                count_claims(row[1], _takeover(row[10], row[11], lease.owner, now))
+            return [_entry(row[:10]) for row in chosen]
 
         return self._run(tx, write=True, sync=False)
 
@@ -323,3 +326,10 @@ class SqliteOutboxStore:
             ).fetchall()
         )
         return {dependency: int(count) for dependency, count in rows}
+
+
+def _takeover(owner: str | None, until: float | None, mine: str, now: float) -> str | None:
+    """Why a claim took an entry over from another sender (None: nobody else held it)."""
+    if owner is None or owner == mine:
+        return None
+    return "lease_expired" if until is None or until <= now else "owner_gone"

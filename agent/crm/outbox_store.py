@@ -1,7 +1,8 @@
 """What the outbox needs from its storage: durable entries, claims and leases, behind one interface.
 
-``SqliteOutboxStore`` implements it today; a PostgreSQL store implements the same semantics with
-``SELECT ... FOR UPDATE SKIP LOCKED`` over the heads and the same lease columns. Every store keeps:
+``SqliteOutboxStore`` (one host, the embedded default) and ``PostgresOutboxStore`` (many workers on
+many hosts, ``CRM_OUTBOX_URL``; ``SELECT ... FOR UPDATE SKIP LOCKED`` over the heads and the same
+lease columns) implement it; ``outbox.open_store`` picks one. Every store keeps:
 
 - **Durable before the first attempt**: ``add`` commits the entry before it returns. Given a lease,
   the same transaction claims the entry for the caller when it may be sent now (``ClaimState``).
@@ -11,8 +12,8 @@
 - **One owner at a time**: a claim is a lease (owner, expiry). While it is live nobody else claims
   that entry, nor the contact's next one. ``complete`` deletes the entry, ``release`` hands it back
   (counting the attempt), ``park`` sets it aside as rejected. A lease whose owner died without
-  releasing it expires; a store that can tell the owner is dead (SQLite: same host, no such pid)
-  ignores it at once.
+  releasing it expires; a store that can tell the owner is dead (SQLite: same host, no such pid;
+  PostgreSQL: the owner's presence lock is gone) ignores it at once.
 
 Methods are synchronous (``Outbox`` runs them in a thread) and raise ``StorageError`` when the
 storage itself fails (disk full, I/O error, locked for too long, not an outbox).
@@ -76,6 +77,8 @@ class OutboxEntry:
 
 
 class OutboxStore(Protocol):
+    location: str  # where it is, as it may be shown (a file path; a URL without its password)
+
     def add(self, entry: NewEntry, lease: Lease | None) -> tuple[int, ClaimState]:
         """Commit ``entry``; with ``lease``, claim it in the same transaction when it may go now."""
         ...

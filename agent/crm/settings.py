@@ -47,7 +47,8 @@ class RetryOverride(BaseModel):
 
 
 class CrmSettings(BaseSettings):
-    """``CRM_URL``, ``CRM_CALENDAR_URL`` (defaults to the CRM's), ``CRM_OUTBOX_PATH``, ``CRM_API_KEY`` and
+    """``CRM_URL``, ``CRM_CALENDAR_URL`` (defaults to the CRM's), ``CRM_OUTBOX_PATH`` or ``CRM_OUTBOX_URL``
+    (a PostgreSQL database many workers share; it wins over the path), ``CRM_API_KEY`` and
     the retry / breaker policy (``CRM_RETRIES``, ``CRM_RETRY_*``, ``CRM_BREAKER_*``; per-operation
     overrides as JSON in ``CRM_RETRY_OVERRIDES``, e.g. ``{"book_meeting": {"retries": 1}}``).
 
@@ -65,6 +66,10 @@ class CrmSettings(BaseSettings):
     )  # sent as a bearer token, never logged
     outbox_path: str = Field(default="data/crm_outbox.sqlite3", alias="CRM_OUTBOX_PATH")
     outbox_poll_interval_s: float = Field(default=2.0, gt=0, alias="CRM_OUTBOX_POLL_INTERVAL_S")
+    # postgresql://user:password@host:5432/db — the password is never logged (errors show the URL without it).
+    outbox_url: SecretStr | None = Field(default=None, alias="CRM_OUTBOX_URL")
+    outbox_timeout_s: float = Field(default=5.0, gt=0, le=60, alias="CRM_OUTBOX_TIMEOUT_S")
+    outbox_pool_size: int = Field(default=8, ge=1, le=100, alias="CRM_OUTBOX_POOL_SIZE")
 
     connect_timeout_s: float = Field(default=2.0, gt=0, alias="CRM_CONNECT_TIMEOUT_S")
     read_timeout_s: float = Field(default=5.0, gt=0, alias="CRM_READ_TIMEOUT_S")
@@ -86,6 +91,21 @@ class CrmSettings(BaseSettings):
     breaker_failure_threshold: int = Field(default=5, ge=1, alias="CRM_BREAKER_FAILURE_THRESHOLD")
     breaker_recovery_s: float = Field(default=60.0, ge=0, alias="CRM_BREAKER_RECOVERY_S")
     breaker_half_open_max_calls: int = Field(default=3, ge=1, alias="CRM_BREAKER_HALF_OPEN_MAX_CALLS")
+
+    @field_validator("outbox_url", mode="before")
+    @classmethod
+    def _database_url(cls, value: object) -> object:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if text is None or (isinstance(text, str) and not text.strip()):
+            return None
+        if not isinstance(text, str) or not text.startswith(("postgresql://", "postgres://")):
+            raise ValueError("CRM_OUTBOX_URL must be a postgresql:// URL (unset it to use CRM_OUTBOX_PATH)")
+        return text
+
+    @property
+    def outbox_location(self) -> str:
+        """Where the outbox is: the database URL (with its password) when set, else the file path."""
+        return self.outbox_url.get_secret_value() if self.outbox_url is not None else self.outbox_path
 
     @field_validator("retry_overrides", mode="before")
     @classmethod

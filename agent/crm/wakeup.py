@@ -4,7 +4,7 @@ The worker's jobs run in threads, each on its own loop, and share the outbox fil
 drainer (on the worker loop). ``asyncio.Event`` belongs to one loop; this keeps a version number and
 the waiters' futures, and wakes each on its own loop with ``call_soon_threadsafe``. Waiting from a
 version cannot miss a wake-up that happened in between (the version moved on). One instance per
-outbox file and purpose (``for_path``). Other processes are not reached: their waiters poll.
+outbox and purpose (``for_location``). Other processes are not reached: their waiters poll.
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ _lock = threading.Lock()
 _registry: dict[tuple[str, str], Wakeup] = {}
 
 
-def for_path(path: Path, purpose: str) -> Wakeup:
-    """The process-wide wake-up for ``purpose`` on the outbox at ``path``."""
-    key = (str(path.resolve()), purpose)
+def for_location(location: str, purpose: str) -> Wakeup:
+    """The process-wide wake-up for ``purpose`` on the outbox at ``location`` (a file, a database)."""
+    key = (location if "://" in location else str(Path(location).resolve()), purpose)
     with _lock:
         return _registry.setdefault(key, Wakeup())

@@ -6,7 +6,7 @@ litellm is imported only when ``build_llm`` runs (it costs ~4 s and 200 MB).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agent.llm.errors import LLMConfigError, NoUsableLLMProvider, ProviderAttemptError
 from agent.llm.settings import LLMSettings, ProviderConfig
@@ -38,14 +38,25 @@ def build_llm(
 
     ``resilience``: whose cooldowns the chain uses. The worker passes ``process_resilience()`` so
     every job (each with its own Router on its own loop) skips a failing provider; without it the
-    chain keeps its own. Raises ``NoUsableLLMProvider`` when no provider of the chain has its API key.
+    chain keeps its own. With ``redis_url`` they are shared through Redis by every worker, and those
+    are the fallback when Redis cannot be reached. Raises ``NoUsableLLMProvider`` when no provider of
+    the chain has its API key.
     """
     from agent.llm.chain import ProviderChain
     from agent.llm.instruments import add_availability_source, instruments
     from agent.llm.router_llm import RouterLLM
     from telemetry import names
 
-    cooldowns = resilience.cooldowns if resilience is not None else None
+    cooldowns: Any = resilience.cooldowns if resilience is not None else None
+    if settings.redis_url is not None:  # shared by every worker; the process's own as the fallback
+        from agent.resilience import Cooldowns
+        from agent.resilience.shared_cooldowns import shared_cooldowns
+
+        cooldowns = shared_cooldowns(
+            settings.redis_url.get_secret_value(),
+            local=cooldowns if cooldowns is not None else Cooldowns(),
+            timeout_s=settings.redis_timeout_s,
+        )
     chain = ProviderChain(settings, cooldowns)
     add_availability_source(chain.status)
     for provider in chain.providers:  # at 0 from the start, so increase() sees the first cut stream

@@ -13,7 +13,9 @@ show that one had recovered, and callers heard the fallback line for a whole coo
 providers were healthy again. The Router runs with ``disable_cooldowns``; the chain skips cooling
 providers itself and, when all of them cool down, still sends the turn down the chain. The
 ``Cooldowns`` object comes from the process's ``ResilienceState``, so every job of a worker (each
-with its own Router on its own loop) shares it.
+with its own Router on its own loop) shares it. With ``SALES_AGENT_LLM_REDIS_URL`` the cooldowns are
+``SharedCooldowns`` over Redis (every worker, every host), with the process's own as the fallback;
+the stream then reads and writes them off its event loop (``asyncio.to_thread``).
 
 Retries: exactly one layer acts, and it is this chain (fallback to the next provider). The Router
 has ``num_retries=0`` and no ``fallbacks``; LiteLLM's OpenAI client ``max_retries=0``; LiveKit's
@@ -23,13 +25,17 @@ inside a 2 s voice budget would only delay the healthy next provider.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.llm.errors import LLMConfigError, NoUsableLLMProvider
+from agent.llm.errors import NoUsableLLMProvider
 from agent.llm.settings import LLMSettings, ProviderConfig
 from agent.resilience import Cooldowns
+
+if TYPE_CHECKING:
+    from agent.resilience.shared_cooldowns import SharedCooldowns
 
 log = logging.getLogger(__name__)
 
@@ -81,19 +87,13 @@ def usable_providers(settings: LLMSettings) -> list[Provider]:
 def check_chain(settings: LLMSettings) -> list[Provider]:
     """What the chain can use, or the ``LLMConfigError`` that stops a process at start (no litellm needed:
     the worker calls this before it registers with LiveKit)."""
-    if settings.redis_url:
-        raise LLMConfigError(
-            "SALES_AGENT_LLM_REDIS_URL is set, but LLM cooldowns are kept in process memory in this "
-            "version (shared by every call of a worker process), not in Redis: unset it",
-            error_type="redis_cooldowns_unsupported",
-        )
     return usable_providers(settings)
 
 
 class ProviderChain:
     """The Router and the providers' cooldown state, shared by every session of the process."""
 
-    def __init__(self, settings: LLMSettings, cooldowns: Cooldowns | None = None) -> None:
+    def __init__(self, settings: LLMSettings, cooldowns: Cooldowns | SharedCooldowns | None = None) -> None:
         self.settings = settings
         self.providers = check_chain(settings)
         self.cooldowns = cooldowns if cooldowns is not None else Cooldowns()
@@ -179,6 +179,23 @@ class ProviderChain:
         if self.cooldowns.remaining(provider.key) > 0:
             log.info("LLM provider %s answered during its cooldown: usable again", name)
         self.cooldowns.record_success(provider.key)
+
+    # --- the same, off the event loop when the cooldowns are in Redis ------------------------
+    async def cooling_down_now(self) -> set[str]:
+        if self.cooldowns.remote:
+            return await asyncio.to_thread(self.cooling_down)
+        return self.cooling_down()
+
+    async def record_failure_now(self, name: str, retry_after_s: float | None = None) -> bool:
+        if self.cooldowns.remote:
+            return await asyncio.to_thread(self.record_failure, name, retry_after_s)
+        return self.record_failure(name, retry_after_s)
+
+    async def record_success_now(self, name: str) -> None:
+        if self.cooldowns.remote:
+            await asyncio.to_thread(self.record_success, name)
+        else:
+            self.record_success(name)
 
     def status(self) -> dict[str, bool]:
         cooling = self.cooling_down()

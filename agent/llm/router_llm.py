@@ -26,13 +26,14 @@ from livekit.agents.llm import ToolChoice
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, APIConnectOptions, NotGivenOr
 from livekit.agents.utils import is_given
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
 from agent.call_context import CallContext
 from agent.llm.chain import Provider, ProviderChain
 from agent.llm.errors import ProviderAttemptError, classify_attempt
 from agent.llm.instruments import instruments
 from telemetry import names
+from telemetry.span_status import set_error
 
 if TYPE_CHECKING:
     from agent.turn_recorder import TurnRecorder
@@ -55,6 +56,9 @@ class RouterLLM(llm.LLM):
         self._chain = chain
         self._call = call
         self._turns = turns
+        # Did this call's latest turn fail the caller (every provider failed, or the stream broke
+        # mid-answer)? SalesCall reads it to tell "we failed the caller" from "the caller left".
+        self.last_turn_failed = False
         self.served_by: Provider | None = None  # the provider that answered this view's last turn
 
     # --- identity (read by LiveKit's GenAI spans and metrics, like its FallbackAdapter's) ---------
@@ -122,7 +126,7 @@ class RouterLLM(llm.LLM):
                 "error": f"unknown provider {name!r}",
                 "known": [p.name for p in self._chain.providers],
             }
-        remaining = self._chain.cooldown_remaining(name)
+        remaining = await asyncio.to_thread(self._chain.cooldown_remaining, name)
         details: dict[str, Any] = {"model": provider.model, "cooling_down": remaining > 0}
         if remaining > 0:
             details["cooldown_remaining_s"] = round(remaining, 1)
@@ -344,7 +348,7 @@ class RouterLLMStream(llm.LLMStream):
             llm.ToolContext(self._tools).parse_function_tools("openai", strict=False) if self._tools else []
         )
 
-        cooling = chain.cooling_down()
+        cooling = await chain.cooling_down_now()
         if cooling.issuperset(p.name for p in chain.providers):
             # Everything cools down: a request beats certain failure (and is how a recovered provider
             # is found: the Router holds no cooldowns of its own, so these requests are really sent).
@@ -363,9 +367,10 @@ class RouterLLMStream(llm.LLMStream):
             moved_past.clear()
             result = await self._attempt(provider, attempt, messages, tool_schemas)
             if result.ok:
-                chain.record_success(provider.name)
+                await chain.record_success_now(provider.name)
                 self._identity.served_by = self._router_llm.served_by = provider
                 instruments().completions.add(1, {names.OUTCOME: "ok", **self._tenant_attrs()})
+                self._router_llm.last_turn_failed = False
                 return
             if result.emitted:
                 self._identity.served_by = self._router_llm.served_by = provider
@@ -376,16 +381,16 @@ class RouterLLMStream(llm.LLMStream):
                     result.error_type,
                 )
                 instruments().completions.add(1, {names.OUTCOME: "failed", **self._tenant_attrs()})
-                turn_span.set_status(
-                    Status(StatusCode.ERROR, f"stream broke mid-answer: {result.error_type}")
-                )
+                self._router_llm.last_turn_failed = True
+                set_error(turn_span, f"stream broke mid-answer: {result.error_type}")
                 return
             moved_past.append((provider.name, result.reason or "error"))
 
         # Every provider failed before saying anything: speak the fallback line, keep the session.
         log.error("all LLM providers failed for this turn; speaking the fallback line")
         instruments().completions.add(1, {names.OUTCOME: "failed", **self._tenant_attrs()})
-        turn_span.set_status(Status(StatusCode.ERROR, "all LLM providers failed"))
+        self._router_llm.last_turn_failed = True
+        set_error(turn_span, "all LLM providers failed")
         turn_span.set_attribute(names.ERROR_TYPE, names.ERROR_ALL_PROVIDERS_FAILED)
         self._send(
             llm.ChatChunk(
@@ -493,7 +498,7 @@ class RouterLLMStream(llm.LLMStream):
     ) -> _AttemptResult:
         classified = classify_attempt(exc)
         span.set_attribute(names.ERROR_TYPE, classified.error_type)
-        span.set_status(Status(StatusCode.ERROR, f"{provider.name}: {classified.error_type}"))
+        set_error(span, f"{provider.name}: {classified.error_type}")
         if not classified.provider_attempt:
             # Refused locally, nothing was sent: no provider error, no cooldown re-armed.
             log.warning("LLM provider %s skipped: refused locally (%s)", provider.name, type(exc).__name__)
@@ -510,7 +515,7 @@ class RouterLLMStream(llm.LLMStream):
             "LLM attempt on %s failed: %s (%s)", provider.name, classified.error_type, type(exc).__name__
         )
         try:
-            self._router_llm.chain.record_failure(provider.name, classified.retry_after_s)
+            await self._router_llm.chain.record_failure_now(provider.name, classified.retry_after_s)
         except Exception:  # the cooldown bookkeeping must never break the turn
             log.exception("could not record the LLM failure in the cooldowns")
         if emitted:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agent.llm.errors import LLMConfigError
@@ -90,7 +90,9 @@ class LLMSettings(BaseSettings):
     stream_timeout_s: float = Field(default=10.0, gt=0)  # max silence between chunks after the first
     allowed_fails: int = Field(default=2, ge=0)  # failures tolerated per cooldown window
     cooldown_s: float = Field(default=30.0, gt=0)  # how long a failing provider is skipped
-    redis_url: str | None = None  # share cooldowns across processes / workers (LiteLLM's Redis support)
+    # Share cooldowns across worker processes and hosts (agent.resilience.shared_cooldowns).
+    redis_url: SecretStr | None = None  # redis://[user:password@]host:6379/0; the password is never logged
+    redis_timeout_s: float = Field(default=0.25, gt=0, le=5)  # bound of every Redis call
     fallback_line: str = DEFAULT_FALLBACK_LINE  # spoken when every provider failed
     temperature: float | None = None
 
@@ -108,6 +110,16 @@ class LLMSettings(BaseSettings):
         if len(set(names)) != len(names):
             raise ValueError(f"provider names in the chain must be unique, got {names}")
         return chain
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _redis_url(cls, value: object) -> object:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if text is None or (isinstance(text, str) and not text.strip()):
+            return None
+        if not isinstance(text, str) or not text.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("SALES_AGENT_LLM_REDIS_URL must be a redis://, rediss:// or unix:// URL")
+        return text
 
     @property
     def chain_configured(self) -> bool:

@@ -16,7 +16,6 @@ from typing import TypeVar
 
 import httpx
 from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
 
 from agent.errors import CircuitOpenError, DependencyError, DependencyRejected, SalesAgentError
 from agent.failures import classify
@@ -24,6 +23,7 @@ from agent.resilience.breaker import CircuitBreaker
 from agent.resilience.instruments import instruments
 from agent.resilience.retry import RetryPolicy, retry_async
 from telemetry import names
+from telemetry.span_status import set_error
 
 T = TypeVar("T")
 
@@ -79,7 +79,7 @@ class DependencyCaller:
                 error = self.translate(exc)
                 outcome = _outcome(error)
                 span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, error.message))
+                set_error(span, error.message)
                 span.set_attribute(names.ERROR_TYPE, error.error_type)
                 if error is exc:
                     raise

@@ -22,6 +22,8 @@ MAX_RETRY_AFTER_S = 300.0
 
 
 class Cooldowns:
+    remote = False  # answered from memory: callers need not leave the event loop
+
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
@@ -62,3 +64,17 @@ class Cooldowns:
         with self._lock:
             now = self._clock()
             return {key for key in keys if self._until.get(key, 0.0) > now}
+
+    def hold(self, key: str, seconds: float) -> None:
+        """Set the key's cooldown to ``seconds`` from now (0: none), as another source says it is."""
+        with self._lock:
+            if seconds > 0:
+                self._until[key] = self._clock() + seconds
+            else:
+                self._until.pop(key, None)
+
+    def active(self) -> dict[str, float]:
+        """{key: seconds left} of every active cooldown."""
+        with self._lock:
+            now = self._clock()
+            return {key: until - now for key, until in self._until.items() if until > now}

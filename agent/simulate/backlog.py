@@ -27,10 +27,13 @@ class Backlog:
     path: Path
     temporary: bool  # our own temporary outbox: removed at exit when empty
     left: int = 0
+    database: bool = False  # the outbox is CRM_OUTBOX_URL's (shared; nothing here to keep or remove)
 
     @classmethod
-    def at(cls, configured: str | None) -> Backlog:
+    def at(cls, configured: str | None, *, database: bool = False) -> Backlog:
         """The configured outbox, or a new temporary one."""
+        if database:
+            return cls(Path(tempfile.gettempdir()) / "unused-outbox.sqlite3", temporary=False, database=True)
         if configured:
             return cls(Path(configured), temporary=False)
         return cls(Path(tempfile.mkdtemp(prefix="sales-agent-outbox-")) / "outbox.sqlite3", temporary=True)
@@ -39,6 +42,12 @@ class Backlog:
         """Deliver what is queued (at most ``timeout_s``); say what is left and where it is kept."""
         self.left = await crm.drainer.drain_until_empty(timeout_s)
         if not self.left:
+            return
+        if self.database:
+            console.print(
+                f"[yellow]outbox: {self.left} CRM write(s) not delivered within {timeout_s:g} s; kept in "
+                f"{escape(crm.outbox.location)}, where any agent's drainer delivers them[/yellow]"
+            )
             return
         where = escape(str(self.path))
         console.print(

@@ -120,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between batches with --forever")
     parser.add_argument("--turn-timeout", type=float, default=30.0, help="seconds a scripted turn may take")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes, each running --calls calls against the same CRM (and the Redis and "
+        "PostgreSQL of SALES_AGENT_LLM_REDIS_URL / CRM_OUTBOX_URL); faults are on from the start",
+    )
+    parser.add_argument(
         "--drain-timeout",
         type=float,
         default=10.0,
@@ -145,6 +152,12 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list
         parser.error(f"--voice-cache {args.voice_cache}: not a folder")
     if args.drain_timeout < 0:
         parser.error("--drain-timeout cannot be negative")
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    if args.workers > 1 and args.fault_after is not None:
+        parser.error("--fault-after works with one worker; with --workers the faults are on from the start")
+    if args.workers > 1 and args.show_trace:
+        parser.error("--show-trace works with one worker")
     try:
         return parse_faults(args.faults)
     except ValueError as exc:
@@ -163,10 +176,18 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.llm_url and args.llm_config:
         parser.error("--llm-url and --llm-config both choose the LLM chain: give one")
     settings = simulate_settings(args)
-    if "outbox_path" in settings.crm.model_fields_set:
+    if "outbox_path" in settings.crm.model_fields_set or settings.crm.outbox_url is not None:
         from agent.crm.outbox import Outbox
 
-        Outbox(settings.crm.outbox_path).close()  # OutboxUnusable now, before anything is started
+        # OutboxUnusable / OutboxDatabaseUnusable (CRM_OUTBOX_URL unreachable) now, before anything starts.
+        Outbox(settings.crm.outbox_location).close()
+    if args.workers > 1:
+        from agent.simulate.workers import run_workers
+
+        try:
+            return asyncio.run(run_workers(args, faults, Console(), settings))
+        except KeyboardInterrupt:
+            return 130
     health_socket = None
     if settings.health.port:
         health_socket = bind_listener(
@@ -301,7 +322,8 @@ async def _simulate(
         )
         check_faults(stack, faults)
         configured = settings.crm.outbox_path if "outbox_path" in settings.crm.model_fields_set else None
-        backlog = Backlog.at(configured)
+        # CRM_OUTBOX_URL wins over the path: a PostgreSQL outbox, nothing of this run's to keep or remove.
+        backlog = Backlog.at(configured, database=settings.crm.outbox_url is not None)
         exits.callback(backlog.cleanup)  # after the runtime closed: removed only when nothing is left
         settings = settings.with_area(
             "crm", outbox_path=str(backlog.path), crm_url=stack.crm_url, calendar_url=None

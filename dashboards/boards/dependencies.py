@@ -19,6 +19,7 @@ def build() -> Dashboard:
     duration = histogram(names.DEPENDENCY_DURATION)
     dependency, operation, outcome = label(names.DEPENDENCY), label(names.OPERATION), label(names.OUTCOME)
     to_state, step = label(names.BREAKER_TO), label(names.OUTBOX_STEP)
+    takeover = label(names.OUTBOX_TAKEOVER_REASON)
     slow = alert_threshold("SlowDependencyResponse")
     stale = alert_threshold("OutboxBacklogStale")
     # The alert fires above 0 parked entries; entries are whole, so the line sits at the first one.
@@ -104,10 +105,13 @@ def build() -> Dashboard:
                 "Outbox depth",
                 [
                     prom(
-                        f"sum by ({dependency}) ({gauge(names.OUTBOX_DEPTH)}{{{APP}}})",
+                        f"max by ({dependency}) ({gauge(names.OUTBOX_DEPTH)}{{{APP}}})",
                         kit.legend(dependency),
                     )
                 ],
+                description="The deepest outbox of the selected instances: every worker on a shared "
+                "PostgreSQL outbox (CRM_OUTBOX_URL) reports the whole queue; with SQLite each instance "
+                "reports its own file (pick one instance to see it).",
             )
         )
         .with_panel(
@@ -169,6 +173,29 @@ def build() -> Dashboard:
                 description="The outbox file could not be written (disk full, I/O error), by step; "
                 "OutboxStorageFailing pages on any. Queued writes are still delivered; new ones are "
                 "not durable until it can write again.",
+            )
+        )
+        .with_panel(
+            kit.timeseries_panel(
+                "Outbox claims and lease take-overs",
+                [
+                    prom(
+                        or_zero(sum_rate(counter(names.OUTBOX_CLAIMS), APP, [dependency]), none),
+                        kit.legend(dependency) + " claims",
+                    ),
+                    prom(
+                        or_zero(
+                            sum_rate(counter(names.OUTBOX_LEASE_TAKEOVERS), APP, [dependency, takeover]),
+                            {dependency: "none", takeover: "none"},
+                        ),
+                        kit.legend(dependency, takeover) + " take-overs",
+                    ),
+                ],
+                unit="ops",
+                description="Entries claimed for sending (live writes and drainers, every instance), and "
+                "claims that took an entry from a sender whose lease ran out or whose process is gone "
+                "(a worker killed mid-send; OutboxLeaseTakeovers). Each is delivered once: the CRM "
+                "replays a repeated idempotency key.",
             )
         )
     )

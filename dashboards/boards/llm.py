@@ -102,7 +102,22 @@ def build() -> Dashboard:
                 states={"0": ("cooling down", "red"), "1": ("available", "green")},
                 thresholds=kit.steps("red", kit.Step(1, "green")),
                 description="0 = the provider cools down after failures (skipped unless every provider "
-                "cools down); shared by every call of a worker process.",
+                "cools down); shared by every call of a worker process, and by every worker when "
+                "SALES_AGENT_LLM_REDIS_URL is set.",
+            )
+        )
+        .with_panel(
+            kit.state_timeline_panel(
+                "Shared cooldowns (Redis) per instance",
+                prom(
+                    f"min by (instance) ({gauge(names.LLM_SHARED_COOLDOWNS_AVAILABLE)}{{{APP}}})",
+                    kit.legend("instance"),
+                ),
+                states={"0": ("own cooldowns (Redis away)", "orange"), "1": ("shared", "green")},
+                thresholds=kit.steps("orange", kit.Step(1, "green")),
+                description="With SALES_AGENT_LLM_REDIS_URL: 1 while the instance shares cooldowns through "
+                "Redis, 0 while Redis is unreachable and it cools providers down alone (calls go on; "
+                "LLMSharedCooldownsUnavailable). No series without Redis.",
             )
         )
         .with_panel(

@@ -56,11 +56,12 @@ def build() -> Dashboard:
         .with_panel(
             kit.ratio_panel(
                 "Call success rate",
-                sum_rate(calls, selector(APP_TENANT, f'{call_outcome}!~"error|dropped"')),
+                sum_rate(calls, selector(APP_TENANT, f'{call_outcome}!~"error|failed|dropped"')),
                 sum_rate(calls, APP_TENANT),
-                "calls without error or drop / calls",
+                "calls that reached an outcome / calls",
                 thresholds=kit.below(success_floor),
-                description=f"LowCallSuccessRate warns below {kit.percent(success_floor)} (15 m window).",
+                description=f"LowCallSuccessRate warns below {kit.percent(success_floor)} per tenant "
+                "(5 m window). Not successful: error, failed (the agent failed the caller), dropped.",
             )
         )
         .with_panel(

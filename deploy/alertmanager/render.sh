@@ -2,7 +2,9 @@
 # Render an Alertmanager config template with environment variables (Alertmanager has no env expansion).
 # Usage: render.sh TEMPLATE OUTPUT
 # ${VAR} / ${VAR:-default} -> the variable's value (or default when unset or empty), escaped for a YAML
-# double-quoted string; "#if VAR" ... "#endif" (not nested) keeps the lines only when VAR is non-empty.
+# double-quoted string; "#if VAR [VAR...]" ... "#endif" (not nested) keeps the lines only when every VAR
+# is non-empty. A block with some of its variables set and others empty is left out with a warning on
+# stderr naming the empty ones (e.g. an SMTP smarthost without a recipient: Alertmanager refuses `to: ""`).
 # POSIX sh + awk only, so it runs inside the busybox-based prom/alertmanager image.
 set -eu
 if [ "$#" -ne 2 ]; then
@@ -24,9 +26,16 @@ function escape(s,    out, i, c) {
     }
     return out
 }
-/^#if [A-Za-z_][A-Za-z0-9_]*[ \t]*$/ {
+/^#if([ \t]+[A-Za-z_][A-Za-z0-9_]*)+[ \t]*$/ {
     if (in_block) { print "render.sh: nested #if at line " NR > "/dev/stderr"; exit 3 }
-    in_block = 1; skip = (env($2) == ""); next
+    in_block = 1; set = ""; unset = ""
+    for (i = 2; i <= NF; i++) {
+        if (env($i) == "") unset = unset " " $i; else set = set " " $i
+    }
+    skip = (unset != "")
+    if (skip && set != "")
+        print "render.sh: warning: left out the block for" set " because" unset " is empty" > "/dev/stderr"
+    next
 }
 /^#endif[ \t]*$/ { in_block = 0; skip = 0; next }
 skip { next }

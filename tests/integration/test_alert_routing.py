@@ -36,6 +36,18 @@ FULL_ENV = {
 }
 
 
+def _render_with_stderr(out: Path, env: dict[str, str]) -> str:
+    result = subprocess.run(
+        ["sh", str(AM_DIR / "render.sh"), str(AM_DIR / "alertmanager.yml.tmpl"), str(out)],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return result.stderr
+
+
 def amtool(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([require_binary("amtool"), *args], capture_output=True, text=True, timeout=60)
 
@@ -64,6 +76,25 @@ def test_rendered_config_passes_amtool(tmp_path: Path, env: dict[str, str]) -> N
         assert receivers["pager"]["webhook_configs"][0]["url"] == FULL_ENV["ALERTMANAGER_PAGER_WEBHOOK_URL"]
         email = receivers["low-priority"]["email_configs"][0]
         assert email["auth_password"] == FULL_ENV["ALERTMANAGER_SMTP_PASSWORD"]
+
+
+def test_smtp_without_a_recipient_leaves_email_out_instead_of_rendering_an_empty_to(tmp_path: Path) -> None:
+    # Alertmanager 0.28 (compose) refuses `to: ""`, and Grafana waited forever on its health.
+    config = tmp_path / "am.yml"
+    stderr = _render_with_stderr(config, {"ALERTMANAGER_SMTP_SMARTHOST": "smtp.example.com:587"})
+    text = config.read_text()
+    assert "email_configs" not in text and 'to: ""' not in text
+    assert "ALERTMANAGER_EMAIL_TO" in stderr  # the operator is told which variable is missing
+    result = amtool("check-config", str(config))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_page_is_regrouped_within_a_minute() -> None:
+    import yaml
+
+    route = yaml.safe_load((AM_DIR / "alertmanager.yml").read_text())["route"]
+    pager = next(r for r in route["routes"] if r["receiver"] == "pager")
+    assert pager["group_interval"] == "1m"  # a resolved page is sent within a minute
 
 
 @pytest.mark.parametrize(
@@ -135,3 +166,38 @@ def test_real_alertmanager_inhibits_the_matching_warning_and_delivers_the_rest(t
         # The inhibited warning never reached chat; the unrelated one (other dependency) did.
         assert {a["labels"]["alertname"] for a in hook.alerts("/chat")} == {"SlowDependencyResponse"}
         assert {a["labels"]["alertname"] for a in hook.alerts("/low")} == {"NewTenantSeen"}
+
+
+@pytest.mark.integration
+def test_real_alertmanager_inhibits_system_warnings_only_on_the_same_instance(tmp_path: Path) -> None:
+    with WebhookReceiver() as hook:
+        config = render_alertmanager_config(
+            tmp_path / "am.yml",
+            {
+                "ALERTMANAGER_PAGER_WEBHOOK_URL": f"{hook.url}/pager",
+                "ALERTMANAGER_CHAT_WEBHOOK_URL": f"{hook.url}/chat",
+                "ALERTMANAGER_LOW_WEBHOOK_URL": f"{hook.url}/low",
+                "ALERTMANAGER_GROUP_WAIT": "1s",
+                "ALERTMANAGER_GROUP_INTERVAL": "1s",
+            },
+        )
+        with run_alertmanager(config, tmp_path) as am:
+            http_json(
+                f"{am}/api/v2/alerts",
+                [
+                    _alert("HighSystemMemoryUsage", "critical", "system", instance="host-a:9464"),
+                    _alert("HighCpuUsage", "warning", "system", instance="host-a:9464"),
+                    _alert("HighCpuUsage", "warning", "system", instance="host-b:9464"),
+                ],
+            )
+
+            def states() -> dict[str, dict] | None:
+                alerts = http_json(f"{am}/api/v2/alerts")
+                found = {(a["labels"]["alertname"], a["labels"]["instance"]): a["status"] for a in alerts}
+                return found if len(found) == 3 else None
+
+            status = wait_until(states, timeout_s=20, what="alerts visible in Alertmanager")
+            assert status[("HighCpuUsage", "host-a:9464")]["state"] == "suppressed"
+            assert status[("HighCpuUsage", "host-b:9464")]["state"] == "active", status
+            chat = wait_until(lambda: hook.alerts("/chat"), timeout_s=30, what="host-b's warning in chat")
+        assert {a["labels"]["instance"] for a in chat} == {"host-b:9464"}

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from local_services.harness import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -113,9 +115,13 @@ WORKER_CASES = {
         },
         ("No usable LLM provider", "OPENAI_API_KEY"),
     ),
-    "redis cooldowns": (
-        lambda tmp: {"SALES_AGENT_LLM_REDIS_URL": "redis://127.0.0.1:6379/0"},
-        ("SALES_AGENT_LLM_REDIS_URL is set, but LLM cooldowns are kept in process memory",),
+    "redis url malformed": (
+        lambda tmp: {"SALES_AGENT_LLM_REDIS_URL": "127.0.0.1:6379"},
+        ("SALES_AGENT_LLM_REDIS_URL", "must be a redis://, rediss:// or unix:// URL"),
+    ),
+    "outbox database unreachable": (
+        lambda tmp: {"CRM_OUTBOX_URL": f"postgresql://agent:hunter2@127.0.0.1:{free_port()}/crm"},
+        ("cannot use the outbox database postgresql://agent@127.0.0.1:", "CRM_OUTBOX_URL", "refused"),
     ),
     "no STT provider has its key": (
         lambda tmp: {"OPENAI_API_KEY": ""},

@@ -88,6 +88,14 @@ def _exit(tables: Tables, _stdout: str) -> None:
     assert table["verdicts"], "the goal lines are reported"
 
 
+def _drain(tables: Tables, _stdout: str) -> None:
+    (table,) = tables
+    rows = [(row[0], row[1]) for row in table["rows"]]
+    assert rows[2:] == [("sqlite", 1), ("sqlite", 3), ("postgresql", 1), ("postgresql", 3)]
+    assert rows[0][0].startswith("none (CRM alone")
+    assert all(row[4] > 0 for row in table["rows"]), "every configuration drained"
+
+
 def _rows(table: dict[str, Any]) -> dict[str, list[Any]]:
     return {row[0]: row for row in table["rows"]}
 
@@ -136,6 +144,7 @@ SMOKES: dict[str, Smoke] = {
     "bench.bench_export": Smoke(_export),
     "bench.bench_startup": Smoke(_startup),
     "bench.bench_exit": Smoke(_exit, ("--scenario", "no OTLP endpoint")),
+    "bench.bench_drain": Smoke(_drain),
     # The peers outside LiteLLM are the bench-peers dependency group, which CI does not install.
     "bench.bench_peers": Smoke(
         _peers, ("--variants", "bare,litellm-otel,ours-off,ours"), CALLGRIND_TIMEOUT_S, unavailable_reason

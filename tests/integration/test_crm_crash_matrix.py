@@ -4,7 +4,8 @@ exactly once and in order, counted in the CRM's own database.
 A child process runs the real ``build_crm`` client; hooks in it kill the process (SIGKILL, no
 shutdown code runs) at a chosen instant: before the outbox commit, during a live attempt's retries,
 between the CRM's answer and the outbox's mark, in the middle of a drain, and with the outbox's disk
-full. The parent then restarts the client on the same outbox and lets its drainer finish.
+full. The parent then restarts the client on the same outbox and lets its drainer finish. Every
+case runs on both stores (SQLite, and PostgreSQL on a real server): ``any_outbox``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from agent.crm import Contact, CrmSettings, build_crm
+from agent.crm import Contact, build_crm
 
 REPO = Path(__file__).resolve().parents[2]
 LEADS = 3
@@ -50,8 +51,10 @@ class FullDisk:  # the outbox's disk is full: reads work, every write fails as S
         return getattr(self._store, name)
 
 async def main():
+    outbox = plan["outbox"]
+    where = {"outbox_url": outbox} if outbox.startswith("postgresql://") else {"outbox_path": outbox}
     crm = build_crm(CrmSettings(
-        crm_url=plan["url"], outbox_path=plan["outbox"], outbox_poll_interval_s=0.05,
+        crm_url=plan["url"], **where, outbox_poll_interval_s=0.05,
         retries=2, retry_wait_initial_s=0.001, retry_wait_max_s=0.001, retry_jitter_s=0,
         breaker_failure_threshold=1000,
     ))
@@ -172,11 +175,10 @@ async def run_child(plan: dict[str, Any]) -> list[str]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 async def test_sigkill_at_each_step_loses_nothing_and_duplicates_nothing(
-    case: Case, crm_service, tmp_path
+    case: Case, crm_service, tmp_path, any_outbox
 ) -> None:
     url, admin = crm_service
-    outbox = tmp_path / "outbox.sqlite3"
-    settings = CrmSettings(crm_url=url, outbox_path=str(outbox), outbox_poll_interval_s=0.05, retries=0)
+    settings = any_outbox.crm_settings(url, outbox_poll_interval_s=0.05, retries=0)
     if case.phase == "drain":  # the writes were captured earlier, while the CRM was down
         await admin.post("/admin/fault", json={"mode": "down"})
         crm = build_crm(settings)
@@ -194,7 +196,7 @@ async def test_sigkill_at_each_step_loses_nothing_and_duplicates_nothing(
     await admin.post("/admin/fault", json={"mode": case.crm})
     plan = {
         "url": url,
-        "outbox": str(outbox),
+        "outbox": any_outbox.location,
         "phase": case.phase,
         "kill": case.kill,
         "at": case.at,

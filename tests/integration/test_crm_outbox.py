@@ -1,5 +1,6 @@
 """Durable outbox: a lead captured while the CRM is down reaches it later, exactly once, in order,
-even when the process holding the outbox is SIGKILLed mid-outage."""
+even when the process holding the outbox is SIGKILLed mid-outage. Every test runs on both stores
+(SQLite, and PostgreSQL on a real server): ``any_outbox``."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import json
 import logging
 import os
 import signal
-import sqlite3
 import sys
 from pathlib import Path
 
 import httpx
 import pytest
+from outbox_backends import OutboxBackend
 
 from agent.crm import Contact, CrmSettings, build_crm
 from telemetry import names
@@ -30,14 +31,14 @@ def lead(i: int) -> Contact:
     return Contact(name=f"Lead {i}", company="Acme", email=f"lead{i}@acme.com")
 
 
-def settings(url: str, tmp_path: Path) -> CrmSettings:
+def settings(url: str, backend: OutboxBackend) -> CrmSettings:
     # Recovery 0 s: the breaker half-opens at once when the CRM is back (its timing is tested elsewhere).
-    return CrmSettings(
-        crm_url=url,
-        outbox_path=str(tmp_path / "outbox.sqlite3"),
-        outbox_poll_interval_s=0.05,
-        breaker_recovery_s=0.0,
-    )
+    return backend.crm_settings(url, outbox_poll_interval_s=0.05, breaker_recovery_s=0.0)
+
+
+def where(backend: OutboxBackend) -> tuple[str, str]:
+    """``sales-agent outbox``'s option naming the backend's outbox."""
+    return ("--url", backend.location) if backend.is_postgres else ("--path", backend.location)
 
 
 async def wait_drained(crm, *, max_polls: int = 400) -> None:
@@ -53,17 +54,17 @@ async def crm_stats(admin: httpx.AsyncClient) -> dict:
 
 
 async def contact(admin: httpx.AsyncClient, key: str) -> dict:
-    r = await admin.get(f"/v1/contacts/{key}", headers={"X-Tenant-Id": "acme"})
+    r = await admin.post("/v1/contacts/lookup", json={"contact_key": key}, headers={"X-Tenant-Id": "acme"})
     assert r.status_code == 200, r.text
     return r.json()
 
 
-async def test_leads_captured_while_crm_is_down_are_delivered_once_it_recovers(crm_service, tmp_path, otel):
+async def test_leads_captured_while_crm_is_down_are_delivered_once_it_recovers(crm_service, any_outbox, otel):
     url, admin = crm_service
     enq0 = otel.metric_value(names.OUTBOX_ENQUEUED, **UPSERT)
     del0 = otel.metric_value(names.OUTBOX_DELIVERED, **UPSERT)
     await admin.post("/admin/fault", json={"mode": "down"})
-    crm = build_crm(settings(url, tmp_path))
+    crm = build_crm(settings(url, any_outbox))
     try:
         outcomes = [await crm.upsert_contact("acme", lead(i)) for i in range(N)]
         assert {o.status for o in outcomes} == {"queued"}
@@ -71,6 +72,7 @@ async def test_leads_captured_while_crm_is_down_are_delivered_once_it_recovers(c
         stats = crm.outbox_stats()
         assert stats.depth == N and stats.oldest_age_s is not None
         assert otel.metric_value(names.OUTBOX_DEPTH, dependency="crm") == N
+        assert otel.metric_value(names.OUTBOX_OLDEST_AGE, dependency="crm") > 0  # the first lead waits
         assert otel.metric_value(names.OUTBOX_ENQUEUED, **UPSERT) - enq0 == N
         assert (await crm_stats(admin))["contacts"] == 0
 
@@ -81,16 +83,17 @@ async def test_leads_captured_while_crm_is_down_are_delivered_once_it_recovers(c
         s = await crm_stats(admin)
         assert s["contacts"] == N and s["writes_applied"] == N  # N contacts, 0 duplicates
         assert otel.metric_value(names.OUTBOX_DEPTH, dependency="crm") == 0
+        assert otel.metric_value(names.OUTBOX_OLDEST_AGE, dependency="crm") == 0
         assert otel.metric_value(names.OUTBOX_DELIVERED, **UPSERT) - del0 == N
         assert otel.spans("outbox.deliver")
     finally:
         await crm.aclose()
 
 
-async def test_writes_for_one_contact_are_delivered_in_order(crm_service, tmp_path):
+async def test_writes_for_one_contact_are_delivered_in_order(crm_service, any_outbox):
     url, admin = crm_service
     await admin.post("/admin/fault", json={"mode": "down"})
-    crm = build_crm(settings(url, tmp_path))
+    crm = build_crm(settings(url, any_outbox))
     try:
         ann = lead(1)
         assert (await crm.upsert_contact("acme", ann)).status == "queued"
@@ -110,11 +113,11 @@ async def test_writes_for_one_contact_are_delivered_in_order(crm_service, tmp_pa
         await crm.aclose()
 
 
-async def test_poison_entry_is_parked_and_does_not_block_the_queue(crm_service, tmp_path, otel, caplog):
+async def test_poison_entry_is_parked_and_does_not_block_the_queue(crm_service, any_outbox, otel, caplog):
     url, admin = crm_service
     failed0 = otel.metric_value(names.OUTBOX_FAILED, dependency="crm", operation="add_note")
     await admin.post("/admin/fault", json={"mode": "down"})
-    crm = build_crm(settings(url, tmp_path))
+    crm = build_crm(settings(url, any_outbox))
     try:
         # A note for a contact that never reaches the CRM: the CRM will answer 404 forever.
         assert (await crm.add_note("acme", "ghost@acme.com", "hello?")).status == "queued"
@@ -148,11 +151,10 @@ async def outbox_command(*args: str) -> tuple[int, str, str]:
     return proc.returncode or 0, out.decode(), err.decode()
 
 
-async def test_parked_entry_is_listed_counted_and_delivered_after_requeue(crm_service, tmp_path, otel):
+async def test_parked_entry_is_listed_counted_and_delivered_after_requeue(crm_service, any_outbox, otel):
     url, admin = crm_service
-    outbox_path = str(tmp_path / "outbox.sqlite3")
     await admin.post("/admin/fault", json={"mode": "down"})
-    crm = build_crm(settings(url, tmp_path))
+    crm = build_crm(settings(url, any_outbox))
     try:
         assert (await crm.add_note("acme", "ghost@acme.com", "call back")).status == "queued"
         assert (await crm.add_note("acme", "ghost@acme.com", "sent deck")).status == "queued"
@@ -160,11 +162,11 @@ async def test_parked_entry_is_listed_counted_and_delivered_after_requeue(crm_se
         await crm.drainer.drain_once()  # 404: no such contact, both parked
         assert otel.metric_value(names.OUTBOX_DEAD_LETTERS, dependency="crm") == 2
 
-        code, out, _ = await outbox_command("--path", outbox_path, "list", "--status", "dead")
+        code, out, _ = await outbox_command(*where(any_outbox), "list", "--status", "dead")
         assert code == 0
         assert out.count(" dead ") == 2 and "crm.add_note" in out and "HTTP 404" in out
         assert "ghost@acme.com" not in out, "contact keys are masked unless --reveal"
-        code, out, _ = await outbox_command("--path", outbox_path, "list", "--json", "--reveal")
+        code, out, _ = await outbox_command(*where(any_outbox), "list", "--json", "--reveal")
         listed = [json.loads(line) for line in out.splitlines()]
         assert [e["status"] for e in listed] == ["dead", "dead"]
         first = listed[0]
@@ -173,11 +175,11 @@ async def test_parked_entry_is_listed_counted_and_delivered_after_requeue(crm_se
         # The cause is fixed (the contact now exists); the operator requeues one, then the rest.
         saved = await crm.upsert_contact("acme", Contact(name="Ghost", email="ghost@acme.com"))
         assert saved.status == "synced", saved
-        code, out, _ = await outbox_command("--path", outbox_path, "requeue", str(first["id"]))
+        code, out, _ = await outbox_command(*where(any_outbox), "requeue", str(first["id"]))
         assert (code, out.strip()) == (0, "requeued 1 parked entry")
-        code, _, err = await outbox_command("--path", outbox_path, "requeue", str(first["id"]))
+        code, _, err = await outbox_command(*where(any_outbox), "requeue", str(first["id"]))
         assert code == 1 and "not parked" in err  # already back in the queue
-        assert (await outbox_command("--path", outbox_path, "requeue", "--all"))[:2] == (
+        assert (await outbox_command(*where(any_outbox), "requeue", "--all"))[:2] == (
             0,
             "requeued 1 parked entry\n",
         )
@@ -199,10 +201,20 @@ async def test_outbox_command_refuses_a_missing_file_instead_of_creating_one(tmp
     assert not missing.exists()
 
 
-async def test_redelivery_after_a_crash_between_send_and_mark_is_applied_once(crm_service, tmp_path):
+async def test_outbox_command_names_an_unreachable_database_without_its_password():
+    from local_services.harness import free_port
+
+    port = free_port()
+    code, _, err = await outbox_command("--url", f"postgresql://agent:hunter2@127.0.0.1:{port}/crm", "list")
+    assert code == 2, err
+    assert f"postgresql://agent@127.0.0.1:{port}/crm" in err and "refused" in err.lower()
+    assert "hunter2" not in err and len(err.strip().splitlines()) == 1
+
+
+async def test_redelivery_after_a_crash_between_send_and_mark_is_applied_once(crm_service, any_outbox):
     url, admin = crm_service
     await admin.post("/admin/fault", json={"mode": "down"})
-    crm = build_crm(settings(url, tmp_path))
+    crm = build_crm(settings(url, any_outbox))
     try:
         await crm.upsert_contact("acme", lead(3))
         await admin.post("/admin/fault", json={"mode": "ok"})
@@ -224,7 +236,8 @@ from agent.crm import Contact, CrmSettings, build_crm
 
 async def main() -> None:
     url, outbox, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    crm = build_crm(CrmSettings(crm_url=url, outbox_path=outbox, retries=0, outbox_poll_interval_s=0.05))
+    where = {"outbox_url": outbox} if outbox.startswith("postgresql://") else {"outbox_path": outbox}
+    crm = build_crm(CrmSettings(crm_url=url, **where, retries=0, outbox_poll_interval_s=0.05))
     await crm.start()
     for i in range(n):
         out = await crm.upsert_contact("acme", Contact(name=f"Lead {i}", email=f"lead{i}@acme.com"))
@@ -237,13 +250,12 @@ asyncio.run(main())
 """
 
 
-async def test_outbox_survives_sigkill_of_the_agent_process(crm_service, tmp_path):
+async def test_outbox_survives_sigkill_of_the_agent_process(crm_service, any_outbox):
     url, admin = crm_service
-    outbox_path = tmp_path / "outbox.sqlite3"
     await admin.post("/admin/fault", json={"mode": "down"})
     env = {**os.environ, "OTEL_SDK_DISABLED": "true"}
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", CHILD, url, str(outbox_path), str(N),
+        sys.executable, "-c", CHILD, url, any_outbox.location, str(N),
         cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -259,13 +271,12 @@ async def test_outbox_survives_sigkill_of_the_agent_process(crm_service, tmp_pat
         await child.wait()
     assert child.returncode == -signal.SIGKILL
 
-    with sqlite3.connect(outbox_path) as db:
-        assert db.execute("SELECT COUNT(*) FROM outbox WHERE status='pending'").fetchone()[0] == 2 * N
+    assert any_outbox.rows("pending") == 2 * N
     assert (await crm_stats(admin))["contacts"] == 0
 
     # The CRM recovers; a new process opens the same outbox and its drainer delivers everything.
     await admin.post("/admin/fault", json={"mode": "ok"})
-    crm = build_crm(settings(url, tmp_path))
+    crm = build_crm(settings(url, any_outbox))
     try:
         await crm.start()
         await wait_drained(crm)
@@ -276,3 +287,31 @@ async def test_outbox_survives_sigkill_of_the_agent_process(crm_service, tmp_pat
     for i in range(N):
         notes = (await contact(admin, f"lead{i}@acme.com"))["notes"]
         assert [n["text"] for n in notes] == ["interested in a demo"]
+
+
+async def test_simulate_refuses_an_unreachable_outbox_database_in_one_line():
+    """Before its first call: exit 2, the URL named without its password (the worker's case, before it
+    registers with LiveKit, is in test_bad_input.py)."""
+    from local_services.harness import free_port
+
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SALES_AGENT_", "CRM_"))},
+        "CRM_OUTBOX_URL": f"postgresql://agent:hunter2@127.0.0.1:{port}/crm",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "OTEL_SDK_DISABLED": "true",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agent", "simulate", "--calls", "1", cwd=REPO, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=180)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    text = out.decode() + err.decode()
+    assert proc.returncode == 2, text[-2000:]
+    assert f"postgresql://agent@127.0.0.1:{port}/crm" in text and "refused" in text.lower()
+    assert "hunter2" not in text

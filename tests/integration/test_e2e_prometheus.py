@@ -53,10 +53,10 @@ from prometheus_helpers import (
 
 from local_services.harness import free_port, spawn
 
-# Metrics the rules or dashboards may use that the agent itself does not export, because in the compose
-# stack they come from the Collector or Tempo's metrics-generator. Empty today: list any such name here
-# with its source, so the check below stays exact.
-COMPOSE_ONLY_METRICS: dict[str, str] = {}
+# Metrics the rules or dashboards may use that the agent itself does not export: Prometheus' own, or in
+# the compose stack the Collector's or Tempo's metrics-generator's. List each with its source, so the
+# check below stays exact.
+COMPOSE_ONLY_METRICS: dict[str, str] = {"up": "Prometheus itself: the health of each scrape"}
 # Metrics that only exist once a rare event happened, which a healthy run with these faults does not
 # produce (a counter or histogram appears with its first measurement). Their panels draw 0 until then
 # (or_zero); tests/integration/test_voice_call.py and tests/unit/test_speech_playout.py produce them.
@@ -161,10 +161,17 @@ def test_faults_fire_alerts_that_reach_the_webhook_and_every_dashboard_query_has
             prom_config.write_text(
                 yaml.safe_dump(
                     {
-                        "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
+                        "global": {
+                            "scrape_interval": "2s",
+                            "evaluation_interval": "2s",
+                            "external_labels": {"runbook_base": "https://runbooks.example.com/"},
+                        },
                         "rule_files": [str(path) for path in RULE_FILES],
                         "alerting": {
-                            "alertmanagers": [{"static_configs": [{"targets": [am.removeprefix("http://")]}]}]
+                            "alert_relabel_configs": [{"action": "labeldrop", "regex": "runbook_base"}],
+                            "alertmanagers": [
+                                {"static_configs": [{"targets": [am.removeprefix("http://")]}]}
+                            ],
                         },
                         "scrape_configs": [
                             {
@@ -282,7 +289,11 @@ def test_faults_fire_alerts_that_reach_the_webhook_and_every_dashboard_query_has
                     what="DependencyCircuitOpen delivered to the pager webhook",
                 )
                 assert paged[0]["status"] == "firing" and paged[0]["labels"]["severity"] == "critical"
-                assert paged[0]["annotations"]["runbook_url"].endswith("/DependencyCircuitOpen.md")
+                assert (
+                    paged[0]["annotations"]["runbook_url"]
+                    == "https://runbooks.example.com/DependencyCircuitOpen.md"
+                )
+                assert "runbook_base" not in paged[0]["labels"]  # a template input, not a label
                 chat = wait_until(
                     lambda: [
                         a

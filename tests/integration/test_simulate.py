@@ -40,6 +40,52 @@ def _simulate(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[s
     )
 
 
+def test_no_contact_data_or_secret_leaves_simulate_in_any_export(tmp_path: Path) -> None:
+    """Every OTLP body simulate sent (spans, logs, metrics) and its stderr, searched for the scripts'
+    e-mail addresses and phone numbers in every encoding (plain, %40 / %2B, JSON-escaped, spelled out
+    "x at y", any case) and for the CRM API key. The CRM fails a share of requests, so retries log."""
+    from agent.gameday.scan import scan_bytes, scan_paths
+    from local_services.harness import spawn
+
+    secret = "sk-test-canary-0123456789abcdef"
+    bodies = tmp_path / "bodies"
+    with spawn("otlp-sink", "--keep-bodies", str(bodies)) as sink:
+        url = sink.url
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "agent",
+                "simulate",
+                "--calls",
+                "10",
+                "--faults",
+                "crm=500",
+                "--fault-after",
+                "3",
+            ],
+            cwd=REPO,
+            env=_env(
+                OTEL_EXPORTER_OTLP_ENDPOINT=url,
+                OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+                SALES_AGENT_LOG_LEVEL="INFO",
+                SALES_AGENT_REDACT_PII="true",
+                CRM_API_KEY=secret,
+                CRM_OUTBOX_PATH=str(tmp_path / "outbox.sqlite3"),
+            ),
+            capture_output=True,
+            timeout=300,
+        )
+    assert done.returncode in (0, 1), done.stderr[-3000:]
+    files = sorted(bodies.glob("*.pb"))
+    everything = b"".join(path.read_bytes() for path in files)
+    # Not vacuous: calls, CRM client spans with their URLs, retry logs and metrics all arrived.
+    for needle in (b"sales_call", b"url.full", b"/v1/contacts", b"stamina", b"sales_agent.calls"):
+        assert needle in everything, needle
+    findings = scan_paths(files, secrets=[secret]) + scan_bytes("stderr", done.stderr, [secret])
+    assert findings == [], findings[:5]
+
+
 def test_simulate_five_calls_offline_prints_summary_and_trace_ids() -> None:
     done = _simulate("--calls", "5", "--show-trace")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_helpers import check_logql
 
 _spec = importlib.util.spec_from_file_location(
     "stackcheck", Path(__file__).parents[2] / "deploy/stackcheck.py"
@@ -97,6 +98,9 @@ def listening_ports(services: dict[str, Any]) -> dict[str, set[int]]:
         "grafana": {grafana_port},
         # livekit-server --dev: HTTP/WebSocket 7880, ICE/TCP 7881, ICE/UDP 7882.
         "livekit": {7880, 7881},
+        # `--profile scale`: the images' defaults (redis-server's --port, postgres' PGPORT are not set).
+        "redis": {int(flag_value(services["redis"]["command"], "--port") or 6379)},
+        "postgres": {int(services["postgres"].get("environment", {}).get("PGPORT", 5432))},
     }
     for name, service in services.items():
         if "build" not in service:
@@ -200,6 +204,18 @@ def test_every_endpoint_names_a_service_and_a_port_it_listens_on(services, liste
             host = services.get(who, {}).get("network_mode", "").removeprefix("service:") or who
         assert host in services, f"{who} {what} -> {address}: {host} is not a compose service"
         assert port in listening[host], f"{who} {what} -> {address}: {host} listens on {listening[host]}"
+
+
+def test_collector_own_metrics_keep_the_names_the_runbooks_cite(collector):
+    # An explicit `readers` block replaces the default reader, which strips type and unit suffixes.
+    (reader,) = collector["service"]["telemetry"]["metrics"]["readers"]
+    exporter = reader["pull"]["exporter"]["prometheus"]
+    assert exporter["without_type_suffix"] and exporter["without_units"] and exporter["without_scope_info"]
+    cited = set()
+    for page in (REPO / "docs" / "runbooks").glob("*.md"):
+        cited |= set(re.findall(r"\botelcol_[a-z_]+", page.read_text()))
+    assert cited, "the runbooks cite the Collector's metrics"
+    assert not {name for name in cited if name.endswith(("_total", "_seconds", "_bytes"))}
 
 
 def test_collector_pipelines_are_complete(collector):
@@ -330,10 +346,18 @@ def test_datasources_have_the_fixed_uids_and_link_to_each_other(datasources):
         by_uid["tempo"]["jsonData"],
         by_uid["loki"]["jsonData"],
     )
+    # Our exemplars (via the Collector) say trace_id, Tempo's span-metric exemplars traceID: both link.
     assert prometheus["exemplarTraceIdDestinations"] == [
-        {"name": "trace_id", "datasourceUid": "tempo", "urlDisplayLabel": "Open trace"}
+        {"name": "trace_id", "datasourceUid": "tempo", "urlDisplayLabel": "Open trace"},
+        {"name": "traceID", "datasourceUid": "tempo", "urlDisplayLabel": "Open trace"},
     ]
-    assert tempo["tracesToLogsV2"]["datasourceUid"] == "loki" and tempo["tracesToLogsV2"]["filterByTraceID"]
+    # Trace -> logs matches the trace_id structured metadata, not a text search of the log line.
+    to_logs = tempo["tracesToLogsV2"]
+    assert to_logs["datasourceUid"] == "loki" and to_logs["customQuery"] is True
+    assert not to_logs["filterByTraceID"]
+    assert to_logs["query"] == '{$${__tags}} | trace_id="$${__trace.traceId}"'
+    expanded = to_logs["query"].replace("$${__tags}", 'service_name="x"')
+    check_logql(expanded.replace("$${__trace.traceId}", "abc"))
     assert tempo["tracesToMetrics"]["datasourceUid"] == "prometheus"
     assert tempo["serviceMap"]["datasourceUid"] == "prometheus"
     (derived,) = loki["derivedFields"]

@@ -42,6 +42,7 @@ TENANTS = {
 class Stack:
     runtime: Runtime
     crm_url: str
+    providers: tuple[Any, ...] = ()
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         )
         runtime = await start_runtime(settings, tenants=TenantRegistry.from_mapping(TENANTS))
         try:
-            yield Stack(runtime, crm_url)
+            yield Stack(runtime, crm_url, (primary, backup))
         finally:
             await runtime.aclose()
 
@@ -222,6 +223,35 @@ async def test_bad_tool_arguments_give_the_llm_a_specific_error_and_the_call_goe
     assert otel.metric_value(names.ERRORS, **validation) == errors_before + 2
     error_spans = [s for s in otel.spans("capture_basic_info") if s.attributes.get(names.ERROR_CATEGORY)]
     assert [s.attributes[names.ERROR_CATEGORY] for s in error_spans] == ["validation", "validation"]
+
+
+async def test_a_call_the_agent_failed_ends_failed_and_one_it_answered_ends_dropped(
+    otel, stack: Stack
+) -> None:
+    from local_services.llm_provider import Fault
+
+    def calls(outcome: str) -> float:
+        return otel.metric_value(names.CALLS, **{names.TENANT_ID: "acme", names.CALL_OUTCOME: outcome})
+
+    failed_before, dropped_before = calls("failed"), calls("dropped")
+    for provider in stack.providers:
+        provider.provider.fault = Fault(mode="500")
+    failing = new_call(stack)
+    await failing.start()
+    heard = await failing.session.run(user_input="Hello? Can you hear me?")
+    await failing.aclose()  # the caller hangs up after the "call you back" line
+    assert replies(heard)  # the fallback line was spoken
+    assert failing.outcome == "failed"
+    assert calls("failed") == failed_before + 1 and calls("dropped") == dropped_before
+
+    for provider in stack.providers:
+        provider.provider.fault = Fault()
+    answered = new_call(stack)
+    await answered.start()
+    await answered.session.run(user_input="Hello? Can you hear me?")
+    await answered.aclose()  # hangs up after a real answer: the caller's choice
+    assert answered.outcome == "dropped"
+    assert calls("dropped") == dropped_before + 1 and calls("failed") == failed_before + 1
 
 
 async def test_tools_cannot_reach_another_tenants_records(otel, stack: Stack) -> None:

@@ -35,7 +35,7 @@ def test_each_metric_is_recorded_by_tenant(otel):
     assert tuple(points[0].explicit_bounds) == names.DURATION_BUCKETS_S
 
 
-@pytest.mark.parametrize("outcome", ["converted", "not_interested", "callback", "dropped", "error"])
+@pytest.mark.parametrize("outcome", ["converted", "not_interested", "callback", "dropped", "failed", "error"])
 def test_every_call_outcome_is_accepted(otel, outcome):
     attrs = {names.TENANT_ID: "bm-outcomes", names.CALL_OUTCOME: outcome}
     before = otel.metric_value(names.CALLS, **attrs)

@@ -61,13 +61,28 @@ def test_schema_validation_would_catch_a_broken_file(compose):
     assert any("imagee" in error.message for error in validator.iter_errors(broken))
 
 
-def test_grafana_admin_password_is_required_and_never_defaulted():
-    with pytest.raises(stackcheck.InterpolationError, match="GRAFANA_ADMIN_PASSWORD"):
-        stackcheck.load_compose(stackcheck.example_env(GRAFANA_ADMIN_PASSWORD=""))
+def test_grafana_starts_without_a_password_read_only_and_never_as_admin_admin():
+    services = stackcheck.load_compose(stackcheck.example_env(GRAFANA_ADMIN_PASSWORD=""))["services"]
+    grafana = services["grafana"]
+    env = grafana["environment"]
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true" and env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    assert env["GF_SECURITY_ADMIN_PASSWORD"] == ""  # unset: the entrypoint below takes over
+    script = " ".join(grafana["command"])
+    # An empty password never reaches Grafana (whose default would be admin/admin): a random one does,
+    # and the login form is hidden; with a password set, the script leaves it alone.
+    assert 'if [ -z "$GF_SECURITY_ADMIN_PASSWORD" ]' in script and "/dev/urandom" in script
+    assert "GF_AUTH_DISABLE_LOGIN_FORM=true" in script and script.rstrip().endswith("exec /run.sh")
+    assert grafana["entrypoint"] == ["/bin/sh", "-c"]
+    set_password = stackcheck.load_compose(stackcheck.example_env(GRAFANA_ADMIN_PASSWORD="s3cret"))
+    assert set_password["services"]["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == "s3cret"
     text = stackcheck.COMPOSE_FILE.read_text()
-    assert "${GRAFANA_ADMIN_PASSWORD:?" in text
     assert not re.search(r"ADMIN_PASSWORD\s*[:=]\s*[\"']?admin\b", text)
     assert stackcheck.read_env_file(stackcheck.ENV_EXAMPLE)["GRAFANA_ADMIN_PASSWORD"] == ""
+
+
+def test_grafana_does_not_wait_for_alertmanager_to_be_healthy(services):
+    # An Alertmanager that refuses its configuration never gets healthy; Grafana must start anyway.
+    assert services["grafana"]["depends_on"]["alertmanager"]["condition"] == "service_started"
 
 
 def test_every_image_is_pinned_to_a_version_tag(services):
@@ -80,7 +95,9 @@ def test_every_image_is_pinned_to_a_version_tag(services):
         repository, _, tag = image.rpartition(":")
         assert repository and "/" not in tag, f"{name}: image {image!r} has no tag"
         assert tag != "latest", f"{name}: image {image!r} uses latest"
-        assert re.fullmatch(r"v?\d+\.\d+\.\d+(-[a-z0-9.]+)?", tag), f"{name}: {image!r} is not a release tag"
+        # PostgreSQL's releases are major.minor (16.6); everything else here is major.minor.patch.
+        release = r"\d+\.\d+" if repository == "postgres" else r"v?\d+\.\d+\.\d+"
+        assert re.fullmatch(rf"{release}(-[a-z0-9.]+)?", tag), f"{name}: {image!r} is not a release tag"
 
 
 def test_build_contexts_and_bind_mounted_paths_exist(services):
@@ -198,6 +215,32 @@ def test_the_agent_worker_runs_only_in_the_livekit_profile_next_to_livekit(servi
             assert key in env and f"{key}: ${{{key}:-}}" in compose_text, f"{provider.name}: {key} not passed"
 
 
+def test_the_scale_profile_runs_replicas_on_one_redis_and_one_postgres(services):
+    """`--profile scale`: several replicas of the agent share the LLM cooldowns (Redis) and the CRM
+    outbox (PostgreSQL), both in the profile, reachable by service name, without host ports."""
+    from agent.crm.settings import CrmSettings
+    from agent.llm.settings import LLMSettings
+
+    workers = services["workers"]
+    assert workers["profiles"] == ["scale"] and int(workers["deploy"]["replicas"]) >= 2
+    assert not workers.get("ports"), "replicas cannot share host ports"
+    assert workers["command"] == services["simulate"]["command"]
+    env = workers["environment"]
+    outbox = CrmSettings(CRM_OUTBOX_URL=env["CRM_OUTBOX_URL"]).outbox_location
+    redis_url = LLMSettings(redis_url=env["SALES_AGENT_LLM_REDIS_URL"]).redis_url.get_secret_value()
+    for url, service in ((outbox, "postgres"), (redis_url, "redis")):
+        host, port = stackcheck.endpoint(url.split("@")[-1] if "@" in url else url)
+        assert host == service and str(port) in services[service]["expose"], url
+        assert services[service]["profiles"] == ["scale"] and not services[service].get("ports")
+        assert workers["depends_on"][service]["condition"] == "service_healthy"
+    postgres = services["postgres"]["environment"]
+    assert outbox.endswith(f"/{postgres['POSTGRES_DB']}") and f"//{postgres['POSTGRES_USER']}:" in outbox
+    assert f":{postgres['POSTGRES_PASSWORD']}@" in outbox
+    prometheus = yaml.safe_load((stackcheck.DEPLOY / "prometheus/prometheus.yml").read_text())
+    (agent_job,) = [job for job in prometheus["scrape_configs"] if job["job_name"] == "sales-agent"]
+    assert {"workers"} <= {name for sd in agent_job["dns_sd_configs"] for name in sd["names"]}
+
+
 def test_simulate_drives_the_local_providers_and_crm(services):
     argv = services["simulate"]["command"]
     assert argv[:2] == ["simulate", "--forever"]
@@ -240,3 +283,30 @@ def test_interpolation_follows_compose_rules(text, env, expected):
 def test_interpolation_reports_a_missing_required_variable():
     with pytest.raises(stackcheck.InterpolationError, match="required variable B is missing a value: set B"):
         stackcheck.interpolate("${B:?set B}", {})
+
+
+_DURATION_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+
+
+def _seconds(duration: str) -> int:
+    return sum(int(n) * _DURATION_S[unit] for n, unit in re.findall(r"(\d+)([smhdwy])", duration))
+
+
+def test_prometheus_keeps_every_range_the_rules_read(services) -> None:
+    """The 30-day availability rules read ``[30d]``: a shorter retention (it was 7 d) makes them a
+    7-day figure under a 30-day name."""
+    from prometheus_helpers import load_rule_groups
+
+    longest = max(
+        _seconds(window)
+        for group in load_rule_groups()
+        for rule in group["rules"]
+        for window in re.findall(r"\[(\w+)(?::\w*)?\]", rule["expr"])
+    )
+    assert longest == _seconds("30d")
+    (retention,) = [
+        arg.split("=", 1)[1]
+        for arg in services["prometheus"]["command"]
+        if arg.startswith("--storage.tsdb.retention.time=")
+    ]
+    assert _seconds(retention) >= longest, retention

@@ -30,7 +30,9 @@ def tools_for(crm, call_id: str) -> SalesTools:
 
 
 async def record(admin) -> dict:
-    response = await admin.get(f"/v1/contacts/{EMAIL}", headers={"X-Tenant-Id": "acme"})
+    response = await admin.post(
+        "/v1/contacts/lookup", json={"contact_key": EMAIL}, headers={"X-Tenant-Id": "acme"}
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -72,11 +74,12 @@ async def test_the_same_call_can_correct_its_own_qualification_and_a_better_one_
 async def test_the_crm_merges_contact_fields_a_request_leaves_out_or_sends_empty(crm_service) -> None:
     _url, admin = crm_service
     headers = {"X-Tenant-Id": "acme"}
-    full = {"name": "Ann", "company": "Acme", "role": "CTO", "phone": "+14155550100"}
-    assert (await admin.put("/v1/contacts/ann%40acme.com", json=full, headers=headers)).status_code == 201
-    sparse = {"name": "Ann Lee", "company": None, "role": "", "phone": None}
-    assert (await admin.put("/v1/contacts/ann%40acme.com", json=sparse, headers=headers)).status_code == 200
-    saved = (await admin.get("/v1/contacts/ann%40acme.com", headers=headers)).json()
+    key = {"contact_key": "ann@acme.com"}
+    full = {**key, "name": "Ann", "company": "Acme", "role": "CTO", "phone": "+14155550100"}
+    assert (await admin.put("/v1/contacts", json=full, headers=headers)).status_code == 201
+    sparse = {**key, "name": "Ann Lee", "company": None, "role": "", "phone": None}
+    assert (await admin.put("/v1/contacts", json=sparse, headers=headers)).status_code == 200
+    saved = (await admin.post("/v1/contacts/lookup", json=key, headers=headers)).json()
     assert (saved["name"], saved["company"], saved["role"], saved["phone"]) == (
         "Ann Lee",
         "Acme",

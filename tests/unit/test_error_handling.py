@@ -260,3 +260,29 @@ async def test_tool_error_raised_by_the_tool_keeps_its_message(otel):
     with pytest.raises(ToolError, match=r"^slot_start must be one of the offered slots$"):
         await with_error_handling("op_toolerror", CALL, work)
     assert _errors(otel, "validation", "op_toolerror") >= 1
+
+
+async def test_our_status_messages_survive_livekits_pii_filter(otel):
+    """With PII redaction on, livekit's filter replaces the status of any span that recorded an exception
+    with "exception details redacted"; our own (PII-safe) message must still reach the exporter."""
+    from agent.errors import CircuitOpenError
+    from agent.resilience import CircuitBreaker, DependencyCaller, RetryPolicy
+
+    breaker = CircuitBreaker("crm-status-test", failure_threshold=1)
+    caller = DependencyCaller("crm-status-test", breaker, RetryPolicy(retries=0))
+
+    async def down() -> None:
+        raise CircuitOpenError(
+            "crm is unavailable (circuit open, next trial in 42 s)",
+            dependency="crm",
+            error_type="circuit_open",
+        )
+
+    try:
+        with pytest.raises(CircuitOpenError):
+            await caller.call("upsert_contact", down)
+    finally:
+        breaker.unregister()
+    (span,) = otel.spans("crm-status-test.upsert_contact")
+    assert any(event.name == "exception" for event in span.events)  # what triggers livekit's filter
+    assert span.status.description == "crm is unavailable (circuit open, next trial in 42 s)"

@@ -135,13 +135,29 @@ async def test_the_llm_stand_in_answers_400_to_a_malformed_fault():
 
 
 CRM_REQUESTS: list[tuple[str, str, Any, str]] = [
-    ("PUT", "/v1/contacts/a%40b.co", {"name": "Ada", "company": {"nested": 1}}, "company: Input should be"),
-    ("PUT", "/v1/contacts/a%40b.co/lead", {"status": "hot", "score": {"x": 1}}, "score: Input should be"),
-    ("POST", "/v1/contacts/a%40b.co/notes", {"text": ["a", "b"]}, "text: Input should be a valid string"),
+    (
+        "PUT",
+        "/v1/contacts",
+        {"contact_key": "a@b.co", "name": "Ada", "company": {"nested": 1}},
+        "company: Input should be",
+    ),
+    (
+        "PUT",
+        "/v1/contacts/lead",
+        {"contact_key": "a@b.co", "status": "hot", "score": {"x": 1}},
+        "score: Input should be",
+    ),
+    (
+        "POST",
+        "/v1/contacts/notes",
+        {"contact_key": "a@b.co", "text": ["a", "b"]},
+        "text: Input should be a valid string",
+    ),
+    ("POST", "/v1/contacts/lookup", {"contact_key": 42}, "contact_key: Input should be a valid string"),
     ("POST", "/v1/calendar/bookings", {"contact_key": "a@b.co", "start": 20300101}, "start: Input should be"),
     ("POST", "/admin/fault", {"mode": "slow", "delay_s": "soon"}, "delay_s: Input should be a valid number"),
     ("POST", "/admin/fault", {"mode": "down", "count": "all"}, "count: Input should be a valid integer"),
-    ("PUT", "/v1/contacts/a%40b.co", "[1, 2]", "Input should be an object"),
+    ("PUT", "/v1/contacts", "[1, 2]", "Input should be an object"),
 ]
 
 
@@ -150,7 +166,9 @@ async def test_the_crm_stand_in_answers_400_to_a_malformed_body(tmp_path, method
     content = body.encode() if isinstance(body, str) else None
     async with run_crm_service(tmp_path / "crm.sqlite3") as url, httpx.AsyncClient(base_url=url) as client:
         if path.endswith("/lead") or path.endswith("/notes"):  # the contact exists: only the body is wrong
-            await client.put("/v1/contacts/a%40b.co", json={"name": "Ada"}, headers={"X-Tenant-Id": "acme"})
+            await client.put(
+                "/v1/contacts", json={"contact_key": "a@b.co", "name": "Ada"}, headers={"X-Tenant-Id": "acme"}
+            )
         response = await client.request(
             method,
             path,

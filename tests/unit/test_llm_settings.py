@@ -112,11 +112,16 @@ def test_api_key_override_variable(monkeypatch):
     assert "sk-gateway-secret" not in repr(config) + config.model_dump_json()
 
 
-def test_redis_url_is_a_clear_error_while_cooldowns_are_per_process():
-    """Cooldowns are ours, in process memory (LiteLLM's store refuses requests locally): a Redis URL
-    would be silently ignored, so it is refused at start instead."""
-    from agent.llm import LLMConfigError, build_llm
+def test_a_redis_url_shares_the_cooldowns_and_a_malformed_one_is_a_clear_error():
+    from pydantic import ValidationError
 
-    settings = LLMSettings.for_local(["http://127.0.0.1:1/v1"], redis_url="redis://127.0.0.1:6379/0")
-    with pytest.raises(LLMConfigError, match=r"SALES_AGENT_LLM_REDIS_URL.*process memory"):
-        build_llm(settings)
+    from agent.llm import build_llm
+    from agent.resilience.shared_cooldowns import SharedCooldowns
+
+    with pytest.raises(ValidationError, match="SALES_AGENT_LLM_REDIS_URL must be a redis://"):
+        LLMSettings.for_local(["http://127.0.0.1:1/v1"], redis_url="127.0.0.1:6379")
+    settings = LLMSettings.for_local(["http://127.0.0.1:1/v1"], redis_url="redis://:pw@127.0.0.1:6379/0")
+    chain = build_llm(settings).chain
+    assert isinstance(chain.cooldowns, SharedCooldowns)
+    assert chain.cooldowns.url == "redis://127.0.0.1:6379/0"  # shown without its password
+    assert "pw" not in repr(settings)

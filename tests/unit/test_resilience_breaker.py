@@ -149,3 +149,59 @@ async def test_open_breaker_stops_requests_reaching_the_crm(tmp_path, otel):
                 assert gauge(otel, "crm") == 0
         finally:
             await crm.aclose()
+
+
+async def test_a_half_open_breaker_with_no_traffic_is_probed_until_it_knows(otel):
+    from agent.resilience.probe import BreakerProber
+
+    clock = FakeClock()
+    breaker = CircuitBreaker("dep-idle", failure_threshold=1, recovery_s=60, clock=clock)
+    dependency_up = False
+    pings = 0
+
+    async def ping() -> None:
+        nonlocal pings
+        pings += 1
+        if not dependency_up:
+            raise _http_error(503)
+
+    prober = BreakerProber(breaker, ping, interval_s=1)
+    try:
+        with pytest.raises(httpx.HTTPStatusError):
+            await breaker.call(_fail)
+        await prober.probe_once()  # open: nothing to probe
+        assert breaker.state is BreakerState.OPEN and pings == 0
+        clock.now += 61  # recovery period over, and no call comes
+        await prober.probe_once()  # the dependency is still down: the probe re-opens the breaker
+        assert pings == 1 and breaker.state is BreakerState.OPEN
+        assert gauge(otel, "dep-idle") == BreakerState.OPEN
+        dependency_up = True
+        clock.now += 61
+        await prober.probe_once()  # recovered: the trial budget of probes closes it
+        assert breaker.state is BreakerState.CLOSED and pings == 1 + breaker.half_open_max_calls
+        await prober.probe_once()  # closed: never probed
+        assert pings == 1 + breaker.half_open_max_calls
+    finally:
+        breaker.unregister()
+
+
+async def test_the_runtime_probes_its_crm_and_calendar_breakers(tmp_path):
+    from agent.app_settings import AppSettings
+    from agent.llm import ProviderConfig
+    from agent.runtime import start_runtime
+    from agent.tenants import TenantRegistry
+
+    async with run_crm_service(tmp_path / "crm.sqlite3") as url:
+        chain = [ProviderConfig(name="p", kind="local", model="p-model", api_base=f"{url}/v1")]
+        settings = AppSettings.from_env(
+            llm={"chain": chain}, crm={"crm_url": url, "outbox_path": str(tmp_path / "outbox.sqlite3")}
+        )
+        runtime = await start_runtime(
+            settings, tenants=TenantRegistry.from_mapping({"tenants": {"acme": {"display_name": "Acme"}}})
+        )
+        try:
+            probed = {p.breaker for p in runtime.breaker_probers}
+            assert probed == {runtime.crm.crm_caller.breaker, runtime.crm.calendar_caller.breaker}
+            assert all(p._task is not None and not p._task.done() for p in runtime.breaker_probers)
+        finally:
+            await runtime.aclose()

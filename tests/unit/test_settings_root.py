@@ -224,7 +224,9 @@ ENV_READERS = {
     "agent/app_settings.py": "the root's loader (deprecated names)",
     "agent/provider_settings.py": "the LLM, STT and TTS chains' loaders read the providers' keys",
     "agent/cli.py": "sets LITELLM_LOCAL_MODEL_COST_MAP before litellm is imported",
-    "telemetry/http_semconv.py": "sets OTEL_SEMCONV_STABILITY_OPT_IN before any httpx instrumentation",
+    "agent/simulate/workers.py": "passes its environment on to the worker processes it starts",
+    "agent/gameday/command.py": "the game day's children inherit the operator's environment",
+    "telemetry/http_semconv.py": "sets OTEL_SEMCONV_STABILITY_OPT_IN before httpx is instrumented",
 }
 
 

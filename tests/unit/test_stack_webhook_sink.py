@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import httpx
 import pytest
@@ -77,6 +78,20 @@ async def test_sink_keeps_only_the_last_n():
 def test_keep_must_be_positive():
     with pytest.raises(ValueError, match="keep must be at least 1"):
         NotificationSink(keep=0)
+
+
+RUNBOOKS = Path(__file__).resolve().parents[2] / "docs" / "runbooks"
+
+
+async def test_sink_serves_the_runbooks_the_alerts_link_to():
+    async with (
+        run_webhook_sink(runbooks=RUNBOOKS) as running,
+        httpx.AsyncClient(base_url=running.url) as client,
+    ):
+        page = await client.get("/runbooks/DependencyCircuitOpen.md")
+        assert page.status_code == 200 and page.text.startswith("# DependencyCircuitOpen")
+        assert (await client.get("/runbooks/NoSuchAlert.md")).status_code == 404
+        assert (await client.get("/runbooks/..%2F..%2Fpyproject.toml")).status_code == 404
 
 
 async def test_admin_fault_stats_and_reset():

@@ -144,6 +144,52 @@ def test_pre_check_never_skips_a_string_the_full_scan_would_change(monkeypatch):
     assert [by_text[text] for text in ids] == ids
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "PUT http://crm:8200/v1/contacts/ann.lee%40umbrella.example.com",  # httpx url.full, quoted key
+        "HTTPStatusError: 503 for url 'http://crm/v1/contacts/ANN.LEE%40UMBRELLA.EXAMPLE.COM/notes'",
+        "GET /v1/contacts/ann.lee%2540umbrella.example.com",  # encoded twice
+        "PUT http://crm/v1/contacts/%2B14155550123/lead",  # E.164 phone, '+' quoted
+        "GET /lookup?phone=%2B1+415+555+0123&x=1",  # form-encoded: '+' is a space
+    ],
+)
+def test_percent_encoded_contact_data_is_redacted(text):
+    redacted = Redactor().text(text)
+    assert redacted != text
+    lowered = redacted.lower()
+    assert "ann.lee" not in lowered and "umbrella" not in lowered and "555" not in lowered, redacted
+
+
+def test_redaction_is_decided_by_key_before_any_value_scan(otel):
+    with tracer.start_as_current_span("by-key") as span:
+        span.set_attribute(names.OPERATION, "capture_basic_info")
+        span.set_attribute("db.statement", "where email = 'lee@umbrella.example.com'")
+        # A `pii` segment marks user data (LiveKit's lk.pii.* convention): no pattern needs to match.
+        log.info("note taken", extra={"app.pii.notes": "I am Lee from Umbrella, call me back"})
+    [exported] = otel.spans("by-key")
+    assert exported.attributes[names.OPERATION] == "capture_basic_info"
+    assert exported.attributes["db.statement"] == f"where email = '{EMAIL_MASK}'"  # unknown key: scanned
+    [record] = [r for r in otel.logs() if r.log_record.body == "note taken"]
+    assert record.log_record.attributes["app.pii.notes"] == REDACTED
+    assert Redactor().attributes({"lk.pii.user_input": "Lee from Umbrella"}) == {
+        "lk.pii.user_input": REDACTED
+    }
+    assert Redactor(pii=False).attributes({"lk.pii.user_input": "Lee"}) == {"lk.pii.user_input": "Lee"}
+    assert redaction.key_policy(names.TENANT_ID) is redaction.KeyPolicy.SAFE
+    assert redaction.key_policy(names.CALL_ID) is redaction.KeyPolicy.SCAN  # a room name may hold a number
+    assert redaction.key_policy("http.request.header.authorization") is redaction.KeyPolicy.SECRET
+    # The project's bounded keys are not scanned at all: that is the point of naming them.
+    scans = []
+    original = Redactor.text
+    try:
+        Redactor.text = lambda self, value: scans.append(value) or original(self, value)  # type: ignore[method-assign]
+        Redactor().attributes({names.TENANT_ID: "acme", names.OUTCOME: "ok", "free.text": "hello"})
+    finally:
+        Redactor.text = original  # type: ignore[method-assign]
+    assert scans == ["hello"]
+
+
 def test_redaction_leaves_ordinary_numbers_alone():
     redactor = Redactor()
     for text in ("2026-11-29 03:40:01", "v1.45.1", "127.0.0.1:4318", "ts 1764387442", "took 0.312 s"):
@@ -229,6 +275,44 @@ def test_psutil_gauges_are_plausible(otel):
     assert directions == {"transmit", "receive"}
     for window in ("1m", "5m", "15m"):
         assert otel.metric_points(f"system.cpu.load_average.{window}")
+
+
+def test_cpu_time_is_a_counter_by_mode_for_the_host_and_the_process(otel):
+    # Counters: rate() over any window, however often and by whom they are collected.
+    host = {a["cpu.mode"]: p.value for a, p in otel.metric_points("system.cpu.time")}
+    assert {"idle", "user", "system"} <= set(host) and "guest" not in host  # guest is inside user
+    assert host["idle"] > 0 and host["user"] > 0
+    assert otel.metric_value("process.cpu.time", **{"cpu.mode": "user"}) > 0
+
+
+def test_cpu_utilization_does_not_depend_on_who_collected_last(otel):
+    deadline = time.perf_counter() + 0.3
+    while time.perf_counter() < deadline:  # keep this process busy
+        pass
+    first = otel.metric_value("process.cpu.utilization")
+    second = otel.metric_value("process.cpu.utilization")  # another reader collecting right after
+    assert second > 0, "the second collection saw an idle process: its window was reset by the first"
+    assert abs(first - second) < 0.05
+
+
+def test_cpu_window_covers_at_least_the_window_whatever_the_reading_rate():
+    from telemetry.system_metrics import CpuWindow
+
+    now = [0.0]
+    seconds = {"idle": 0.0, "user": 0.0}
+    window = CpuWindow(lambda: dict(seconds), window_s=60, clock=lambda: now[0])
+    for _ in range(12):  # 2 minutes at 90 % busy, read by three readers every 10 s
+        now[0] += 10
+        seconds["user"] += 9
+        seconds["idle"] += 1
+        readings = [window.shares() for _ in range(3)]
+        assert all(r == readings[0] for r in readings)
+        assert abs(readings[0]["user"] - 0.9) < 1e-9
+    for _ in range(12):  # then idle: the reading follows within the window
+        now[0] += 10
+        seconds["idle"] += 10
+        shares = window.shares()
+    assert shares["idle"] == 1.0
 
 
 async def test_event_loop_lag_is_measured(otel):
