@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
-# The application image: the sales agent worker, the `simulate` load generator, the local LLM
-# providers, the local CRM and the notification sink all run from it (different commands).
+# The application image: the sales agent worker, the `simulate` load generators (text and voice), the
+# local LLM, STT and TTS providers, the local CRM and the notification sink all run from it.
 #
 # Dependencies come only from uv.lock: `uv sync --frozen --no-dev` installs exactly the locked set
 # (no resolution, dev group excluded) — tests/test_compose_dockerfile.py checks this by reading the file.
@@ -27,6 +27,10 @@ COPY config ./config
 RUN uv sync --frozen --no-dev
 
 FROM ${PYTHON_IMAGE} AS runtime
+# espeak-ng speaks the simulated callers' lines (`simulate --mode voice`).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends espeak-ng \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home app \
     && mkdir -p /data \

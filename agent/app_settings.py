@@ -9,11 +9,13 @@ kept as they are):
 | area | class | variables |
 | --- | --- | --- |
 | telemetry | ``TelemetrySettings`` | ``OTEL_*`` (standard), ``SALES_AGENT_*`` (process-wide switches) |
-| worker | ``WorkerSettings`` | ``SALES_AGENT_*`` (speech plugins, dispatch), plugin keys |
+| worker | ``WorkerSettings`` | ``SALES_AGENT_*`` (dispatch, job executor) |
 | health | ``HealthSettings`` | ``SALES_AGENT_HEALTH_*`` |
 | sessions | ``SessionSettings`` | ``SALES_AGENT_SESSION_*`` |
 | tenants | ``TenantSettings`` | ``SALES_AGENT_TENANTS_*`` |
 | LLM | ``LLMSettings`` | ``SALES_AGENT_LLM_*`` and the providers' key variables |
+| STT | ``STTSettings`` | ``SALES_AGENT_STT_*`` and the providers' key variables |
+| TTS | ``TTSSettings`` | ``SALES_AGENT_TTS_*`` and the providers' key variables |
 | CRM | ``CrmSettings`` | ``CRM_*`` |
 
 Every invalid value is rejected by ``from_env`` with a ``ConfigError`` naming the variable and what was
@@ -31,22 +33,19 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent.crm.settings import CrmSettings
 from agent.health.registry import HealthSettings
 from agent.llm.settings import LLMSettings
 from agent.session_settings import SessionSettings
+from agent.speech.settings import STTSettings, TTSSettings
 from agent.tenants import TenantSettings
 from telemetry.config_errors import ConfigError, settings_error
 from telemetry.settings import TelemetrySettings
 
 log = logging.getLogger(__name__)
-
-SttPlugin = Literal["deepgram", "openai"]
-TtsPlugin = Literal["cartesia", "openai"]
-VadPlugin = Literal["silero", "none"]
 
 # Old name -> the name that replaced it. The old one is still read (AliasChoices on the field); a
 # warning is logged once per process when it is set.
@@ -57,20 +56,26 @@ DEPRECATED_VARIABLES: dict[str, str] = {
 }
 _warned: set[str] = set()
 
+# The single-plugin speech variables that the STT and TTS chains replaced -> what to set instead.
+# Still set, they would be silently ignored (a worker asked for openai STT would try deepgram), so
+# ``from_env`` refuses them by name.
+REPLACED_VARIABLES: dict[str, str] = {
+    "SALES_AGENT_STT": 'SALES_AGENT_STT_CHAIN, a JSON list of providers (agent/README.md, "Speech")',
+    "SALES_AGENT_STT_MODEL": "the model of a provider in SALES_AGENT_STT_CHAIN",
+    "SALES_AGENT_TTS": 'SALES_AGENT_TTS_CHAIN, a JSON list of providers (agent/README.md, "Speech")',
+    "SALES_AGENT_TTS_MODEL": "the model of a provider in SALES_AGENT_TTS_CHAIN",
+    "SALES_AGENT_TTS_VOICE": "the voice of a provider in SALES_AGENT_TTS_CHAIN",
+    "SALES_AGENT_LANGUAGE": "SALES_AGENT_STT_LANGUAGE and SALES_AGENT_TTS_LANGUAGE",
+    "SALES_AGENT_VAD": "nothing: the VAD is always Silero (its segments are what the STT chain transcribes)",
+}
+
 
 class WorkerSettings(BaseSettings):
-    """The LiveKit worker's own switches (``SALES_AGENT_*``) and its speech plugins' keys."""
+    """The LiveKit worker's own switches (``SALES_AGENT_*``)."""
 
     model_config = SettingsConfigDict(env_prefix="SALES_AGENT_", extra="ignore", frozen=True)
 
-    # Speech plugins; models are the plugins' defaults unless set here.
-    stt: SttPlugin = "deepgram"
-    stt_model: str | None = None
-    tts: TtsPlugin = "cartesia"
-    tts_model: str | None = None
-    tts_voice: str | None = None
-    vad: VadPlugin = "silero"
-    language: str = "en"
+    # Speech (the STT and TTS chains) is the "stt" and "tts" areas; the VAD is always Silero.
     # "thread": every call of a worker runs in one process (one Router, one SessionManager, imports paid
     # once: ~320 MB instead of ~320 MB per prewarmed process). "process": livekit's isolation default.
     job_executor: Literal["thread", "process"] = "thread"
@@ -80,23 +85,9 @@ class WorkerSettings(BaseSettings):
     agent_name: str = ""
     # Tenant used when a job carries no tenant in its metadata (empty: such jobs are rejected).
     default_tenant: str = ""
-    # The speech plugins' keys, under the plugins' standard variable names.
-    deepgram_api_key: SecretStr | None = Field(default=None, alias="DEEPGRAM_API_KEY")
-    cartesia_api_key: SecretStr | None = Field(default=None, alias="CARTESIA_API_KEY")
-    openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
-
-    def missing_speech_keys(self) -> list[str]:
-        """The key variables the chosen STT/TTS plugins need and do not have."""
-        needed = {
-            "deepgram": ("DEEPGRAM_API_KEY", self.deepgram_api_key),
-            "cartesia": ("CARTESIA_API_KEY", self.cartesia_api_key),
-            "openai": ("OPENAI_API_KEY", self.openai_api_key),
-        }
-        missing = [needed[plugin][0] for plugin in (self.stt, self.tts) if needed[plugin][1] is None]
-        return sorted(set(missing))
 
 
-AreaName = Literal["telemetry", "worker", "health", "sessions", "tenants", "llm", "crm"]
+AreaName = Literal["telemetry", "worker", "health", "sessions", "tenants", "llm", "stt", "tts", "crm"]
 _AREAS: dict[str, tuple[type[BaseSettings], Callable[..., BaseSettings]]] = {
     "telemetry": (TelemetrySettings, TelemetrySettings),
     "worker": (WorkerSettings, WorkerSettings),
@@ -104,6 +95,8 @@ _AREAS: dict[str, tuple[type[BaseSettings], Callable[..., BaseSettings]]] = {
     "sessions": (SessionSettings, SessionSettings),
     "tenants": (TenantSettings, TenantSettings),
     "llm": (LLMSettings, LLMSettings.load),  # + the YAML file and the providers' keys
+    "stt": (STTSettings, STTSettings.load),  # likewise
+    "tts": (TTSSettings, TTSSettings.load),
     "crm": (CrmSettings, CrmSettings),
 }
 
@@ -119,6 +112,8 @@ class AppSettings(BaseModel):
     sessions: SessionSettings
     tenants: TenantSettings
     llm: LLMSettings
+    stt: STTSettings
+    tts: TTSSettings
     crm: CrmSettings
 
     @classmethod
@@ -132,7 +127,7 @@ class AppSettings(BaseModel):
         if unknown:
             raise TypeError(f"unknown settings areas: {sorted(unknown)}")
         parts: dict[str, BaseSettings] = {}
-        problems: list[str] = []
+        problems = replaced_variables(os.environ)
         for area, (settings_cls, load) in _AREAS.items():
             try:
                 parts[area] = load(**dict(overrides.get(area, {})))
@@ -149,6 +144,15 @@ class AppSettings(BaseModel):
         """A copy with some values of one area changed (the root and the area stay frozen)."""
         part: BaseModel = getattr(self, area)
         return self.model_copy(update={area: part.model_copy(update=changes)})
+
+
+def replaced_variables(environ: Mapping[str, str]) -> list[str]:
+    """One problem per replaced variable that is still set, saying what to set instead."""
+    return [
+        f"{old} is no longer read (the speech chains replaced it): unset it and set {instead}"
+        for old, instead in REPLACED_VARIABLES.items()
+        if old in environ
+    ]
 
 
 def warn_deprecated(environ: Mapping[str, str]) -> None:

@@ -30,7 +30,7 @@ LiveKit worker (needs LIVEKIT_URL / LIVEKIT_API_KEY / LIVEKIT_API_SECRET, except
   download-files   download the plugins' model files (e.g. silero VAD)
 
 Project commands:
-  simulate         scripted text calls through the real agent, offline (see simulate --help)
+  simulate         scripted text or voice calls through the real agent, offline (see simulate --help)
   outbox           list queued CRM writes; requeue parked ones (dead letters)
   gameday          fault scenarios against a real Prometheus + Alertmanager, measured (minutes long)
 

@@ -15,7 +15,8 @@ its root, the original failure, upwards and the first exception a rule recognise
 knows best what happened (a refused connection inside LiteLLM's ``InternalServerError`` with status
 500 is a connect error, not an HTTP 500). The OpenAI SDK's and LiteLLM's classes are looked up only
 when those libraries are already imported: their exceptions cannot exist otherwise, and importing
-LiteLLM costs seconds.
+LiteLLM costs seconds. livekit's plugins (the speech chains') wrap the SDK's errors in livekit's
+``APIStatusError`` / ``APITimeoutError``, recognised the same way.
 """
 
 from __future__ import annotations
@@ -134,6 +135,12 @@ def _recognise(exc: BaseException) -> Failure | None:
         return http_failure(exc.status_code, _retry_after(_response_headers(exc)))  # type: ignore[attr-defined]
     if isinstance(exc, _loaded("litellm.exceptions", "APIError")):  # an HTTP error LiteLLM did not map
         return http_failure(exc.status_code, _retry_after(_response_headers(exc)))  # type: ignore[attr-defined]
+    if isinstance(exc, _loaded("livekit.agents", "APIStatusError")) and exc.status_code > 0:  # type: ignore[attr-defined]
+        # livekit's plugins re-raise the SDK's HTTP errors as their own; where the original is lost
+        # (re-raised across livekit's stream tasks) the status they copied is what is left.
+        return http_failure(exc.status_code)  # type: ignore[attr-defined]
+    if isinstance(exc, _loaded("livekit.agents", "APITimeoutError")):
+        return Failure(names.ERROR_TIMEOUT, retryable=True)
     if isinstance(exc, _loaded("litellm.types.router", "RouterRateLimitError")):
         # The Router refused locally, every deployment of the group cooling down: no request was sent.
         return Failure(names.ERROR_COOLDOWN, retryable=False, retry_after_s=exc.cooldown_time)  # type: ignore[attr-defined]

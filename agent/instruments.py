@@ -2,7 +2,7 @@
 
 Created from an injected meter (``telemetry.instruments``), never at import. Each subpackage that
 records metrics has its own ``instruments.py`` (``agent.crm``, ``agent.health``, ``agent.llm``,
-``agent.resilience``); ``install_all`` points every one of them at one MeterProvider.
+``agent.resilience``, ``agent.speech``); ``install_all`` points every one of them at one MeterProvider.
 """
 
 from __future__ import annotations
@@ -66,6 +66,24 @@ class AgentInstruments:
         self.call_duration = meter.create_histogram(
             names.CALL_DURATION, unit="s", description="Call duration, by call.outcome"
         )
+        # Turns (agent.turn_recorder): recorded as each reply starts, in text and voice calls
+        self.turn_response_latency = meter.create_histogram(
+            names.TURN_RESPONSE_LATENCY,
+            unit="s",
+            description="The caller's wait: end of their turn to the agent's first output of the reply",
+        )
+        self.turn_stage_duration = meter.create_histogram(
+            names.TURN_STAGE_DURATION, unit="s", description="The caller's wait by stage"
+        )
+        self.turn_interruptions = meter.create_counter(
+            names.TURN_INTERRUPTIONS, unit="{interruption}", description="Replies the caller talked over"
+        )
+        self.turn_silence_gap = meter.create_histogram(
+            names.TURN_SILENCE_GAP, unit="s", description="Silences inside a reply (its audio ran dry)"
+        )
+        self.turn_unanswered = meter.create_counter(
+            names.TURN_UNANSWERED, unit="{turn}", description="Caller turns that got no reply"
+        )
 
 
 INSTRUMENTS = InstrumentSet(AgentInstruments)
@@ -77,8 +95,10 @@ def _all_sets() -> list[InstrumentSet[object]]:
     from agent.health import instruments as health
     from agent.llm import instruments as llm
     from agent.resilience import instruments as resilience
+    from agent.speech import instruments as speech
 
-    return [INSTRUMENTS, crm.INSTRUMENTS, health.INSTRUMENTS, llm.INSTRUMENTS, resilience.INSTRUMENTS]  # type: ignore[list-item]
+    sets = [INSTRUMENTS, crm.INSTRUMENTS, health.INSTRUMENTS, llm.INSTRUMENTS, resilience.INSTRUMENTS]
+    return [*sets, speech.INSTRUMENTS]  # type: ignore[list-item]
 
 
 def install_all(meter_provider: MeterProvider | None = None) -> None:

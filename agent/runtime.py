@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from agent.llm import RouterLLM
     from agent.resilience import ResilienceState
     from agent.resilience.probe import BreakerProber
+    from agent.speech import SpeechServices
     from telemetry.setup import Telemetry
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class Runtime:
     health: HealthRegistry
     health_server: HealthServer | None = None
     owns_sessions: bool = True
+    speech: SpeechServices | None = None  # voice calls: STT/TTS chains and the VAD model
     # sales_agent.event_loop.lag for this loop (dashboards' System panel, EventLoopLagHigh alert).
     loop_lag_monitor: asyncio.Task[None] | None = None
     # Trial calls for the CRM / calendar breakers when no call exercises them (agent/resilience/probe.py).
@@ -46,7 +48,9 @@ class Runtime:
 
     @property
     def services(self) -> CallServices:
-        return CallServices(llm=self.llm, crm=self.crm, tenants=self.tenants, sessions=self.sessions)
+        return CallServices(
+            llm=self.llm, crm=self.crm, tenants=self.tenants, sessions=self.sessions, speech=self.speech
+        )
 
     async def aclose(self) -> None:
         if self._closed:
@@ -69,12 +73,15 @@ def build_health_registry(
     crm: ResilientCrm,
     telemetry: Telemetry | None = None,
     settings: HealthSettings | None = None,
+    speech: SpeechServices | None = None,
 ) -> HealthRegistry:
     """Checks for /health and /ready.
 
     Only the LLM chain is critical (no provider answering = no conversation); one provider down is
     reported but the chain falls back. CRM writes queue in the outbox and a calendar outage only
     fails bookings, so those, the outbox backlog, OTLP export and loop lag are reported, not gating.
+    With voice (``speech``): each STT/TTS provider's cooldown state, reported, not gating (a chain
+    whose every provider cools down still tries them all).
     """
     from agent.health import (
         HealthRegistry,
@@ -108,6 +115,16 @@ def build_health_registry(
     registry.register("event_loop", event_loop_lag_check(), critical=False)
     if telemetry is not None:
         registry.register("otlp", otlp_export_check(telemetry), critical=False)
+    if speech is not None:
+        for kind, chain in (("stt", speech.stt_chain), ("tts", speech.tts_chain)):
+            for provider in chain.providers:
+                registry.register(
+                    f"{kind}.{provider.name}",
+                    callable_check(
+                        lambda c=chain, n=provider.name: (c.status()[n], {"cooling_down": not c.status()[n]})
+                    ),
+                    critical=False,
+                )
     return registry
 
 
@@ -119,6 +136,7 @@ async def start_runtime(
     health_socket: socket.socket | None = None,
     sessions: SessionManager | None = None,
     start_outbox_drainer: bool = True,
+    speech: SpeechServices | None = None,
     resilience: ResilienceState | None = None,
 ) -> Runtime:
     """Build and start the shared services on the running loop, from the entry point's settings root.
@@ -151,9 +169,15 @@ async def start_runtime(
     if sessions is None:
         sessions = SessionManager(settings.sessions, tenants)
         sessions.start()
-    health = build_health_registry(llm, crm, telemetry, settings.health)
+    health = build_health_registry(llm, crm, telemetry, settings.health, speech)
     runtime = Runtime(
-        llm=llm, crm=crm, tenants=tenants, sessions=sessions, health=health, owns_sessions=owns_sessions
+        llm=llm,
+        crm=crm,
+        tenants=tenants,
+        sessions=sessions,
+        health=health,
+        owns_sessions=owns_sessions,
+        speech=speech,
     )
     if telemetry is not None:
         runtime.loop_lag_monitor = telemetry.start_loop_lag_monitor()

@@ -10,9 +10,15 @@ What it adds around livekit's ``AgentSession``:
   manager expires or idles it out, the caller hears a short goodbye and the session closes.
 - the **outcome**: ``end_call``'s outcome (converted / not_interested / callback), else ``failed``
   (the caller left after the agent failed them), ``dropped`` (the caller left while the agent was
-  answering) or ``error`` (the session itself failed); recorded once as ``call_ended`` and on the
-  root span. ``failed`` and ``error`` are ours and count against the availability SLO; the others
-  are the caller's choice (alert-rules/README.md).
+  answering) or ``error`` (the session itself failed, or a voice call lost its speech chains, below);
+  recorded once as ``call_ended`` and on the root span. ``failed`` and ``error`` are ours and count
+  against the availability SLO; the others are the caller's choice (alert-rules/README.md).
+- **per-turn figures** (``TurnRecorder``): the caller's wait and its stages, recorded as each reply
+  starts, in text and voice calls alike.
+- in **voice** calls, the speech chains' verdicts: every STT provider down -> the caller is told so
+  and the call ends (``error``, ``stt_unavailable``); every TTS provider down -> the call ends at once
+  (``error``, ``tts_unavailable``: nothing can be said); speech that came back as an empty transcript
+  -> the caller is asked to repeat.
 """
 
 from __future__ import annotations
@@ -32,15 +38,17 @@ from agent import business_metrics
 from agent.call_context import CallContext
 from agent.sales_agent import SalesAgent
 from agent.tools import SalesTools
+from agent.turn_recorder import TurnMode, TurnRecorder
 from agent.vocabulary.call_outcome import CallOutcome, EndCallChoice
 from telemetry import names
 from telemetry.span_status import set_error
 
 if TYPE_CHECKING:
-    from livekit.agents import llm
+    from livekit.agents import AgentStateChangedEvent, ConversationItemAddedEvent, llm
 
     from agent.crm import ResilientCrm
     from agent.sessions import SessionManager, SessionOutcome
+    from agent.speech import SpeechServices
     from agent.tenants import TenantRegistry
 
 CALL_SPAN_NAME = "sales_call"
@@ -54,6 +62,15 @@ GOODBYE_BY_REASON = {
     "idle": "It seems we got disconnected. Thank you for your time, we will follow up by email.",
     "evicted": "I have to end the call now. Thank you for your time, we will follow up by email.",
 }
+STT_DOWN_LINE = "I'm sorry, I can't hear you properly right now. We will call you back shortly. Goodbye."
+NOT_UNDERSTOOD_LINE = "Sorry, I didn't catch that. Could you say it again?"
+# How a voice session runs: VAD endpointing (livekit's end-of-turn model needs a model download),
+# interruptions by voice activity, and no echo-cancellation warm-up (with livekit's default 3 s,
+# a caller who barges in during the first seconds of a reply is not heard at all).
+VOICE_SESSION_OPTIONS: dict[str, Any] = {
+    "turn_handling": {"turn_detection": "vad", "interruption": {"mode": "vad"}},
+    "aec_warmup_duration": None,
+}
 
 
 @dataclass
@@ -64,6 +81,7 @@ class CallServices:
     crm: ResilientCrm
     tenants: TenantRegistry
     sessions: SessionManager | None = None
+    speech: SpeechServices | None = None  # voice calls: the STT/TTS chains and the VAD model
 
 
 class SalesCall:
@@ -74,22 +92,39 @@ class SalesCall:
         call: CallContext,
         services: CallServices,
         *,
+        mode: TurnMode = "text",
+        vad_model: Any = None,
         greet_on_enter: bool = True,
         close_timeout_s: float = 10.0,
         **session_kwargs: Any,
     ) -> None:
+        """``mode="voice"`` takes STT, TTS and VAD from ``services.speech`` (one set per call; the
+        VAD over ``vad_model`` when given, e.g. the job process's); ``session_kwargs`` go to
+        ``AgentSession`` and win over those."""
         tenant = services.tenants.get(call.tenant_id)  # InvalidInput for an unknown tenant
         self.context = call
+        self.mode = mode
         self._services = services
         self._close_timeout_s = close_timeout_s
+        self.turns = TurnRecorder(call, mode)
+        self.end_reason: str | None = None
+        self.not_understood = 0  # caller speech that came back as an empty transcript
         self.tools = SalesTools(call, services.crm, on_end_call=self._on_end_call)
         self.agent = SalesAgent(
             self.tools, company=tenant.display_name, pitch=tenant.pitch, greet_on_enter=greet_on_enter
         )
         # A per-call view of the shared chain labels LLM metrics with the tenant and spans with the ids.
         for_call = getattr(services.llm, "for_call", None)
-        call_llm = for_call(call) if callable(for_call) else services.llm
+        call_llm = for_call(call, turns=self.turns) if callable(for_call) else services.llm
         self._call_llm = call_llm
+        if mode == "voice":
+            if services.speech is None:
+                raise ValueError("a voice call needs CallServices.speech (the STT/TTS chains and VAD)")
+            session_kwargs = {
+                **VOICE_SESSION_OPTIONS,
+                **services.speech.for_call(call, hooks=self, vad_model=vad_model),
+                **session_kwargs,
+            }
         self.session: AgentSession = AgentSession(llm=call_llm, **session_kwargs)
         self.root_span: trace.Span | None = None
         self.outcome: CallOutcome | None = None
@@ -131,6 +166,8 @@ class SalesCall:
         self.session.on("close", self._on_session_close)
         self.session.on("conversation_item_added", self._on_activity)
         self.session.on("user_input_transcribed", self._on_activity)
+        self.session.on("conversation_item_added", self._on_conversation_item)
+        self.session.on("agent_state_changed", self._on_agent_state)
         # Started in its own task: livekit attaches the session's context there and never detaches
         # it, so the caller's context stays clean while the session's tasks inherit the root span.
         try:
@@ -172,6 +209,64 @@ class SalesCall:
         sessions = self._services.sessions
         if sessions is not None:
             sessions.touch(self.context.session_id)
+
+    def watch_silence_gaps(self) -> None:
+        """Measure silences inside replies on the session's audio output (call after ``start``)."""
+        from agent.speech.playout import GapWatchingOutput
+
+        output = self.session.output.audio
+        if output is not None and not isinstance(output, GapWatchingOutput):
+            self.session.output.audio = GapWatchingOutput(output, self.turns.silence_gap)
+
+    # --- turns -----------------------------------------------------------------------------------
+    def _on_conversation_item(self, event: ConversationItemAddedEvent) -> None:
+        item = event.item
+        role = getattr(item, "role", None)
+        if role == "user":
+            report = getattr(item, "metrics", None) or {}
+            ended_at = report.get("stopped_speaking_at") or getattr(item, "created_at", event.created_at)
+            self.turns.user_turn_ended(
+                ended_at,
+                endpointing_s=report.get("end_of_turn_delay"),
+                stt_s=report.get("transcription_delay"),
+            )
+        elif role == "assistant" and getattr(item, "interrupted", False):
+            self.turns.reply_interrupted()
+
+    def _on_agent_state(self, event: AgentStateChangedEvent) -> None:
+        if event.new_state == "speaking":
+            self.turns.reply_started(event.created_at)
+
+    # --- speech chains (SpeechCallHooks) ---------------------------------------------------------
+    def stt_unavailable(self) -> None:
+        """Every STT provider failed on the caller's speech: say so and end the call."""
+        self.turns.unanswered("stt_failed")
+        if self._fail_call("stt_unavailable"):
+            with contextlib.suppress(RuntimeError):  # session already closing
+                self.session.say(STT_DOWN_LINE, allow_interruptions=False, add_to_chat_ctx=False)
+            self.session.shutdown(drain=True)
+
+    def tts_unavailable(self) -> None:
+        """Every TTS provider failed: nothing can be said, so the call ends now."""
+        if self._fail_call("tts_unavailable"):
+            self.session.shutdown(drain=False)
+
+    def speech_not_understood(self, speech_s: float) -> None:
+        self.not_understood += 1
+        self.turns.unanswered("empty_transcript")
+        if not self.ending:
+            with contextlib.suppress(RuntimeError):
+                self.session.say(NOT_UNDERSTOOD_LINE, add_to_chat_ctx=False)
+
+    def _fail_call(self, reason: str) -> bool:
+        """Mark the call failed for ``reason``; False when it was already ending for another one."""
+        if self.end_reason is not None or self._finished.is_set():
+            return False
+        self.end_reason = reason
+        self.outcome = "error"
+        self._ending = True
+        log.error("ending the call: %s", reason.replace("_", " "), extra=self.log_extra())
+        return True
 
     async def _on_end_call(self, outcome: EndCallChoice) -> None:
         self.outcome = outcome
@@ -222,12 +317,13 @@ class SalesCall:
 
         The truthful signal is the last turn: the caller who hangs up after hearing the "let me call
         you back" line (every LLM provider failed) or an answer cut off mid-stream left because of
-        us; a caller who leaves after a real answer chose to. (Speech-to-text / text-to-speech
-        failures belong here too once the voice path reports them.)
+        us; a caller who leaves after a real answer chose to. (A voice call whose speech chains
+        all failed already has its outcome, ``error``: ``_fail_call``.)
         """
         return bool(getattr(self._call_llm, "last_turn_failed", False))
 
     async def _finalize(self, error: object | None) -> None:
+        self.turns.close()
         outcome = self._call_outcome(error)
         self.outcome = outcome
         duration = time.monotonic() - self._started_at
@@ -261,6 +357,9 @@ class SalesCall:
         if span is None or not span.is_recording():
             return
         span.set_attribute(names.CALL_OUTCOME, outcome)
+        if self.end_reason is not None:
+            span.set_attribute(names.CALL_END_REASON, self.end_reason)
+            set_error(span, self.end_reason)
         if error is not None:
             set_error(span, type(error).__name__)
         with trace.use_span(span, end_on_exit=False):

@@ -16,7 +16,7 @@ process keeps one CRM facade whose outbox drainer delivers writes a finished job
 ``/health`` + ``/ready``.
 
 Configuration: ``run_worker`` builds the settings root once and checks everything it can before
-livekit's CLI registers with the LiveKit server (LLM chain and keys, speech plugin keys, tenants,
+livekit's CLI registers with the LiveKit server (LLM chain and keys, STT/TTS chains and keys, tenants,
 the outbox file, the health and metrics ports): a broken configuration exits with status 2 and one
 line instead of registering a worker that fails every call. A job process of the ``process`` executor
 is a fresh interpreter: it builds its own root from the same environment at its first hook.
@@ -29,9 +29,10 @@ import json
 import logging
 import socket
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agent.app_settings import AppSettings, WorkerSettings
 from agent.call_context import CallContext
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 
     from agent.runtime import Runtime
     from agent.sessions import SessionManager
+    from agent.speech import SpeechServices
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +71,10 @@ def configure(
     settings: AppSettings, tenants: TenantRegistry, health_socket: socket.socket | None = None
 ) -> None:
     """Install the root the livekit hooks use (``run_worker`` does, before registering; tests too)."""
-    global _config
+    global _config, _speech
     _config = WorkerConfig(settings, tenants, health_socket)
+    with _speech_lock:
+        _speech = None  # built from this root at first use
 
 
 def worker_config() -> WorkerConfig:
@@ -89,6 +93,23 @@ def worker_settings() -> AppSettings:
 
 def tenant_registry() -> TenantRegistry:
     return worker_config().tenants
+
+
+_speech: SpeechServices | None = None
+_speech_lock = threading.Lock()  # job threads (thread executor) start calls concurrently
+
+
+def speech_services() -> SpeechServices:
+    """The process's STT and TTS chains (their provider health is shared by every call of the
+    process); the VAD model comes per job process from ``prewarm``."""
+    from agent.speech import SpeechServices
+
+    global _speech
+    settings = worker_settings()  # may configure this process first (outside the lock: it takes it)
+    with _speech_lock:
+        if _speech is None:
+            _speech = SpeechServices(settings.stt, settings.tts)
+        return _speech
 
 
 def for_worker(settings: AppSettings) -> AppSettings:
@@ -203,16 +224,15 @@ def preload() -> None:
 
 def prewarm(proc: JobProcess) -> None:
     """Runs once per job process (or thread): telemetry and the slow imports before a call arrives."""
+    from livekit.plugins import silero
+
     from telemetry.setup import setup_telemetry
 
     settings = worker_settings()
     setup_telemetry(settings.telemetry)
     preload()
-
-    if settings.worker.vad == "silero":
-        from livekit.plugins import silero
-
-        proc.userdata["vad"] = silero.VAD.load()
+    # One Silero model per process; each call wraps it in its own CallVAD.
+    proc.userdata["vad"] = silero.VAD.load()
 
 
 async def request_fnc(request: JobRequest) -> None:
@@ -231,52 +251,6 @@ async def request_fnc(request: JobRequest) -> None:
         return
     log.info("accepting job %s for tenant %s", request.id, tenant, extra={"tenant.id": tenant})
     await request.accept(attributes={"tenant.id": tenant})
-
-
-def speech_plugins(settings: WorkerSettings, vad: Any = None) -> dict[str, Any]:
-    """STT/TTS (and VAD) for the voice session, with the keys from the settings root."""
-
-    def key(secret: Any) -> dict[str, str]:
-        return {"api_key": secret.get_secret_value()} if secret is not None else {}
-
-    plugins: dict[str, Any] = {}
-    if settings.stt == "deepgram":
-        from livekit.plugins import deepgram
-
-        plugins["stt"] = deepgram.STT(
-            model=settings.stt_model or "nova-3", language=settings.language, **key(settings.deepgram_api_key)
-        )
-    else:
-        from livekit.plugins import openai
-
-        plugins["stt"] = openai.STT(
-            model=settings.stt_model or "gpt-4o-mini-transcribe",
-            language=settings.language,
-            **key(settings.openai_api_key),
-        )
-    options = {"voice": settings.tts_voice} if settings.tts_voice else {}
-    if settings.tts == "cartesia":
-        from livekit.plugins import cartesia
-
-        plugins["tts"] = cartesia.TTS(
-            model=settings.tts_model or "sonic-3",
-            language=settings.language,
-            **options,
-            **key(settings.cartesia_api_key),
-        )
-    else:
-        from livekit.plugins import openai
-
-        plugins["tts"] = openai.TTS(
-            model=settings.tts_model or "gpt-4o-mini-tts", **options, **key(settings.openai_api_key)
-        )
-    if settings.vad == "silero":
-        if vad is None:
-            from livekit.plugins import silero
-
-            vad = silero.VAD.load()
-        plugins["vad"] = vad
-    return plugins
 
 
 async def entrypoint(ctx: JobContext) -> None:
@@ -301,11 +275,15 @@ async def entrypoint(ctx: JobContext) -> None:
         telemetry=telemetry,
         sessions=_state.sessions if shared and _state is not None else None,
         start_outbox_drainer=_state is None,  # the worker process drains when it runs one
+        speech=speech_services(),
         resilience=process_resilience(),  # breakers and cooldowns shared by every job of the process
     )
-    call = SalesCall(
-        call_ctx, runtime.services, **speech_plugins(settings.worker, ctx.proc.userdata.get("vad"))
-    )
+    vad_model = ctx.proc.userdata.get("vad")
+    if vad_model is None:  # prewarm did not run in this process (it always does under livekit's CLI)
+        from livekit.plugins import silero
+
+        vad_model = silero.VAD.load()
+    call = SalesCall(call_ctx, runtime.services, mode="voice", vad_model=vad_model)
 
     async def end_call_then_services() -> None:  # livekit runs shutdown callbacks concurrently
         try:
@@ -321,6 +299,7 @@ async def entrypoint(ctx: JobContext) -> None:
         log.warning("call refused: %s", exc.message, extra=call_ctx.span_attributes())
         ctx.shutdown(reason="capacity")
         return
+    call.watch_silence_gaps()
     # The call is over when its session closes (end_call, hang-up, session manager): free the job.
     call.session.on("close", lambda _event: ctx.shutdown(reason="call ended"))
     log.info("call %s running (trace %s)", call_ctx.call_id, call.trace_id, extra=call_ctx.span_attributes())
@@ -347,11 +326,12 @@ def worker_options() -> WorkerOptions:
     return options
 
 
-def import_speech_plugins(settings: WorkerSettings) -> None:
+def import_speech_plugins(settings: AppSettings) -> None:
     """livekit plugins register themselves on import and refuse to outside the main thread (job threads)."""
     import importlib
 
-    modules = {settings.stt, settings.tts} | ({"silero"} if settings.vad == "silero" else set())
+    kinds = {p.kind for p in (*settings.stt.chain, *settings.tts.chain)}
+    modules = {"openai" if kind == "local" else kind for kind in kinds} | {"silero"}
     for module in sorted(modules):
         importlib.import_module(f"livekit.plugins.{module}")
 
@@ -360,14 +340,11 @@ def check_worker_config(settings: AppSettings, tenants: TenantRegistry) -> None:
     """What would otherwise fail each call after registration, as one ``ConfigError`` now."""
     from agent.crm.outbox import Outbox
     from agent.llm.chain import check_chain
+    from agent.speech.chain import usable_providers
 
     check_chain(settings.llm)  # an LLMConfigError (a ConfigError): no provider has its key
-    missing = settings.worker.missing_speech_keys()
-    if missing:
-        raise ConfigError(
-            f"{' and '.join(missing)} not set: SALES_AGENT_STT={settings.worker.stt} and "
-            f"SALES_AGENT_TTS={settings.worker.tts} need them (or choose other plugins)"
-        )
+    usable_providers(settings.stt.chain, "STT")  # NoUsableSpeechProvider (a ConfigError): no keys at all
+    usable_providers(settings.tts.chain, "TTS")
     default = settings.worker.default_tenant
     if default and default not in tenants:
         raise ConfigError(
@@ -405,7 +382,7 @@ def run_worker(argv: Sequence[str]) -> None:
             )
     configure(settings, tenants, health_socket)
     setup_telemetry(settings.telemetry)  # binds SALES_AGENT_METRICS_PORT: a taken port is a ConfigError
-    import_speech_plugins(settings.worker)
+    import_speech_plugins(settings)
     if settings.worker.job_executor == "thread":
         preload()  # job threads share this process's modules
     server = AgentServer.from_server_options(worker_options())

@@ -81,16 +81,15 @@ worker.configure(settings, TenantRegistry.from_file(settings.tenants.file))
 mark("settings + tenants")
 setup_telemetry(settings.telemetry)
 mark("setup_telemetry")
-worker.import_speech_plugins(settings.worker)
+worker.import_speech_plugins(settings)
 mark("speech plugins imported")
 worker.preload()
 mark("preload_modules imported (litellm, agent.*)")
 worker.worker_options()
 mark("WorkerOptions: ready to dial LiveKit")
-if settings.worker.vad == "silero":
-    from livekit.plugins import silero
-    silero.VAD.load()
-    mark("+ prewarm: silero VAD loaded (per job process)")
+from livekit.plugins import silero
+silero.VAD.load()
+mark("+ prewarm: silero VAD loaded (per job process)")
 print("READY " + json.dumps(stages), flush=True)
 os._exit(0)
 """
@@ -156,7 +155,7 @@ def _time_ready(repeats: int) -> dict[str, Any]:
 READY_IMPORTS = (
     "import agent.worker as w; from agent.app_settings import AppSettings; "
     "from telemetry.setup import setup_telemetry; s = AppSettings.from_env(); "
-    "setup_telemetry(s.telemetry); w.import_speech_plugins(s.worker); w.preload()"
+    "setup_telemetry(s.telemetry); w.import_speech_plugins(s); w.preload()"
 )
 
 _IMPORTTIME = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)")

@@ -1,4 +1,4 @@
-"""Item 11: the spans of one simulated call as Tempo receives them, and the tree a person reads there.
+"""Item 12: the spans of one simulated call as Tempo receives them, and the tree a person reads there.
 
 Issue 13 goal 1 (the readable part). ``sales-agent simulate --calls 1`` runs as its own process with
 OTLP/HTTP to a loopback sink served here (``local_services.otlp_sink``), once per trace detail
@@ -146,7 +146,7 @@ def run(_quick: bool) -> list[Table]:
     counts = {detail: Counter(s.name for s in spans) for detail, spans in traces.items()}
     turns = counts["turn"]["agent_turn"]
     table = Table(
-        "11a. Spans of one simulated call, as the OTLP sink decoded them (8 turns)",
+        "12a. Spans of one simulated call, as the OTLP sink decoded them (8 turns)",
         ["span", "trace detail debug", "trace detail turn (default)", "why left out"],
     )
     names = sorted(set(counts["debug"]) | set(counts["turn"]), key=lambda n: (-counts["debug"][n], n))
@@ -173,7 +173,7 @@ def run(_quick: bool) -> list[Table]:
         "span -> `crm.*`/`calendar.*` -> HTTP client -> CRM server span (telemetry/README.md, span budget)."
     )
     tree = Table(
-        "11b. The trace of one simulated call as a person sees it (trace detail turn: names, nesting, "
+        "12b. The trace of one simulated call as a person sees it (trace detail turn: names, nesting, "
         "durations)",
         [],
     )

@@ -1,4 +1,4 @@
-"""Run every benchmark (issues 8 and 13) in one go and print one table per item (plus a goal summary).
+"""Run every benchmark (issues 8, 11 and 13) in one go and print one table per item (plus a goal summary).
 
     uv run python -m bench.run_all                 # full sizes (~15 min on 2 cores)
     uv run python -m bench.run_all --quick         # tiny sizes (smoke / development, ~5 min)
@@ -8,9 +8,9 @@
 Items: 1 instrumentation cost, 2 failover TTFT, 3 throughput, 4 memory, 5 export under load, 6 start-up,
 7 exit after simulate's summary, 8 our LLM instrumentation against the peers and 9 the LLM path (both
 in CPU instructions under valgrind's callgrind), 10 outbox drain rate (SQLite vs PostgreSQL, 1 vs 3
-workers), 11 the spans of one call and its trace tree. The goal summary at the end lists every goal of
-issues 8 and 13 (``GOALS``) with PASS/MISS and the figure, or says why it has none (not measured yet,
-no numeric goal, item not run or failed). Every item is a script with the one contract of
+workers), 11 voice, 12 the spans of one call and its trace tree. The goal summary at the end lists
+every goal of issues 8 and 13 (``GOALS``) with PASS/MISS and the figure, or says why it has none (not
+measured yet, no numeric goal, item not run or failed). Every item is a script with the one contract of
 ``bench/_common.py`` (``python -m bench.bench_<item> [--quick] [--json-out PATH]``): this runs each as
 its own process and reads nothing but the tables it writes as JSON. Each item runs its measurements in
 child processes of its own, so ratios inside an item are measured side by side under the same
@@ -43,7 +43,8 @@ ITEMS: dict[int, tuple[str, str]] = {
     8: ("Against the peers, in instructions", "bench.bench_peers"),
     9: ("The LLM path, in instructions", "bench.bench_llm_path"),
     10: ("Outbox drain rate, SQLite vs PostgreSQL, 1 vs 3 workers", "bench.bench_drain"),
-    11: ("Spans of one call and its trace tree", "bench.bench_trace"),
+    11: ("Voice: the caller's wait, speech failover, barge-in", "bench.bench_voice"),
+    12: ("Spans of one call and its trace tree", "bench.bench_trace"),
 }
 ITEM_TIMEOUT_S = 1800
 # Items under valgrind run ~50x slower per call and start each child at valgrind's speed.
@@ -116,7 +117,7 @@ GOALS: tuple[Goal, ...] = (
         pending="item 6 (6a-6c): figures and an import profile; the issue sets no number",
         unmeasured="no numeric goal",
     ),
-    Goal("13.1", "span budget: readable trace, no orphans", 11, "span budget"),
+    Goal("13.1", "span budget: readable trace, no orphans", 12, "span budget"),
     Goal("13.1", "telemetry on >= 0.95x off, text mode", 3, "telemetry on >= 0.95x off"),
     Goal(
         "13.1",

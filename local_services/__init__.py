@@ -20,6 +20,12 @@ STAND_INS: dict[str, StandIn] = {
     "llm-provider": StandIn(
         "local_services.llm_provider", "local OpenAI-compatible LLM provider with fault injection"
     ),
+    "stt-provider": StandIn(
+        "local_services.stt_provider", "local OpenAI-compatible speech-to-text provider with fault injection"
+    ),
+    "tts-provider": StandIn(
+        "local_services.tts_provider", "local OpenAI-compatible text-to-speech provider with fault injection"
+    ),
     "crm-service": StandIn("local_services.crm_service", "local CRM + calendar service"),
     "webhook-sink": StandIn("local_services.webhook_sink", "local Alertmanager notification sink"),
     "otlp-sink": StandIn(

@@ -66,6 +66,14 @@ LEAD_BAND: Final = "lead.band"  # hot | warm | cold
 HEALTH_CHECK: Final = "health.check"  # check name
 TELEMETRY_SIGNAL: Final = "telemetry.signal"  # traces | metrics | logs
 
+# Voice: speech chains and turns (the turn attributes are also bounded metric labels)
+SPEECH_ATTEMPT: Final = "sales_agent.speech.attempt"  # span attribute: 1-based attempt within a request
+SPEECH_REPLAYED: Final = "sales_agent.tts.replayed"  # span attribute: a cut sentence spoken again
+TURN_MODE: Final = "sales_agent.turn.mode"  # text | voice
+TURN_STAGE: Final = "sales_agent.turn.stage"  # endpointing | stt | llm | tools | tts
+UNANSWERED_REASON: Final = "sales_agent.turn.unanswered_reason"  # empty_transcript | stt_failed | call_ended
+CALL_END_REASON: Final = "sales_agent.call.end_reason"  # span attribute: stt_unavailable | tts_unavailable
+
 # Attributes whose values the project itself produces - bounded vocabularies, generated ids, numbers -
 # and never carry user input: PII redaction leaves them unscanned (telemetry/redaction.py). Not call.id
 # (in the LiveKit worker it is the room name, which a telephony integration may build from the caller's
@@ -79,6 +87,7 @@ SAFE_ATTRIBUTES: Final = frozenset(
         LLM_CHAIN_POSITION, FALLBACK_FROM, FALLBACK_TO, FALLBACK_REASON, RETRY_ATTEMPT, RETRY_AFTER,
         BREAKER_FROM, BREAKER_TO, IDEMPOTENCY_KEY, SESSION_OUTCOME, SESSION_REJECT_REASON,
         CALL_OUTCOME, LEAD_BAND, HEALTH_CHECK, TELEMETRY_SIGNAL,
+        SPEECH_ATTEMPT, SPEECH_REPLAYED, TURN_MODE, TURN_STAGE, UNANSWERED_REASON, CALL_END_REASON,
         # HTTP semantic conventions whose values are methods, codes and route templates.
         "http.request.method", "http.response.status_code", "http.route", "server.port",
     }
@@ -109,6 +118,9 @@ ERROR_FIRST_TOKEN_TIMEOUT: Final = "first_token_timeout"
 ERROR_EMPTY_RESPONSE: Final = "empty_response"
 ERROR_ALL_PROVIDERS_FAILED: Final = "all_providers_failed"
 ERROR_OUTBOX_STORAGE: Final = "outbox_storage_failed"
+ERROR_FIRST_BYTE_TIMEOUT: Final = "first_byte_timeout"
+ERROR_STREAM_TIMEOUT: Final = "stream_timeout"
+ERROR_EMPTY_TRANSCRIPT: Final = "empty_transcript"
 
 ERROR_TYPES: Final[Mapping[str, str]] = {
     # A dependency (CRM, calendar, LLM provider) failed; classify() decides these by exception type.
@@ -125,6 +137,10 @@ ERROR_TYPES: Final[Mapping[str, str]] = {
     ERROR_EMPTY_RESPONSE: "the stream ended with neither text nor tool calls",
     ERROR_ALL_PROVIDERS_FAILED: "every provider of the chain failed this turn (the fallback line was said)",
     ERROR_OUTBOX_STORAGE: "a CRM write neither the CRM nor the outbox's storage could take: NOT saved",
+    # The speech chains' own verdicts (agent/speech/).
+    ERROR_FIRST_BYTE_TIMEOUT: "no audio within the TTS first-byte deadline; the attempt was cut",
+    ERROR_STREAM_TIMEOUT: "the TTS audio stopped mid-sentence for longer than the stream timeout",
+    ERROR_EMPTY_TRANSCRIPT: "the STT answered without words for speech (the caller was asked again)",
     # Bad input (error.category validation): what was wrong.
     "invalid_arguments": "the LLM's tool arguments do not fit the tool's schema",
     "invalid_name": "the contact's name is empty or too long",
@@ -143,7 +159,9 @@ ERROR_TYPES: Final[Mapping[str, str]] = {
     "capacity": "a session was refused: the worker is at capacity",
     "tenant_capacity": "a session was refused: the tenant is at its share of the capacity",
     "no_usable_llm_provider": "no provider of the LLM chain has its API key",
+    "no_usable_speech_provider": "no provider of the STT or TTS chain has its API key",
     "invalid_llm_config": "the LLM settings file (SALES_AGENT_LLM_CONFIG) is missing or invalid",
+    "invalid_speech_config": "the STT or TTS settings file (SALES_AGENT_STT_CONFIG / _TTS_CONFIG) is invalid",
 }
 
 # --- Metrics ----------------------------------------------------------------------------------
@@ -157,7 +175,25 @@ LLM_COST: Final = "sales_agent.llm.cost_usd"  # counter {USD}; provider, model, 
 LLM_PROVIDER_AVAILABLE: Final = "sales_agent.llm.provider.available"  # gauge 1/0 (0 = cooling down)
 LLM_COMPLETIONS: Final = "sales_agent.llm.completions"  # counter; outcome ok | failed, tenant
 LLM_TOOL_CALLS_DROPPED: Final = "sales_agent.llm.tool_calls.dropped"  # counter; provider (stream broke)
-TURN_RESPONSE_LATENCY: Final = "sales_agent.turn.response_latency"  # histogram s, turn start -> 1st token
+
+# Speech chains (one attempt = one provider request; STT: one utterance, TTS: one sentence)
+STT_REQUESTS: Final = "sales_agent.stt.requests"  # counter; provider, outcome ok | error, error.type
+STT_ATTEMPT_DURATION: Final = "sales_agent.stt.attempt.duration"  # histogram s; provider, outcome
+STT_FALLBACKS: Final = "sales_agent.stt.fallbacks"  # counter; fallback.from/to/reason
+STT_PROVIDER_AVAILABLE: Final = "sales_agent.stt.provider.available"  # gauge 1/0 (0 = cooling down)
+STT_RECOGNITIONS: Final = "sales_agent.stt.recognitions"  # counter; outcome ok | empty | failed, tenant
+TTS_REQUESTS: Final = "sales_agent.tts.requests"  # counter; provider, outcome ok | error, error.type
+TTS_TIME_TO_FIRST_BYTE: Final = "sales_agent.tts.time_to_first_byte"  # histogram s; provider
+TTS_FALLBACKS: Final = "sales_agent.tts.fallbacks"  # counter; fallback.from/to/reason
+TTS_PROVIDER_AVAILABLE: Final = "sales_agent.tts.provider.available"  # gauge 1/0 (0 = cooling down)
+TTS_SYNTHESES: Final = "sales_agent.tts.syntheses"  # counter; outcome ok | failed, tenant
+
+# Turns: recorded when each turn's reply starts (the caller's wait is over), in text and voice calls
+TURN_RESPONSE_LATENCY: Final = "sales_agent.turn.response_latency"  # histogram s; the caller's wait
+TURN_STAGE_DURATION: Final = "sales_agent.turn.stage.duration"  # histogram s; stage, mode, tenant
+TURN_INTERRUPTIONS: Final = "sales_agent.turn.interruptions"  # counter; tenant (caller barged in)
+TURN_SILENCE_GAP: Final = "sales_agent.turn.silence_gap"  # histogram s; tenant (reply audio ran dry)
+TURN_UNANSWERED: Final = "sales_agent.turn.unanswered"  # counter; tenant, reason (caller got no reply)
 
 # Dependencies (CRM, calendar) and resilience
 DEPENDENCY_DURATION: Final = "sales_agent.dependency.duration"  # histogram s; dependency, operation, outcome

@@ -52,8 +52,6 @@ DROPPED_BY_DEFAULT: dict[str, str] = {
     "(one `chat <model>` span each), LiveKit sees one",
     "function_tool": "LiveKit's tool wrapper: our tool span (operation, error.type) is the same call",
     "agent_speaking": "per reply played out; in text mode a copy of the reply's streaming time",
-    "tts_request": "voice mode: per synthesized segment (not yet measured in a voice call)",
-    "tts_request_run": "voice mode: per synthesis attempt (not yet measured in a voice call)",
 }
 
 # tracestate key carried by a dropped span's context: the span id (16 hex) of its nearest kept

@@ -28,12 +28,13 @@ from agent.gameday.stack import RULES_DIR, http_json
 
 _IDENTIFIER = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # Histogram buckets are most of the series (one per bucket, operation, outcome, tenant) and the rules
-# read them only through histogram_quantile(sum by (<these>, le) (...)): recording the sum over the
-# other labels replays the same quantiles at a fraction of the size. tests/unit/test_alert_rules.py checks
+# read them only through histogram_quantile(sum by (<these>, le) (...)), selecting at most on these
+# labels (VoiceCallerWaitHigh: the voice turns): recording the sum over the other labels replays the
+# same quantiles at a fraction of the size. tests/unit/test_alert_rules.py checks
 # that every rule reading them still aggregates to these labels.
 BUCKET_LABELS: dict[str, tuple[str, ...]] = {
     "sales_agent_dependency_duration_seconds_bucket": ("dependency", "le"),
-    "sales_agent_turn_response_latency_seconds_bucket": ("le",),
+    "sales_agent_turn_response_latency_seconds_bucket": ("sales_agent_turn_mode", "le"),
 }
 
 

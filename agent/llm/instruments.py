@@ -67,11 +67,6 @@ class LLMInstruments:
             unit="{call}",
             description="Tool calls cut by a broken stream (the caller is asked to repeat)",
         )
-        self.turn_latency = meter.create_histogram(
-            names.TURN_RESPONSE_LATENCY,
-            unit="s",
-            description="LLM turn start to first token, fallbacks included",
-        )
         meter.create_observable_gauge(
             names.LLM_PROVIDER_AVAILABLE,
             callbacks=[_observe_availability],

@@ -19,7 +19,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from livekit.agents import llm
 from livekit.agents.llm import ToolChoice
@@ -34,6 +34,9 @@ from agent.llm.errors import ProviderAttemptError, classify_attempt
 from agent.llm.instruments import instruments
 from telemetry import names
 from telemetry.span_status import set_error
+
+if TYPE_CHECKING:
+    from agent.turn_recorder import TurnRecorder
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -66,10 +69,13 @@ CUT_OFF_LINE = " Sorry, I was cut off there. Could you repeat that last part for
 class RouterLLM(llm.LLM):
     """Use like any LiveKit LLM plugin: ``AgentSession(llm=build_llm(settings))``."""
 
-    def __init__(self, chain: ProviderChain, *, call: CallContext | None = None) -> None:
+    def __init__(
+        self, chain: ProviderChain, *, call: CallContext | None = None, turns: TurnRecorder | None = None
+    ) -> None:
         super().__init__()
         self._chain = chain
         self._call = call
+        self._turns = turns
         # Did this call's latest turn fail the caller (every provider failed, or the stream broke
         # mid-answer)? SalesCall reads it to tell "we failed the caller" from "the caller left".
         self.last_turn_failed = False
@@ -92,9 +98,14 @@ class RouterLLM(llm.LLM):
     def call_context(self) -> CallContext | None:
         return self._call
 
-    def for_call(self, call: CallContext) -> RouterLLM:
-        """The same chain (Router, cooldowns) labelled with one call's tenant/session ids."""
-        return RouterLLM(self._chain, call=call)
+    @property
+    def turns(self) -> TurnRecorder | None:
+        return self._turns
+
+    def for_call(self, call: CallContext, turns: TurnRecorder | None = None) -> RouterLLM:
+        """The same chain (Router, cooldowns) labelled with one call's tenant/session ids; ``turns``
+        hears when each stream starts, sends its first chunk and its first text, and ends."""
+        return RouterLLM(self._chain, call=call, turns=turns)
 
     def chat(
         self,
@@ -311,8 +322,10 @@ class RouterLLMStream(llm.LLMStream):
         super().__init__(self._identity, chat_ctx=chat_ctx, tools=tools, conn_options=conn_options)
         self._router_llm = router_llm
         self._extra = extra
-        self._turn_start = time.perf_counter()
-        self._first_output_recorded = False
+        self._turns = router_llm.turns
+        self._first_chunk_sent = False
+        self._text_sent = False
+        self._tool_calls_sent = False
 
     # --- helpers --------------------------------------------------------------------------------
     def _tenant_attrs(self) -> dict[str, str]:
@@ -324,13 +337,30 @@ class RouterLLMStream(llm.LLMStream):
         return call.span_attributes() if call else {}
 
     def _send(self, chunk: llm.ChatChunk) -> None:
-        if not self._first_output_recorded and chunk.has_response():
-            self._first_output_recorded = True
-            instruments().turn_latency.record(time.perf_counter() - self._turn_start, self._tenant_attrs())
+        delta = chunk.delta
+        if self._turns is not None and delta is not None:
+            if not self._first_chunk_sent and (delta.content or delta.tool_calls):
+                self._first_chunk_sent = True
+                self._turns.llm_first_chunk()
+            if not self._text_sent and delta.content:
+                self._text_sent = True
+                self._turns.llm_text()
+            if not self._tool_calls_sent and delta.tool_calls:
+                self._turns.llm_tool_calls()
+        self._tool_calls_sent = self._tool_calls_sent or bool(delta is not None and delta.tool_calls)
         self._event_ch.send_nowait(chunk)
 
     # --- the turn -------------------------------------------------------------------------------
     async def _run(self) -> None:
+        if self._turns is not None:
+            self._turns.llm_started()
+        try:
+            await self._walk_chain()
+        finally:
+            if self._turns is not None:
+                self._turns.llm_finished(tool_calls=self._tool_calls_sent)
+
+    async def _walk_chain(self) -> None:
         chain = self._router_llm.chain
         turn_span = trace.get_current_span()
         messages, _ = self._chat_ctx.to_provider_format(format="openai")

@@ -10,26 +10,16 @@ and never put on spans. Every variable is listed in ``agent/llm/README.md``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agent.llm.errors import LLMConfigError
+from agent.provider_settings import KeyedProvider, decode_chain, load_chain_settings, with_keys_from
 from agent.vocabulary.local_providers import local_model, local_provider_names
-from telemetry.config_errors import decode_json, describe_validation
 
 ProviderKind = Literal["openrouter", "openai", "gemini", "anthropic", "local"]
 
@@ -54,18 +44,16 @@ DEFAULT_FALLBACK_LINE = (
 )
 
 
-class ProviderConfig(BaseModel):
-    """One link of the fallback chain."""
+class ProviderConfig(KeyedProvider):
+    """One link of the fallback chain (``api_key_env`` / ``api_key``: ``KeyedProvider``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    key_env_vars: ClassVar[Mapping[str, tuple[str, ...]]] = KEY_ENV_VARS
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")  # label on spans/metrics
     kind: ProviderKind
     model: str = Field(min_length=1)
     api_base: str | None = None  # required for "local"; optional override otherwise
-    api_key_env: str | None = None  # read the key from this variable instead of the kind's default
-    # Filled from the environment by ``LLMSettings.load`` (``api_key_env`` or the kind's variable).
-    api_key: SecretStr | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
     def _local_needs_base(self) -> ProviderConfig:
@@ -78,24 +66,6 @@ class ProviderConfig(BaseModel):
     @property
     def litellm_model(self) -> str:
         return f"{LITELLM_PREFIX[self.kind]}/{self.model}"
-
-    def key(self) -> SecretStr | None:
-        """The key to send; ``local`` needs none (a placeholder is sent unless ``api_key_env`` is set)."""
-        if self.kind == "local" and not self.api_key_env:
-            return SecretStr("local-no-key")
-        return self.api_key
-
-    def key_env_names(self) -> tuple[str, ...]:
-        return (self.api_key_env,) if self.api_key_env else KEY_ENV_VARS[self.kind]
-
-    def with_key_from(self, environ: Mapping[str, str]) -> ProviderConfig:
-        """A copy holding the key from the first of ``key_env_names()`` set in ``environ``."""
-        if self.api_key is not None:
-            return self
-        for var in self.key_env_names():
-            if environ.get(var):
-                return self.model_copy(update={"api_key": SecretStr(environ[var])})
-        return self
 
 
 DEFAULT_CHAIN: tuple[ProviderConfig, ...] = (
@@ -129,14 +99,7 @@ class LLMSettings(BaseSettings):
     @field_validator("chain", mode="before")
     @classmethod
     def _decode_chain(cls, chain: Any) -> Any:
-        chain = decode_json(chain, f"a list of providers, e.g. {CHAIN_EXAMPLE}")
-        for item in chain if isinstance(chain, list) else ():
-            if isinstance(item, Mapping) and "api_key" in item:
-                raise ValueError(
-                    "a provider cannot carry its api_key here: keys are read from the environment "
-                    "(the kind's variable, or the one named by api_key_env)"
-                )
-        return chain
+        return decode_chain(chain, CHAIN_EXAMPLE)
 
     @field_validator("chain")
     @classmethod
@@ -164,13 +127,8 @@ class LLMSettings(BaseSettings):
         return "chain" in self.model_fields_set
 
     def with_keys_from(self, environ: Mapping[str, str]) -> LLMSettings:
-        """A copy whose providers hold their API keys read from ``environ``.
-
-        Built with ``model_construct`` (the values are validated already) so that the copy still
-        knows which fields were configured: ``model_copy(update=...)`` would count the chain as set.
-        """
-        values = {**dict(self), "chain": [p.with_key_from(environ) for p in self.chain]}
-        return type(self).model_construct(_fields_set=set(self.model_fields_set), **values)
+        """A copy whose providers hold their API keys read from ``environ``."""
+        return with_keys_from(self, environ)
 
     @classmethod
     def for_local(cls, urls: list[str], **overrides: Any) -> LLMSettings:
@@ -188,45 +146,10 @@ class LLMSettings(BaseSettings):
         For entry points (``AppSettings.from_env``). Raises ``LLMConfigError`` naming the file and the
         field for a bad YAML file; a bad variable raises pydantic's ``ValidationError``.
         """
-        env_settings = cls(**overrides)
-        path = env_settings.config
-        if path is None:
-            return env_settings.with_keys_from(os.environ if environ is None else environ)
-        file_values = _read_yaml(path)
-        explicit = {k: getattr(env_settings, k) for k in env_settings.model_fields_set}  # env or overrides
-        try:
-            merged = cls.model_validate({**file_values, **explicit})
-        except ValidationError as exc:
-            raise LLMConfigError(
-                f"SALES_AGENT_LLM_CONFIG={path}: invalid LLM settings: {describe_validation(exc)}",
-                error_type="invalid_llm_config",
-            ) from None
-        return merged.with_keys_from(os.environ if environ is None else environ)
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        what = "is a directory" if path.is_dir() else "does not exist"
-        raise LLMConfigError(
-            f"SALES_AGENT_LLM_CONFIG={path}: the file {what}; expected a YAML file of LLM settings",
-            error_type="invalid_llm_config",
+        return load_chain_settings(
+            cls,
+            what="LLM",
+            error=lambda message: LLMConfigError(message, error_type="invalid_llm_config"),
+            environ=environ,
+            overrides=overrides,
         )
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LLMConfigError(
-            f"SALES_AGENT_LLM_CONFIG={path}: cannot read the file: {exc}", error_type="invalid_llm_config"
-        ) from None
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise LLMConfigError(
-            f"SALES_AGENT_LLM_CONFIG={path}: not valid YAML{at}: {problem}", error_type="invalid_llm_config"
-        ) from None
-    if not isinstance(loaded, dict):
-        raise LLMConfigError(
-            f"SALES_AGENT_LLM_CONFIG={path}: expected a mapping of LLM settings at the top level",
-            error_type="invalid_llm_config",
-        )
-    return loaded

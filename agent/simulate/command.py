@@ -1,7 +1,8 @@
-"""``sales-agent simulate``: N scripted text calls through the real agent, offline.
+"""``sales-agent simulate``: N scripted calls through the real agent, offline; text or voice.
 
 Starts the local LLM providers (primary + backup) and the local CRM service in-process unless URLs
-are given, runs the calls with a progress bar, prints a summary table and each call's trace id.
+are given (and, with ``--mode voice``, local STT and TTS providers), runs the calls with a progress
+bar, prints a summary table (the caller's wait p50/p95 and its stages) and each call's trace id.
 Its first line comes before anything heavy is imported; LiteLLM and LiveKit load in a background
 thread while the settings are read and the local services start (``agent/simulate/startup.py``).
 Telemetry is the normal setup (OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, ``/metrics`` on
@@ -34,11 +35,16 @@ from telemetry.config_errors import ConfigError, bind_listener, env_name, run_ma
 if TYPE_CHECKING:
     import asyncio
 
+    import httpx
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
     from agent.app_settings import AppSettings
+    from agent.runtime import Runtime
+    from agent.simulate.runner import CallRunner
     from agent.simulate.stack import FaultSpec, Stack
+    from agent.simulate.trace_view import SpanCapture
+    from agent.speech import SpeechServices
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +52,22 @@ log = logging.getLogger(__name__)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sales-agent simulate",
-        description="Run scripted text calls through the real agent, LLM router, tools and CRM client.",
+        description="Run scripted calls through the real agent, LLM router, tools and CRM client "
+        "(text, or voice: real audio through VAD, STT and TTS).",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("text", "voice"),
+        default="text",
+        help="text calls (default) or voice calls: espeak-ng caller audio, Silero VAD, STT and TTS over HTTP",
     )
     parser.add_argument("--calls", type=int, default=5, help="calls per batch (default 5)")
     parser.add_argument("--concurrency", type=int, default=2, help="calls at the same time (default 2)")
     parser.add_argument(
         "--faults",
         default="",
-        help="faults switched on during the run, e.g. 'llm-primary=500,crm=down' "
-        "(targets: llm-<provider>, crm, calendar)",
+        help="faults switched on during the run, e.g. 'llm-primary=500,crm=down,stt-primary=hang' "
+        "(targets: llm-<provider>, crm, calendar; voice: stt-<provider>, tts-<provider>)",
     )
     parser.add_argument(
         "--fault-after",
@@ -80,6 +93,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--crm-url", default=None, help="CRM + calendar service URL (default: start one locally)"
+    )
+    parser.add_argument(
+        "--stt-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="voice: local STT provider URL, repeat in fallback order (default: start two locally)",
+    )
+    parser.add_argument(
+        "--tts-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="voice: OpenAI-compatible TTS URL, repeat in fallback order (default: start two locally)",
+    )
+    parser.add_argument(
+        "--voice-cache",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="voice: folder for the caller's spoken lines, made with espeak-ng at first use "
+        "(default: ~/.cache/sales-agent/voice)",
     )
     parser.add_argument("--tenants", default="", help="comma-separated tenant ids (default: all configured)")
     parser.add_argument(
@@ -112,6 +147,12 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list
         parser.error("--interval cannot be negative")
     if args.fault_after is not None and args.fault_after < 0:
         parser.error("--fault-after cannot be negative")
+    if args.turn_timeout <= 0:
+        parser.error("--turn-timeout must be positive")
+    if args.mode == "text" and (args.stt_url or args.tts_url or args.voice_cache):
+        parser.error("--stt-url / --tts-url / --voice-cache need --mode voice")
+    if args.voice_cache is not None and args.voice_cache.exists() and not args.voice_cache.is_dir():
+        parser.error(f"--voice-cache {args.voice_cache}: not a folder")
     if args.drain_timeout < 0:
         parser.error("--drain-timeout cannot be negative")
     if args.workers < 1:
@@ -235,6 +276,7 @@ def _on_call_done(
 
 
 def _metric_sum(reader: object, name: str) -> float:
+    """The sum of every data point of ``name`` the in-process reader holds (cumulative)."""
     data = reader.get_metrics_data()  # type: ignore[attr-defined]
     total = 0.0
     if data is None:
@@ -286,18 +328,29 @@ async def _simulate(
     failed_calls = 0
 
     async with contextlib.AsyncExitStack() as exits:
+        voice = args.mode == "voice"
         stack = await exits.enter_async_context(
-            open_stack(args.llm_url, args.crm_url, start_llm=not configured_chain)
+            open_stack(
+                args.llm_url,
+                args.crm_url,
+                start_llm=not configured_chain,
+                voice=voice,
+                stt_urls=args.stt_url,
+                tts_urls=args.tts_url,
+            )
         )
         check_faults(stack, faults)
         started = [f"LLM {ep.name}" for ep in stack.llm] if not (args.llm_url or configured_chain) else []
         started += ["CRM + calendar"] if args.crm_url is None else []
+        started += [f"STT {ep.name}" for ep in stack.stt] if voice and not args.stt_url else []
+        started += [f"TTS {ep.name}" for ep in stack.tts] if voice and not args.tts_url else []
         if started:
             lines.say(f"local services up: {', '.join(started)}")
         with console.status("loading LiteLLM and LiveKit", spinner="dots"):
             load_s = await loader.wait()
         lines.say(f"LiteLLM and LiveKit loaded ({load_s:.1f} s in the background)")
         # The loader is done: the rest of the imports (ours, on top of LiveKit and LiteLLM) are safe now.
+        import httpx
         from opentelemetry.sdk.metrics.export import InMemoryMetricReader
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -331,7 +384,11 @@ async def _simulate(
             settings = settings.with_area("llm", chain=chain)
             chain_source = "--llm-url" if args.llm_url else "local providers started here"
         runtime = await start_runtime(
-            settings, tenants=tenants, telemetry=telemetry, health_socket=health_socket
+            settings,
+            tenants=tenants,
+            telemetry=telemetry,
+            health_socket=health_socket,
+            speech=_local_speech(settings, stack) if voice else None,
         )
         exits.push_async_callback(runtime.aclose)
         # Before closing (and after shared services' faults are reset): deliver the backlog or keep it.
@@ -340,12 +397,17 @@ async def _simulate(
             # Leave shared (compose) services as we found them.
             exits.push_async_callback(apply_faults, stack, faults, reset=True)
         chain = " -> ".join(p.name for p in settings.llm.chain)
+        speech = ""
+        if voice:
+            stt, tts = (" -> ".join(e.name for e in chain) for chain in (stack.stt, stack.tts))
+            speech = f", STT {stt}, TTS {tts}"
         console.print(
-            f"simulate: LLM chain {chain} ({chain_source}), CRM {stack.crm_url}, "
+            f"simulate ({args.mode}): LLM chain {chain} ({chain_source}){speech}, CRM {stack.crm_url}, "
             f"tenants {', '.join(tenant_ids)}",
             markup=False,
         )
         lines.say("ready: the first call starts now")
+        http = await exits.enter_async_context(httpx.AsyncClient(timeout=5.0))
 
         switch = _FaultSwitch(
             stack, faults, after=args.fault_after if args.fault_after is not None else args.calls // 3
@@ -353,7 +415,8 @@ async def _simulate(
         batch = 0
         while True:
             batch += 1
-            fallbacks_before = _metric_sum(reader, names.LLM_FALLBACKS)
+            counted = (names.LLM_FALLBACKS, names.STT_FALLBACKS, names.TTS_FALLBACKS)
+            before = {name: _metric_sum(reader, name) for name in counted}
             started = time.perf_counter()
             await switch.maybe_switch(done=0, console=console)  # --fault-after 0: faults from the start
             with Progress(
@@ -364,21 +427,24 @@ async def _simulate(
                 console=console,
             ) as progress:
                 progress_task = progress.add_task("calls", total=args.calls)
+                run_one = _call_runner(
+                    args, uuid.uuid4().hex[:6], runtime=runtime, capture=capture, stack=stack, http=http
+                )
                 results = await run_batch(
                     calls=args.calls,
                     concurrency=args.concurrency,
-                    run_id=uuid.uuid4().hex[:6],
                     tenants=tenant_ids,
-                    runtime=runtime,
-                    capture=capture,
+                    run_one=run_one,
                     on_call_done=functools.partial(_on_call_done, progress, progress_task, switch, console),
-                    turn_timeout_s=args.turn_timeout,
                 )
             await switch.wait()
             stats = runtime.crm.outbox_stats()
+            delta = {name: round(_metric_sum(reader, name) - before[name]) for name in counted}
             summary = summarise(
                 results,
-                fallbacks=round(_metric_sum(reader, names.LLM_FALLBACKS) - fallbacks_before),
+                mode=args.mode,
+                fallbacks=delta[names.LLM_FALLBACKS],
+                speech_fallbacks={"stt": delta[names.STT_FALLBACKS], "tts": delta[names.TTS_FALLBACKS]},
                 outbox_depth=stats.depth,
                 outbox_oldest_age_s=stats.oldest_age_s,
                 wall_s=time.perf_counter() - started,
@@ -396,6 +462,52 @@ async def _simulate(
             await asyncio.sleep(args.interval)
 
     return 1 if failed_calls else 0
+
+
+def _call_runner(
+    args: argparse.Namespace,
+    run_id: str,
+    *,
+    runtime: Runtime,
+    capture: SpanCapture,
+    stack: Stack,
+    http: httpx.AsyncClient,
+) -> CallRunner:
+    """``(index, tenant) -> CallResult`` for this batch: a text call, or a voice call."""
+    if args.mode == "voice":
+        from agent.simulate.voice_runner import run_voice_call
+
+        return functools.partial(
+            run_voice_call,
+            run_id=run_id,
+            runtime=runtime,
+            stt_admin_urls=[ep.admin_url for ep in stack.stt],
+            http=http,
+            capture=capture,
+            turn_timeout_s=args.turn_timeout,
+            clip_cache=args.voice_cache,
+        )
+    from agent.simulate.runner import run_call
+
+    return functools.partial(
+        run_call, run_id=run_id, runtime=runtime, capture=capture, turn_timeout_s=args.turn_timeout
+    )
+
+
+def _local_speech(settings: AppSettings, stack: Stack) -> SpeechServices:
+    """STT and TTS chains over the stack's speech providers (deadlines and cooldowns from the
+    configuration), and the Silero VAD model (loaded once)."""
+    from livekit.plugins import silero
+
+    from agent.speech import SpeechServices, STTSettings, TTSSettings
+
+    stt = STTSettings.for_local([ep.per_call_api_base for ep in stack.stt]).chain
+    tts = TTSSettings.for_local([ep.api_base for ep in stack.tts]).chain
+    return SpeechServices(
+        settings.stt.model_copy(update={"chain": stt}),
+        settings.tts.model_copy(update={"chain": tts}),
+        silero.VAD.load(),
+    )
 
 
 def _chain_source(settings: AppSettings, args: argparse.Namespace) -> str:

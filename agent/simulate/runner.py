@@ -14,7 +14,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from livekit.agents.voice.run_result import FunctionCallOutputEvent
@@ -24,11 +24,12 @@ from agent.runtime import Runtime
 from agent.sales_call import SalesCall
 from agent.simulate.scripts import ScriptState, render_turn, script_for
 from agent.simulate.trace_view import SpanCapture
+from agent.turn_recorder import RecordedTurn
 
 log = logging.getLogger(__name__)
 
 TTFT_ATTRIBUTE = "lk.response.ttft"  # livekit sets it on each llm_node span
-_ISO_SLOT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?(?:[+-]\d{2}:\d{2}|Z)?")
+ISO_SLOT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?(?:[+-]\d{2}:\d{2}|Z)?")
 
 
 @dataclass
@@ -46,15 +47,20 @@ class CallResult:
     ttfts_s: list[float] = field(default_factory=list)
     duration_s: float = 0.0
     error: str | None = None
+    mode: str = "text"
+    recorded_turns: list[RecordedTurn] = field(default_factory=list)  # the caller's wait per turn
+    interruptions: int = 0
+    barge_in_reactions_s: list[float] = field(default_factory=list)  # caller starts -> agent's audio cut
+    end_reason: str | None = None  # the call ended because a speech chain failed
 
 
 async def run_call(
     index: int,
-    run_id: str,
     tenant_id: str,
+    *,
+    run_id: str,
     runtime: Runtime,
     capture: SpanCapture | None,
-    *,
     turn_timeout_s: float = 30.0,
 ) -> CallResult:
     """One scripted call from start to recorded outcome; never raises (errors land in the result)."""
@@ -81,7 +87,7 @@ async def run_call(
                 if isinstance(event, FunctionCallOutputEvent):
                     result.tool_errors += int(event.item.is_error)
                     if event.item.name == "check_availability" and not event.item.is_error:
-                        state.slots = _ISO_SLOT.findall(event.item.output)
+                        state.slots = ISO_SLOT.findall(event.item.output)
                     if event.item.name == "book_meeting" and not event.item.is_error:
                         state.meeting_booked = True
     except Exception as exc:  # one broken call must not stop the run
@@ -93,37 +99,44 @@ async def run_call(
     result.lead_captured = call.tools.contact_key is not None
     result.meetings = call.tools.meetings_booked
     result.duration_s = time.perf_counter() - started
-    if capture is not None and result.trace_id:
-        result.ttfts_s = [
-            float(span.attributes[TTFT_ATTRIBUTE])
-            for span in capture.spans(result.trace_id)
-            if span.name == "llm_node" and span.attributes and TTFT_ATTRIBUTE in span.attributes
-            and float(span.attributes[TTFT_ATTRIBUTE]) >= 0
-        ]  # fmt: skip
+    result.recorded_turns = list(call.turns.recorded)
+    result.ttfts_s = llm_ttfts(capture, result.trace_id)
     return result
+
+
+def llm_ttfts(capture: SpanCapture | None, trace_id: str) -> list[float]:
+    """Each LLM stream's time to first token in the call's trace (livekit's ``llm_node`` spans)."""
+    if capture is None or not trace_id:
+        return []
+    return [
+        float(span.attributes[TTFT_ATTRIBUTE])
+        for span in capture.spans(trace_id)
+        if span.name == "llm_node" and span.attributes and TTFT_ATTRIBUTE in span.attributes
+        and float(span.attributes[TTFT_ATTRIBUTE]) >= 0
+    ]  # fmt: skip
+
+
+CallRunner = Callable[[int, str], Awaitable[CallResult]]  # (index, tenant id) -> the call's result
 
 
 async def run_batch(
     *,
     calls: int,
     concurrency: int,
-    run_id: str,
     tenants: Sequence[str],
-    runtime: Runtime,
-    capture: SpanCapture | None,
+    run_one: CallRunner,
     on_call_done: Callable[[CallResult], None] | None = None,
     on_call_started: Callable[[int], None] | None = None,
-    turn_timeout_s: float = 30.0,
 ) -> list[CallResult]:
-    """``calls`` scripted calls, at most ``concurrency`` at a time, tenants in rotation."""
+    """``calls`` scripted calls (``run_one``: text or voice), at most ``concurrency`` at a time,
+    tenants in rotation."""
     limit = asyncio.Semaphore(concurrency)
 
     async def one(index: int) -> CallResult:
         async with limit:
             if on_call_started is not None:
                 on_call_started(index)
-            tenant_id = tenants[index % len(tenants)]
-            result = await run_call(index, run_id, tenant_id, runtime, capture, turn_timeout_s=turn_timeout_s)
+            result = await run_one(index, tenants[index % len(tenants)])
             if on_call_done is not None:
                 on_call_done(result)
             return result

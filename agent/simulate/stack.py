@@ -1,4 +1,5 @@
-"""The dependencies a simulated run talks to: local LLM providers and the local CRM + calendar.
+"""The dependencies a simulated run talks to: local LLM providers, the local CRM + calendar and, for
+voice calls, local STT and TTS providers.
 
 Started in this process on free loopback ports when no URLs are given, otherwise the given URLs are
 used as they are (compose). Faults are switched through each service's ``POST /admin/fault``.
@@ -13,7 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.vocabulary.fault_modes import CRM_FAULT_MODES, LLM_FAULT_MODES
+from agent.vocabulary.fault_modes import CRM_FAULT_MODES, LLM_FAULT_MODES, STT_FAULT_MODES, TTS_FAULT_MODES
 from agent.vocabulary.local_providers import DEFAULT_LOCAL_PROVIDERS, local_provider_names
 
 log = logging.getLogger(__name__)
@@ -30,14 +31,33 @@ class LlmEndpoint:
 
 
 @dataclass(frozen=True)
+class SpeechEndpoint:
+    name: str
+    admin_url: str  # the service's root (admin routes); the OpenAI API is under /v1
+
+    @property
+    def api_base(self) -> str:
+        return f"{self.admin_url}/v1"
+
+    @property
+    def per_call_api_base(self) -> str:
+        """The STT stand-in's per-call route (see ``local_services.stt_provider``)."""
+        return self.admin_url + "/calls/{call_id}/v1"
+
+
+@dataclass(frozen=True)
 class Stack:
     llm: tuple[LlmEndpoint, ...]
     crm_url: str
     started_locally: bool
+    stt: tuple[SpeechEndpoint, ...] = ()
+    tts: tuple[SpeechEndpoint, ...] = ()
 
     def fault_targets(self) -> dict[str, tuple[str, tuple[str, ...]]]:
-        """``target -> (admin base URL, allowed modes)``: llm-<provider name>, crm, calendar."""
+        """``target -> (admin base URL, allowed modes)``: llm-/stt-/tts-<provider name>, crm, calendar."""
         targets = {f"llm-{ep.name}": (ep.admin_url, LLM_FAULT_MODES) for ep in self.llm}
+        targets.update({f"stt-{ep.name}": (ep.admin_url, STT_FAULT_MODES) for ep in self.stt})
+        targets.update({f"tts-{ep.name}": (ep.admin_url, TTS_FAULT_MODES) for ep in self.tts})
         targets["crm"] = (self.crm_url, CRM_FAULT_MODES)
         targets["calendar"] = (self.crm_url, CRM_FAULT_MODES)  # the local service serves both
         return targets
@@ -91,11 +111,47 @@ def normalise_api_base(url: str) -> str:
     return url if url.endswith("/v1") else f"{url}/v1"
 
 
+def _named(urls: Sequence[str]) -> list[tuple[str, str]]:
+    names = local_provider_names(len(urls))
+    return [(name, url.rstrip("/").removesuffix("/v1")) for name, url in zip(names, urls, strict=True)]
+
+
+async def _speech_endpoints(
+    exits: contextlib.AsyncExitStack,
+    stt_urls: Sequence[str],
+    tts_urls: Sequence[str],
+    tts_seconds_per_char: float,
+) -> tuple[tuple[SpeechEndpoint, ...], tuple[SpeechEndpoint, ...]]:
+    """STT and TTS endpoints: the given URLs, else a local primary and backup of each (run in ``exits``)."""
+    from local_services.stt_provider import run_stt_provider
+    from local_services.tts_provider import run_tts_provider
+
+    stt = [SpeechEndpoint(n, u) for n, u in _named(stt_urls)]
+    tts = [SpeechEndpoint(n, u) for n, u in _named(tts_urls)]
+    for name in DEFAULT_LOCAL_PROVIDERS if not stt_urls else ():
+        running = await exits.enter_async_context(run_stt_provider(name))
+        stt.append(SpeechEndpoint(name, running.admin_url))
+    for name in DEFAULT_LOCAL_PROVIDERS if not tts_urls else ():
+        running = await exits.enter_async_context(
+            run_tts_provider(name, seconds_per_char=tts_seconds_per_char)
+        )
+        tts.append(SpeechEndpoint(name, running.admin_url))
+    return tuple(stt), tuple(tts)
+
+
 @contextlib.asynccontextmanager
 async def open_stack(
-    llm_urls: Sequence[str] = (), crm_url: str | None = None, *, start_llm: bool = True
+    llm_urls: Sequence[str] = (),
+    crm_url: str | None = None,
+    *,
+    start_llm: bool = True,
+    voice: bool = False,
+    stt_urls: Sequence[str] = (),
+    tts_urls: Sequence[str] = (),
+    tts_seconds_per_char: float | None = None,
 ) -> AsyncIterator[Stack]:
-    """Yield the stack, starting whatever was not given a URL in this event loop.
+    """Yield the stack, starting whatever was not given a URL in this event loop (STT and TTS only
+    for ``voice``).
 
     ``start_llm=False``: the LLM chain is configured elsewhere (``--llm-config``...); no local provider
     is started and there is no ``llm-*`` fault target.
@@ -119,4 +175,12 @@ async def open_stack(
 
             workdir = Path(exits.enter_context(tempfile.TemporaryDirectory(prefix="sales-agent-sim-")))
             crm_url = await exits.enter_async_context(run_crm_service(workdir / "crm.sqlite3"))
-        yield Stack(endpoints, crm_url.rstrip("/"), started_locally=not llm_urls)
+        stt: tuple[SpeechEndpoint, ...] = ()
+        tts: tuple[SpeechEndpoint, ...] = ()
+        if voice:
+            from local_services.tts_provider import SECONDS_PER_CHAR
+
+            stt, tts = await _speech_endpoints(
+                exits, stt_urls, tts_urls, tts_seconds_per_char or SECONDS_PER_CHAR
+            )
+        yield Stack(endpoints, crm_url.rstrip("/"), started_locally=not llm_urls, stt=stt, tts=tts)

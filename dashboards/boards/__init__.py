@@ -11,7 +11,7 @@ from typing import Protocol
 
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from dashboards.boards import calls, dependencies, llm, overview, sessions, system
+from dashboards.boards import calls, dependencies, llm, overview, sessions, system, voice
 
 
 class Board(Protocol):
@@ -20,4 +20,4 @@ class Board(Protocol):
     def build(self) -> Dashboard: ...
 
 
-BOARDS: tuple[Board, ...] = (overview, llm, dependencies, sessions, system, calls)
+BOARDS: tuple[Board, ...] = (overview, llm, dependencies, sessions, system, calls, voice)

@@ -109,6 +109,7 @@ def build() -> model.Dashboard:
                 kit.quantile_queries(histogram(names.TURN_RESPONSE_LATENCY), APP_TENANT),
                 unit="s",
                 thresholds=kit.turn_latency_steps(),
+                description="The caller's wait: end of their turn -> the agent's first output of the reply.",
             )
         )
         .with_panel(

@@ -92,10 +92,15 @@ def build() -> Dashboard:
                 kit.quantile_queries(histogram(names.TURN_RESPONSE_LATENCY), APP_TENANT),
                 unit="s",
                 thresholds=kit.turn_latency_steps(),
-                description="The caller's wait for the agent's answer (p50/p95/p99). Dashed lines: the 2 s "
+                description="The caller's wait (p50/p95/p99): end of the caller's turn -> the agent's first "
+                "output of the reply (first audio in voice calls, first text in text calls), tool calls and "
+                "fallbacks included; the Voice board splits voice turns out. Dashed lines: the 2 s "
                 f"target and SlowTurnResponse's p95 threshold ({alert_threshold('SlowTurnResponse'):g} s). "
                 "Exemplars open the trace in Tempo.",
-                links=[kit.link("Calls (traces and logs)", "sales-agent-calls")],
+                links=[
+                    kit.link("Voice", "sales-agent-voice"),
+                    kit.link("Calls (traces and logs)", "sales-agent-calls"),
+                ],
             )
         )
         .with_panel(

@@ -83,10 +83,7 @@ def _worker_env(tmp_path: Path, livekit_url: str, **extra: str) -> dict[str, str
         "LIVEKIT_API_KEY": "devkey",
         "LIVEKIT_API_SECRET": "secret",
         "SALES_AGENT_LLM_CHAIN": json.dumps(chain),
-        "SALES_AGENT_STT": "openai",
-        "SALES_AGENT_TTS": "openai",
-        "SALES_AGENT_VAD": "none",
-        "OPENAI_API_KEY": "sk-test",
+        "OPENAI_API_KEY": "sk-test",  # the default STT and TTS chains' openai providers
         "CRM_OUTBOX_PATH": str(tmp_path / "outbox.sqlite3"),
     }
     return _env(**{**base, **extra})
@@ -126,9 +123,21 @@ WORKER_CASES = {
         lambda tmp: {"CRM_OUTBOX_URL": f"postgresql://agent:hunter2@127.0.0.1:{free_port()}/crm"},
         ("cannot use the outbox database postgresql://agent@127.0.0.1:", "CRM_OUTBOX_URL", "refused"),
     ),
-    "speech key missing": (
-        lambda tmp: {"SALES_AGENT_STT": "deepgram"},
-        ("DEEPGRAM_API_KEY not set", "SALES_AGENT_STT=deepgram"),
+    "no STT provider has its key": (
+        lambda tmp: {"OPENAI_API_KEY": ""},
+        ("No usable STT provider", "(deepgram, openai) lacks its API key", "SALES_AGENT_STT_CHAIN"),
+    ),
+    "no TTS provider has its key": (
+        lambda tmp: {"OPENAI_API_KEY": "", "DEEPGRAM_API_KEY": "dg-test"},
+        ("No usable TTS provider", "(cartesia, openai) lacks its API key"),
+    ),
+    "stt chain not JSON": (
+        lambda tmp: {"SALES_AGENT_STT_CHAIN": "deepgram,openai"},
+        ("SALES_AGENT_STT_CHAIN: expected JSON", "not valid JSON"),
+    ),
+    "tts config missing": (
+        lambda tmp: {"SALES_AGENT_TTS_CONFIG": str(tmp / "nope.yaml")},
+        ("SALES_AGENT_TTS_CONFIG=", "does not exist; expected a YAML file of TTS settings"),
     ),
     "unknown retry override": (
         lambda tmp: {"CRM_RETRY_OVERRIDES": '{"book_meetin": {"retries": 1}}'},

@@ -90,6 +90,17 @@ def _startup(tables: Tables, _stdout: str) -> None:
     assert profile["rows"], "importtime profile has packages"
 
 
+def _voice(tables: Tables, _stdout: str) -> None:
+    tts, stt = (
+        tables  # the fast parts; the real-time ones run run_voice_call, as tests/integration/test_voice_*
+    )
+    setups = [row[0] for row in tts["rows"]]
+    assert setups[:2] == ["ChainTTS, primary healthy", "ChainTTS, primary 500"]
+    assert any("max_retry_per_tts=2 (default)" in s for s in setups)
+    assert tts["verdicts"] and "TTS failover (primary 500) adds < 100 ms" in tts["verdicts"][0]
+    assert [row[0] for row in stt["rows"]] == ["primary healthy", "primary 500 -> backup (same audio)"]
+
+
 def _exit(tables: Tables, _stdout: str) -> None:
     [table] = tables
     [row] = table["rows"]
@@ -173,6 +184,7 @@ SMOKES: dict[str, Smoke] = {
     "bench.bench_llm_path": Smoke(
         _llm_path, ("--variants", "openai,router"), CALLGRIND_TIMEOUT_S, unavailable_reason
     ),
+    "bench.bench_voice": Smoke(_voice, ("--parts", "tts,stt")),
 }
 
 

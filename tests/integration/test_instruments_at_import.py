@@ -74,6 +74,12 @@ NOT_AGENT_INSTRUMENTS = {
     names.LLM_ATTEMPT,
     names.LLM_CHAIN_POSITION,
     names.IDEMPOTENCY_KEY,
+    names.SPEECH_ATTEMPT,
+    names.SPEECH_REPLAYED,
+    names.TURN_MODE,
+    names.TURN_STAGE,
+    names.UNANSWERED_REASON,
+    names.CALL_END_REASON,
     names.EVENT_LOOP_LAG,
     names.TELEMETRY_EXPORT_FAILURES,
 }

@@ -105,12 +105,35 @@ def _otlp(url: str) -> None:
     assert httpx.post(f"{url}/v1/traces", content=body, headers=headers, timeout=10).status_code == 200
 
 
+def _stt(url: str) -> None:
+    import io
+    import wave
+
+    audio = io.BytesIO()
+    with wave.open(audio, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16000)
+        wav.writeframes(b"\x00\x00" * 8000)
+    files = {"file": ("a.wav", audio.getvalue(), "audio/wav")}
+    response = httpx.post(f"{url}/v1/audio/transcriptions", files=files, data={"model": "m"}, timeout=10)
+    assert response.status_code == 200, response.text
+
+
+def _tts(url: str) -> None:
+    body = {"input": "Hello there.", "response_format": "pcm"}
+    response = httpx.post(f"{url}/v1/audio/speech", json=body, timeout=10)
+    assert response.status_code == 200 and response.content, response.text
+
+
 # A request each stand-in serves beyond /admin/stats: an import done lazily at the first request counts.
 EXERCISE: dict[str, Callable[[str], None]] = {
     "llm-provider": _chat,
     "crm-service": _crm,
     "webhook-sink": _webhook,
     "otlp-sink": _otlp,
+    "stt-provider": _stt,
+    "tts-provider": _tts,
 }
 EXTRA_ARGS = {"crm-service": lambda tmp: ["--db", str(tmp / "crm.sqlite3")]}
 
@@ -238,7 +261,7 @@ def test_simulate_prints_its_first_line_before_loading_litellm_and_livekit_in_th
         "simulate: starting 1 call; loading LiteLLM and LiveKit in the background",
         "simulate: local services up: LLM primary, LLM backup, CRM + calendar",
         "simulate: LiteLLM and LiveKit loaded",
-        "simulate: LLM chain primary -> backup",
+        "simulate (text): LLM chain primary -> backup",
         "simulate: ready: the first call starts now",
         "simulate: summary",
     ]

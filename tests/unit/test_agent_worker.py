@@ -12,7 +12,6 @@ from livekit.protocol import agent as agent_proto
 from livekit.protocol import models
 
 from agent import worker
-from agent.app_settings import WorkerSettings
 from agent.errors import InvalidInput
 
 
@@ -104,17 +103,40 @@ def test_worker_options_wire_our_hooks() -> None:
     assert "litellm" in (options.preload_modules or [])
 
 
-def test_speech_plugins_follow_settings(monkeypatch) -> None:
-    for var in ("OPENAI_API_KEY", "CARTESIA_API_KEY"):
-        monkeypatch.delenv(var, raising=False)  # the keys come from the settings, not the environment
-    plugins = worker.speech_plugins(
-        WorkerSettings(
-            stt="openai", tts="cartesia", vad="none", OPENAI_API_KEY="test-key", CARTESIA_API_KEY="test-key"
-        )
+async def test_worker_speech_chains_use_the_real_providers_whose_keys_are_set(monkeypatch, caplog) -> None:
+    """The default chains (deepgram -> openai STT, cartesia -> openai TTS) with the keys read once into
+    the settings (not from the environment later); a missing key leaves a provider out with a log line,
+    and every call gets its own plugin clients and CallVAD."""
+    from livekit.plugins import silero
+
+    from agent.call_context import CallContext
+    from agent.speech import SpeechServices, STTSettings, TTSSettings
+    from agent.speech.call_vad import CallVAD
+
+    keys = {"OPENAI_API_KEY": "test-openai", "CARTESIA_API_KEY": "test-cartesia"}
+    stt_settings, tts_settings = STTSettings.load(environ=keys), TTSSettings.load(environ=keys)
+    for var in ("DEEPGRAM_API_KEY", *keys):
+        monkeypatch.delenv(var, raising=False)  # the plugins get the keys from the settings
+    with caplog.at_level(logging.WARNING, logger="agent.speech.chain"):
+        speech = SpeechServices(stt_settings, tts_settings, silero.VAD.load())
+    assert [p.name for p in speech.stt_chain.providers] == ["openai"]
+    assert [p.name for p in speech.tts_chain.providers] == ["cartesia", "openai"]
+    assert any(
+        "deepgram left out of the chain: no API key (set DEEPGRAM_API_KEY)" in r.message
+        for r in caplog.records
     )
-    assert type(plugins["stt"]).__module__.startswith("livekit.plugins.openai")
-    assert type(plugins["tts"]).__module__.startswith("livekit.plugins.cartesia")
-    assert "vad" not in plugins
+    kwargs = speech.for_call(CallContext("acme", "s1", "c1"))
+    assert isinstance(kwargs["vad"], CallVAD)
+    [stt_plugin] = kwargs["stt"]._plugins.values()
+    cartesia, openai_tts = kwargs["tts"]._plugins.values()
+    assert type(stt_plugin).__module__ == "livekit.plugins.openai.stt"
+    assert stt_plugin._client.api_key == "test-openai"
+    assert type(cartesia).__module__ == "livekit.plugins.cartesia.tts"
+    assert cartesia._opts.api_key == "test-cartesia"
+    assert type(openai_tts).__module__ == "livekit.plugins.openai.tts"
+    assert "test-" not in caplog.text  # keys are never logged
+    await kwargs["stt"].aclose()
+    await kwargs["tts"].aclose()
 
 
 async def test_worker_services_serve_health_and_track_sessions(monkeypatch, tmp_path) -> None:

@@ -43,6 +43,7 @@ EXPECTED = {
     "sales-agent-sessions",
     "sales-agent-system",
     "sales-agent-calls",
+    "sales-agent-voice",
 }
 # datasource type -> the fixed uid the compose stack provisions
 DATASOURCE_UIDS = {name: name for name in ("prometheus", "tempo", "loki", "alertmanager")}
@@ -57,7 +58,7 @@ def test_committed_json_is_the_generator_output() -> None:
     assert set(load_dashboards()) == {board.UID for board in BOARDS}
 
 
-def test_the_six_dashboards_exist_with_stable_uids() -> None:
+def test_the_seven_dashboards_exist_with_stable_uids() -> None:
     boards = load_dashboards()
     assert set(boards) == EXPECTED
     for stem, board in boards.items():

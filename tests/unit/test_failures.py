@@ -130,3 +130,13 @@ async def test_an_llm_provider_500_has_the_crms_code(otel) -> None:
     failed = [s for s in attempts if s.attributes.get(names.GEN_AI_PROVIDER_NAME) == "primary"]
     assert [s.attributes[names.ERROR_TYPE] for s in failed] == ["http_500"]
     assert otel.metric_value(names.LLM_REQUESTS, **{names.ERROR_TYPE: "http_500"}) == before + 1
+
+
+def test_livekit_plugin_errors_whose_original_was_lost_are_still_named() -> None:
+    """livekit's plugins re-raise SDK errors as their own; across livekit's stream tasks the original
+    (``__context__``) can be gone, leaving livekit's copy of the status (the TTS chain meets this)."""
+    from livekit.agents import APIStatusError, APITimeoutError
+
+    assert classify(APIStatusError("busy", status_code=503, body=None)).error_type == "http_503"
+    assert classify(APIStatusError("slow down", status_code=429, body=None)).retryable
+    assert classify(APITimeoutError()).error_type == names.ERROR_TIMEOUT

@@ -29,6 +29,9 @@ def fresh_semconv_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # An earlier test may have left httpx instrumented process-wide; the client would then skip its own.
     monkeypatch.setattr(HTTPXClientInstrumentor(), "_is_instrumented_by_opentelemetry", False)
     Stability._OTEL_SEMCONV_STABILITY_SIGNAL_MAPPING = {}
+    # An earlier test's setup_telemetry may have instrumented httpx process-wide (the instrumentor is a
+    # singleton); pooled_client then leaves its client alone and this test would see nothing.
+    monkeypatch.setattr(HTTPXClientInstrumentor(), "_is_instrumented_by_opentelemetry", False)
     yield
     Stability._initialized, Stability._OTEL_SEMCONV_STABILITY_SIGNAL_MAPPING = saved[0], saved[1]
 

@@ -12,11 +12,12 @@ import pytest
 from pydantic import ValidationError
 
 from agent import app_settings
-from agent.app_settings import DEPRECATED_VARIABLES, AppSettings, WorkerSettings
+from agent.app_settings import DEPRECATED_VARIABLES, REPLACED_VARIABLES, AppSettings, WorkerSettings
 from agent.crm import CrmSettings
 from agent.health import HealthSettings
 from agent.llm import LLMSettings
 from agent.session_settings import SessionSettings
+from agent.speech.settings import STTSettings, TTSSettings
 from agent.tenants import TenantSettings
 from telemetry.config_errors import ConfigError, env_name
 from telemetry.settings import TelemetrySettings
@@ -29,6 +30,8 @@ AREAS = {
     "sessions": SessionSettings,
     "tenants": TenantSettings,
     "llm": LLMSettings,
+    "stt": STTSettings,
+    "tts": TTSSettings,
     "crm": CrmSettings,
 }
 
@@ -69,7 +72,17 @@ def test_the_root_holds_every_area_and_cannot_be_changed():
         ),
         ("SALES_AGENT_HEALTH_PORT", "70000", "SALES_AGENT_HEALTH_PORT: Input should be less than or equal"),
         ("SALES_AGENT_METRICS_PORT", "x", "SALES_AGENT_METRICS_PORT: Input should be a valid integer"),
-        ("SALES_AGENT_STT", "whisper", "SALES_AGENT_STT: Input should be 'deepgram' or 'openai'"),
+        (
+            "SALES_AGENT_STT_CHAIN",
+            '[{"name": "w", "kind": "cartesia"}]',
+            "SALES_AGENT_STT_CHAIN: provider 'w': kind 'cartesia' cannot do STT",
+        ),
+        ("SALES_AGENT_TTS_CHAIN", "cartesia", "SALES_AGENT_TTS_CHAIN: expected JSON"),
+        (
+            "SALES_AGENT_TTS_FIRST_BYTE_DEADLINE_S",
+            "0",
+            "SALES_AGENT_TTS_FIRST_BYTE_DEADLINE_S: Input should be greater than 0",
+        ),
         ("CRM_RETRIES", "-1", "CRM_RETRIES: Input should be greater than or equal to 0"),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", "OTEL_EXPORTER_OTLP_PROTOCOL: Input should be"),
     ],
@@ -157,6 +170,22 @@ def test_every_deprecated_name_still_sets_its_value(monkeypatch, old, new):
     assert env_name(AREAS[area], name) == new
 
 
+@pytest.mark.parametrize("old", sorted(REPLACED_VARIABLES))
+def test_a_replaced_speech_variable_is_refused_with_what_to_set_instead(monkeypatch, old):
+    # Before the chains these chose the speech plugins; silently ignored, SALES_AGENT_STT=openai would
+    # leave a worker trying deepgram.
+    monkeypatch.setenv(old, "openai")
+    with pytest.raises(ConfigError) as refused:
+        AppSettings.from_env()
+    assert f"{old} is no longer read" in str(refused.value)
+    assert REPLACED_VARIABLES[old] in str(refused.value)
+
+
+def test_replaced_variables_are_not_read_by_any_area():
+    read = {env_name(cls, field) for cls in AREAS.values() for field in cls.model_fields}
+    assert read & set(REPLACED_VARIABLES) == set()
+
+
 # Names kept as their owners spell them (OpenTelemetry, livekit, the providers' key variables).
 STANDARD = ("OTEL_", "LIVEKIT_", "DEEPGRAM_API_KEY", "CARTESIA_API_KEY", "OPENAI_API_KEY")
 PREFIXES = {
@@ -166,6 +195,8 @@ PREFIXES = {
     "sessions": "SALES_AGENT_SESSION_",
     "tenants": "SALES_AGENT_TENANTS_",
     "llm": "SALES_AGENT_LLM_",
+    "stt": "SALES_AGENT_STT_",
+    "tts": "SALES_AGENT_TTS_",
     "crm": "CRM_",
 }
 
@@ -191,7 +222,7 @@ def test_one_prefix_per_area_and_no_variable_read_by_two_areas():
 # receives its settings.
 ENV_READERS = {
     "agent/app_settings.py": "the root's loader (deprecated names)",
-    "agent/llm/settings.py": "LLMSettings.load reads the providers' keys",
+    "agent/provider_settings.py": "the LLM, STT and TTS chains' loaders read the providers' keys",
     "agent/cli.py": "sets LITELLM_LOCAL_MODEL_COST_MAP before litellm is imported",
     "agent/simulate/workers.py": "passes its environment on to the worker processes it starts",
     "agent/gameday/command.py": "the game day's children inherit the operator's environment",
@@ -228,16 +259,18 @@ def test_api_keys_are_read_once_into_secrets_and_never_shown(monkeypatch):
     settings = AppSettings.from_env()
     openai = next(p for p in settings.llm.chain if p.kind == "openai")
     assert openai.key() is not None and openai.key().get_secret_value() == "sk-openai-secret"
-    assert settings.worker.deepgram_api_key.get_secret_value() == "dg-secret"  # type: ignore[union-attr]
+    deepgram = next(p for p in settings.stt.chain if p.kind == "deepgram")
+    assert deepgram.key().get_secret_value() == "dg-secret"  # type: ignore[union-attr]
     shown = repr(settings) + str(settings) + settings.model_dump_json()
     assert "secret" not in shown.replace("SecretStr", "")
     monkeypatch.setenv("OPENAI_API_KEY", "changed")  # read once: the root does not follow the environment
     assert openai.key().get_secret_value() == "sk-openai-secret"  # type: ignore[union-attr]
 
 
-def test_a_chain_cannot_carry_a_key(monkeypatch):
+@pytest.mark.parametrize("area", ["LLM", "STT", "TTS"])
+def test_a_chain_cannot_carry_a_key(monkeypatch, area):
     chain = [{"name": "a", "kind": "openai", "model": "m", "api_key": "sk-in-json"}]
-    monkeypatch.setenv("SALES_AGENT_LLM_CHAIN", json.dumps(chain))
+    monkeypatch.setenv(f"SALES_AGENT_{area}_CHAIN", json.dumps(chain))
     with pytest.raises(ConfigError, match="keys are read from the environment") as caught:
         AppSettings.from_env()
     assert "sk-in-json" not in str(caught.value)
