@@ -1,12 +1,17 @@
 """Item 3: simulated text calls per second for one worker process, telemetry on vs OTEL_SDK_DISABLED.
 
-The measured process is one "worker": ``setup_telemetry`` as in production (telemetry on: OTLP/HTTP to a
-loopback sink, ``sales-agent otlp-sink``; off: ``OTEL_SDK_DISABLED=true``), the runtime ``simulate`` uses
+Issue 8 item 3 and issue 13 goal 1 (text mode). The measured process is one "worker": ``setup_telemetry``
+as in production (telemetry on: OTLP/HTTP to a loopback sink, ``sales-agent otlp-sink``, with the span
+budget of ``SALES_AGENT_TRACE_DETAIL=turn``; off: ``OTEL_SDK_DISABLED=true``), the runtime ``simulate`` uses
 (RouterLLM, ResilientCrm, SessionManager) and the scripted calls of ``agent.simulate`` through the real
 ``SalesCall`` in LiveKit's text mode. The LLM providers (primary + backup) and the CRM service run as
 their own processes, started once and shared by every configuration, so the measured process does only
 the worker's work. Each (concurrency, telemetry) configuration runs in its own child process; on/off
 alternate within each concurrency level, and each level is repeated ``--repeats`` times (median).
+Besides off and on: off measured again (the A/A control: two identical configurations, the method's
+noise) and on with ``SALES_AGENT_TRACE_DETAIL=debug`` (every LiveKit span: what the span budget saves).
+Spans per call are counted by the sink (what arrived, decoded). Voice mode is not measured yet: it waits
+for voice calls in ``simulate`` (issue 11); the table says so.
 
     python -m bench.bench_throughput [--quick] [--concurrency 1,4,16,32] [--repeats 2]
 """
@@ -40,6 +45,7 @@ from bench._common import (
 from local_services.harness import spawn
 
 GOAL_RATIO = 0.95
+WARM_CALLS = 2  # each child's warm-up calls before the measured batch (their spans reach the sink too)
 _ISO_SLOT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?(?:[+-]\d{2}:\d{2}|Z)?")
 
 
@@ -118,7 +124,10 @@ async def _child_async(
         try:
             warm: list[float] = []
             await asyncio.gather(
-                *(_one_call(i, "warm", tenant_ids[i % len(tenant_ids)], runtime, warm) for i in range(2))
+                *(
+                    _one_call(i, "warm", tenant_ids[i % len(tenant_ids)], runtime, warm)
+                    for i in range(WARM_CALLS)
+                )
             )
             latencies: list[float] = []
             limit = asyncio.Semaphore(concurrency)
@@ -208,30 +217,45 @@ def dependencies() -> Iterator[tuple[list[str], str]]:
         yield [primary.url, backup.url], crm.url
 
 
-# Telemetry modes measured side by side: off, production ("on": OTLP to the loopback sink), and the
-# same production configuration again as an A/A control: how far two identical configurations land
-# apart in one run is this method's noise, the yardstick for any on/off difference.
+# Telemetry modes measured side by side: off, off again as the A/A control (how far two identical
+# configurations land apart in one run is this method's noise, the yardstick for any on/off
+# difference), production ("on": OTLP to the loopback sink, the default span budget) and production
+# with every span (SALES_AGENT_TRACE_DETAIL=debug: what the budget saves).
 MODES = {
     "off": "off (OTEL_SDK_DISABLED)",
-    "on": "on (OTLP)",
-    "on-again": "on again (A/A control)",
+    "off-again": "off again (A/A control)",
+    "on": "on (OTLP, trace detail turn)",
+    "on-debug": "on, trace detail debug (every span)",
 }
+VOICE_PENDING = (
+    "Voice mode: not measured. simulate has no voice calls yet (issue 11); this row is where they go."
+)
 
 
 def _run_config(
     llm_urls: list[str], crm_url: str, sink_url: str, calls: int, conc: int, mode: str, profile: bool = False
 ) -> dict[str, Any]:
     otlp = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink_url, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
-    if mode == "off":
+    if mode.startswith("off"):
         env = child_env(OTEL_SDK_DISABLED="true")
-    else:  # "on" and its A/A control: the shipped configuration
-        env = child_env(**otlp, LIVEKIT_TELEMETRY_ALLOW_PII=None)
+    else:  # the shipped configuration, with its default trace detail or every span
+        detail = "debug" if mode == "on-debug" else "turn"
+        env = child_env(**otlp, LIVEKIT_TELEMETRY_ALLOW_PII=None, SALES_AGENT_TRACE_DETAIL=detail)
     args = ["--child", "--calls", str(calls), "--concurrency", str(conc), "--crm-url", crm_url]
     for url in llm_urls:
         args += ["--llm-url", url]
     if profile:
         args.append("--profile")
     return run_child("bench.bench_throughput", args, env=env, timeout_s=900)
+
+
+def _sink_admin(sink_url: str, method: str, path: str) -> dict[str, Any]:
+    """The OTLP sink's admin API (reset its counters / read them)."""
+    import httpx
+
+    response = httpx.request(method, f"{sink_url}{path}", timeout=10.0)
+    response.raise_for_status()
+    return dict(response.json())
 
 
 def run(quick: bool, levels: list[int] | None = None, repeats: int | None = None) -> list[Table]:
@@ -246,9 +270,12 @@ def run(quick: bool, levels: list[int] | None = None, repeats: int | None = None
                 order = list(MODES)
                 shift = (rep + levels.index(conc)) % len(order)  # rotate which mode goes first
                 for mode in order[shift:] + order[:shift]:
-                    results.setdefault((conc, mode), []).append(
-                        _run_config(llm_urls, crm_url, sink_url, calls, conc, mode)
-                    )
+                    _sink_admin(sink_url, "POST", "/admin/reset")
+                    result = _run_config(llm_urls, crm_url, sink_url, calls, conc, mode)
+                    # Every call's spans, the 2 warm-up calls' included (the child flushes before exit).
+                    spans = _sink_admin(sink_url, "GET", "/admin/stats")["spans"]
+                    result["spans_per_call"] = spans / (calls + WARM_CALLS)
+                    results.setdefault((conc, mode), []).append(result)
         prof_conc = min(16, max(levels))
         prof_calls = max(2, prof_conc * 2) if quick else prof_conc * 3
         profiled = {
@@ -270,6 +297,7 @@ def run(quick: bool, levels: list[int] | None = None, repeats: int | None = None
             "p95 turn ms",
             "CPU ms/call",
             "peak RSS MB",
+            "spans/call",
             "vs off: calls/s",
             "vs off: CPU/call",
         ],
@@ -297,6 +325,7 @@ def run(quick: bool, levels: list[int] | None = None, repeats: int | None = None
                 m["p95_turn_ms"],
                 m["cpu_ms_per_call"],
                 m["rss_peak_mb"],
+                m["spans_per_call"] if mode.startswith("on") else "",
                 ratio_rate,
                 ratio_cpu,
             )
@@ -304,22 +333,27 @@ def run(quick: bool, levels: list[int] | None = None, repeats: int | None = None
             if failed:
                 table.notes.append(f"concurrency {conc}, telemetry {label}: {failed} calls failed")
     if "on" in worst:
+        by_level = ", ".join(f"{rates[(conc, 'on')]:.2f}x at {conc}" for conc in levels)
         table.verdicts.append(
             verdict(
-                "telemetry on >= 0.95x off (calls/s)",
+                "telemetry on >= 0.95x off (calls/s), text mode",
                 worst["on"] >= GOAL_RATIO,
-                f"worst level {worst['on']:.2f}x",
+                f"worst level {worst['on']:.2f}x ({by_level})",
             )
         )
-    if "on-again" in worst:
-        spread = max(
-            abs(rates[(conc, "on")] - rates[(conc, "on-again")]) for conc in levels if (conc, "on") in rates
-        )
+    if "off-again" in worst:
+        spread = max(abs(1.0 - rates[(conc, "off-again")]) for conc in levels)
         table.notes.append(
-            f"A/A control: the same configuration measured again gives worst level {worst['on-again']:.2f}x; "
-            f"the two identical configurations differ by up to {spread:.2f} in 'vs off: calls/s' at one "
-            "level: differences smaller than that are this method's noise."
+            f"A/A control: off measured again lands at {worst['off-again']:.2f}x of off at its worst level; "
+            f"two identical configurations differ by up to {spread:.2f} in 'vs off: calls/s' at one level: "
+            "differences smaller than that are this method's noise."
         )
+    if "on-debug" in worst:
+        table.notes.append(
+            f"Every span (SALES_AGENT_TRACE_DETAIL=debug): worst level {worst['on-debug']:.2f}x of off; "
+            "the span budget's saving is the difference to the 'on' rows."
+        )
+    table.notes.append(VOICE_PENDING)
     table.notes.append(
         "vs off: CPU/call = CPU ms per call off / on (< 1: telemetry costs CPU): less sensitive to other "
         "processes' load than calls/s on a shared machine."

@@ -8,7 +8,9 @@
 Items: 1 instrumentation cost, 2 failover TTFT, 3 throughput, 4 memory, 5 export under load, 6 start-up,
 7 exit after simulate's summary, 8 our LLM instrumentation against the peers and 9 the LLM path (both
 in CPU instructions under valgrind's callgrind), 10 outbox drain rate (SQLite vs PostgreSQL, 1 vs 3
-workers). Every item is a script with the one contract of
+workers), 11 the spans of one call and its trace tree. The goal summary at the end lists every goal of
+issues 8 and 13 (``GOALS``) with PASS/MISS and the figure, or says why it has none (not measured yet,
+no numeric goal, item not run or failed). Every item is a script with the one contract of
 ``bench/_common.py`` (``python -m bench.bench_<item> [--quick] [--json-out PATH]``): this runs each as
 its own process and reads nothing but the tables it writes as JSON. Each item runs its measurements in
 child processes of its own, so ratios inside an item are measured side by side under the same
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench._common import REPO_ROOT, Table, child_env, machine_table, tables_from_json, tables_to_json
@@ -40,10 +43,12 @@ ITEMS: dict[int, tuple[str, str]] = {
     8: ("Against the peers, in instructions", "bench.bench_peers"),
     9: ("The LLM path, in instructions", "bench.bench_llm_path"),
     10: ("Outbox drain rate, SQLite vs PostgreSQL, 1 vs 3 workers", "bench.bench_drain"),
+    11: ("Spans of one call and its trace tree", "bench.bench_trace"),
 }
 ITEM_TIMEOUT_S = 1800
 # Items under valgrind run ~50x slower per call and start each child at valgrind's speed.
-ITEM_TIMEOUT_OVERRIDES_S = {8: 3 * 3600, 9: 2 * 3600}
+# Item 3 runs 4 configurations x 4 levels x 2 repeats, each a fresh worker process: ~30 min on a busy host.
+ITEM_TIMEOUT_OVERRIDES_S = {3: 3600, 8: 3 * 3600, 9: 2 * 3600}
 
 
 def run_item(module: str, quick: bool, timeout_s: float = ITEM_TIMEOUT_S) -> list[Table]:
@@ -81,12 +86,89 @@ def run_items(items: list[int], quick: bool) -> list[Table]:
     return tables
 
 
-def summary_table(tables: list[Table]) -> Table:
-    summary = Table("Goals", ["result", "goal: measured"])
+@dataclass(frozen=True)
+class Goal:
+    """One goal of an issue and where its verdict comes from.
+
+    ``item``: the bench item whose goal lines (``Table.verdicts``) decide it, ``None`` when nothing
+    measures it yet (``pending`` says why); ``match``: the text those lines contain ("" = every goal line
+    of the item, so an item that adds goal lines later plugs in without a change here).
+    """
+
+    issue: str
+    title: str
+    item: int | None
+    match: str = ""
+    pending: str = ""
+    unmeasured: str = "not measured"  # the result printed when no goal line decides it
+
+
+GOALS: tuple[Goal, ...] = (
+    Goal("8.1", "cost of instrumentation", 1, "instrumented call"),
+    Goal("8.2", "failover time-to-first-token", 2, "TTFT"),
+    Goal("8.3", "throughput, telemetry on vs off", 3, "telemetry on >= 0.95x off"),
+    Goal("8.4", "memory after 10,000 sessions", 4),
+    Goal("8.5", "export under load", 5),
+    Goal(
+        "8.6",
+        "start-up: what dominates",
+        None,
+        pending="item 6 (6a-6c): figures and an import profile; the issue sets no number",
+        unmeasured="no numeric goal",
+    ),
+    Goal("13.1", "span budget: readable trace, no orphans", 11, "span budget"),
+    Goal("13.1", "telemetry on >= 0.95x off, text mode", 3, "telemetry on >= 0.95x off"),
+    Goal(
+        "13.1",
+        "telemetry on >= 0.95x off, voice mode",
+        None,
+        pending="simulate has no voice calls yet (issue 11); item 3 has the row for them",
+    ),
+    Goal("13.2", "against the peers, in instructions", 8, "cheapest peer"),
+    Goal("13.3", "the LLM path, in instructions", 9, "Router path"),
+    Goal("13.4", "start-up in seconds", 6),
+    Goal("13.5", "voice density", None, pending="voice calls do not exist yet (issue 11)"),
+)
+
+
+def summary_table(tables: list[Table], items: list[int] | None = None) -> Table:
+    """Every goal of ``GOALS`` with its verdict(s), then goal lines no goal claims (other issues').
+
+    ``tables``: what the run produced; ``items``: the items it ran (default: all of ``ITEMS``)."""
+    ran = set(ITEMS if items is None else items)
+    by_item: dict[int, list[Table]] = {}
+    for table in tables:
+        number = table.title.split(".", 1)[0].rstrip("abcdefgh")
+        if number.isdigit():
+            by_item.setdefault(int(number), []).append(table)
+    summary = Table("Goals", ["goal", "result", "goal: measured"])
+    claimed: set[str] = set()
+    for goal in GOALS:
+        label = f"issue {goal.issue}: {goal.title}"
+        if goal.item is None:
+            summary.add(label, goal.unmeasured, goal.pending)
+            continue
+        if goal.item not in ran:
+            summary.add(label, "not run", f"item {goal.item} was not in this run (--only)")
+            continue
+        produced = by_item.get(goal.item, [])
+        if any(t.title.endswith(": FAILED") for t in produced):
+            summary.add(label, "FAILED", f"item {goal.item} failed (its table says why)")
+            continue
+        lines = [line for t in produced for line in t.verdicts if goal.match in line]
+        if not lines:
+            summary.add(
+                label, goal.unmeasured, goal.pending or f"item {goal.item} printed no goal line for it"
+            )
+        for line in lines:
+            claimed.add(line)
+            status, _, rest = line.partition(" ")
+            summary.add(label, status, rest)
     for table in tables:
         for line in table.verdicts:
-            status, _, rest = line.partition(" ")
-            summary.add(status, rest)
+            if line not in claimed:
+                status, _, rest = line.partition(" ")
+                summary.add(f"item {table.title.split('.', 1)[0]}", status, rest)
     return summary
 
 
@@ -111,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     load_after = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     before.add("load average at the end (1/5/15 min)", load_after)
     before.add("mode", "--quick (tiny sizes)" if args.quick else "full")
-    output = [before, *tables, summary_table(tables)]
+    output = [before, *tables, summary_table(tables, items)]
     text = "\n".join(t.to_markdown() for t in output)
     print(text)
     if args.out is not None:

@@ -16,13 +16,14 @@ import json
 import socket
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import SecretStr, ValidationError
-from pydantic_settings import BaseSettings
+if TYPE_CHECKING:  # pydantic is imported where it is used: run_main is on every command's first line
+    from pydantic import ValidationError
+    from pydantic_settings import BaseSettings
 
 EXIT_CONFIG_ERROR = 2
-SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+SettingsT = TypeVar("SettingsT", bound="BaseSettings")
 
 
 class ConfigError(ValueError):
@@ -82,11 +83,15 @@ def _describe(error: Any, where: list[str], *, show_input: bool = True) -> str:
 
 
 def _is_secret(settings_cls: type[BaseSettings], field: str) -> bool:
+    from pydantic import SecretStr
+
     return SecretStr.__name__ in repr(settings_cls.model_fields[field].annotation)
 
 
 def load_settings(settings_cls: type[SettingsT], **overrides: Any) -> SettingsT:
     """``settings_cls`` from the environment (for entry points), a bad value raised as ``ConfigError``."""
+    from pydantic import ValidationError
+
     try:
         return settings_cls(**overrides)
     except ValidationError as exc:

@@ -48,6 +48,9 @@ class TelemetrySettings(BaseSettings):
     prometheus_host: str = Field(default="127.0.0.1", alias="SALES_AGENT_METRICS_HOST")
     prometheus_enabled: bool | None = Field(default=None, alias="SALES_AGENT_METRICS_ENABLED")
     redact_pii: bool = Field(default=True, alias="SALES_AGENT_REDACT_PII")
+    # Which spans a call records: "turn" leaves LiveKit's per-attempt/per-chunk internals out
+    # (telemetry/span_budget.py lists them, telemetry/README.md says what a turn keeps); "debug" keeps all.
+    trace_detail: Literal["turn", "debug"] = Field(default="turn", alias="SALES_AGENT_TRACE_DETAIL")
     log_level: str = Field(default="INFO", alias="SALES_AGENT_LOG_LEVEL")
     # The human one-line-per-record stderr handler. The LiveKit worker modes turn it off: livekit's CLI
     # installs its own console handler, and two would print every record twice.

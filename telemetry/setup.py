@@ -53,6 +53,12 @@ from telemetry.prometheus import MetricsServer, create_metrics_server
 from telemetry.redaction import RedactingLogProcessor, RedactingSpanExporter, RedactingSpanProcessor, Redactor
 from telemetry.resource import build_resource
 from telemetry.settings import TelemetrySettings
+from telemetry.span_budget import (
+    DROPPED_BY_DEFAULT,
+    KeptParentSpanExporter,
+    KeptSpanLogProcessor,
+    SpanBudgetSampler,
+)
 from telemetry.system_metrics import METER_NAME as RUNTIME_METER
 from telemetry.system_metrics import LoopLagMonitor, SystemMetrics
 from telemetry.views import build_views
@@ -261,13 +267,23 @@ def _build(
     export_timeout_ms = settings.export_timeout_s * 1000
 
     tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    budgeted = settings.trace_detail == "turn"
+    if budgeted:
+        # Wraps the sampler the SDK chose from OTEL_TRACES_SAMPLER; set before any tracer exists
+        # (tracers read the provider's sampler when they are created).
+        tracer_provider.sampler = SpanBudgetSampler(tracer_provider.sampler, DROPPED_BY_DEFAULT)
+
+    def exported(exporter: SpanExporter) -> SpanExporter:
+        redacted = RedactingSpanExporter(exporter, redactor)
+        return KeptParentSpanExporter(redacted) if budgeted else redacted
+
     tracer_provider.add_span_processor(RedactingSpanProcessor(redactor))
     for exporter in span_exporters:
-        tracer_provider.add_span_processor(SimpleSpanProcessor(RedactingSpanExporter(exporter, redactor)))
+        tracer_provider.add_span_processor(SimpleSpanProcessor(exported(exporter)))
     if otlp is not None and settings.traces_exporter == "otlp":
         tracer_provider.add_span_processor(
             BatchSpanProcessor(
-                RedactingSpanExporter(spans_out, redactor),
+                exported(spans_out),
                 max_queue_size=settings.span_queue_size,
                 schedule_delay_millis=settings.span_schedule_delay_ms,
                 max_export_batch_size=min(settings.span_batch_size, settings.span_queue_size),
@@ -299,6 +315,8 @@ def _build(
     )
 
     logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+    if budgeted:
+        logger_provider.add_log_record_processor(KeptSpanLogProcessor())
     # First: later processors (and their exporters) see the redacted record.
     logger_provider.add_log_record_processor(RedactingLogProcessor(redactor))
     for log_exporter in log_exporters:

@@ -37,6 +37,26 @@ from telemetry.span_status import set_error
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
+# Stands in for LiveKit's span around the turn's LLM step when the span budget left that one out.
+TURN_FAILED_SPAN = "llm.turn_failed"
+
+
+def _mark_turn_failed(turn_span: trace.Span, description: str, error_type: str | None = None) -> None:
+    """The LLM step's failure on LiveKit's span around it (``llm_request_run``); when the span budget
+    (telemetry/span_budget.py) did not record that span, on a span of its own in its place, so the
+    trace still shows the failed turn."""
+    if turn_span.is_recording():
+        _set_failed(turn_span, description, error_type)
+        return
+    with tracer.start_as_current_span(TURN_FAILED_SPAN) as span:
+        _set_failed(span, description, error_type)
+
+
+def _set_failed(span: trace.Span, description: str, error_type: str | None) -> None:
+    set_error(span, description)
+    if error_type is not None:
+        span.set_attribute(names.ERROR_TYPE, error_type)
+
 
 OPERATION = "chat"
 # Spoken after a stream broke in the middle of a tool call (the call could not run).
@@ -332,10 +352,8 @@ class RouterLLMStream(llm.LLMStream):
                 moved_past.append((provider.name, names.ERROR_COOLDOWN))
                 continue
             attempt += 1
-            for from_, reason in moved_past:
-                self._record_fallback(turn_span, from_, provider.name, reason)
-            moved_past.clear()
-            result = await self._attempt(provider, attempt, messages, tool_schemas)
+            fallbacks, moved_past = moved_past, []
+            result = await self._attempt(provider, attempt, messages, tool_schemas, fallbacks)
             if result.ok:
                 await chain.record_success_now(provider.name)
                 self._identity.served_by = self._router_llm.served_by = provider
@@ -352,7 +370,7 @@ class RouterLLMStream(llm.LLMStream):
                 )
                 instruments().completions.add(1, {names.OUTCOME: "failed", **self._tenant_attrs()})
                 self._router_llm.last_turn_failed = True
-                set_error(turn_span, f"stream broke mid-answer: {result.error_type}")
+                _mark_turn_failed(turn_span, f"stream broke mid-answer: {result.error_type}")
                 return
             moved_past.append((provider.name, result.reason or "error"))
 
@@ -360,8 +378,7 @@ class RouterLLMStream(llm.LLMStream):
         log.error("all LLM providers failed for this turn; speaking the fallback line")
         instruments().completions.add(1, {names.OUTCOME: "failed", **self._tenant_attrs()})
         self._router_llm.last_turn_failed = True
-        set_error(turn_span, "all LLM providers failed")
-        turn_span.set_attribute(names.ERROR_TYPE, names.ERROR_ALL_PROVIDERS_FAILED)
+        _mark_turn_failed(turn_span, "all LLM providers failed", names.ERROR_ALL_PROVIDERS_FAILED)
         self._send(
             llm.ChatChunk(
                 id=f"fallback-{uuid.uuid4().hex[:8]}",
@@ -371,9 +388,11 @@ class RouterLLMStream(llm.LLMStream):
             )
         )
 
-    def _record_fallback(self, turn_span: trace.Span, from_: str, to: str, reason: str) -> None:
+    def _record_fallback(self, attempt_span: trace.Span, from_: str, to: str, reason: str) -> None:
+        """On the attempt the fallback led to: LiveKit's span around the whole LLM step is left out
+        of the trace by default (telemetry/span_budget.py), the attempt spans never are."""
         attrs = {names.FALLBACK_FROM: from_, names.FALLBACK_TO: to, names.FALLBACK_REASON: reason}
-        turn_span.add_event(names.FALLBACK_EVENT, attrs)
+        attempt_span.add_event(names.FALLBACK_EVENT, attrs)
         instruments().fallbacks.add(1, attrs)
         log.info("LLM fallback %s -> %s (%s)", from_, to, reason)
 
@@ -383,7 +402,9 @@ class RouterLLMStream(llm.LLMStream):
         attempt: int,
         messages: list[dict[str, Any]],
         tool_schemas: list[dict[str, Any]],
+        fallbacks: list[tuple[str, str]],
     ) -> _AttemptResult:
+        """One provider call, its span; ``fallbacks``: the (provider, reason) moved past to reach it."""
         chain = self._router_llm.chain
         settings = chain.settings
         metric_attrs = {names.GEN_AI_PROVIDER_NAME: provider.name, names.GEN_AI_REQUEST_MODEL: provider.model}
@@ -408,6 +429,8 @@ class RouterLLMStream(llm.LLMStream):
         with tracer.start_as_current_span(
             f"{OPERATION} {provider.model}", kind=SpanKind.CLIENT, attributes=span_attrs
         ) as span:
+            for from_, reason in fallbacks:
+                self._record_fallback(span, from_, provider.name, reason)
             try:
                 async with asyncio.timeout(settings.first_token_deadline_s) as deadline:
                     kwargs: dict[str, Any] = {"stream_options": {"include_usage": True}, **self._extra}

@@ -2,6 +2,8 @@
 
 Starts the local LLM providers (primary + backup) and the local CRM service in-process unless URLs
 are given, runs the calls with a progress bar, prints a summary table and each call's trace id.
+Its first line comes before anything heavy is imported; LiteLLM and LiveKit load in a background
+thread while the settings are read and the local services start (``agent/simulate/startup.py``).
 Telemetry is the normal setup (OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, ``/metrics`` on
 ``SALES_AGENT_METRICS_PORT``) plus an in-process span capture for ``--show-trace``; ``/health`` and
 ``/ready`` are served on ``SALES_AGENT_HEALTH_PORT`` while it runs.
@@ -16,7 +18,6 @@ file is one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import functools
 import logging
@@ -27,15 +28,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-
-from agent.simulate.backlog import Backlog
-from agent.simulate.stack import FaultSpec, Stack, apply_faults, check_faults, open_stack, parse_faults
+from agent.simulate.startup import BackgroundImports, StartupLines, bytecode_note, prepare_main_thread
 from telemetry.config_errors import ConfigError, bind_listener, env_name, run_main
 
 if TYPE_CHECKING:
+    import asyncio
+
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
     from agent.app_settings import AppSettings
+    from agent.simulate.stack import FaultSpec, Stack
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +120,8 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list
         parser.error("--fault-after works with one worker; with --workers the faults are on from the start")
     if args.workers > 1 and args.show_trace:
         parser.error("--show-trace works with one worker")
+    from agent.simulate.stack import parse_faults
+
     try:
         return parse_faults(args.faults)
     except ValueError as exc:
@@ -134,6 +139,14 @@ def _main(argv: Sequence[str] | None) -> int:
     faults = _validate(parser, args)
     if args.llm_url and args.llm_config:
         parser.error("--llm-url and --llm-config both choose the LLM chain: give one")
+    lines = StartupLines()
+    calls = "calls until interrupted" if args.forever else f"{args.calls} call{'s' * (args.calls != 1)}"
+    if args.workers > 1:  # this process only starts the stack and the workers; each prints its own start
+        lines.say(f"starting {args.workers} worker processes, {calls} each")
+    else:
+        lines.say(f"starting {calls}; loading LiteLLM and LiveKit in the background")
+    import asyncio  # after the first line: asyncio (with ssl) is ~0.1 s
+
     settings = simulate_settings(args)
     if "outbox_path" in settings.crm.model_fields_set or settings.crm.outbox_url is not None:
         from agent.crm.outbox import Outbox
@@ -141,6 +154,8 @@ def _main(argv: Sequence[str] | None) -> int:
         # OutboxUnusable / OutboxDatabaseUnusable (CRM_OUTBOX_URL unreachable) now, before anything starts.
         Outbox(settings.crm.outbox_location).close()
     if args.workers > 1:
+        from rich.console import Console
+
         from agent.simulate.workers import run_workers
 
         try:
@@ -153,7 +168,7 @@ def _main(argv: Sequence[str] | None) -> int:
             settings.health.host, settings.health.port, env_name(type(settings.health), "port")
         )
     try:
-        return asyncio.run(_simulate(args, faults, settings, health_socket))
+        return asyncio.run(_simulate(args, faults, settings, health_socket, lines))
     except KeyboardInterrupt:
         return 130
     except ValueError as exc:  # problems found once the stack is known (unknown fault target...)
@@ -186,6 +201,8 @@ class _FaultSwitch:
         self._done = 0
 
     async def _switch(self, console: Console) -> None:
+        from agent.simulate.stack import apply_faults
+
         await apply_faults(self._stack, self._faults)
         console.print(f"faults on: {', '.join(f'{f.target}={f.mode}' for f in self._faults)}")
 
@@ -199,9 +216,13 @@ class _FaultSwitch:
         self._done += 1
         if self._pending and self._done >= self._after:
             self._pending = False
+            import asyncio
+
             self._tasks.append(asyncio.get_running_loop().create_task(self._switch(console)))
 
     async def wait(self) -> None:
+        import asyncio
+
         tasks, self._tasks = self._tasks, []
         await asyncio.gather(*tasks)
 
@@ -231,19 +252,16 @@ async def _simulate(
     faults: list[FaultSpec],
     settings: AppSettings,
     health_socket: socket.socket | None,
+    lines: StartupLines,
 ) -> int:
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    # Main thread, before the loader starts: only what the checks and the local services need.
+    from rich.console import Console
 
     from agent.errors import InvalidInput
     from agent.llm.settings import ProviderConfig
-    from agent.runtime import start_runtime
-    from agent.simulate.report import calls_table, summarise, summary_table
-    from agent.simulate.runner import run_batch
-    from agent.simulate.trace_view import SpanCapture, render_trace
+    from agent.simulate.stack import check_faults, open_stack
     from agent.tenants import TenantRegistry
     from agent.vocabulary.local_providers import local_model
-    from telemetry import names
-    from telemetry.setup import setup_telemetry
 
     console = Console()
     if not console.is_terminal:  # piped / captured: wide enough for the trace ids
@@ -260,17 +278,42 @@ async def _simulate(
         from agent.llm.chain import check_chain
 
         check_chain(settings.llm)  # no provider with its key...: say so before starting anything
-    capture = SpanCapture(max_traces=max(50, 4 * args.calls))
-    reader = InMemoryMetricReader()
-    telemetry = setup_telemetry(settings.telemetry, span_exporters=[capture], metric_readers=[reader])
+    prepare_main_thread()
+    note = bytecode_note()
+    if note:
+        lines.say(note)
+    loader = BackgroundImports().start()
     failed_calls = 0
 
     async with contextlib.AsyncExitStack() as exits:
-        exits.callback(telemetry.shutdown)  # one bounded flush at the end, even on errors
         stack = await exits.enter_async_context(
             open_stack(args.llm_url, args.crm_url, start_llm=not configured_chain)
         )
         check_faults(stack, faults)
+        started = [f"LLM {ep.name}" for ep in stack.llm] if not (args.llm_url or configured_chain) else []
+        started += ["CRM + calendar"] if args.crm_url is None else []
+        if started:
+            lines.say(f"local services up: {', '.join(started)}")
+        with console.status("loading LiteLLM and LiveKit", spinner="dots"):
+            load_s = await loader.wait()
+        lines.say(f"LiteLLM and LiveKit loaded ({load_s:.1f} s in the background)")
+        # The loader is done: the rest of the imports (ours, on top of LiveKit and LiteLLM) are safe now.
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from agent.runtime import start_runtime
+        from agent.simulate.backlog import Backlog
+        from agent.simulate.report import calls_table, summarise, summary_table
+        from agent.simulate.runner import run_batch
+        from agent.simulate.stack import apply_faults
+        from agent.simulate.trace_view import SpanCapture, render_trace
+        from telemetry import names
+        from telemetry.setup import setup_telemetry
+
+        capture = SpanCapture(max_traces=max(50, 4 * args.calls))
+        reader = InMemoryMetricReader()
+        telemetry = setup_telemetry(settings.telemetry, span_exporters=[capture], metric_readers=[reader])
+        exits.callback(telemetry.shutdown)  # one bounded flush at the end, even on errors
         configured = settings.crm.outbox_path if "outbox_path" in settings.crm.model_fields_set else None
         # CRM_OUTBOX_URL wins over the path: a PostgreSQL outbox, nothing of this run's to keep or remove.
         backlog = Backlog.at(configured, database=settings.crm.outbox_url is not None)
@@ -302,6 +345,7 @@ async def _simulate(
             f"tenants {', '.join(tenant_ids)}",
             markup=False,
         )
+        lines.say("ready: the first call starts now")
 
         switch = _FaultSwitch(
             stack, faults, after=args.fault_after if args.fault_after is not None else args.calls // 3
@@ -347,6 +391,8 @@ async def _simulate(
             if not args.forever:
                 break
             capture.clear()
+            import asyncio
+
             await asyncio.sleep(args.interval)
 
     return 1 if failed_calls else 0

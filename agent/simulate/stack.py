@@ -13,8 +13,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from agent.vocabulary.fault_modes import CRM_FAULT_MODES, LLM_FAULT_MODES
 from agent.vocabulary.local_providers import DEFAULT_LOCAL_PROVIDERS, local_provider_names
 
@@ -76,6 +74,8 @@ def check_faults(stack: Stack, faults: Sequence[FaultSpec]) -> None:
 
 async def apply_faults(stack: Stack, faults: Sequence[FaultSpec], *, reset: bool = False) -> None:
     """Switch each target's fault (or back to ``ok`` with ``reset``) via its admin endpoint."""
+    import httpx  # here, not at the top: parse_faults runs before simulate's first line
+
     targets = stack.fault_targets()
     async with httpx.AsyncClient(timeout=5.0) as client:
         for fault in faults:

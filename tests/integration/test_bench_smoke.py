@@ -40,11 +40,20 @@ def _failover(tables: Tables, _stdout: str) -> None:
 
 def _throughput(tables: Tables, _stdout: str) -> None:
     table, profile = tables
-    assert [row[0] for row in table["rows"]] == [2, 2, 2]
+    assert [row[0] for row in table["rows"]] == [2, 2, 2, 2]
     labels = [row[1] for row in table["rows"]]
-    assert labels == ["off (OTEL_SDK_DISABLED)", "on (OTLP)", "on again (A/A control)"]
+    assert labels == [
+        "off (OTEL_SDK_DISABLED)",
+        "off again (A/A control)",
+        "on (OTLP, trace detail turn)",
+        "on, trace detail debug (every span)",
+    ]
     assert any(note.startswith("A/A control") for note in table["notes"])
+    assert any(note.startswith("Voice mode: not measured") for note in table["notes"])
     assert all(row[2] > 0 for row in table["rows"]), "calls completed in every configuration"
+    spans = {row[1]: row[8] for row in table["rows"]}
+    assert 0 < spans["on (OTLP, trace detail turn)"] < spans["on, trace detail debug (every span)"]
+    assert table["verdicts"][0].split(" ", 1)[1].startswith("telemetry on >= 0.95x off (calls/s), text mode")
     assert not any("calls failed" in note for note in table["notes"])
     assert profile["rows"], "the profile by package is reported"
 
@@ -64,7 +73,18 @@ def _export(tables: Tables, _stdout: str) -> None:
 
 
 def _startup(tables: Tables, _stdout: str) -> None:
-    imports, ready, profile = tables
+    simulate, worker, imports, ready, profile = tables
+    stages = [row[0] for row in simulate["rows"]]
+    expected = ["first line", "local services up", "LiteLLM and LiveKit loaded", "first call starts"]
+    assert stages[:4] == expected
+    assert all(isinstance(row[1], float) for row in simulate["rows"]), "simulate printed every stage line"
+    assert [v.split(":")[0].split(" ", 1)[1] for v in simulate["verdicts"]] == [
+        "simulate's first line within 1 s",
+        "simulate's first call starts within 5 s",
+    ]
+    worker_stages = [row[0] for row in worker["rows"]]
+    assert worker_stages == ["dialled the LiveKit URL", "registered", "first job answered"]
+    assert worker["verdicts"] and "REJECTED" not in worker["verdicts"][0], "the fake server's job accepted"
     assert imports["rows"][0][0] == "interpreter only"
     assert ready["rows"], "the ready step is reported (measured or why not)"
     assert profile["rows"], "importtime profile has packages"
@@ -111,6 +131,17 @@ def _llm_path(tables: Tables, _stdout: str) -> None:
     assert objects["title"].startswith("9b.") and stages["title"].startswith("9c.")
 
 
+def _trace(tables: Tables, stdout: str) -> None:
+    spans, tree = tables
+    rows = _rows(spans)
+    assert rows["total"][1] > rows["total"][2] > 0, "the default budget exports fewer spans than debug"
+    assert rows["orphans (parent id not in the trace)"][1:3] == [0, 0]
+    assert rows["llm_request_run"][2] == 0 and rows["chat primary-model"][2] == rows["chat primary-model"][1]
+    assert spans["verdicts"] and spans["verdicts"][0].startswith("PASS span budget")
+    assert "sales_call" in tree["preformatted"] and "chat primary-model" in tree["preformatted"]
+    assert "llm_request" not in tree["preformatted"]
+
+
 # A hang guard, not a speed check: a quick run takes 1-2 minutes alone, up to 4 on a loaded 2-core machine.
 BENCH_TIMEOUT_S = 600
 # Under callgrind each child starts at valgrind's speed (~1.5 CPU-minutes) and runs calls ~50x slower.
@@ -134,6 +165,7 @@ SMOKES: dict[str, Smoke] = {
     "bench.bench_startup": Smoke(_startup),
     "bench.bench_exit": Smoke(_exit, ("--scenario", "no OTLP endpoint")),
     "bench.bench_drain": Smoke(_drain),
+    "bench.bench_trace": Smoke(_trace),
     # The peers outside LiteLLM are the bench-peers dependency group, which CI does not install.
     "bench.bench_peers": Smoke(
         _peers, ("--variants", "bare,litellm-otel,ours-off,ours"), CALLGRIND_TIMEOUT_S, unavailable_reason

@@ -143,7 +143,11 @@ async def test_scripted_call_is_one_trace_from_call_root_to_crm_server(otel, sta
 
     # Tool span -> CRM client span -> HTTP client span -> CRM server span, under the turn.
     [tool_span] = [s for s in in_trace if s.name == "capture_basic_info"]
-    assert chain_to_root(tool_span, by_id)[1:3] == ["function_tool", "agent_turn"]
+    # LiveKit's function_tool wrapper is left out by the span budget: the tool span hangs from the turn.
+    assert chain_to_root(tool_span, by_id)[1] == "agent_turn"
+    assert not {"function_tool", "llm_request", "llm_request_run", "agent_speaking"} & {
+        s.name for s in in_trace
+    }
     assert chain_to_root(tool_span, by_id)[-1] == CALL_SPAN_NAME
     assert tool_span.attributes[names.CALL_ID] == call.context.call_id
     crm_spans = [s for s in in_trace if s.parent and s.parent.span_id == tool_span.context.span_id]
