@@ -33,6 +33,12 @@ QUIET_TIMEOUT_S = 15 * 60.0  # before a scenario: wait at most this long for the
 EXTRA_WAIT_S = 5 * 60.0  # after a goal: keep watching this long, so a late notification is measured
 RESOLVE_TIMEOUT_S = 12 * 60.0  # after recovery: wait at most this long for the resolved notifications
 RECORD_LEAD_S = 10 * 60.0  # healthy history recorded before each scenario's fault
+# After the last resolved notification, keep watching (and recording) this many scrape intervals. A
+# replay evaluates on the step with the value each series had at that step, i.e. up to one interval
+# older than what the live Prometheus evaluated a few seconds later: without this tail the recording
+# ends before the replay has resolved (measured: llm-primary-down, 2026-12-01, still firing one step
+# before the end while the live run had been notified of the resolution).
+RECORD_TAIL_STEPS = 2
 
 
 @dataclass
@@ -115,6 +121,9 @@ class GameDay:
         self.record_dir = record_dir
         self.progress = progress
         self.started_at = time.time()
+        # When the last scenario ended (every alert of it resolved): the next one's recording checks
+        # for unexpected alerts from here on. Its lead-in before this may hold that scenario's alerts.
+        self.quiet_since = self.started_at
 
     # --- waiting --------------------------------------------------------------------------------
     def _host_busy(self, start: float, end: float) -> bool:
@@ -177,11 +186,19 @@ class GameDay:
             if not pending or time.time() >= deadline:
                 break
             time.sleep(POLL_S)
+        self._watch(RECORD_TAIL_STEPS * self.stack.config.scrape_interval_s, result)
         result.ended_at = time.time()
         self._classify(result)
         if self.record_dir is not None:
             result.recorded = self._record(result)
+        self.quiet_since = result.ended_at
         return result
+
+    def _watch(self, seconds: float, result: ScenarioResult) -> None:
+        until = time.time() + seconds
+        while time.time() < until:
+            self._observe(result)
+            time.sleep(min(POLL_S, max(0.0, until - time.time())))
 
     def _observe(self, result: ScenarioResult) -> None:
         now = time.time()
@@ -246,6 +263,7 @@ class GameDay:
             step_s=self.stack.config.scrape_interval_s,
             injected_at=result.injected_at,
             recovered_at=result.recovered_at,
+            quiet_from=self.quiet_since,
             expected=s.expected,
             already_firing={name.split("{", 1)[0] for name in result.carried_over},
             allowed=s.expected | s.tolerated | HOST_LOAD_ALERTS,

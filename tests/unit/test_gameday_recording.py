@@ -1,0 +1,116 @@
+"""The game day's recordings: where the replayed checkpoints sit relative to what the live run saw."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import yaml
+
+from agent.gameday import record, run
+from agent.gameday.observe import Notification
+from agent.gameday.scenarios import Scenario
+
+SCRAPE_S = 15
+
+
+class FakeClock:
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(seconds, 0.001)
+
+
+def _unexpected_check_times(path: Path) -> list[int]:
+    (test,) = yaml.safe_load(path.read_text())["tests"]
+    return [
+        int(check["eval_time"].removesuffix("s"))
+        for check in test["promql_expr_test"]
+        if "alertname!~" in check["expr"]
+    ]
+
+
+def test_recording_checks_for_unexpected_alerts_only_after_the_scenario_before_ended(tmp_path, monkeypatch):
+    """Measured 2026-12-01: instance-killed's 10-minute lead-in held llm-primary-down's fallback alert,
+    which its recording then called unexpected. The minute checks start where the scenario before ended."""
+    start = 1_796_000_010.0  # a multiple of the step
+    monkeypatch.setattr(record, "http_json", lambda url, timeout_s: {"data": ["up"]})
+    monkeypatch.setattr(
+        record,
+        "_range",
+        lambda url, expr, s, e, step: [
+            {"metric": {"__name__": "up", "job": "sales-agent", "instance": "a"},
+             "values": [[t, "1"] for t in range(int(s), int(e) + 1, step)]}
+        ],
+    )  # fmt: skip
+    out = record.write_promtool_test(
+        "http://prometheus",
+        scenario="instance-killed",
+        description="d",
+        start=start,
+        end=start + 900,
+        step_s=SCRAPE_S,
+        injected_at=start + 600,
+        recovered_at=start + 720,
+        quiet_from=start + 590,
+        expected=["SalesAgentNotReporting"],
+        already_firing=[],
+        allowed=["SalesAgentNotReporting"],
+        runbook_base="https://runbooks.example.com/",
+        out=tmp_path / "gameday-instance-killed.test.yml",
+    )
+    assert _unexpected_check_times(out) == [600, 660, 720, 780, 840]
+
+
+def test_game_day_records_a_tail_after_the_resolution_and_hands_its_end_to_the_next(tmp_path, monkeypatch):
+    """Measured 2026-12-01: llm-primary-down's recording ended seconds after the resolved notification; its
+    replay, a step behind the live evaluation, still fired at the after-recovery checkpoint."""
+    clock = FakeClock(1_796_000_000.0)
+    monkeypatch.setattr(run, "time", clock)
+    monkeypatch.setattr(run, "_firing_now", lambda stack: {})
+    monkeypatch.setattr(run, "_active_now", lambda stack: [])
+    phases: dict[str, float] = {}
+
+    def sent(url: str) -> list[Notification]:
+        labels = {"alertname": "X", "severity": "critical"}
+        out = []
+        if "inject" in phases and clock.now >= phases["inject"] + 30:
+            out.append(Notification(phases["inject"] + 30, "page", "firing", labels))
+        if "recover" in phases and clock.now >= phases["recover"] + 40:
+            out.append(Notification(phases["recover"] + 40, "page", "resolved", labels))
+        return out
+
+    monkeypatch.setattr(run, "notifications", sent)
+    recorded: list[dict] = []
+    monkeypatch.setattr(run, "write_promtool_test", lambda url, **kw: recorded.append(kw) or kw["out"])
+    scenario = Scenario(
+        name="s",
+        severity="critical",
+        description="d",
+        expected=frozenset({"X"}),
+        inject=lambda stack: phases.update(inject=clock.now),
+        recover=lambda stack: phases.update(recover=clock.now),
+    )
+    stack = SimpleNamespace(
+        prometheus_url="p", notifications_url="n", config=SimpleNamespace(scrape_interval_s=SCRAPE_S)
+    )
+    host = SimpleNamespace(busy=lambda start, end: None)
+    day = run.GameDay(stack, host, record_dir=tmp_path, progress=lambda line: None)  # type: ignore[arg-type]
+
+    first = day.run(scenario)
+    resolved_at = phases["recover"] + 40
+    assert first.time_to_resolve("X") == 40
+    assert first.ended_at >= resolved_at + run.RECORD_TAIL_STEPS * SCRAPE_S
+    assert recorded[0]["end"] == first.ended_at
+    assert recorded[0]["quiet_from"] == day.started_at
+
+    phases.clear()
+    day.run(scenario)
+    assert recorded[1]["quiet_from"] == first.ended_at
