@@ -403,9 +403,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--levels {args.levels!r}: expected comma-separated whole numbers, e.g. 1,5,10")
     if levels is not None and any(n < 1 for n in levels):
         parser.error("--levels: every level must be at least 1 call")
-    from bench._common import emit, machine_table
+    from bench._common import emit
 
-    emit([machine_table(), *run(args.quick, levels)], args.json_out)
+    emit(run(args.quick, levels), args.json_out)
     return 0
 
 

@@ -8,11 +8,11 @@
 Items: 1 instrumentation cost, 2 failover TTFT, 3 throughput, 4 memory, 5 export under load, 6 start-up,
 7 exit after simulate's summary, 8 our LLM instrumentation against the peers and 9 the LLM path (both
 in CPU instructions under valgrind's callgrind), 10 outbox drain rate (SQLite vs PostgreSQL, 1 vs 3
-workers), 11 voice. Every item is a script with the one contract of
-``bench/_common.py`` (``python -m bench.bench_<item> [--quick] [--json-out PATH]``): this runs each as
-its own process and reads nothing but the tables it writes as JSON. Each item runs its measurements in
-child processes of its own, so ratios inside an item are measured side by side under the same
-conditions.
+workers), 11 voice, 12 voice density (concurrent voice calls per agent process). Every item is a
+script with the one contract of ``bench/_common.py``
+(``python -m bench.bench_<item> [--quick] [--json-out PATH]``): this runs each as its own process and
+reads nothing but the tables it writes as JSON. Each item runs its measurements in child processes of
+its own, so ratios inside an item are measured side by side under the same conditions.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ ITEMS: dict[int, tuple[str, str]] = {
     9: ("The LLM path, in instructions", "bench.bench_llm_path"),
     10: ("Outbox drain rate, SQLite vs PostgreSQL, 1 vs 3 workers", "bench.bench_drain"),
     11: ("Voice: the caller's wait, speech failover, barge-in", "bench.bench_voice"),
+    12: ("Voice density: concurrent voice calls per agent process", "bench.bench_density"),
 }
 ITEM_TIMEOUT_S = 1800
 # Items under valgrind run ~50x slower per call and start each child at valgrind's speed.

@@ -90,10 +90,10 @@ class CallerMicrophone(AudioInput):
         utterance.offset += n
         if utterance.offset >= len(utterance.clip.samples):
             self._queue.popleft()
-            self.utterance_ends.append(time.time())
+            ended = time.time()  # the last spoken sample leaves with this frame
+            self.utterance_ends.append(ended)
             if not utterance.done.done():
-                # The last spoken sample leaves with this frame.
-                utterance.done.set_result(time.time())
+                utterance.done.set_result(ended)
         if len(chunk) < n:
             chunk = np.concatenate([chunk, self._silence[: n - len(chunk)]])
         return chunk
