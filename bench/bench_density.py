@@ -28,8 +28,8 @@ Everything else is the agent: the VAD falling behind, the STT request's client s
 queueing between stages, LiteLLM's stream handling, tool dispatch, the TTS client and the first frame.
 The recorder's wait starts where livekit places the end of speech, computed when the VAD reports it; a
 VAD running late shifts that start too, so the table also shows the wait on the caller's own clock
-(``heard``: the last frame of the line -> the agent's first frame; it includes the clip's trailing
-silence, constant per line).
+(``heard``: the frame with the line's last spoken sample -> the agent's first frame; the clips are
+trimmed of silence, so this is within one 20 ms frame of the caller's real wait).
 
     python -m bench.bench_density [--quick] [--levels 1,5,10] [--json-out PATH]
 """
@@ -57,7 +57,8 @@ GOAL_CALLS = 50
 RSS_LIMIT_MB = 2048.0
 LEVELS = (1, 5, 10, 20, 35, 50, 70, 100)
 QUICK_LEVELS = (1,)
-SATURATED_P95_S = 1.0  # the ladder stops after a level whose added p95 passes this (or RSS / failures)
+SATURATED_P50_S = 1.0  # the ladder stops after a level whose added p50 passes this (or RSS / failures)
+MIN_CALLS = 3  # a level runs at least this many calls (one after another at level 1): enough turns
 STAGGER_S = 5.0  # call starts spread over this many seconds (real calls do not start in lockstep)
 PACE_S_PER_CHAR = 0.065  # the TTS stand-in's seconds of audio per character (a real voice)
 BUDGET_S = 1500.0  # no new level starts after this long (each level is bounded by the child timeout too)
@@ -76,8 +77,9 @@ def _designed_silence_s(call: Any) -> float:
 
 
 async def _child_async(
-    urls: dict[str, list[str]], calls: int, profile: bool, warm_up: bool
+    urls: dict[str, list[str]], calls: int, total: int, profile: bool, warm_up: bool
 ) -> dict[str, Any]:
+    """``total`` voice calls, ``calls`` at a time (the level); figures of the calls after the warm-up."""
     import httpx
     import psutil
 
@@ -101,7 +103,8 @@ async def _child_async(
                 stt_admin = [ep.admin_url for ep in stack.stt]
 
                 async def call(index: int, tenant: str, run_id: str) -> Any:
-                    await asyncio.sleep(STAGGER_S * index / max(1, calls))
+                    if index < calls:  # the first wave's starts spread; later calls replace finished ones
+                        await asyncio.sleep(STAGGER_S * index / calls)
                     return await run_voice_call(
                         index, tenant, run_id=run_id, runtime=runtime, http=http, stt_admin_urls=stt_admin,
                         clip_cache=clips, turn_timeout_s=TURN_TIMEOUT_S,
@@ -137,7 +140,7 @@ async def _child_async(
                 cpu0 = proc.cpu_times()
                 started = time.perf_counter()
                 results = await run_batch(
-                    calls=calls, concurrency=calls, tenants=["acme"],
+                    calls=total, concurrency=calls, tenants=["acme"],
                     run_one=lambda index, tenant: call(index, tenant, "run"),
                 )  # fmt: skip
                 wall = time.perf_counter() - started
@@ -173,7 +176,8 @@ def child_main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.ERROR)
     urls = {kind: getattr(args, f"{kind}_url") for kind in ("llm", "crm", "stt", "tts")}
     write_result(
-        args.result_out, asyncio.run(_child_async(urls, args.calls, args.profile, not args.no_warm_up))
+        args.result_out,
+        asyncio.run(_child_async(urls, args.calls, args.total, args.profile, not args.no_warm_up)),
     )
     return 0
 
@@ -211,27 +215,28 @@ def stand_ins() -> Iterator[tuple[dict[str, list[str]], str]]:
 def _first_bytes(urls: dict[str, list[str]]) -> dict[str, tuple[int, float]]:
     """(requests, seconds to first byte in total) per provider kind, summed over its stand-ins."""
     out = {}
-    for kind in ("llm", "stt", "tts"):
+    for kind in ("llm", "stt", "tts", "crm"):
         stats = [admin_stats(url) for url in urls[kind]]
         out[kind] = (sum(s["first_byte_count"] for s in stats), sum(s["first_byte_s_total"] for s in stats))
     return out
 
 
 def _run_level(
-    urls: dict[str, list[str]], sink_url: str, calls: int, *, profile: bool, warm_up: bool
+    urls: dict[str, list[str]], sink_url: str, calls: int, *, profile: bool, quick: bool
 ) -> dict[str, Any]:
     env = child_env(OTEL_EXPORTER_OTLP_ENDPOINT=sink_url, OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf")
-    args = ["--child", "--calls", str(calls)]
+    total = calls if quick else max(calls, MIN_CALLS)
+    args = ["--child", "--calls", str(calls), "--total", str(total)]
     for kind, values in urls.items():
         for url in values:
             args += [f"--{kind}-url", url]
     if profile:
         args.append("--profile")
-    if not warm_up:
+    if quick:
         args.append("--no-warm-up")
     before = _first_bytes(urls)
     load_before = os.getloadavg()[0]
-    result = run_child("bench.bench_density", args, env=env, timeout_s=600 + 6 * calls)
+    result = run_child("bench.bench_density", args, env=env, timeout_s=600 + 6 * total)
     after = _first_bytes(urls)
     turns = max(1, len(result["turns"]))
     provider = {}
@@ -242,6 +247,9 @@ def _run_level(
         per_turn = count / turns if kind == "llm" else 1.0  # a turn with tool calls streams twice
         provider[kind] = mean * per_turn
     result["provider_s"] = provider
+    crm_count = after["crm"][0] - before["crm"][0]
+    # Shown, not subtracted: CRM writes also go out from the outbox, off any turn's path.
+    result["crm_mean_s"] = (after["crm"][1] - before["crm"][1]) / crm_count if crm_count else 0.0
     result["load"] = (load_before, os.getloadavg()[0])
     return result
 
@@ -271,8 +279,8 @@ def _stage_table(levels: list[tuple[int, dict[str, Any]]]) -> Table:
 
     table = Table(
         "12b. What grows with concurrency: the turn recorder's stages (p95, ms) and CPU by thread",
-        ["calls", *(f"{s} p95" for s in STAGES), "stand-ins STT / LLM / TTS", "event loop CPU s",
-         "VAD executor CPU s", "other threads CPU s"],
+        ["calls", *(f"{s} p95" for s in STAGES), "stand-ins STT / LLM / TTS", "CRM per request",
+         "event loop CPU s", "VAD executor CPU s", "other threads CPU s"],
     )  # fmt: skip
     for calls, result in levels:
         turns = result["turns"]
@@ -283,30 +291,43 @@ def _stage_table(levels: list[tuple[int, dict[str, Any]]]) -> Table:
         other = sum(threads.values()) - loop_s - vad_s
         table.add(calls, *(f"{1000 * v:.0f}" for v in stages),
                   " / ".join(f"{1000 * result['provider_s'][k]:.1f}" for k in ("stt", "llm", "tts")),
-                  round(loop_s, 1), round(vad_s, 1),
+                  f"{1000 * result['crm_mean_s']:.1f}", round(loop_s, 1), round(vad_s, 1),
                   round(other, 1))  # fmt: skip
     table.notes.append(
         "endpointing = livekit's end of speech -> turn committed (the designed silence, the VAD's lag and "
         "the STT round trip); stt = end of speech -> final transcript; llm = the turn's LLM streams to "
         "their first chunk (agent side); tts = first reply text -> first audio played. Stand-ins: their "
-        "own time to first byte per turn (mean). Silero inference "
+        "own time to first byte per turn (mean); the CRM's per request (tools' share, not subtracted). "
+        "Silero inference "
         "runs in the event loop's default executor (threads named asyncio_N); resampling, framing, "
         "the session and everything else on the main thread."
     )
     return table
 
 
+IDLE_FUNCTIONS = ("epoll.poll", "select.select", "select.poll")  # the event loop waiting: not work
+
+
 def _profile_table(calls: int, result: dict[str, Any]) -> Table:
     table = Table(
-        f"12c. Profile of the event loop at {calls} calls (pyinstrument, main thread, self time)",
-        ["package / function", "self s", "share"],
+        f"12c. Profile of the event loop at {calls} calls (pyinstrument, main thread, self time while busy)",
+        ["package / function", "self s", "share of busy"],
     )
     hotspots = result.get("hotspots") or {"packages": [], "functions": []}
+    idle = sum(e["self_s"] for e in hotspots["functions"] if e["name"].startswith(IDLE_FUNCTIONS))
+    busy = sum(e["self_s"] for e in hotspots["packages"]) - idle
+    busy = busy if busy > 0 else 1.0
     for entry in hotspots["packages"][:12]:
-        table.add(entry["name"], round(entry["self_s"], 2), f"{100 * entry['share']:.0f} %")
-    for entry in hotspots["functions"][:12]:
-        table.add(entry["name"], round(entry["self_s"], 2), f"{100 * entry['share']:.0f} %")
-    table.notes.append("Packages first, then functions. The VAD executor threads are not sampled (see 12b).")
+        own = entry["self_s"] - (idle if entry["name"] == "builtins (C calls)" else 0.0)
+        table.add(entry["name"], round(own, 2), f"{100 * own / busy:.0f} %")
+    functions = [e for e in hotspots["functions"] if not e["name"].startswith(IDLE_FUNCTIONS)]
+    for entry in functions[:15]:
+        table.add(entry["name"], round(entry["self_s"], 2), f"{100 * entry['self_s'] / busy:.0f} %")
+    table.notes.append(
+        f"Packages first (busy time: C calls less the loop's idle wait), then functions. The loop waited "
+        f"{idle:.1f} s in epoll (idle, left out); it was busy {busy:.1f} s. The VAD executor threads are "
+        "not sampled (their CPU: 12b)."
+    )
     return table
 
 
@@ -326,7 +347,7 @@ def run(quick: bool, levels: tuple[int, ...] | None = None) -> list[Table]:
             if time.monotonic() - started > BUDGET_S:
                 table.notes.append(f"time budget ({BUDGET_S:.0f} s) spent before {calls} calls")
                 break
-            result = _run_level(urls, sink_url, calls, profile=False, warm_up=not quick)
+            result = _run_level(urls, sink_url, calls, profile=False, quick=quick)
             done.append((calls, result))
             s = _summarise(result)
             load = result["load"]
@@ -348,11 +369,11 @@ def run(quick: bool, levels: tuple[int, ...] | None = None) -> list[Table]:
             if first_miss is None:
                 best = calls
             # Past the goal the ladder goes on to show how the latency grows, until the agent saturates.
-            if s["added_p95"] > SATURATED_P95_S or s["rss_peak"] > RSS_LIMIT_MB or result["failed"]:
+            if s["added_p50"] > SATURATED_P50_S or s["rss_peak"] > RSS_LIMIT_MB or result["failed"]:
                 break
         profiled = None
         if done and not quick:  # what dominates at the last (largest) level
-            profiled = (done[-1][0], _run_level(urls, sink_url, done[-1][0], profile=True, warm_up=True))
+            profiled = (done[-1][0], _run_level(urls, sink_url, done[-1][0], profile=True, quick=False))
     designed = done[0][1]["designed_silence_s"] if done else 0.0
     detail = f"{best or 0} calls with added p95 <= 100 ms, peak RSS <= 2 GB and no failed call"
     if first_miss is not None:
@@ -367,8 +388,9 @@ def run(quick: bool, levels: tuple[int, ...] | None = None) -> list[Table]:
         "session's min endpointing delay)) - the providers' mean time to first byte measured inside the "
         "stand-ins (one STT request, the turn's LLM streams, one TTS request). wait = the turn recorder's "
         "caller wait; heard = the caller's own clock (last frame of the line -> first agent frame).",
-        f"All N calls at once, starts spread over {STAGGER_S:.0f} s; one warm-up call first (not with "
-        "--quick). The ladder goes on past the goal until added p95 passes 1 s. Each level is a "
+        f"N calls at a time, the first N starts spread over {STAGGER_S:.0f} s; at least {MIN_CALLS} calls "
+        "per level (at 1: one after another); one warm-up call first (not with --quick: one call, no "
+        "warm-up). The ladder goes on past the goal until added p50 passes 1 s. Each level is a "
         "fresh agent process with telemetry as shipped (OTLP to the sink). Stand-ins (2 LLM, CRM, 2 STT, "
         "2 TTS, OTLP sink) each in their own process, shared by the levels: their CPU is not the agent's.",
         "RSS/call = (peak RSS during the level - RSS after the warm-up call) / calls. CPU % of one core "
@@ -389,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--calls", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--total", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--no-warm-up", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--result-out", type=Path, default=None, help=argparse.SUPPRESS)

@@ -119,7 +119,7 @@ class FirstByteTimer:
     """The provider's side of a latency: request received -> response headers sent, per API request.
 
     Benchmarks subtract it from what the agent measured (the agent's own added latency); the admin
-    routes are not counted. Headers go out with the first body byte for the stand-ins' answers (the
+    and health routes are not counted. Headers go out with the first body byte for the stand-ins' answers (the
     streams write their first chunk right after ``prepare``), so this is the time to first byte.
     """
 
@@ -128,12 +128,12 @@ class FirstByteTimer:
     max_s: float = 0.0
 
     def install(self, app: web.Application) -> None:
-        app.middlewares.append(self._stamp)
+        app.middlewares.insert(0, self._stamp)  # outermost: injected fault delays count as the provider's
         app.on_response_prepare.append(self._prepared)
 
     @web.middleware
     async def _stamp(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if not request.path.startswith("/admin"):
+        if not request.path.startswith(("/admin", "/healthz")):
             request[_STARTED] = {"at": time.perf_counter()}
         return await handler(request)
 
