@@ -2,11 +2,11 @@
 
 One scenario, in phases, all on loopback with free ports:
 1. local LLM providers (primary, backup), STT and TTS providers (primary, backup) and the local CRM
-   service run as processes; `simulate --forever` drives scripted text calls and `simulate --mode voice
-   --forever` scripted voice calls (real audio through VAD, STT and TTS) through the real agent, each
-   serving /metrics; Prometheus scrapes both every 2 s and evaluates alert-rules/*.rules.yml;
-   Alertmanager (the rendered deploy/alertmanager config) delivers to the local webhook sink standing in
-   for pager / chat / low-priority.
+   service run as processes, and a redis-server; `simulate --forever` drives scripted text calls (its LLM
+   cooldowns shared through Redis) and `simulate --mode voice --forever` scripted voice calls (real
+   audio through VAD, STT and TTS) through the real agent, each serving /metrics; Prometheus scrapes
+   both every 2 s and evaluates alert-rules/*.rules.yml; Alertmanager (the rendered deploy/alertmanager
+   config) delivers to the local webhook sink standing in for pager / chat / low-priority.
 2. healthy traffic first (meetings get booked, voice turns recorded), then faults through the services'
    admin endpoints: primary LLM, STT and TTS answer 500, CRM down. DependencyCircuitOpen (critical)
    must reach `firing` and arrive at the pager; LLMProviderFallbackActive (warning) must fire and
@@ -51,6 +51,7 @@ from prometheus_helpers import (
     wait_until,
 )
 
+from local_services.databases import RedisServer
 from local_services.harness import free_port, spawn
 
 # Metrics the rules or dashboards may use that the agent itself does not export: Prometheus' own, or in
@@ -124,7 +125,9 @@ def _queries_without_data(prom: str, promql: dict[str, str]) -> list[str]:
     return empty
 
 
-def test_faults_fire_alerts_that_reach_the_webhook_and_every_dashboard_query_has_data(tmp_path: Path) -> None:
+def test_faults_fire_alerts_that_reach_the_webhook_and_every_dashboard_query_has_data(
+    tmp_path: Path, redis: RedisServer
+) -> None:
     require_binary("prometheus")
     require_binary("prometheus-alertmanager")
     # No OTLP export and no inherited ports: only simulate serves /metrics, on the port chosen here.
@@ -194,6 +197,8 @@ def test_faults_fire_alerts_that_reach_the_webhook_and_every_dashboard_query_has
                 "SALES_AGENT_METRICS_PORT": str(metrics_port),
                 "SALES_AGENT_HEALTH_PORT": "0",
                 "CRM_OUTBOX_PATH": str(tmp_path / "outbox.sqlite3"),
+                # Cooldowns shared through a real redis-server, so the LLM board's Redis panel has data.
+                "SALES_AGENT_LLM_REDIS_URL": redis.url,
             }
             simulate_argv = _python_module(
                 "agent", "simulate", "--calls", "4", "--concurrency", "2", "--forever", "--interval", "1",
