@@ -33,7 +33,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 READY_PREFIX = "READY"
-_STARTED = web.AppKey("first_byte_started", dict)
+_STARTED = web.RequestKey("first_byte_started", dict)
 EXIT_CANNOT_LISTEN = 2
 
 
