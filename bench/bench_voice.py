@@ -45,8 +45,14 @@ def _ms(seconds: float | None) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _voice_runtime(workdir: Path, seconds_per_char: float) -> AsyncIterator[tuple[Any, Any]]:
-    """The whole voice stack in this process: stand-ins, runtime with speech chains; (stack, runtime)."""
+async def voice_runtime(
+    workdir: Path, seconds_per_char: float, *, urls: dict[str, list[str]] | None = None, telemetry: Any = None
+) -> AsyncIterator[tuple[Any, Any]]:
+    """The voice stack and a runtime with speech chains over it; yields (stack, runtime).
+
+    ``urls``: ``{"llm": [...], "crm": [url], "stt": [...], "tts": [...]}`` of stand-ins running
+    elsewhere (their own processes); without it the stand-ins run in this process.
+    """
     from livekit.plugins import silero
 
     from agent.app_settings import AppSettings
@@ -57,7 +63,15 @@ async def _voice_runtime(workdir: Path, seconds_per_char: float) -> AsyncIterato
     from agent.tenants import TenantRegistry
     from agent.vocabulary.local_providers import local_model
 
-    async with open_stack(voice=True, tts_seconds_per_char=seconds_per_char) as stack:
+    urls = urls or {}
+    async with open_stack(
+        urls.get("llm", ()),
+        next(iter(urls.get("crm", ())), None),
+        voice=True,
+        stt_urls=urls.get("stt", ()),
+        tts_urls=urls.get("tts", ()),
+        tts_seconds_per_char=seconds_per_char,
+    ) as stack:
         chain = [
             ProviderConfig(name=ep.name, kind="local", model=local_model(ep.name), api_base=ep.api_base)
             for ep in stack.llm
@@ -73,6 +87,7 @@ async def _voice_runtime(workdir: Path, seconds_per_char: float) -> AsyncIterato
             settings,
             tenants=TenantRegistry.from_mapping({"tenants": {"acme": {"display_name": "Acme"}}}),
             speech=speech,
+            telemetry=telemetry,
         )
         try:
             yield stack, runtime
@@ -87,7 +102,7 @@ async def _calls(
 
     from agent.simulate.voice_runner import run_voice_call
 
-    async with _voice_runtime(workdir, seconds_per_char) as (stack, runtime), httpx.AsyncClient() as http:
+    async with voice_runtime(workdir, seconds_per_char) as (stack, runtime), httpx.AsyncClient() as http:
         if fault is not None:
             target, mode = fault
             (

@@ -6,8 +6,8 @@ port is bound (``--port 0`` picks a free one; the caller learns which from that 
 ``harness.spawn``), logs where it listens, and leaves cleanly on SIGINT/SIGTERM (exit 0). A port that
 cannot be bound (in use, not permitted) is one line on stderr naming ``--port`` and what was expected,
 and exit status 2, not a traceback.
-Also the pieces the stand-ins' aiohttp apps share: ``requested_fault`` (the admin fault body) and
-``bound_port`` (what port 0 picked).
+Also the pieces the stand-ins' aiohttp apps share: ``requested_fault`` (the admin fault body),
+``bound_port`` (what port 0 picked) and ``FirstByteTimer`` (the stand-in's own time to first byte).
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -31,6 +33,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 READY_PREFIX = "READY"
+_STARTED = web.RequestKey("first_byte_started", dict)
 EXIT_CANNOT_LISTEN = 2
 
 
@@ -109,3 +112,46 @@ async def requested_fault(request: web.Request, modes: Sequence[str]) -> str:
 def bound_port(runner: web.AppRunner) -> int:
     """The port an aiohttp ``AppRunner`` listens on once its site has started (what port 0 picked)."""
     return int(runner.addresses[0][1])
+
+
+@dataclass
+class FirstByteTimer:
+    """The provider's side of a latency: request received -> response headers sent, per API request.
+
+    Benchmarks subtract it from what the agent measured (the agent's own added latency); the admin
+    and health routes are not counted. Headers go out with the first body byte for the stand-ins' answers (the
+    streams write their first chunk right after ``prepare``), so this is the time to first byte.
+    """
+
+    count: int = 0
+    total_s: float = 0.0
+    max_s: float = 0.0
+
+    def install(self, app: web.Application) -> None:
+        app.middlewares.insert(0, self._stamp)  # outermost: injected fault delays count as the provider's
+        app.on_response_prepare.append(self._prepared)
+
+    @web.middleware
+    async def _stamp(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if not request.path.startswith(("/admin", "/healthz")):
+            request[_STARTED] = {"at": time.perf_counter()}
+        return await handler(request)
+
+    async def _prepared(self, request: web.Request, _response: web.StreamResponse) -> None:
+        started = request.get(_STARTED)
+        if started is not None and "done" not in started:
+            started["done"] = True
+            elapsed = time.perf_counter() - started["at"]
+            self.count += 1
+            self.total_s += elapsed
+            self.max_s = max(self.max_s, elapsed)
+
+    def clear(self) -> None:
+        self.count, self.total_s, self.max_s = 0, 0.0, 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "first_byte_count": self.count,
+            "first_byte_s_total": self.total_s,
+            "first_byte_s_max": self.max_s,
+        }

@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.vocabulary.fault_modes import CRM_FAULT_MODES, CrmFaultMode
 from agent.vocabulary.tenant_id import is_tenant_id
-from local_services._serve import bound_port, serve_main
+from local_services._serve import FirstByteTimer, bound_port, serve_main
 from telemetry import names
 from telemetry.config_errors import describe_validation, load_settings, run_main
 
@@ -256,6 +256,7 @@ class CrmService:
         self.store = CrmStore(db_path)
         self.fault = Fault()
         self.stats = Stats()
+        self.first_byte = FirstByteTimer()  # the CRM's own time per request (benchmarks subtract it)
 
     # --- app --------------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -273,6 +274,7 @@ class CrmService:
         app.router.add_get("/admin/stats", self.get_stats)
         app.router.add_post("/admin/reset", self.reset)
         app.on_cleanup.append(self._close)
+        self.first_byte.install(app)
         return app
 
     async def _close(self, _app: web.Application) -> None:
@@ -545,6 +547,7 @@ class CrmService:
         """Counters to zero and the fault back to ``ok``; the stored contacts and bookings stay."""
         self.stats = Stats()
         self.fault = Fault()
+        self.first_byte.clear()
         return web.json_response({"reset": True})
 
     async def get_stats(self, _request: web.Request) -> web.Response:
@@ -558,6 +561,7 @@ class CrmService:
                 "by_route": dict(s.by_route),
                 "fault": self.fault.mode,
                 **self.store.counts(),
+                **self.first_byte.as_dict(),
             }
         )
 

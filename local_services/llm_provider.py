@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.vocabulary.fault_modes import LLM_FAULT_MODES, LlmFaultMode
 from agent.vocabulary.local_providers import PRIMARY, local_model
-from local_services._serve import bound_port, serve_main
+from local_services._serve import FirstByteTimer, bound_port, serve_main
 from telemetry.config_errors import describe_validation
 
 log = logging.getLogger(__name__)
@@ -187,6 +187,8 @@ class LocalLLMProvider:
         self.stats = ProviderStats()
         self._closing = asyncio.Event()
         self.app = web.Application()
+        self.first_byte = FirstByteTimer()  # for streams: the first chunk follows the headers at once
+        self.first_byte.install(self.app)
         self.app.add_routes(
             [
                 web.post("/v1/chat/completions", self._chat),
@@ -220,11 +222,14 @@ class LocalLLMProvider:
         return web.json_response({"name": self.name, "fault": self.fault.__dict__})
 
     async def _stats(self, _request: web.Request) -> web.Response:
-        return web.json_response({"name": self.name, "fault": self.fault.mode, **self.stats.as_dict()})
+        return web.json_response(
+            {"name": self.name, "fault": self.fault.mode, **self.stats.as_dict(), **self.first_byte.as_dict()}
+        )
 
     async def _reset(self, _request: web.Request) -> web.Response:
         self.stats = ProviderStats()
         self.fault = Fault()
+        self.first_byte.clear()
         return web.json_response({"name": self.name, "reset": True})
 
     async def _models(self, _request: web.Request) -> web.Response:
@@ -391,6 +396,7 @@ class RunningProvider:
     def reset(self) -> None:
         self.provider.stats = ProviderStats()
         self.provider.fault = Fault()
+        self.provider.first_byte.clear()
 
 
 @contextlib.asynccontextmanager

@@ -32,7 +32,7 @@ from typing import Any
 from aiohttp import web
 
 from agent.vocabulary.fault_modes import TTS_FAULT_MODES
-from local_services._serve import bound_port, serve_main
+from local_services._serve import FirstByteTimer, bound_port, serve_main
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,8 @@ class SpeechService:
         self.stats = Stats()
         self.closing = asyncio.Event()
         self.app = web.Application(client_max_size=32 * 1024 * 1024)
+        self.first_byte = FirstByteTimer()
+        self.first_byte.install(self.app)
         self.app.add_routes(
             [
                 *self.routes(),
@@ -176,7 +178,13 @@ class SpeechService:
 
     async def _stats(self, _request: web.Request) -> web.Response:
         return web.json_response(
-            {"name": self.name, "fault": self.fault.mode, **asdict(self.stats), **self.stats_extra()}
+            {
+                "name": self.name,
+                "fault": self.fault.mode,
+                **asdict(self.stats),
+                **self.stats_extra(),
+                **self.first_byte.as_dict(),
+            }
         )
 
     async def _reset(self, _request: web.Request) -> web.Response:
@@ -186,6 +194,7 @@ class SpeechService:
     def reset(self) -> None:
         self.stats = Stats()
         self.fault = Fault()
+        self.first_byte.clear()
 
 
 @dataclass

@@ -51,6 +51,8 @@ class CallResult:
     recorded_turns: list[RecordedTurn] = field(default_factory=list)  # the caller's wait per turn
     interruptions: int = 0
     barge_in_reactions_s: list[float] = field(default_factory=list)  # caller starts -> agent's audio cut
+    # voice: the caller's own clock, last frame of each line -> the agent's next first audio frame
+    heard_waits_s: list[float] = field(default_factory=list)
     end_reason: str | None = None  # the call ended because a speech chain failed
 
 

@@ -44,6 +44,7 @@ class CallerMicrophone(AudioInput):
         self._next_at: float | None = None
         self._closed = False
         self.utterance_starts: list[float] = []  # wall time each clip's first frame went out
+        self.utterance_ends: list[float] = []  # wall time each clip's last frame went out
 
     @property
     def speaking(self) -> bool:
@@ -89,9 +90,10 @@ class CallerMicrophone(AudioInput):
         utterance.offset += n
         if utterance.offset >= len(utterance.clip.samples):
             self._queue.popleft()
+            ended = time.time()  # the last spoken sample leaves with this frame
+            self.utterance_ends.append(ended)
             if not utterance.done.done():
-                # The last spoken sample leaves with this frame.
-                utterance.done.set_result(time.time())
+                utterance.done.set_result(ended)
         if len(chunk) < n:
             chunk = np.concatenate([chunk, self._silence[: n - len(chunk)]])
         return chunk

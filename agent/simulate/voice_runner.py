@@ -87,6 +87,22 @@ def _reactions(utterance_starts: list[float], cuts: list[float]) -> list[float]:
     return reactions
 
 
+def _heard_waits(utterance_ends: list[float], reply_starts: list[float]) -> list[float]:
+    """For each line the caller finished: how long until the agent's next reply started playing.
+
+    The caller's clock, unlike the turn recorder's (which starts at livekit's estimate of the end of
+    speech, made when the VAD gets to it): a VAD running late delays the answer the caller hears.
+    A line followed by another line before any reply (a barge-in, a repeat) has no wait of its own.
+    """
+    waits = []
+    for index, ended in enumerate(utterance_ends):
+        following = utterance_ends[index + 1] if index + 1 < len(utterance_ends) else float("inf")
+        replies = [t for t in reply_starts if ended < t < following]
+        if replies:
+            waits.append(replies[0] - ended)
+    return waits
+
+
 async def _publish(client: httpx.AsyncClient, stt_admin_urls: Sequence[str], call_id: str, text: str) -> None:
     """Tell every STT stand-in what the caller is about to say (the backup must know it too)."""
     for base in stt_admin_urls:
@@ -189,6 +205,7 @@ async def run_voice_call(
     result.recorded_turns = list(call.turns.recorded)
     result.interruptions = speaker.interruptions
     result.barge_in_reactions_s = _reactions(microphone.utterance_starts, speaker.interrupted_at)
+    result.heard_waits_s = _heard_waits(microphone.utterance_ends, speaker.first_frame_times)
     result.ttfts_s = llm_ttfts(capture, result.trace_id)
     return result
 

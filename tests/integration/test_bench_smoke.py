@@ -101,6 +101,21 @@ def _voice(tables: Tables, _stdout: str) -> None:
     assert [row[0] for row in stt["rows"]] == ["primary healthy", "primary 500 -> backup (same audio)"]
 
 
+def _density(tables: Tables, _stdout: str) -> None:
+    levels, stages = tables  # --quick: one level of one call
+    assert levels["title"].startswith("12a.") and stages["title"].startswith("12b.")
+    [row] = levels["rows"]
+    assert row[0] == 1 and row[1] > 0, "the call was answered: turns recorded"
+    assert row[-2] == 0, "no failed call"
+    assert levels["columns"][5:7] == ["added p50", "added p95"]
+    [line] = levels["verdicts"]
+    assert ">= 50 concurrent voice calls" in line and line.split()[0] in ("PASS", "MISS")
+    assert any("designed silence" in note for note in levels["notes"]), "the subtraction is stated"
+    [stage_row] = stages["rows"]
+    stt_ms, llm_ms, tts_ms = (float(x) for x in stage_row[6].split(" / "))
+    assert llm_ms > 0 and tts_ms > 0 and stt_ms > 0, "the stand-ins timed their first bytes"
+
+
 def _exit(tables: Tables, _stdout: str) -> None:
     [table] = tables
     [row] = table["rows"]
@@ -185,6 +200,7 @@ SMOKES: dict[str, Smoke] = {
         _llm_path, ("--variants", "openai,router"), CALLGRIND_TIMEOUT_S, unavailable_reason
     ),
     "bench.bench_voice": Smoke(_voice, ("--parts", "tts,stt")),
+    "bench.bench_density": Smoke(_density),
 }
 
 

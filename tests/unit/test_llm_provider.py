@@ -76,3 +76,16 @@ async def test_admin_fault_stats_reset():
         assert stats["chat_requests"] == 0 and stats["fault"] == "ok"
         models = (await client.get(f"{server.url}/models")).json()
         assert models["data"][0]["id"] == "p1-model"
+
+
+async def test_first_byte_of_each_chat_request_is_timed_in_the_stats():
+    """Benchmarks subtract the provider's own time to first byte from the agent's measures (item 12)."""
+    async with run_llm_provider("p1") as server, httpx.AsyncClient() as client:
+        await _sse(client, server.url, "hi")
+        await _sse(client, server.url, "hello")
+        stats = (await client.get(f"{server.url.removesuffix('/v1')}/admin/stats")).json()
+        assert stats["first_byte_count"] == 2
+        assert 0 < stats["first_byte_s_max"] <= stats["first_byte_s_total"]
+        await client.post(f"{server.url.removesuffix('/v1')}/admin/reset")
+        stats = (await client.get(f"{server.url.removesuffix('/v1')}/admin/stats")).json()
+        assert stats["first_byte_count"] == 0

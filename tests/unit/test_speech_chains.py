@@ -337,3 +337,26 @@ async def test_ready_reports_each_speech_provider_without_gating(stt_rig: Rig) -
     assert not checks["stt.primary"].healthy and checks["stt.primary"].details == {"cooling_down": True}
     assert checks["stt.backup"].healthy and not checks["stt.primary"].critical
     await chain.aclose()
+
+
+async def test_every_calls_speech_clients_share_one_tls_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpx loads the CA bundle for each new client (~50 ms of the event loop's CPU): once per process."""
+    import ssl
+
+    from livekit.plugins import silero
+
+    created: list[int] = []
+    real = ssl.create_default_context
+
+    def counting(*args: object, **kwargs: object) -> ssl.SSLContext:
+        created.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ssl, "create_default_context", counting)
+    local = ["http://127.0.0.1:9/v1", "http://127.0.0.1:10/v1"]
+    speech = SpeechServices(STTSettings.for_local(local), TTSSettings.for_local(local), silero.VAD.load())
+    for index in range(3):
+        chains = speech.for_call(CallContext("acme", f"session-{index}", f"call-{index}"))
+        await chains["stt"].aclose()
+        await chains["tts"].aclose()
+    assert len(created) <= 1  # two STT and two TTS clients per call, three calls (0: made by an earlier test)

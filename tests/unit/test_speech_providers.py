@@ -99,3 +99,20 @@ async def test_tts_streams_pcm_whose_length_follows_the_text() -> None:
         assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
         stats = (await client.get(tts.admin_url + "/admin/stats")).json()
         assert stats["recent_inputs"] == ["Hello there.", "Hello there, how are you doing today?"]
+
+
+async def test_speech_stand_ins_time_their_first_byte_for_api_requests_only() -> None:
+    """Benchmarks subtract the provider's own time from the agent's measures (bench item 12)."""
+    async with run_tts_provider("p") as tts, httpx.AsyncClient(base_url=tts.admin_url) as client:
+        for text in ("Hello there.", "Thanks for taking my call."):
+            response = await client.post("/v1/audio/speech", json={"input": text, "response_format": "pcm"})
+            assert response.status_code == 200
+        stats = (await client.get("/admin/stats")).json()
+        assert stats["first_byte_count"] == 2  # the admin requests are not counted
+        assert 0 < stats["first_byte_s_max"] <= stats["first_byte_s_total"]
+        await client.post("/admin/reset")
+        stats = (await client.get("/admin/stats")).json()
+        assert (stats["first_byte_count"], stats["first_byte_s_total"]) == (0, 0.0)
+    async with run_stt_provider("p") as stt, httpx.AsyncClient(base_url=stt.admin_url) as client:
+        await _transcribe(client, "/v1/audio/transcriptions")
+        assert (await client.get("/admin/stats")).json()["first_byte_count"] == 1

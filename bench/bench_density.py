@@ -1,0 +1,436 @@
+"""Item 13: voice density. How many concurrent simulated voice calls one agent process carries on this
+machine while the agent's own added latency stays at or under 100 ms at p95, and what a call costs in RSS.
+
+**Method.** The stand-ins run as their own processes, started once and shared by every level (so their
+CPU is not the agent's): two LLM providers, the CRM service, two STT and two TTS providers and the
+OTLP sink. Each concurrency level runs in a fresh child process, the "agent": telemetry as shipped
+(OTLP/HTTP to the sink), the runtime with speech chains (``bench_voice.voice_runtime``, one shared
+Silero model, a ``CallVAD`` per call) and N scripted voice calls of ``simulate --mode voice``
+(``voice_runner.run_voice_call``: espeak-ng caller audio at real-time pace, the rotation a sale, a
+barge-in, a long silence), all N at once, their starts spread over the first ``STAGGER_S`` seconds.
+Levels step up (``LEVELS``) until the p95 added latency passes 100 ms, the peak RSS passes 2 GB, a call
+fails, or the time budget is spent.
+
+**Added latency, per answered turn** (the turn recorder's figures, ``agent/turn_recorder.py``)::
+
+    added = wait - designed_silence - provider_first_byte
+
+- ``wait``: the recorder's caller wait, livekit's end of speech (``stopped_speaking_at``) -> the reply's
+  first audio frame played.
+- ``designed_silence``: the silence the turn detection waits for by design before a turn can end:
+  max(Silero ``min_silence_duration``, the session's minimum endpointing delay), read from the objects.
+- ``provider_first_byte``: what the providers took, measured inside the stand-ins (``FirstByteTimer``:
+  request received -> first byte sent), this level's mean per request: one STT request, the turn's
+  LLM streams to their first chunk (LLM requests / turns of this level) and one TTS request to its
+  first audio. The CRM's tool time is not subtracted: it counts as the agent's (conservative).
+
+Everything else is the agent: the VAD falling behind, the STT request's client side, the event loop's
+queueing between stages, LiteLLM's stream handling, tool dispatch, the TTS client and the first frame.
+The recorder's wait starts where livekit places the end of speech, computed when the VAD reports it; a
+VAD running late shifts that start too, so the table also shows the wait on the caller's own clock
+(``heard``: the frame with the line's last spoken sample -> the agent's first frame; the clips are
+trimmed of silence, so this is within one 20 ms frame of the caller's real wait).
+
+    python -m bench.bench_density [--quick] [--levels 1,5,10] [--json-out PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from agent.vocabulary.local_providers import BACKUP, PRIMARY
+from bench._common import Table, bench_arg_parser, child_env, percentile, run_child, verdict, write_result
+from local_services.harness import admin_stats, spawn
+
+GOAL_ADDED_P95_S = 0.100
+GOAL_CALLS = 50
+RSS_LIMIT_MB = 2048.0
+LEVELS = (1, 5, 10, 20, 35, 50, 70, 100)
+QUICK_LEVELS = (1,)
+SATURATED_P50_S = 1.0  # the ladder stops after a level whose added p50 passes this (or RSS / failures)
+MIN_CALLS = 3  # a level runs at least this many calls (one after another at level 1): enough turns
+STAGGER_S = 5.0  # call starts spread over this many seconds (real calls do not start in lockstep)
+PACE_S_PER_CHAR = 0.065  # the TTS stand-in's seconds of audio per character (a real voice)
+BUDGET_S = 1500.0  # no new level starts after this long (each level is bounded by the child timeout too)
+TURN_TIMEOUT_S = 30.0
+
+
+# --- child: the agent process, N concurrent voice calls -------------------------------------------
+
+
+def _designed_silence_s(call: Any) -> float:
+    """From a running call's session: max(the VAD's silence before END_OF_SPEECH, the minimum
+    endpointing delay). A turn cannot end sooner than this after the last word, by design."""
+    vad_silence = getattr(call.session.vad, "min_silence_duration", None) or 0.0
+    min_delay = call.session.options.endpointing.get("min_delay") or 0.0
+    return max(float(vad_silence), float(min_delay))
+
+
+async def _child_async(
+    urls: dict[str, list[str]], calls: int, total: int, profile: bool, warm_up: bool
+) -> dict[str, Any]:
+    """``total`` voice calls, ``calls`` at a time (the level); figures of the calls after the warm-up."""
+    import httpx
+    import psutil
+
+    from agent.simulate.runner import run_batch
+    from agent.simulate.voice_runner import run_voice_call
+    from bench.bench_throughput import _cpu_by_thread, _start_profiler, _stop_profiler
+    from bench.bench_voice import voice_runtime
+    from telemetry import TelemetrySettings, setup_telemetry
+
+    proc = psutil.Process()
+    telemetry = setup_telemetry(TelemetrySettings())
+    with tempfile.TemporaryDirectory(prefix="bench-density-") as tmp:
+        workdir = Path(tmp)
+        clips = Path(os.environ.get("SALES_AGENT_VOICE_CACHE", workdir / "clips"))
+        try:
+            async with (
+                voice_runtime(workdir, PACE_S_PER_CHAR, urls=urls, telemetry=telemetry) as (stack, runtime),
+                httpx.AsyncClient(timeout=10.0) as http,
+            ):
+                designed: list[float] = []
+                stt_admin = [ep.admin_url for ep in stack.stt]
+
+                async def call(index: int, tenant: str, run_id: str) -> Any:
+                    if index < calls:  # the first wave's starts spread; later calls replace finished ones
+                        await asyncio.sleep(STAGGER_S * index / calls)
+                    return await run_voice_call(
+                        index, tenant, run_id=run_id, runtime=runtime, http=http, stt_admin_urls=stt_admin,
+                        clip_cache=clips, turn_timeout_s=TURN_TIMEOUT_S,
+                        on_started=lambda c: designed.append(_designed_silence_s(c)),
+                    )  # fmt: skip
+
+                # Warm-up: one call (clips made, connections open, caches filled) before measuring.
+                if warm_up:
+                    await run_voice_call(
+                        0,
+                        "acme",
+                        run_id="warm",
+                        runtime=runtime,
+                        http=http,
+                        stt_admin_urls=stt_admin,
+                        clip_cache=clips,
+                        on_started=lambda c: designed.append(_designed_silence_s(c)),
+                    )
+                rss_before = proc.memory_info().rss / 2**20
+                rss_peak = rss_before
+                stop = asyncio.Event()
+
+                async def sample_rss() -> None:
+                    nonlocal rss_peak
+                    while not stop.is_set():
+                        rss_peak = max(rss_peak, proc.memory_info().rss / 2**20)
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), 0.25)
+
+                sampler = asyncio.create_task(sample_rss())
+                profiler = _start_profiler() if profile else None
+                threads0 = _cpu_by_thread(proc)
+                cpu0 = proc.cpu_times()
+                started = time.perf_counter()
+                results = await run_batch(
+                    calls=total, concurrency=calls, tenants=["acme"],
+                    run_one=lambda index, tenant: call(index, tenant, "run"),
+                )  # fmt: skip
+                wall = time.perf_counter() - started
+                cpu1 = proc.cpu_times()
+                threads1 = _cpu_by_thread(proc)
+                hotspots = _stop_profiler(profiler) if profiler is not None else None
+                stop.set()
+                await sampler
+        finally:
+            if telemetry.enabled:
+                telemetry.shutdown()
+    cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    call_s = sum(r.duration_s for r in results)
+    return {
+        "calls": calls,
+        "failed": sum(1 for r in results if r.error or r.outcome == "error"),
+        "turns": [{"wait_s": t.wait_s, "stages": t.stages} for r in results for t in r.recorded_turns],
+        "heard_waits_s": [w for r in results for w in r.heard_waits_s],
+        "designed_silence_s": designed[0],
+        "wall_s": wall,
+        "cpu_s": cpu_s,
+        "call_s": call_s,
+        "rss_before_mb": rss_before,
+        "rss_peak_mb": max(rss_peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "threads_cpu_s": {k: v - threads0.get(k, 0.0) for k, v in threads1.items()},
+        "hotspots": hotspots,
+    }
+
+
+def child_main(args: argparse.Namespace) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.ERROR)
+    urls = {kind: getattr(args, f"{kind}_url") for kind in ("llm", "crm", "stt", "tts")}
+    write_result(
+        args.result_out,
+        asyncio.run(_child_async(urls, args.calls, args.total, args.profile, not args.no_warm_up)),
+    )
+    return 0
+
+
+# --- parent: stand-ins in their own processes, stepping the level ---------------------------------
+
+
+@contextlib.contextmanager
+def stand_ins() -> Iterator[tuple[dict[str, list[str]], str]]:
+    """Every dependency of a voice call in its own process; yields (urls by kind, OTLP sink url)."""
+    env = child_env()
+    pace = ("--seconds-per-char", str(PACE_S_PER_CHAR))
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-density-crm-") as tmp,
+        spawn("llm-provider", "--name", PRIMARY, env=env) as llm1,
+        spawn("llm-provider", "--name", BACKUP, env=env) as llm2,
+        spawn("crm-service", "--db", f"{tmp}/crm.db", env=env) as crm,
+        spawn("stt-provider", "--name", PRIMARY, env=env) as stt1,
+        spawn("stt-provider", "--name", BACKUP, env=env) as stt2,
+        spawn("tts-provider", "--name", PRIMARY, *pace, env=env) as tts1,
+        spawn("tts-provider", "--name", BACKUP, *pace, env=env) as tts2,
+        spawn("otlp-sink", env=env) as sink,
+    ):
+        yield (
+            {
+                "llm": [llm1.url, llm2.url],
+                "crm": [crm.url],
+                "stt": [stt1.url, stt2.url],
+                "tts": [tts1.url, tts2.url],
+            },
+            sink.url,
+        )
+
+
+def _first_bytes(urls: dict[str, list[str]]) -> dict[str, tuple[int, float]]:
+    """(requests, seconds to first byte in total) per provider kind, summed over its stand-ins."""
+    out = {}
+    for kind in ("llm", "stt", "tts", "crm"):
+        stats = [admin_stats(url) for url in urls[kind]]
+        out[kind] = (sum(s["first_byte_count"] for s in stats), sum(s["first_byte_s_total"] for s in stats))
+    return out
+
+
+def _run_level(
+    urls: dict[str, list[str]], sink_url: str, calls: int, *, profile: bool, quick: bool
+) -> dict[str, Any]:
+    env = child_env(OTEL_EXPORTER_OTLP_ENDPOINT=sink_url, OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf")
+    total = calls if quick else max(calls, MIN_CALLS)
+    args = ["--child", "--calls", str(calls), "--total", str(total)]
+    for kind, values in urls.items():
+        for url in values:
+            args += [f"--{kind}-url", url]
+    if profile:
+        args.append("--profile")
+    if quick:
+        args.append("--no-warm-up")
+    before = _first_bytes(urls)
+    load_before = os.getloadavg()[0]
+    result = run_child("bench.bench_density", args, env=env, timeout_s=600 + 6 * total)
+    after = _first_bytes(urls)
+    turns = max(1, len(result["turns"]))
+    provider = {}
+    for kind in ("llm", "stt", "tts"):
+        count = after[kind][0] - before[kind][0]
+        total = after[kind][1] - before[kind][1]
+        mean = total / count if count else 0.0
+        per_turn = count / turns if kind == "llm" else 1.0  # a turn with tool calls streams twice
+        provider[kind] = mean * per_turn
+    result["provider_s"] = provider
+    crm_count = after["crm"][0] - before["crm"][0]
+    # Shown, not subtracted: CRM writes also go out from the outbox, off any turn's path.
+    result["crm_mean_s"] = (after["crm"][1] - before["crm"][1]) / crm_count if crm_count else 0.0
+    result["load"] = (load_before, os.getloadavg()[0])
+    return result
+
+
+def _summarise(result: dict[str, Any]) -> dict[str, float]:
+    provider = sum(result["provider_s"].values())
+    waits = [t["wait_s"] for t in result["turns"]]
+    added = [w - result["designed_silence_s"] - provider for w in waits]
+    calls = result["calls"]
+    return {
+        "turns": len(waits),
+        "wait_p50": percentile(waits, 50),
+        "wait_p95": percentile(waits, 95),
+        "heard_p95": percentile(result["heard_waits_s"], 95),
+        "added_p50": percentile(added, 50),
+        "added_p95": percentile(added, 95),
+        "rss_peak": result["rss_peak_mb"],
+        "rss_per_call": (result["rss_peak_mb"] - result["rss_before_mb"]) / calls,
+        "cpu_pct": 100 * result["cpu_s"] / result["wall_s"],
+        "cpu_ms_per_call_s": 1000 * result["cpu_s"] / max(result["call_s"], 1e-9),
+        "provider_ms": 1000 * provider,
+    }
+
+
+def _stage_table(levels: list[tuple[int, dict[str, Any]]]) -> Table:
+    from bench.bench_voice import STAGES
+
+    table = Table(
+        "13b. What grows with concurrency: the turn recorder's stages (p95, ms) and CPU by thread",
+        ["calls", *(f"{s} p95" for s in STAGES), "stand-ins STT / LLM / TTS", "CRM per request",
+         "event loop CPU s", "VAD executor CPU s", "other threads CPU s"],
+    )  # fmt: skip
+    for calls, result in levels:
+        turns = result["turns"]
+        stages = [percentile([t["stages"][s] for t in turns if s in t["stages"]], 95) for s in STAGES]
+        threads = result["threads_cpu_s"]
+        loop_s = threads.get("MainThread", 0.0)
+        vad_s = threads.get("asyncio_", 0.0) + threads.get("asyncio", 0.0)
+        other = sum(threads.values()) - loop_s - vad_s
+        table.add(calls, *(f"{1000 * v:.0f}" for v in stages),
+                  " / ".join(f"{1000 * result['provider_s'][k]:.1f}" for k in ("stt", "llm", "tts")),
+                  f"{1000 * result['crm_mean_s']:.1f}", round(loop_s, 1), round(vad_s, 1),
+                  round(other, 1))  # fmt: skip
+    table.notes.append(
+        "endpointing = livekit's end of speech -> turn committed (the designed silence, the VAD's lag and "
+        "the STT round trip); stt = end of speech -> final transcript; llm = the turn's LLM streams to "
+        "their first chunk (agent side); tts = first reply text -> first audio played. Stand-ins: their "
+        "own time to first byte per turn (mean); the CRM's per request (tools' share, not subtracted). "
+        "Silero inference "
+        "runs in the event loop's default executor (threads named asyncio_N); resampling, framing, "
+        "the session and everything else on the main thread."
+    )
+    return table
+
+
+IDLE_FUNCTIONS = ("epoll.poll", "select.select", "select.poll")  # the event loop waiting: not work
+
+
+def _profile_table(calls: int, result: dict[str, Any]) -> Table:
+    table = Table(
+        f"13c. Profile of the event loop at {calls} calls (pyinstrument, main thread, self time while busy)",
+        ["package / function", "self s", "share of busy"],
+    )
+    hotspots = result.get("hotspots") or {"packages": [], "functions": []}
+    idle = sum(e["self_s"] for e in hotspots["functions"] if e["name"].startswith(IDLE_FUNCTIONS))
+    busy = sum(e["self_s"] for e in hotspots["packages"]) - idle
+    busy = busy if busy > 0 else 1.0
+    for entry in hotspots["packages"][:12]:
+        own = entry["self_s"] - (idle if entry["name"] == "builtins (C calls)" else 0.0)
+        table.add(entry["name"], round(own, 2), f"{100 * own / busy:.0f} %")
+    functions = [e for e in hotspots["functions"] if not e["name"].startswith(IDLE_FUNCTIONS)]
+    for entry in functions[:15]:
+        table.add(entry["name"], round(entry["self_s"], 2), f"{100 * entry['self_s'] / busy:.0f} %")
+    table.notes.append(
+        f"Packages first (busy time: C calls less the loop's idle wait), then functions. The loop waited "
+        f"{idle:.1f} s in epoll (idle, left out); it was busy {busy:.1f} s. The VAD executor threads are "
+        "not sampled (their CPU: 13b)."
+    )
+    return table
+
+
+def run(quick: bool, levels: tuple[int, ...] | None = None) -> list[Table]:
+    levels = levels or (QUICK_LEVELS if quick else LEVELS)
+    table = Table(
+        "13a. Voice density: concurrent voice calls in one agent process, milliseconds / MB",
+        ["calls", "turns", "wait p50", "wait p95", "heard p95", "added p50", "added p95", "peak RSS MB",
+         "RSS/call MB", "CPU %", "CPU ms per call-s", "failed", "load 1-min (start/end)"],
+    )  # fmt: skip
+    done: list[tuple[int, dict[str, Any]]] = []
+    best: int | None = None  # the largest level meeting the goal's bounds
+    first_miss: tuple[int, str] | None = None
+    started = time.monotonic()
+    with stand_ins() as (urls, sink_url):
+        for calls in levels:
+            if time.monotonic() - started > BUDGET_S:
+                table.notes.append(f"time budget ({BUDGET_S:.0f} s) spent before {calls} calls")
+                break
+            result = _run_level(urls, sink_url, calls, profile=False, quick=quick)
+            done.append((calls, result))
+            s = _summarise(result)
+            load = result["load"]
+            millis = [
+                f"{1000 * s[k]:.0f}" for k in ("wait_p50", "wait_p95", "heard_p95", "added_p50", "added_p95")
+            ]
+            table.add(calls, s["turns"], *millis, round(s["rss_peak"]), f"{s['rss_per_call']:.1f}",
+                      round(s["cpu_pct"]), round(s["cpu_ms_per_call_s"]), result["failed"],
+                      f"{load[0]:.1f} / {load[1]:.1f}")  # fmt: skip
+            reasons = []
+            if s["added_p95"] > GOAL_ADDED_P95_S:
+                reasons.append(f"added p95 {1000 * s['added_p95']:.0f} ms > 100 ms")
+            if s["rss_peak"] > RSS_LIMIT_MB:
+                reasons.append(f"peak RSS {s['rss_peak']:.0f} MB > 2 GB")
+            if result["failed"]:
+                reasons.append(f"{result['failed']} failed calls")
+            if reasons and first_miss is None:
+                first_miss = (calls, "; ".join(reasons))
+            if first_miss is None:
+                best = calls
+            # Past the goal the ladder goes on to show how the latency grows, until the agent saturates.
+            if s["added_p50"] > SATURATED_P50_S or s["rss_peak"] > RSS_LIMIT_MB or result["failed"]:
+                break
+        profiled = None
+        if done and not quick:  # what dominates at the last (largest) level
+            profiled = (done[-1][0], _run_level(urls, sink_url, done[-1][0], profile=True, quick=False))
+    designed = done[0][1]["designed_silence_s"] if done else 0.0
+    detail = f"{best or 0} calls with added p95 <= 100 ms, peak RSS <= 2 GB and no failed call"
+    if first_miss is not None:
+        detail += f" (at {first_miss[0]}: {first_miss[1]})"
+    elif done:
+        detail += f" (the ladder ended at {done[-1][0]} without a miss)"
+    table.verdicts.append(
+        verdict(f">= {GOAL_CALLS} concurrent voice calls", (best or 0) >= GOAL_CALLS, detail)
+    )
+    table.notes += [
+        f"added = wait - designed silence ({1000 * designed:.0f} ms: max(Silero min_silence_duration, the "
+        "session's min endpointing delay)) - the providers' mean time to first byte measured inside the "
+        "stand-ins (one STT request, the turn's LLM streams, one TTS request). wait = the turn recorder's "
+        "caller wait; heard = the caller's own clock (last frame of the line -> first agent frame).",
+        f"N calls at a time, the first N starts spread over {STAGGER_S:.0f} s; at least {MIN_CALLS} calls "
+        "per level (at 1: one after another); one warm-up call first (not with --quick: one call, no "
+        "warm-up). The ladder goes on past the goal until added p50 passes 1 s. Each level is a "
+        "fresh agent process with telemetry as shipped (OTLP to the sink). Stand-ins (2 LLM, CRM, 2 STT, "
+        "2 TTS, OTLP sink) each in their own process, shared by the levels: their CPU is not the agent's.",
+        "RSS/call = (peak RSS during the level - RSS after the warm-up call) / calls. CPU % of one core "
+        "(the agent process, all threads); CPU ms per call-s = agent CPU per second of call.",
+    ]
+    tables = [table, _stage_table(done)]
+    if profiled is not None:
+        tables.append(_stage_table([profiled]))
+        tables[-1].title = f"13b'. The profiled rerun at {profiled[0]} calls (profiler on: slower)"
+        tables.append(_profile_table(*profiled))
+    return tables
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = bench_arg_parser(__doc__.splitlines()[0])
+    parser.add_argument(
+        "--levels", default="", help="comma-separated concurrency levels (default: the ladder)"
+    )
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--calls", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--total", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-warm-up", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--result-out", type=Path, default=None, help=argparse.SUPPRESS)
+    for kind in ("llm", "crm", "stt", "tts"):
+        parser.add_argument(f"--{kind}-url", action="append", default=[], help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return child_main(args)
+    try:
+        levels = tuple(int(x) for x in args.levels.split(",") if x.strip()) or None
+    except ValueError:
+        parser.error(f"--levels {args.levels!r}: expected comma-separated whole numbers, e.g. 1,5,10")
+    if levels is not None and any(n < 1 for n in levels):
+        parser.error("--levels: every level must be at least 1 call")
+    from bench._common import emit
+
+    emit(run(args.quick, levels), args.json_out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
