@@ -103,7 +103,7 @@ def _voice(tables: Tables, _stdout: str) -> None:
 
 def _density(tables: Tables, _stdout: str) -> None:
     levels, stages = tables  # --quick: one level of one call
-    assert levels["title"].startswith("12a.") and stages["title"].startswith("12b.")
+    assert levels["title"].startswith("13a.") and stages["title"].startswith("13b.")
     [row] = levels["rows"]
     assert row[0] == 1 and row[1] > 0, "the call was answered: turns recorded"
     assert row[-2] == 0, "no failed call"
