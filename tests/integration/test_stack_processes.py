@@ -56,6 +56,12 @@ def process_spec(name: str, service: dict, ports: dict[tuple[str, int], int], tm
         entrypoint = [sys.executable, *entrypoint[1:]]
     else:  # the image's ENTRYPOINT is the console script
         entrypoint = [sys.executable, "-m", "agent", *entrypoint[1:]]
+    # A bind mount (./docs/runbooks:/runbooks:ro) is read from the checkout, where it lives.
+    mounts = {
+        volume.split(":")[1]: str(stackcheck.REPO / volume.split(":")[0])
+        for volume in service.get("volumes", [])
+        if isinstance(volume, str) and volume.startswith("./")
+    }
     argv = []
     command = service.get("command", [])
     for index, arg in enumerate(command):
@@ -66,6 +72,8 @@ def process_spec(name: str, service: dict, ports: dict[tuple[str, int], int], tm
             arg = "127.0.0.1"
         elif previous == "--db" or arg.startswith("/data/"):
             arg = str(tmp / Path(arg).name)
+        elif arg in mounts:
+            arg = mounts[arg]
         argv.append(localize(arg, ports, name))
     env = {key: localize(str(value), ports, name) for key, value in service.get("environment", {}).items()}
     for variable in ("SALES_AGENT_HEALTH_PORT", "SALES_AGENT_METRICS_PORT"):
