@@ -1,7 +1,8 @@
 """``sales-agent gameday``: run the fault scenarios against a real Prometheus and Alertmanager.
 
-Takes minutes (about two hours for every scenario: the CPU soak alone holds 30): it is a command for
-an operator or a release check, not a test. Its promtool recordings (``--record-dir``) are the tests.
+Takes minutes (about two and a half hours for every scenario: the CPU soak alone holds 30): it is a
+command for an operator or a release check, not a test. Its promtool recordings (``--record-dir``) are the
+tests.
 """
 
 from __future__ import annotations
@@ -46,6 +47,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--calls", type=int, default=3, help="calls per batch of each agent (3)")
     parser.add_argument("--concurrency", type=int, default=2, help="concurrent calls per agent (2)")
     parser.add_argument("--batch-interval", type=float, default=1.0, help="seconds between batches (1)")
+    parser.add_argument(
+        "--voice-concurrency",
+        type=int,
+        default=2,
+        help="concurrent calls of the voice agent (2; 0: no voice agent, no speech scenarios)",
+    )
+    parser.add_argument("--voice-calls", type=int, default=4, help="calls per batch of the voice agent (4)")
+    parser.add_argument(
+        "--voice-interval", type=float, default=2.0, help="seconds between the voice agent's batches (2)"
+    )
+    parser.add_argument(
+        "--voice-tenant",
+        default="acme",
+        help="the tenant of every voice call (acme; one of the tenants file's)",
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="keep logs, bodies and data here")
     parser.add_argument(
         "--record-dir", type=Path, default=None, help="write each scenario's promtool test here"
@@ -65,13 +81,20 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list
         ("--scrape-interval", args.scrape_interval, 1),
         ("--calls", args.calls, 1),
         ("--concurrency", args.concurrency, 1),
+        ("--voice-concurrency", args.voice_concurrency, 0),
+        ("--voice-calls", args.voice_calls, 1),
     ):
         if value < minimum:
             parser.error(f"{flag} must be at least {minimum}")
     for flag, value in (("--warmup", args.warmup), ("--cpu-soak-minutes", args.cpu_soak_minutes),
-                        ("--batch-interval", args.batch_interval)):  # fmt: skip
+                        ("--batch-interval", args.batch_interval),
+                        ("--voice-interval", args.voice_interval)):  # fmt: skip
         if value < 0:
             parser.error(f"{flag} cannot be negative")
+    if args.voice_concurrency == 0:
+        speech = [s.name for s in by_name(names) if s.voice]
+        if speech:
+            parser.error(f"--voice-concurrency 0: no voice calls for {', '.join(speech)}")
     if args.record_dir is not None and not args.record_dir.is_dir():
         parser.error(f"--record-dir: {args.record_dir} is not a directory")
     return names
@@ -113,6 +136,10 @@ def _run(args: argparse.Namespace, scenarios: list, workdir: Path, console: Cons
         calls_per_batch=args.calls,
         concurrency=args.concurrency,
         batch_interval_s=args.batch_interval,
+        voice_concurrency=args.voice_concurrency,
+        voice_calls_per_batch=args.voice_calls,
+        voice_batch_interval_s=args.voice_interval,
+        voice_tenant=args.voice_tenant,
         environ=dict(os.environ),
     )
     host = HostCpu().start()

@@ -46,6 +46,7 @@ def rows(results: Sequence[ScenarioResult]) -> list[dict[str, Any]]:
                 "resolve_goal_s": RESOLVE_GOAL_S if s.severity == "critical" else None,
                 "unexpected": r.unexpected,
                 "host_load": r.host_load,
+                "lingering": r.lingering,
                 "carried_over": sorted(r.carried_over),
                 "info": r.info,
                 "host_cpu_busy": None if r.host_busy_during is None else round(r.host_busy_during, 3),
@@ -63,7 +64,7 @@ def rows(results: Sequence[ScenarioResult]) -> list[dict[str, Any]]:
 def table(results: Sequence[ScenarioResult]) -> Table:
     t = Table(title="Game day", show_lines=True)
     for column in ("scenario", "expected", "fired", "time to notification", "resolved after recovery",
-                   "unexpected", "host load / carried over", "goals"):  # fmt: skip
+                   "unexpected", "host load / carried over / lasting", "goals"):  # fmt: skip
         t.add_column(column)
     for r in results:
         s = r.scenario
@@ -76,7 +77,7 @@ def table(results: Sequence[ScenarioResult]) -> Table:
             if s.severity == "critical"
             else "(warning: no goal)\n" + _per_alert(r, "resolve"),
             "\n".join(r.unexpected) or "none",
-            "\n".join([*r.host_load, *sorted(r.carried_over)]) or "-",
+            "\n".join([*r.host_load, *sorted(r.carried_over), *r.lingering]) or "-",
             "met" if r.goals_met else "MISSED",
         )
     return t

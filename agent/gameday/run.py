@@ -22,7 +22,7 @@ from agent.gameday.observe import (
     prometheus_alerts,
 )
 from agent.gameday.record import write_promtool_test
-from agent.gameday.scenarios import HOST_LOAD_ALERTS, RESOLVE_GOAL_S, Scenario
+from agent.gameday.scenarios import HOST_LOAD_ALERTS, LASTING_ALERTS, RESOLVE_GOAL_S, Scenario
 from agent.gameday.stack import RULES_DIR, GamedayStack
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,9 @@ class ScenarioResult:
     host_busy_during: float | None = None
     unexpected: list[str] = field(default_factory=list)
     host_load: list[str] = field(default_factory=list)  # fired, and the measured host CPU explains it
+    # Lasting alerts an earlier scenario of this run raised (LASTING_ALERTS): not this scenario's doing.
+    lasting: frozenset[str] = frozenset()
+    lingering: list[str] = field(default_factory=list)  # fired here, one of ``lasting``
     info: list[str] = field(default_factory=list)
     recorded: Path | None = None
 
@@ -124,6 +127,9 @@ class GameDay:
         # When the last scenario ended (every alert of it resolved): the next one's recording checks
         # for unexpected alerts from here on. Its lead-in before this may hold that scenario's alerts.
         self.quiet_since = self.started_at
+        # LASTING_ALERTS that a scenario of this run raised (pending or firing when it ended): the run
+        # does not wait hours for them, and the scenarios after it do not count them as unexpected.
+        self.lasting: set[str] = set()
 
     # --- waiting --------------------------------------------------------------------------------
     def _host_busy(self, start: float, end: float) -> bool:
@@ -142,7 +148,9 @@ class GameDay:
             active = [
                 labels
                 for labels in _active_now(self.stack)
-                if labels.get("severity") != "info" and not self._explained_by_host(labels, now)
+                if labels.get("severity") != "info"
+                and labels.get("alertname") not in self.lasting
+                and not self._explained_by_host(labels, now)
             ]
             if not active or time.monotonic() > deadline:
                 return {describe(alert_key(labels)) for labels in active}
@@ -154,7 +162,7 @@ class GameDay:
 
     # --- one scenario ---------------------------------------------------------------------------
     def run(self, scenario: Scenario) -> ScenarioResult:
-        result = ScenarioResult(scenario)
+        result = ScenarioResult(scenario, lasting=frozenset(self.lasting))
         leftover = self.wait_for_quiet()
         if leftover:
             self.progress(f"  still active before {scenario.name}: {', '.join(sorted(leftover))}")
@@ -188,6 +196,11 @@ class GameDay:
             time.sleep(POLL_S)
         self._watch(RECORD_TAIL_STEPS * self.stack.config.scrape_interval_s, result)
         result.ended_at = time.time()
+        self.lasting |= {
+            labels["alertname"]
+            for labels in _active_now(self.stack)
+            if labels.get("alertname") in LASTING_ALERTS
+        }
         self._classify(result)
         if self.record_dir is not None:
             result.recorded = self._record(result)
@@ -241,6 +254,9 @@ class GameDay:
             alertname = name.split("{", 1)[0]
             if name in result.host_load:
                 continue
+            if alertname in result.lasting:
+                result.lingering.append(name)
+                continue
             severity = self._severity(alertname)
             if severity == "info":
                 result.info.append(name)
@@ -266,7 +282,7 @@ class GameDay:
             quiet_from=self.quiet_since,
             expected=s.expected,
             already_firing={name.split("{", 1)[0] for name in result.carried_over},
-            allowed=s.expected | s.tolerated | HOST_LOAD_ALERTS,
+            allowed=s.expected | s.tolerated | HOST_LOAD_ALERTS | result.lasting,
             runbook_base="https://runbooks.example.com/",
             out=self.record_dir / f"gameday-{s.name}.test.yml",
         )
