@@ -10,7 +10,8 @@ The speech scenarios fault the voice agent's local STT / TTS stand-ins (``stt-*`
 stack's voice agent carries the calls they break. Order matters: ``SCENARIOS`` is the order a game day
 runs them in. A scenario whose failed calls spend the availability error budget leaves the slow-burn
 ticket true for hours (``LASTING_ALERTS``), so those run after the CPU soak (which must see nothing
-fire) and ``llm-all-down``, which spends the most, runs last.
+fire) and ``llm-all-down``, which spends the most, runs last. The speech scenarios run the pages
+(every provider down) before the warnings (the primary down): a run cut short has measured the pages.
 """
 
 from __future__ import annotations
@@ -155,30 +156,6 @@ SCENARIOS: tuple[Scenario, ...] = (
         "nothing else may fire while the calls keep working.",
     ),
     Scenario(
-        name="stt-primary-down",
-        severity="warning",
-        description="the primary STT provider answers 500 (voice calls)",
-        expected=frozenset({"STTProviderFallbackActive"}),
-        tolerated=frozenset({"VoiceCallerWaitHigh"}),
-        inject=_speech("stt", "500", "primary"),
-        recover=_speech("stt", "ok", "primary"),
-        voice=True,
-        why="Every utterance goes to the backup, which transcribes the very audio the primary failed on "
-        "(then the primary is skipped while it cools down): the calls keep working, a warning, no page. "
-        "Each utterance pays one failed request first, so the caller's wait may grow.",
-    ),
-    Scenario(
-        name="tts-primary-down",
-        severity="warning",
-        description="the primary TTS provider answers 500 (voice calls)",
-        expected=frozenset({"TTSProviderFallbackActive"}),
-        tolerated=frozenset({"VoiceCallerWaitHigh"}),
-        inject=_speech("tts", "500", "primary"),
-        recover=_speech("tts", "ok", "primary"),
-        voice=True,
-        why="Every sentence is spoken by the backup: the calls keep working, a warning, no page.",
-    ),
-    Scenario(
         name="stt-down",
         severity="critical",
         description="every STT provider answers 500 (voice calls)",
@@ -222,6 +199,30 @@ SCENARIOS: tuple[Scenario, ...] = (
         why="Nothing can be said: every voice call ends 'error' at its greeting's first sentence; text "
         "calls are untouched. As stt-down: the fallback warning is the same fault, the SLO burn and "
         "success-rate warning follow the voice share of the traffic.",
+    ),
+    Scenario(
+        name="stt-primary-down",
+        severity="warning",
+        description="the primary STT provider answers 500 (voice calls)",
+        expected=frozenset({"STTProviderFallbackActive"}),
+        tolerated=frozenset({"VoiceCallerWaitHigh"}),
+        inject=_speech("stt", "500", "primary"),
+        recover=_speech("stt", "ok", "primary"),
+        voice=True,
+        why="Every utterance goes to the backup, which transcribes the very audio the primary failed on "
+        "(then the primary is skipped while it cools down): the calls keep working, a warning, no page. "
+        "Each utterance pays one failed request first, so the caller's wait may grow.",
+    ),
+    Scenario(
+        name="tts-primary-down",
+        severity="warning",
+        description="the primary TTS provider answers 500 (voice calls)",
+        expected=frozenset({"TTSProviderFallbackActive"}),
+        tolerated=frozenset({"VoiceCallerWaitHigh"}),
+        inject=_speech("tts", "500", "primary"),
+        recover=_speech("tts", "ok", "primary"),
+        voice=True,
+        why="Every sentence is spoken by the backup: the calls keep working, a warning, no page.",
     ),
     Scenario(
         name="llm-all-down",
