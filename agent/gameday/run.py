@@ -141,8 +141,15 @@ class GameDay:
         return labels.get("alertname") in HOST_LOAD_ALERTS and self._host_busy(now - 15 * 60, now)
 
     def wait_for_quiet(self) -> set[str]:
-        """Until no page or chat alert is pending or firing (host load aside); returns what stayed."""
+        """Until no page or chat alert is pending or firing (host load aside); returns what stayed.
+
+        A scenario ends when its expected alerts resolved; its tolerated ones may outlast it (measured
+        2026-12-01: stt-down's STT fallback warning, on a 5-minute window, fired minutes after its page
+        resolved). When this had to wait for them, the quiet (and the next recording's checks for
+        unexpected alerts) begins only now, plus the replay's lag of up to a step, not at that end.
+        """
         deadline = time.monotonic() + QUIET_TIMEOUT_S
+        waited = False
         while True:
             now = time.time()
             active = [
@@ -153,7 +160,11 @@ class GameDay:
                 and not self._explained_by_host(labels, now)
             ]
             if not active or time.monotonic() > deadline:
+                if waited:
+                    lag = RECORD_TAIL_STEPS * self.stack.config.scrape_interval_s
+                    self.quiet_since = time.time() + lag
                 return {describe(alert_key(labels)) for labels in active}
+            waited = True
             time.sleep(POLL_S)
 
     def warm_up(self, seconds: float) -> None:
@@ -270,6 +281,7 @@ class GameDay:
     def _record(self, result: ScenarioResult) -> Path:
         s = result.scenario
         assert self.record_dir is not None
+        already_firing = {name.split("{", 1)[0] for name in result.carried_over}
         return write_promtool_test(
             self.stack.prometheus_url,
             scenario=s.name,
@@ -281,8 +293,9 @@ class GameDay:
             recovered_at=result.recovered_at,
             quiet_from=self.quiet_since,
             expected=s.expected,
-            already_firing={name.split("{", 1)[0] for name in result.carried_over},
-            allowed=s.expected | s.tolerated | HOST_LOAD_ALERTS | result.lasting,
+            already_firing=already_firing,
+            # What was still firing at the fault (after the quiet timeout) is the run's, not this fault's.
+            allowed=s.expected | s.tolerated | HOST_LOAD_ALERTS | result.lasting | already_firing,
             runbook_base="https://runbooks.example.com/",
             out=self.record_dir / f"gameday-{s.name}.test.yml",
         )

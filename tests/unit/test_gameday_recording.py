@@ -114,3 +114,55 @@ def test_game_day_records_a_tail_after_the_resolution_and_hands_its_end_to_the_n
     phases.clear()
     day.run(scenario)
     assert recorded[1]["quiet_from"] == first.ended_at
+
+
+def test_the_next_recording_checks_for_unexpected_alerts_only_once_the_last_ones_aftermath_cleared(
+    tmp_path, monkeypatch
+):
+    """Measured 2026-12-01: stt-down's tolerated STT fallback warning (a 5-minute window) still fired
+    when its page had resolved and the scenario ended; the run waited for it, but tts-down's recording
+    checked for unexpected alerts from stt-down's end and its replay called that warning unexpected."""
+    clock = FakeClock(1_796_000_000.0)
+    monkeypatch.setattr(run, "time", clock)
+    phases: dict[str, float] = {}
+    warning = {"alertname": "FallbackWarning", "severity": "warning"}
+    clears_at: dict[str, float] = {}
+
+    def active(_stack: object) -> list[dict[str, str]]:
+        if "recover" in phases and clock.now < clears_at.setdefault("t", phases["recover"] + 400):
+            return [warning]  # the tolerated warning outlasts the scenario's page by minutes
+        return []
+
+    def sent(url: str) -> list[Notification]:
+        labels = {"alertname": "X", "severity": "critical"}
+        out = []
+        if "inject" in phases and clock.now >= phases["inject"] + 30:
+            out.append(Notification(phases["inject"] + 30, "page", "firing", labels))
+        if "recover" in phases and clock.now >= phases["recover"] + 40:
+            out.append(Notification(phases["recover"] + 40, "page", "resolved", labels))
+        return out
+
+    monkeypatch.setattr(run, "_firing_now", lambda stack: {})
+    monkeypatch.setattr(run, "_active_now", active)
+    monkeypatch.setattr(run, "notifications", sent)
+    recorded: list[dict] = []
+    monkeypatch.setattr(run, "write_promtool_test", lambda url, **kw: recorded.append(kw) or kw["out"])
+    scenario = Scenario(
+        name="s",
+        severity="critical",
+        description="d",
+        expected=frozenset({"X"}),
+        tolerated=frozenset({"FallbackWarning"}),
+        inject=lambda stack: phases.update(inject=clock.now),
+        recover=lambda stack: phases.update(recover=clock.now),
+    )
+    stack = SimpleNamespace(
+        prometheus_url="p", notifications_url="n", config=SimpleNamespace(scrape_interval_s=SCRAPE_S)
+    )
+    host = SimpleNamespace(busy=lambda start, end: None)
+    day = run.GameDay(stack, host, record_dir=tmp_path, progress=lambda line: None)  # type: ignore[arg-type]
+
+    first = day.run(scenario)
+    assert first.ended_at < clears_at["t"]  # the scenario ended while its warning still fired
+    day.run(scenario)
+    assert recorded[1]["quiet_from"] >= clears_at["t"] + run.RECORD_TAIL_STEPS * SCRAPE_S
