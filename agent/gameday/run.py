@@ -181,13 +181,18 @@ class GameDay:
         self.progress(f"{scenario.name}: {scenario.description}")
         result.injected_at = time.time()
         scenario.inject(self.stack)
-        # Faulted phase: until every expected alert was notified (and the hold is over), or the deadline.
+        # Faulted phase: until every expected alert was notified (and the hold is over), or the deadline;
+        # then the fault stays on RECORD_TAIL_STEPS more scrape intervals, so the recording's "fires at
+        # recovery" checkpoint sees it in the replay too, which runs up to a step behind (measured
+        # 2026-12-01: tts-primary-down's warning fired live 31 s before recovery, not yet in the replay).
         hold_until = result.injected_at + scenario.hold_s
         deadline = result.injected_at + max(scenario.notify_goal_s + EXTRA_WAIT_S, scenario.hold_s)
+        lag = RECORD_TAIL_STEPS * self.stack.config.scrape_interval_s
         while True:
             self._observe(result)
             now = time.time()
-            done = scenario.expected <= set(result.notified) and now >= hold_until
+            notified = [result.notified.get(name) for name in scenario.expected]
+            done = None not in notified and now >= max([hold_until, *(t + lag for t in notified if t)])
             if done or now >= deadline:
                 break
             time.sleep(POLL_S)

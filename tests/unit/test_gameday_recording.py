@@ -166,3 +166,41 @@ def test_the_next_recording_checks_for_unexpected_alerts_only_once_the_last_ones
     assert first.ended_at < clears_at["t"]  # the scenario ended while its warning still fired
     day.run(scenario)
     assert recorded[1]["quiet_from"] >= clears_at["t"] + run.RECORD_TAIL_STEPS * SCRAPE_S
+
+
+def test_the_fault_stays_on_for_the_replays_lag_after_the_last_expected_notification(tmp_path, monkeypatch):
+    """Measured 2026-12-01: tts-primary-down recovered 4 s after its notification, its warning firing
+    live for 31 s; the replay, a step behind, did not fire it yet at the recording's recovery check."""
+    clock = FakeClock(1_796_000_000.0)
+    monkeypatch.setattr(run, "time", clock)
+    monkeypatch.setattr(run, "_firing_now", lambda stack: {})
+    monkeypatch.setattr(run, "_active_now", lambda stack: [])
+    phases: dict[str, float] = {}
+
+    def sent(url: str) -> list[Notification]:
+        labels = {"alertname": "X", "severity": "warning"}
+        out = []
+        if "inject" in phases and clock.now >= phases["inject"] + 191:
+            out.append(Notification(phases["inject"] + 191, "chat", "firing", labels))
+        if "recover" in phases and clock.now >= phases["recover"] + 60:
+            out.append(Notification(phases["recover"] + 60, "chat", "resolved", labels))
+        return out
+
+    monkeypatch.setattr(run, "notifications", sent)
+    monkeypatch.setattr(run, "write_promtool_test", lambda url, **kw: kw["out"])
+    scenario = Scenario(
+        name="s",
+        severity="warning",
+        description="d",
+        expected=frozenset({"X"}),
+        inject=lambda stack: phases.update(inject=clock.now),
+        recover=lambda stack: phases.update(recover=clock.now),
+    )
+    stack = SimpleNamespace(
+        prometheus_url="p", notifications_url="n", config=SimpleNamespace(scrape_interval_s=SCRAPE_S)
+    )
+    host = SimpleNamespace(busy=lambda start, end: None)
+    day = run.GameDay(stack, host, record_dir=tmp_path, progress=lambda line: None)  # type: ignore[arg-type]
+    result = day.run(scenario)
+    assert result.time_to_notify("X") == 191
+    assert result.recovered_at - result.notified["X"] >= run.RECORD_TAIL_STEPS * SCRAPE_S
