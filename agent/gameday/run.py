@@ -37,8 +37,11 @@ RECORD_LEAD_S = 10 * 60.0  # healthy history recorded before each scenario's fau
 # replay evaluates on the step with the value each series had at that step, i.e. up to one interval
 # older than what the live Prometheus evaluated a few seconds later: without this tail the recording
 # ends before the replay has resolved (measured: llm-primary-down, 2026-12-01, still firing one step
-# before the end while the live run had been notified of the resolution).
-RECORD_TAIL_STEPS = 2
+# before the end while the live run had been notified of the resolution). Three: the replay resolves up
+# to one step after the live Prometheus, and the after-recovery checkpoint sits a step before the end,
+# floored to the step (measured: tts-down, 2026-12-01, paged resolved 4 s after Prometheus resolved;
+# with two steps its replay still fired at that checkpoint).
+RECORD_TAIL_STEPS = 3
 
 
 @dataclass
