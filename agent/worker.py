@@ -31,10 +31,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import socket
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -382,6 +383,17 @@ def worker_options() -> WorkerOptions:
     return options
 
 
+# livekit's own warm-up of a job thread or forkserver (livekit/agents/ipc/_preload.py) loads its local
+# VAD and end-of-turn models unless this is falsy: ~250 MB and 0.2-0.4 s before the worker registers.
+# This agent uses neither (Silero from livekit.plugins.silero; VAD endpointing, agent/sales_call.py).
+LIVEKIT_PRELOAD_LOCAL_INFERENCE = "LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE"
+
+
+def prepare_livekit_environment(environ: MutableMapping[str, str] = os.environ) -> None:
+    """Before livekit's CLI starts the job threads (or the forkserver); an operator's own value wins."""
+    environ.setdefault(LIVEKIT_PRELOAD_LOCAL_INFERENCE, "0")
+
+
 def import_speech_plugins(settings: AppSettings) -> None:
     """livekit plugins register themselves on import and refuse to outside the main thread (job threads)."""
     import importlib
@@ -440,6 +452,7 @@ def run_worker(argv: Sequence[str]) -> None:
     setup_telemetry(settings.telemetry)  # binds SALES_AGENT_METRICS_PORT: a taken port is a ConfigError
     import_speech_plugins(settings)
     prepare_main_thread()  # what the worker's services import while the warm-up loads
+    prepare_livekit_environment()
     server = AgentServer.from_server_options(worker_options())
     server.on("worker_started", _on_worker_started)
     server.on("worker_registered", _on_worker_registered)

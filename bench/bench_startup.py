@@ -88,6 +88,7 @@ mark("setup_telemetry")
 worker.import_speech_plugins(settings)
 mark("speech plugins imported")
 worker.prepare_main_thread()
+worker.prepare_livekit_environment()
 mark("the worker services' modules (health, sessions)")
 import livekit.agents.ipc._preload
 mark("LiveKit's job-thread warm-up (ipc._preload: av, rtc library, openai SDK resources)")
@@ -165,6 +166,7 @@ READY_IMPORTS = (
     "import agent.worker as w; from agent.app_settings import AppSettings; "
     "from telemetry.setup import setup_telemetry; s = AppSettings.from_env(); "
     "setup_telemetry(s.telemetry); w.import_speech_plugins(s); w.prepare_main_thread(); "
+    "w.prepare_livekit_environment(); "
     "import livekit.agents.ipc._preload; from livekit.plugins import silero; silero.VAD.load()"
 )
 

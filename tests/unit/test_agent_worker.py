@@ -184,3 +184,12 @@ async def test_worker_services_serve_health_and_track_sessions(monkeypatch, tmp_
         finally:
             await state.runtime.aclose()
             await state.sessions.stop()
+
+
+def test_livekit_is_told_not_to_preload_models_the_agent_does_not_use() -> None:
+    environ: dict[str, str] = {}
+    worker.prepare_livekit_environment(environ)
+    assert environ == {"LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE": "0"}
+    environ = {"LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE": "1"}  # an operator's choice stands
+    worker.prepare_livekit_environment(environ)
+    assert environ == {"LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE": "1"}
