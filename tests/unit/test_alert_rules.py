@@ -185,3 +185,13 @@ def test_game_day_recordings_are_of_current_scenarios_and_expect_their_alerts():
             assert any(f'alertname="{alert}"' in labels for labels in fired), (
                 f"{path.name}: {alert} never fires"
             )
+
+
+def test_every_game_day_scenario_has_a_recording():
+    """Every scenario was run live and its recording is replayed by promtool in CI: a new scenario
+    lands with its `sales-agent gameday --scenarios NAME --record-dir alert-rules/tests` file."""
+    from agent.gameday.scenarios import SCENARIOS
+
+    recorded = {path.name.removeprefix("gameday-").removesuffix(".test.yml") for path in GAME_DAY_RECORDINGS}
+    missing = sorted(scenario.name for scenario in SCENARIOS if scenario.name not in recorded)
+    assert not missing, f"scenarios without a live recording in alert-rules/tests: {missing}"
