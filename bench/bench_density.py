@@ -64,6 +64,7 @@ STAGGER_S = 5.0  # call starts spread over this many seconds (real calls do not 
 PACE_S_PER_CHAR = 0.065  # the TTS stand-in's seconds of audio per character (a real voice)
 BUDGET_S = 1500.0  # no new level starts after this long (each level is bounded by the child timeout too)
 TURN_TIMEOUT_S = 30.0
+CALL_BOUND_S = 240.0  # a whole call (a few turns of real-time audio, ~25 s unloaded) within this
 
 
 # --- child: the agent process, N concurrent voice calls -------------------------------------------
@@ -90,15 +91,25 @@ class VoiceAgent:
 
     async def call(self, index: int, run_id: str, *, stagger_over: int = 0) -> Any:
         """One scripted voice call; the first ``stagger_over`` indexes start spread over STAGGER_S."""
+        from agent.simulate.runner import CallResult
         from agent.simulate.voice_runner import run_voice_call
 
         if index < stagger_over:  # the first wave's starts spread; later calls replace finished ones
             await asyncio.sleep(STAGGER_S * index / stagger_over)
-        return await run_voice_call(
+        call = run_voice_call(
             index, "acme", run_id=run_id, runtime=self.runtime, http=self.http,
             stt_admin_urls=self.stt_admin, clip_cache=self.clips, turn_timeout_s=TURN_TIMEOUT_S,
             on_started=lambda c: self.designed.append(_designed_silence_s(c)),
         )  # fmt: skip
+        try:
+            # Each turn is bounded, closing the call is not: a call that never ends (seen once, under
+            # the profiler at 40 calls) is a failed call in the table, not a lost run.
+            return await asyncio.wait_for(call, CALL_BOUND_S)
+        except TimeoutError:
+            return CallResult(
+                index=index, script="?", tenant_id="acme", call_id=f"sim-{run_id}-{index}", mode="voice",
+                duration_s=CALL_BOUND_S, error=f"the call did not end within {CALL_BOUND_S:.0f} s",
+            )  # fmt: skip
 
     async def warm_up(self) -> None:
         """One call (connections open, caches filled) before measuring; its telemetry flushed."""
