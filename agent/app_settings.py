@@ -85,6 +85,9 @@ class WorkerSettings(BaseSettings):
     agent_name: str = ""
     # Tenant used when a job carries no tenant in its metadata (empty: such jobs are rejected).
     default_tenant: str = ""
+    # The longest a job accepted during the worker's warm-up (LiteLLM and the call modules loading
+    # after it registered) waits for it before it ends with an error; a normal warm-up takes seconds.
+    warmup_timeout_s: float = Field(default=120.0, gt=0)
 
 
 AreaName = Literal["telemetry", "worker", "health", "sessions", "tenants", "llm", "stt", "tts", "crm"]

@@ -15,6 +15,10 @@ the process's ``process_resilience()``, so one job's failures protect the next c
 process keeps one CRM facade whose outbox drainer delivers writes a finished job queued, and serves
 ``/health`` + ``/ready``.
 
+Start-up: the worker registers with the LiveKit server before it imports LiteLLM and the call
+modules; they load in the background after it registered, and a job that arrives before they are
+loaded waits for them (``agent/worker_warmup.py``).
+
 Configuration: ``run_worker`` builds the settings root once and checks everything it can before
 livekit's CLI registers with the LiveKit server (LLM chain and keys, STT/TTS chains and keys, tenants,
 the outbox file, the health and metrics ports): a broken configuration exits with status 2 and one
@@ -27,10 +31,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import socket
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -39,6 +44,15 @@ from agent.call_context import CallContext
 from agent.errors import InvalidInput
 from agent.resilience.state import process_resilience
 from agent.tenants import TenantRegistry
+from agent.worker_warmup import (
+    WARMUP_MODULES,
+    prepare_main_thread,
+    start_warmup,
+    wait_in_job,
+    warmup,
+    warmup_check,
+    warmup_failed,
+)
 from telemetry import names
 from telemetry.config_errors import ConfigError, bind_listener, env_name
 
@@ -46,6 +60,7 @@ if TYPE_CHECKING:
     from livekit.agents import AgentServer, JobContext, JobProcess, JobRequest, WorkerOptions
     from livekit.protocol.agent import Job
 
+    from agent.health import HealthServer
     from agent.runtime import Runtime
     from agent.sessions import SessionManager
     from agent.speech import SpeechServices
@@ -158,6 +173,7 @@ class WorkerState:
     sessions: SessionManager
     runtime: Runtime | None = None  # health + outbox drainer on the worker loop
     loop: asyncio.AbstractEventLoop | None = None
+    health_server: HealthServer | None = None  # from the start; the runtime's checks once it exists
 
 
 _state: WorkerState | None = None
@@ -173,8 +189,10 @@ def _session_manager() -> SessionManager:
 
 
 async def _start_worker_services() -> None:
-    """On the worker loop: the session sweep, and health + outbox drainer when configured."""
-    from agent.runtime import start_runtime
+    """On the worker loop: the session sweep and ``/health`` + ``/ready`` at once (``/ready`` failing
+    its ``warmup`` check meanwhile); the outbox drainer and the LLM chain's checks once the warm-up
+    has loaded what they need."""
+    from agent.health import HealthRegistry, HealthServer
     from telemetry.setup import setup_telemetry
 
     config = worker_config()
@@ -182,17 +200,40 @@ async def _start_worker_services() -> None:
     assert _state is not None
     _state.loop = asyncio.get_running_loop()
     sessions.start()
+    services_error: list[str] = []
+
+    async def services_check() -> tuple[bool, dict[str, str]]:  # until the runtime's checks take over
+        return False, {"state": f"failed: {services_error[0]}" if services_error else "starting"}
+
+    if config.health_socket is not None:
+        startup = HealthRegistry(config.settings.health)
+        startup.register("warmup", warmup_check(), critical=True)
+        startup.register("worker_services", services_check, critical=True)
+        server = HealthServer(startup, sock=config.health_socket)
+        await server.start()
+        _state.health_server = server
+        log.info("health endpoints on %s/health and %s/ready", server.url, server.url)
+    try:
+        await warmup().wait()
+    except Exception:
+        return  # logged by the warm-up; /ready says why and the worker takes no jobs
+    from agent.runtime import start_runtime
+
     try:
         runtime = await start_runtime(
             config.settings,
             tenants=config.tenants,
             telemetry=setup_telemetry(config.settings.telemetry),
-            health_socket=config.health_socket,
             resilience=process_resilience(),
         )
-    except Exception:
-        log.exception("worker services (health, outbox drainer) failed to start; calls still run")
+    except Exception as exc:
+        services_error.append(type(exc).__name__)
+        log.exception("worker services (outbox drainer, health checks) failed to start; calls still run")
         return
+    runtime.health.register("warmup", warmup_check(), critical=True)
+    if _state.health_server is not None:
+        _state.health_server.use(runtime.health)
+        runtime.health_server = _state.health_server  # stopped with the runtime
     _state.runtime = runtime
 
 
@@ -200,8 +241,15 @@ def _on_worker_started() -> None:
     asyncio.get_running_loop().create_task(_start_worker_services(), name="sales-agent-worker-services")
 
 
+def _on_worker_registered(*_args: object) -> None:
+    start_warmup()  # after registering: nothing of it stands between the worker and its first job
+
+
 def worker_load(server: AgentServer) -> float:
-    """0..1 for livekit's ``load_threshold``: open sessions (thread executor) or running jobs (process)."""
+    """0..1 for livekit's ``load_threshold``: open sessions (thread executor) or running jobs (process);
+    1.0 (no job offers) when the warm-up failed: such a worker could not run a call."""
+    if warmup_failed():
+        return 1.0
     max_sessions = worker_settings().sessions.max_sessions
     by_jobs = len(server.active_jobs) / max_sessions
     by_sessions = _state.sessions.load() if _state is not None else 0.0
@@ -209,34 +257,34 @@ def worker_load(server: AgentServer) -> float:
 
 
 # --- livekit hooks --------------------------------------------------------------------------------
-# Imported before the first call: by the worker (thread executor), in livekit's forkserver
-# (process executor, ``preload_modules``) and again in ``prewarm`` (a no-op when already done).
-# litellm alone is ~4 s; imported on a job's loop it would block the call's first turn.
-PRELOAD_MODULES = ["litellm", "agent.llm.router_llm", "agent.crm", "agent.sales_call", "agent.runtime"]
-
-
-def preload() -> None:
-    import importlib
-
-    for module in PRELOAD_MODULES:
-        importlib.import_module(module)
-
-
 def prewarm(proc: JobProcess) -> None:
-    """Runs once per job process (or thread): telemetry and the slow imports before a call arrives."""
+    """Runs once per job process (or thread) before the worker registers: keep it light (telemetry,
+    the VAD model). LiteLLM and the call modules load after registering (``agent/worker_warmup.py``)."""
+    from livekit.agents import JobExecutorType
     from livekit.plugins import silero
 
     from telemetry.setup import setup_telemetry
 
     settings = worker_settings()
     setup_telemetry(settings.telemetry)
-    preload()
     # One Silero model per process; each call wraps it in its own CallVAD.
     proc.userdata["vad"] = silero.VAD.load()
+    if proc.executor_type is JobExecutorType.PROCESS:
+        start_warmup()  # a process of its own (its forkserver has usually loaded them already)
 
 
 async def request_fnc(request: JobRequest) -> None:
-    """Accept only jobs whose tenant is known; anything else is rejected with a clear log line."""
+    """Accept only jobs whose tenant is known; anything else is rejected with a clear log line. A job
+    that comes while the warm-up still loads is accepted: it waits for it in ``entrypoint``."""
+    if warmup_failed():
+        log.warning(
+            "rejecting job %s for room %r: the worker's warm-up failed (see /ready)",
+            request.id,
+            request.room.name,
+            extra={"job_id": request.id},
+        )
+        await request.reject()
+        return
     try:
         tenant = tenant_for_job(request.job, worker_settings().worker.default_tenant)
     except InvalidInput as exc:
@@ -254,10 +302,10 @@ async def request_fnc(request: JobRequest) -> None:
 
 
 async def entrypoint(ctx: JobContext) -> None:
-    """One job = one call: services on this loop, the call inside its root span, cleanup on shutdown."""
-    from agent.runtime import start_runtime
-    from agent.sales_call import SalesCall
-    from agent.sessions import CapacityExceeded
+    """One job = one call: services on this loop, the call inside its root span, cleanup on shutdown.
+
+    A job accepted while the worker's warm-up still loads LiteLLM and the call modules waits for them
+    here (bounded by ``SALES_AGENT_WARMUP_TIMEOUT_S``), before it imports any of them."""
     from telemetry.setup import setup_telemetry
 
     settings = worker_settings()
@@ -266,6 +314,12 @@ async def entrypoint(ctx: JobContext) -> None:
     call_ctx = CallContext(
         tenant_id=tenant, session_id=ctx.job.id, call_id=ctx.job.room.sid or ctx.job.room.name
     )
+    if not await wait_in_job(ctx.job.id, call_ctx.span_attributes(), settings.worker.warmup_timeout_s):
+        ctx.shutdown(reason="warm-up not done")
+        return
+    from agent.runtime import start_runtime
+    from agent.sales_call import SalesCall
+    from agent.sessions import CapacityExceeded
 
     # Thread executor: the worker-wide SessionManager (on the worker loop) sees every call of the process.
     shared = _state is not None and _state.loop is not None and _state.loop is not asyncio.get_running_loop()
@@ -319,11 +373,25 @@ def worker_options() -> WorkerOptions:
         if worker.job_executor == "thread"
         else JobExecutorType.PROCESS,
         agent_name=worker.agent_name,
-        # Loading silero and warming imports on 2 shared cores can take longer than livekit's 10 s.
+        # Loading silero (and, in a job process, LiveKit itself) on 2 shared cores can take longer
+        # than livekit's 10 s.
         initialize_process_timeout=30.0,
-        preload_modules=PRELOAD_MODULES,
+        # The forkserver (process executor only) loads these once for every job process; registering
+        # waits for it. The thread executor has no forkserver: the warm-up loads them after registering.
+        preload_modules=list(WARMUP_MODULES) if worker.job_executor == "process" else None,
     )
     return options
+
+
+# livekit's own warm-up of a job thread or forkserver (livekit/agents/ipc/_preload.py) loads its local
+# VAD and end-of-turn models unless this is falsy: ~250 MB and 0.2-0.4 s before the worker registers.
+# This agent uses neither (Silero from livekit.plugins.silero; VAD endpointing, agent/sales_call.py).
+LIVEKIT_PRELOAD_LOCAL_INFERENCE = "LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE"
+
+
+def prepare_livekit_environment(environ: MutableMapping[str, str] = os.environ) -> None:
+    """Before livekit's CLI starts the job threads (or the forkserver); an operator's own value wins."""
+    environ.setdefault(LIVEKIT_PRELOAD_LOCAL_INFERENCE, "0")
 
 
 def import_speech_plugins(settings: AppSettings) -> None:
@@ -383,9 +451,10 @@ def run_worker(argv: Sequence[str]) -> None:
     configure(settings, tenants, health_socket)
     setup_telemetry(settings.telemetry)  # binds SALES_AGENT_METRICS_PORT: a taken port is a ConfigError
     import_speech_plugins(settings)
-    if settings.worker.job_executor == "thread":
-        preload()  # job threads share this process's modules
+    prepare_main_thread()  # what the worker's services import while the warm-up loads
+    prepare_livekit_environment()
     server = AgentServer.from_server_options(worker_options())
     server.on("worker_started", _on_worker_started)
+    server.on("worker_registered", _on_worker_registered)
     sys.argv = ["sales-agent", *argv]  # livekit's CLI (typer) reads its command from sys.argv
     cli.run_app(server)

@@ -5,8 +5,10 @@ small, though: it dials ``<LIVEKIT_URL>/agent`` over a websocket, sends ``Worker
 and waits for ``ServerMessage.register``; the server then offers a job with
 ``ServerMessage.availability`` and the worker answers ``WorkerMessage.availability`` (``available``:
 accepted by the agent's ``request_fnc``). This stand-in does exactly that once and records when each
-step happened (``time.monotonic()`` of this process), then stops there: it never assigns the job, so
-no room is joined. Bench-only: the product's tests do not need it.
+step happened (``time.monotonic()`` of this process). By default it stops there; with ``assign=True``
+it also assigns the accepted job (``ServerMessage.assignment``), so the worker runs its entrypoint,
+whose room connection then fails: there is no room here. Used by bench item 6 and by
+``tests/integration/test_worker_start.py``.
 """
 
 from __future__ import annotations
@@ -33,21 +35,34 @@ class FirstJob:
     registered_at: float | None = None
     answered_at: float | None = None
     accepted: bool | None = None
+    assigned_at: float | None = None
     answered: threading.Event = field(default_factory=threading.Event)
+
+
+JOB_ID = "AJ_bench_first_job"
+
+
+def _job(tenant: str) -> agent.Job:
+    job = agent.Job(id=JOB_ID, type=agent.JobType.JT_ROOM, metadata=json.dumps({"tenant_id": tenant}))
+    job.room.CopyFrom(models.Room(sid="RM_bench", name="bench-room"))
+    return job
 
 
 def _job_offer(tenant: str) -> bytes:
     message = agent.ServerMessage()
-    job = message.availability.job
-    job.id = "AJ_bench_first_job"
-    job.type = agent.JobType.JT_ROOM
-    job.room.CopyFrom(models.Room(sid="RM_bench", name="bench-room"))
-    job.metadata = json.dumps({"tenant_id": tenant})
+    message.availability.job.CopyFrom(_job(tenant))
+    return message.SerializeToString()
+
+
+def _assignment(tenant: str) -> bytes:
+    message = agent.ServerMessage()
+    message.assignment.job.CopyFrom(_job(tenant))
+    message.assignment.token = "no-room-here"  # the worker dials LIVEKIT_URL's /rtc with it, and fails
     return message.SerializeToString()
 
 
 @contextlib.asynccontextmanager
-async def run_fake_livekit(tenant: str = "acme") -> AsyncIterator[FirstJob]:
+async def run_fake_livekit(tenant: str = "acme", assign: bool = False) -> AsyncIterator[FirstJob]:
     """Serve ``ws://127.0.0.1:<port>/agent`` for one worker; yields the record (``url`` to dial)."""
     record = FirstJob()
 
@@ -71,6 +86,9 @@ async def run_fake_livekit(tenant: str = "acme") -> AsyncIterator[FirstJob]:
                 record.answered_at = time.monotonic()
                 record.accepted = worker_message.availability.available
                 record.answered.set()
+                if assign and record.accepted:
+                    record.assigned_at = time.monotonic()
+                    await ws.send_bytes(_assignment(tenant))
         return ws
 
     app = web.Application()

@@ -7,7 +7,9 @@ The goal, measured from the moment the command is spawned, as a user sees it:
   the first call starts now``), each stage's line timed as it arrives on the pipe;
 - ``sales-agent start`` (the LiveKit worker, production defaults, thread executor): its first job
   accepted within 3 s. There is no livekit-server here, so a fake one (``bench/_fake_livekit.py``)
-  speaks the agent protocol: it registers the worker, offers one job and times the worker's answer.
+  speaks the agent protocol: it registers the worker, offers one job and times the worker's answer;
+  the worker's log line says when its warm-up (LiteLLM and the call modules, loaded after it
+  registered) is done, from which on a call starts without waiting.
 
 Then the diagnosis: wall clock of fresh interpreters importing each layer (median of several runs),
 the worker's ready path stage by stage (spawn to each stage, as ``run_worker`` does it before it
@@ -16,7 +18,7 @@ says the load average it ran under (the CPU is shared) and whether LiteLLM's byt
 (without it every import compiles ~10k sources: about twice as slow).
 
     python -m bench.bench_startup [--quick]
-    python -m bench.bench_startup --baseline PATH [--repeats N]   # simulate beside another checkout
+    python -m bench.bench_startup --baseline PATH [--repeats N]   # beside another checkout
 """
 
 from __future__ import annotations
@@ -62,11 +64,13 @@ IMPORT_CASES = (
     ),
 )
 
-# What "ready" means offline: everything ``agent.worker.run_worker`` does before livekit's CLI dials
-# the LiveKit server (telemetry, speech plugins, the preloaded modules incl. litellm, tenants, options),
-# then the per-job-process ``prewarm`` work that remains (VAD model) as a separate stage.
+# What "ready" means offline: everything the worker process does before livekit's CLI registers it with
+# the LiveKit server (telemetry, speech plugins, its services' modules, LiveKit's own job-thread warm-up,
+# options, the per-job-thread ``prewarm``: livekit registers once its idle job threads are warm), then
+# what it does after registering, in the background: the warm-up (LiteLLM and the call modules).
+AFTER_REGISTERING = "+ after registering: warm-up (LiteLLM and the call modules)"
 READY_SCRIPT = r"""
-import json, os, sys, time
+import asyncio, json, os, sys, time
 t0 = float(sys.argv[1])
 stages = {}
 def mark(name):
@@ -83,16 +87,21 @@ setup_telemetry(settings.telemetry)
 mark("setup_telemetry")
 worker.import_speech_plugins(settings)
 mark("speech plugins imported")
-worker.preload()
-mark("preload_modules imported (litellm, agent.*)")
+worker.prepare_main_thread()
+worker.prepare_livekit_environment()
+mark("the worker services' modules (health, sessions)")
+import livekit.agents.ipc._preload
+mark("LiveKit's job-thread warm-up (ipc._preload: av, rtc library, openai SDK resources)")
 worker.worker_options()
-mark("WorkerOptions: ready to dial LiveKit")
+mark("WorkerOptions")
 from livekit.plugins import silero
 silero.VAD.load()
-mark("+ prewarm: silero VAD loaded (per job process)")
+mark("prewarm: silero VAD loaded (per job thread): ready to register")
+asyncio.run(worker.start_warmup().wait())
+mark("AFTER")
 print("READY " + json.dumps(stages), flush=True)
 os._exit(0)
-"""
+""".replace('"AFTER"', repr(AFTER_REGISTERING))
 
 
 def _module_exists(statement: str) -> bool:
@@ -151,11 +160,14 @@ def _time_ready(repeats: int) -> dict[str, Any]:
     return {"stages": {name: median([r[name] for r in runs]) for name in runs[0]}}
 
 
-# 6b's imports as one statement, for -X importtime (imports done inside functions are recorded too).
+# The imports of 6b before registering, as one statement for -X importtime (imports done inside
+# functions are recorded too): what stays on the path to the first job.
 READY_IMPORTS = (
     "import agent.worker as w; from agent.app_settings import AppSettings; "
     "from telemetry.setup import setup_telemetry; s = AppSettings.from_env(); "
-    "setup_telemetry(s.telemetry); w.import_speech_plugins(s); w.preload()"
+    "setup_telemetry(s.telemetry); w.import_speech_plugins(s); w.prepare_main_thread(); "
+    "w.prepare_livekit_environment(); "
+    "import livekit.agents.ipc._preload; from livekit.plugins import silero; silero.VAD.load()"
 )
 
 _IMPORTTIME = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)")
@@ -305,25 +317,43 @@ def worker_env(livekit_url: str, tmp: Path) -> dict[str, str]:
     )
 
 
-def time_worker_first_job(command: Sequence[str], timeout_s: float = 300) -> dict[str, Any]:
-    """Seconds from spawning ``sales-agent start`` to: websocket dialled, registered, first job answered."""
+WARMUP_DONE_LINE = "warm-up done: LiteLLM and the call modules loaded"
+WARMUP_DONE = "warm-up done: a call starts without waiting"
+
+
+def time_worker_first_job(
+    command: Sequence[str], timeout_s: float = 300, tree: Path = REPO_ROOT
+) -> dict[str, Any]:
+    """Seconds from spawning ``start`` to: websocket dialled, registered, first job answered, and (a
+    tree whose worker loads LiteLLM after registering) its warm-up done, from its log line."""
     from bench._fake_livekit import run_fake_livekit
     from local_services.harness import in_thread
 
+    warms_up = (tree / "agent" / "worker_warmup.py").exists()
     with in_thread(run_fake_livekit) as record, tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
         log_path = Path(tmp) / "worker.log"
+        env = worker_env(record.url, Path(tmp))
+        if tree != REPO_ROOT:
+            env["PYTHONPATH"] = str(tree)
+        warmed_at: float | None = None
         with log_path.open("w") as log:
             started = time.monotonic()
             proc = subprocess.Popen(
                 [*command, "start"],
-                cwd=REPO_ROOT,
-                env=worker_env(record.url, Path(tmp)),
+                cwd=tree,
+                env=env,
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
             )
             try:
                 answered = record.answered.wait(timeout_s)
+                deadline = time.monotonic() + timeout_s
+                while answered and warms_up and time.monotonic() < deadline and proc.poll() is None:
+                    if WARMUP_DONE_LINE in log_path.read_text(errors="replace"):
+                        warmed_at = time.monotonic()  # within one 20 ms poll of the line
+                        break
+                    time.sleep(0.02)
             finally:
                 proc.terminate()
                 try:
@@ -342,8 +372,13 @@ def time_worker_first_job(command: Sequence[str], timeout_s: float = 300) -> dic
             "dialled the LiveKit URL": since(record.connected_at),
             "registered": since(record.registered_at),
             "first job answered": since(record.answered_at),
+            # Without a warm-up everything is loaded before registering: calls start at once.
+            WARMUP_DONE: since(warmed_at) if warms_up else since(record.registered_at),
             "accepted": record.accepted,
         }
+
+
+WORKER_STAGES = ("dialled the LiveKit URL", "registered", "first job answered", WARMUP_DONE)
 
 
 def goal_tables(repeats: int) -> list[Table]:
@@ -389,7 +424,7 @@ def goal_tables(repeats: int) -> list[Table]:
         worker.notes.append(errors[0])
         worker.verdicts.append(verdict("worker accepts its first job within 3 s", False, "not measured"))
     else:
-        for name in ("dialled the LiveKit URL", "registered", "first job answered"):
+        for name in WORKER_STAGES:
             values = [j[name] for j in jobs if j[name] is not None]
             worker.add(name, median(values) if values else "not seen")
         answered = median([j["first job answered"] for j in jobs])
@@ -405,23 +440,32 @@ def goal_tables(repeats: int) -> list[Table]:
     return [sim, worker]
 
 
-def baseline_table(baseline: Path, repeats: int) -> Table:
-    """``simulate --calls 1`` of this tree and of ``baseline`` (another checkout), runs alternating.
+def baseline_tables(baseline: Path, repeats: int) -> list[Table]:
+    """``simulate --calls 1`` and ``start`` (to its first job) of this tree and of ``baseline`` (another
+    checkout), runs alternating.
 
     Both are started as ``python -m agent`` with the same interpreter and packages (so the same bytecode
     state); a tree that prints no stage lines (before this change) shows only its first line and summary.
     """
     trees = {"this tree": REPO_ROOT, "baseline": baseline}
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+    jobs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
     load_before = conditions()
+    command = [sys.executable, "-m", "agent"]
     for _ in range(repeats):
         for name, tree in trees.items():
-            runs[name].append(time_simulate([sys.executable, "-m", "agent"], tree=tree))
+            runs[name].append(time_simulate(command, tree=tree))
+            jobs[name].append(time_worker_first_job(command, tree=tree))
     stages = [stage for stage, _ in SIMULATE_STAGES] + ["exit", "CPU s (user + system)"]
     table = Table(
         f"6. `python -m agent simulate --calls 1`, this tree vs baseline {baseline}, s from spawn "
         f"(median of {repeats}, alternating)",
         ["tree", *stages],
+    )
+    worker = Table(
+        f"6. `python -m agent start` to its first accepted job (fake LiveKit server), this tree vs baseline "
+        f"{baseline}, s from spawn (median of {repeats}, alternating with the simulate runs)",
+        ["tree", *WORKER_STAGES],
     )
     for name, results in runs.items():
         cells = []
@@ -429,28 +473,48 @@ def baseline_table(baseline: Path, repeats: int) -> Table:
             values = [r[stage] for r in results if stage in r]
             cells.append(median(values) if values else "-")
         table.add(name, *cells)
-    table.notes += [f"before: {load_before}", f"after: {conditions()}"]
-    return table
+        errors = [j["error"] for j in jobs[name] if "error" in j]
+        if errors:
+            worker.add(name, *["not measured"] * len(WORKER_STAGES))
+            worker.notes.append(f"{name}: {errors[0]}")
+            continue
+        cells = []
+        for stage in WORKER_STAGES:
+            values = [j[stage] for j in jobs[name] if j.get(stage) is not None]
+            cells.append(median(values) if values else "-")
+        worker.add(name, *cells)
+    notes = [f"before: {load_before}", f"after: {conditions()}"]
+    table.notes += notes
+    worker.notes += [
+        "baseline: no warm-up, everything is loaded before registering (its 'warm-up done' = registered)",
+        *notes,
+    ]
+    return [table, worker]
 
 
 def _explain_worker(worker: Table, stages: Table) -> None:
-    """On a miss: which stages before registration take the time (from 6b) and what it would take."""
-    if not worker.verdicts or worker.verdicts[0].startswith("PASS") or not stages.rows:
+    """What stays before registration (from 6b, the same path in one process), on the goal line itself."""
+    if not worker.verdicts or not stages.rows:
         return
     timed = [(row[0], row[2]) for row in stages.rows if isinstance(row[2], float)]
-    if not timed:
+    before = [(name, took) for name, took in timed if not name.startswith("+ after registering")]
+    after = [took for name, took in timed if name.startswith("+ after registering")]
+    if not before:
         return
-    before_register = [(name, took) for name, took in timed if not name.startswith("+ prewarm")]
-    biggest = sorted(before_register, key=lambda item: item[1], reverse=True)[:3]
-    worker.notes.append(
-        "What stands in the way (6b, the same path in one process): "
+    biggest = sorted(before, key=lambda item: item[1], reverse=True)[:3]
+    figures = {row[0]: row[1] for row in worker.rows}
+    warmed = figures.get(WARMUP_DONE)
+    worker.verdicts[0] += (
+        "; before registering (6b, one process): "
         + ", ".join(f"{name} {took:.1f} s" for name, took in biggest)
-        + ". `setup_telemetry` is where livekit.agents is first imported (its tracer wiring), "
-        "`preload_modules` is LiteLLM (+ the agent's modules): the worker imports LiteLLM before it "
-        "registers so that no call's first turn waits for it, and livekit.agents is the worker itself. "
-        "What it would take: register first and import LiteLLM in the background (a job accepted before it "
-        "is loaded would wait for it in its entrypoint), which leaves livekit.agents + telemetry + the "
-        "speech plugins + the VAD before registration."
+        + (f"; LiteLLM and the call modules load after registering ({after[0]:.1f} s in 6b)" if after else "")
+        + (f", warm-up done at {warmed:.1f} s" if isinstance(warmed, float) else "")
+    )
+    worker.notes.append(
+        "`setup_telemetry` is where livekit.agents is first imported (its tracer wiring): livekit.agents "
+        "is the worker itself. LiveKit registers once its idle job threads have run `prewarm` "
+        "(`ProcPool.start` waits for them), so their warm-up is on this path too. A job accepted before "
+        "the warm-up is done waits for it in its entrypoint (`agent/worker_warmup.py`)."
     )
 
 
@@ -486,7 +550,7 @@ def run(quick: bool) -> list[Table]:
             t2.add(stage, at, at - previous)
             previous = at
     if _module_exists("import agent.worker"):
-        target, label = READY_IMPORTS, "the worker's ready path (6b without the VAD)"
+        target, label = READY_IMPORTS, "what the worker imports before registering (6b's stages before it)"
     else:
         target = label = "import agent.error_handling"
     prof = importtime_profile(target)
@@ -517,13 +581,13 @@ def main(argv: list[str] | None = None) -> int:
         "--baseline",
         type=Path,
         default=None,
-        help="only: simulate of this tree beside another checkout (e.g. `git archive main`), alternating",
+        help="only: simulate and the worker beside another checkout (`git archive main`), alternating",
     )
     parser.add_argument("--repeats", type=int, default=None, help="runs each (default 3, --quick 1)")
     args = parser.parse_args(argv)
     repeats = args.repeats or (1 if args.quick else 3)
     if args.baseline is not None:
-        emit([baseline_table(args.baseline.resolve(), repeats)], args.json_out)
+        emit(baseline_tables(args.baseline.resolve(), repeats), args.json_out)
         return 0
     emit(run(args.quick), args.json_out)
     return 0

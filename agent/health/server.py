@@ -42,6 +42,11 @@ class HealthServer:
         self._runner: web.AppRunner | None = None
         self._started_at = time.monotonic()
 
+    def use(self, registry: HealthRegistry) -> None:
+        """Serve ``registry`` from now on: the LiveKit worker answers with its warm-up check alone
+        until the services whose checks need LiteLLM exist (``agent/worker_warmup.py``)."""
+        self._registry = registry
+
     @property
     def port(self) -> int:
         """The bound port (the real one when constructed with port 0)."""

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.simulate.startup import BackgroundImports, StartupLines, bytecode_note, prepare_main_thread
+from agent.simulate.startup import StartupLines, bytecode_note, prepare_main_thread, start_heavy_imports
 from telemetry.config_errors import ConfigError, bind_listener, env_name, run_main
 
 if TYPE_CHECKING:
@@ -324,7 +324,7 @@ async def _simulate(
     note = bytecode_note()
     if note:
         lines.say(note)
-    loader = BackgroundImports().start()
+    loader = start_heavy_imports()
     failed_calls = 0
 
     async with contextlib.AsyncExitStack() as exits:

@@ -7,7 +7,8 @@ and LiveKit in a background thread while the main thread reads the settings and 
 services, and says when each stage is done.
 
 One rule keeps the two threads from importing the same modules at the same time (a concurrent
-circular import can hand one of them a partially initialised module): the loader thread imports
+circular import can hand one of them a partially initialised module; the loader is
+``agent/background_imports.py``, which the LiveKit worker uses too): the loader thread imports
 only ``HEAVY_MODULES`` and what they pull in; the main thread imports what the stand-ins need
 before the loader starts (``prepare_main_thread``) and nothing else until ``wait`` returned.
 """
@@ -17,10 +18,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
+
+from agent.background_imports import BackgroundImports
 
 # Imported by the loader thread, in this order; what they pull in comes along (openai, numpy, ...).
 HEAVY_MODULES = ("livekit.agents", "litellm")
@@ -31,7 +32,7 @@ MAIN_THREAD_MODULES = (
     "local_services.crm_service",
     "rich.console",
     "rich.status",  # the spinner while waiting for the loader
-    "concurrent.futures.thread",  # asyncio.to_thread, which ``wait`` uses
+    "concurrent.futures.thread",  # asyncio's default executor, should the main thread use it meanwhile
 )
 
 
@@ -50,39 +51,9 @@ def bytecode_note(module: str = "litellm") -> str:
     return "first start since install: LiteLLM and LiveKit are compiled to bytecode now (once)"
 
 
-class BackgroundImports:
-    """Imports ``modules`` in a daemon thread; ``wait`` returns when they are loaded or raises why not."""
-
-    def __init__(self, modules: Sequence[str] = HEAVY_MODULES) -> None:
-        self._modules = tuple(modules)
-        self._done = threading.Event()
-        self._error: BaseException | None = None
-        self.seconds = 0.0
-
-    def start(self) -> BackgroundImports:
-        threading.Thread(target=self._run, name="sales-agent-imports", daemon=True).start()
-        return self
-
-    def _run(self) -> None:
-        started = time.perf_counter()
-        try:
-            for module in self._modules:
-                importlib.import_module(module)
-        except BaseException as exc:  # re-raised in the main thread by wait()
-            self._error = exc
-        finally:
-            self.seconds = time.perf_counter() - started
-            self._done.set()
-
-    async def wait(self) -> float:
-        """Seconds the imports took; an import that failed is raised here."""
-        import asyncio  # not at the top: this module is on the path to simulate's first line
-
-        if not self._done.is_set():
-            await asyncio.to_thread(self._done.wait)
-        if self._error is not None:
-            raise self._error
-        return self.seconds
+def start_heavy_imports() -> BackgroundImports:
+    """LiteLLM and LiveKit, loading in the background from now on (``prepare_main_thread`` first)."""
+    return BackgroundImports(HEAVY_MODULES).start()
 
 
 def prepare_main_thread() -> None:

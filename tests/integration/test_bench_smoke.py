@@ -93,10 +93,22 @@ def _startup(tables: Tables, _stdout: str) -> None:
         "simulate's first call starts within 5 s",
     ]
     worker_stages = [row[0] for row in worker["rows"]]
-    assert worker_stages == ["dialled the LiveKit URL", "registered", "first job answered"]
+    assert worker_stages == [
+        "dialled the LiveKit URL",
+        "registered",
+        "first job answered",
+        "warm-up done: a call starts without waiting",
+    ]
+    assert all(isinstance(row[1], float) for row in worker["rows"]), (
+        "every stage seen, the warm-up's log line too"
+    )
     assert worker["verdicts"] and "REJECTED" not in worker["verdicts"][0], "the fake server's job accepted"
+    assert "load after registering" in worker["verdicts"][0], (
+        "the goal line says what stays before registering"
+    )
     assert imports["rows"][0][0] == "interpreter only"
     assert ready["rows"], "the ready step is reported (measured or why not)"
+    assert ready["rows"][-1][0].startswith("+ after registering"), "the warm-up is timed apart"
     assert profile["rows"], "importtime profile has packages"
 
 

@@ -94,13 +94,19 @@ def test_load_counts_running_jobs_against_capacity(monkeypatch) -> None:
     assert worker.worker_load(server) == 1.0  # type: ignore[arg-type]
 
 
-def test_worker_options_wire_our_hooks() -> None:
+def test_worker_options_wire_our_hooks(monkeypatch) -> None:
     options = worker.worker_options()
     assert options.entrypoint_fnc is worker.entrypoint
     assert options.request_fnc is worker.request_fnc
     assert options.load_fnc is worker.worker_load
     assert options.job_executor_type is JobExecutorType.THREAD
-    assert "litellm" in (options.preload_modules or [])
+    # No forkserver with job threads: LiteLLM loads after registering (agent/worker_warmup.py).
+    assert not options.preload_modules
+    settings = worker.worker_settings().with_area("worker", job_executor="process")
+    monkeypatch.setattr(worker, "_config", worker.WorkerConfig(settings, worker.tenant_registry()))
+    options = worker.worker_options()
+    assert options.job_executor_type is JobExecutorType.PROCESS
+    assert "litellm" in (options.preload_modules or [])  # the forkserver loads it once for every process
 
 
 async def test_worker_speech_chains_use_the_real_providers_whose_keys_are_set(monkeypatch, caplog) -> None:
@@ -159,6 +165,7 @@ async def test_worker_services_serve_health_and_track_sessions(monkeypatch, tmp_
         monkeypatch.setattr(worker, "_config", None)
         worker.configure(settings, TenantRegistry.from_file(settings.tenants.file), listener)
         monkeypatch.setattr(worker, "_state", None)
+        worker.start_warmup()  # as registering does
         await worker._start_worker_services()
         state = worker._state
         assert state is not None and state.runtime is not None
@@ -166,7 +173,7 @@ async def test_worker_services_serve_health_and_track_sessions(monkeypatch, tmp_
             async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/ready") as resp:
                 body = await resp.json()
             assert resp.status == 200 and body["ready"] is True
-            assert set(body["checks"]) >= {"llm.primary", "llm.chain", "crm", "calendar", "outbox"}
+            assert set(body["checks"]) >= {"warmup", "llm.primary", "llm.chain", "crm", "calendar", "outbox"}
 
             async def on_close(_outcome: str) -> None:
                 return None
@@ -177,3 +184,12 @@ async def test_worker_services_serve_health_and_track_sessions(monkeypatch, tmp_
         finally:
             await state.runtime.aclose()
             await state.sessions.stop()
+
+
+def test_livekit_is_told_not_to_preload_models_the_agent_does_not_use() -> None:
+    environ: dict[str, str] = {}
+    worker.prepare_livekit_environment(environ)
+    assert environ == {"LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE": "0"}
+    environ = {"LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE": "1"}  # an operator's choice stands
+    worker.prepare_livekit_environment(environ)
+    assert environ == {"LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE": "1"}

@@ -114,6 +114,7 @@ async def test_the_worker_gives_every_job_the_process_wide_state(monkeypatch, ot
     monkeypatch.setattr(worker, "_state", None)
     # No speech keys here: the job's STT/TTS chains are not what this test is about.
     monkeypatch.setattr(worker, "speech_services", lambda: None)
+    worker.start_warmup()  # as registering does
     await worker._start_worker_services()  # the worker's own services (health, drainer)
     job = SimpleNamespace(
         id="job-1", metadata='{"tenant_id": "acme"}', room=SimpleNamespace(metadata="", sid="RM", name="r")

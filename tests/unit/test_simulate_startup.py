@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.simulate.startup import BackgroundImports, bytecode_note
+from agent.background_imports import BackgroundImports
+from agent.simulate.startup import bytecode_note
 
 
 def _package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, *, compiled: bool) -> None:

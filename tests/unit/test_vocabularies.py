@@ -7,6 +7,7 @@ layers that used to disagree now accept and refuse the same values.
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,17 +36,29 @@ REPO = Path(__file__).resolve().parents[2]
 SOURCE_DIRS = ("agent", "telemetry", "local_services", "bench")
 
 
+@functools.cache
+def _parsed() -> tuple[tuple[str, ast.Module], ...]:
+    # Parsed once per test process: the scans below read the same ~200 modules many times, and
+    # re-parsing them per scan was most of this file's time in the unit loop.
+    return tuple(
+        (rel, ast.parse(path.read_text(encoding="utf-8"), filename=rel))
+        for folder in SOURCE_DIRS
+        for path in sorted((REPO / folder).rglob("*.py"))
+        for rel in (path.relative_to(REPO).as_posix(),)
+    )
+
+
 def _modules() -> Iterator[tuple[str, ast.Module]]:
-    for folder in SOURCE_DIRS:
-        for path in sorted((REPO / folder).rglob("*.py")):
-            rel = path.relative_to(REPO).as_posix()
-            yield rel, ast.parse(path.read_text(encoding="utf-8"), filename=rel)
+    yield from _parsed()
 
 
-def _string_constants(tree: ast.AST) -> Iterator[str]:
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            yield node.value
+@functools.cache
+def _string_constants(tree: ast.AST) -> frozenset[str]:
+    return frozenset(
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    )
 
 
 def _owners(predicate: object) -> set[str]:
@@ -101,8 +114,13 @@ async def test_crm_facade_and_crm_service_accept_the_same_tenant_ids(otel, crm_e
         assert response.status_code == expected, (tenant_id, response.text)
 
 
-def _collections(tree: ast.AST) -> Iterator[frozenset[str]]:
+@functools.cache
+def _collections(tree: ast.AST) -> tuple[frozenset[str], ...]:
     """Every literal tuple/list/set of strings, and every ``Literal[...]`` of strings, in ``tree``."""
+    return tuple(_walk_collections(tree))
+
+
+def _walk_collections(tree: ast.AST) -> Iterator[frozenset[str]]:
     for node in ast.walk(tree):
         elements: list[ast.expr] | None = None
         if isinstance(node, ast.Tuple | ast.List | ast.Set):
