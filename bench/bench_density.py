@@ -44,7 +44,8 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,7 @@ STAGGER_S = 5.0  # call starts spread over this many seconds (real calls do not 
 PACE_S_PER_CHAR = 0.065  # the TTS stand-in's seconds of audio per character (a real voice)
 BUDGET_S = 1500.0  # no new level starts after this long (each level is bounded by the child timeout too)
 TURN_TIMEOUT_S = 30.0
+CALL_BOUND_S = 240.0  # a whole call (a few turns of real-time audio, ~25 s unloaded) within this
 
 
 # --- child: the agent process, N concurrent voice calls -------------------------------------------
@@ -76,20 +78,55 @@ def _designed_silence_s(call: Any) -> float:
     return max(float(vad_silence), float(min_delay))
 
 
-async def _child_async(
-    urls: dict[str, list[str]], calls: int, total: int, profile: bool, warm_up: bool
-) -> dict[str, Any]:
-    """``total`` voice calls, ``calls`` at a time (the level); figures of the calls after the warm-up."""
-    import httpx
-    import psutil
+@dataclass
+class VoiceAgent:
+    """The agent process's voice runtime and what a scripted call needs (``voice_agent``)."""
 
-    from agent.simulate.runner import run_batch
-    from agent.simulate.voice_runner import run_voice_call
-    from bench.bench_throughput import _cpu_by_thread, _start_profiler, _stop_profiler
+    runtime: Any
+    http: Any
+    stt_admin: list[str]
+    clips: Path
+    telemetry: Any
+    designed: list[float] = field(default_factory=list)  # designed silence seen by each started call
+
+    async def call(self, index: int, run_id: str, *, stagger_over: int = 0) -> Any:
+        """One scripted voice call; the first ``stagger_over`` indexes start spread over STAGGER_S."""
+        from agent.simulate.runner import CallResult
+        from agent.simulate.voice_runner import run_voice_call
+
+        if index < stagger_over:  # the first wave's starts spread; later calls replace finished ones
+            await asyncio.sleep(STAGGER_S * index / stagger_over)
+        call = run_voice_call(
+            index, "acme", run_id=run_id, runtime=self.runtime, http=self.http,
+            stt_admin_urls=self.stt_admin, clip_cache=self.clips, turn_timeout_s=TURN_TIMEOUT_S,
+            on_started=lambda c: self.designed.append(_designed_silence_s(c)),
+        )  # fmt: skip
+        try:
+            # Each turn is bounded, closing the call is not: a call that never ends (seen once, under
+            # the profiler at 40 calls) is a failed call in the table, not a lost run.
+            return await asyncio.wait_for(call, CALL_BOUND_S)
+        except TimeoutError:
+            return CallResult(
+                index=index, script="?", tenant_id="acme", call_id=f"sim-{run_id}-{index}", mode="voice",
+                duration_s=CALL_BOUND_S, error=f"the call did not end within {CALL_BOUND_S:.0f} s",
+            )  # fmt: skip
+
+    async def warm_up(self) -> None:
+        """One call (connections open, caches filled) before measuring; its telemetry flushed."""
+        await self.call(0, "warm")
+        if self.telemetry.enabled:
+            self.telemetry.force_flush()
+
+
+@contextlib.asynccontextmanager
+async def voice_agent(urls: dict[str, list[str]]) -> AsyncIterator[VoiceAgent]:
+    """Telemetry from the environment (as shipped, or ``OTEL_SDK_DISABLED``) and the voice runtime
+    over the stand-ins at ``urls``; telemetry is shut down on exit."""
+    import httpx
+
     from bench.bench_voice import voice_runtime
     from telemetry import TelemetrySettings, setup_telemetry
 
-    proc = psutil.Process()
     telemetry = setup_telemetry(TelemetrySettings())
     with tempfile.TemporaryDirectory(prefix="bench-density-") as tmp:
         workdir = Path(tmp)
@@ -99,75 +136,78 @@ async def _child_async(
                 voice_runtime(workdir, PACE_S_PER_CHAR, urls=urls, telemetry=telemetry) as (stack, runtime),
                 httpx.AsyncClient(timeout=10.0) as http,
             ):
-                designed: list[float] = []
-                stt_admin = [ep.admin_url for ep in stack.stt]
-
-                async def call(index: int, tenant: str, run_id: str) -> Any:
-                    if index < calls:  # the first wave's starts spread; later calls replace finished ones
-                        await asyncio.sleep(STAGGER_S * index / calls)
-                    return await run_voice_call(
-                        index, tenant, run_id=run_id, runtime=runtime, http=http, stt_admin_urls=stt_admin,
-                        clip_cache=clips, turn_timeout_s=TURN_TIMEOUT_S,
-                        on_started=lambda c: designed.append(_designed_silence_s(c)),
-                    )  # fmt: skip
-
-                # Warm-up: one call (clips made, connections open, caches filled) before measuring.
-                if warm_up:
-                    await run_voice_call(
-                        0,
-                        "acme",
-                        run_id="warm",
-                        runtime=runtime,
-                        http=http,
-                        stt_admin_urls=stt_admin,
-                        clip_cache=clips,
-                        on_started=lambda c: designed.append(_designed_silence_s(c)),
-                    )
-                rss_before = proc.memory_info().rss / 2**20
-                rss_peak = rss_before
-                stop = asyncio.Event()
-
-                async def sample_rss() -> None:
-                    nonlocal rss_peak
-                    while not stop.is_set():
-                        rss_peak = max(rss_peak, proc.memory_info().rss / 2**20)
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(stop.wait(), 0.25)
-
-                sampler = asyncio.create_task(sample_rss())
-                profiler = _start_profiler() if profile else None
-                threads0 = _cpu_by_thread(proc)
-                cpu0 = proc.cpu_times()
-                started = time.perf_counter()
-                results = await run_batch(
-                    calls=total, concurrency=calls, tenants=["acme"],
-                    run_one=lambda index, tenant: call(index, tenant, "run"),
-                )  # fmt: skip
-                wall = time.perf_counter() - started
-                cpu1 = proc.cpu_times()
-                threads1 = _cpu_by_thread(proc)
-                hotspots = _stop_profiler(profiler) if profiler is not None else None
-                stop.set()
-                await sampler
+                yield VoiceAgent(runtime, http, [ep.admin_url for ep in stack.stt], clips, telemetry)
         finally:
             if telemetry.enabled:
                 telemetry.shutdown()
-    cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
-    call_s = sum(r.duration_s for r in results)
+
+
+async def measure_batch(
+    agent: VoiceAgent, calls: int, total: int, *, run_id: str = "run", profile: bool = False
+) -> dict[str, Any]:
+    """``total`` voice calls, ``calls`` at a time: wall time, the process's CPU (all threads, and by
+    thread), RSS, and every call's turns. With telemetry on, what the batch left in the exporters'
+    queues is flushed before the CPU is read (its export is the batch's cost), after the wall time."""
+    import psutil
+
+    from agent.simulate.runner import run_batch
+    from bench.bench_throughput import _cpu_by_thread, _start_profiler, _stop_profiler
+
+    proc = psutil.Process()
+    rss_before = proc.memory_info().rss / 2**20
+    rss_peak = rss_before
+    stop = asyncio.Event()
+
+    async def sample_rss() -> None:
+        nonlocal rss_peak
+        while not stop.is_set():
+            rss_peak = max(rss_peak, proc.memory_info().rss / 2**20)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.25)
+
+    sampler = asyncio.create_task(sample_rss())
+    profiler = _start_profiler() if profile else None
+    threads0 = _cpu_by_thread(proc)
+    cpu0 = proc.cpu_times()
+    started = time.perf_counter()
+    results = await run_batch(
+        calls=total, concurrency=calls, tenants=["acme"],
+        run_one=lambda index, _tenant: agent.call(index, run_id, stagger_over=calls),
+    )  # fmt: skip
+    wall = time.perf_counter() - started
+    if agent.telemetry.enabled:
+        agent.telemetry.force_flush()
+    cpu1 = proc.cpu_times()
+    threads1 = _cpu_by_thread(proc)
+    hotspots = _stop_profiler(profiler) if profiler is not None else None
+    stop.set()
+    await sampler
     return {
         "calls": calls,
+        "total": total,
+        "completed": sum(1 for r in results if not (r.error or r.outcome == "error")),
         "failed": sum(1 for r in results if r.error or r.outcome == "error"),
         "turns": [{"wait_s": t.wait_s, "stages": t.stages} for r in results for t in r.recorded_turns],
         "heard_waits_s": [w for r in results for w in r.heard_waits_s],
-        "designed_silence_s": designed[0],
+        "designed_silence_s": agent.designed[0],
         "wall_s": wall,
-        "cpu_s": cpu_s,
-        "call_s": call_s,
+        "cpu_s": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
+        "call_s": sum(r.duration_s for r in results),
         "rss_before_mb": rss_before,
         "rss_peak_mb": max(rss_peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "threads_cpu_s": {k: v - threads0.get(k, 0.0) for k, v in threads1.items()},
         "hotspots": hotspots,
     }
+
+
+async def _child_async(
+    urls: dict[str, list[str]], calls: int, total: int, profile: bool, warm_up: bool
+) -> dict[str, Any]:
+    """``total`` voice calls, ``calls`` at a time (the level); figures of the calls after the warm-up."""
+    async with voice_agent(urls) as agent:
+        if warm_up:
+            await agent.warm_up()
+        return await measure_batch(agent, calls, total, profile=profile)
 
 
 def child_main(args: argparse.Namespace) -> int:
@@ -212,7 +252,7 @@ def stand_ins() -> Iterator[tuple[dict[str, list[str]], str]]:
         )
 
 
-def _first_bytes(urls: dict[str, list[str]]) -> dict[str, tuple[int, float]]:
+def first_bytes(urls: dict[str, list[str]]) -> dict[str, tuple[int, float]]:
     """(requests, seconds to first byte in total) per provider kind, summed over its stand-ins."""
     out = {}
     for kind in ("llm", "stt", "tts", "crm"):
@@ -221,10 +261,26 @@ def _first_bytes(urls: dict[str, list[str]]) -> dict[str, tuple[int, float]]:
     return out
 
 
+def prefill_clips(cache_dir: Path, calls: int) -> None:
+    """Every line the first ``calls`` scripted callers speak, made now into ``cache_dir`` (the agent
+    children's ``SALES_AGENT_VOICE_CACHE``): a line not in the cache is made by espeak-ng inside the
+    call, blocking the agent's event loop in the middle of a measured batch."""
+    from agent.simulate.caller_audio import make_clip
+    from agent.simulate.voice_scripts import voice_script_for
+
+    for index in range(calls):
+        for line in voice_script_for(index, "prefill").lines:  # the spoken words do not name the run
+            make_clip(line.spoken, cache_dir=cache_dir)
+
+
 def _run_level(
-    urls: dict[str, list[str]], sink_url: str, calls: int, *, profile: bool, quick: bool
+    urls: dict[str, list[str]], sink_url: str, calls: int, *, profile: bool, quick: bool, clips: Path
 ) -> dict[str, Any]:
-    env = child_env(OTEL_EXPORTER_OTLP_ENDPOINT=sink_url, OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf")
+    env = child_env(
+        OTEL_EXPORTER_OTLP_ENDPOINT=sink_url,
+        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+        SALES_AGENT_VOICE_CACHE=str(clips),
+    )
     total = calls if quick else max(calls, MIN_CALLS)
     args = ["--child", "--calls", str(calls), "--total", str(total)]
     for kind, values in urls.items():
@@ -234,27 +290,34 @@ def _run_level(
         args.append("--profile")
     if quick:
         args.append("--no-warm-up")
-    before = _first_bytes(urls)
+    before = first_bytes(urls)
     load_before = os.getloadavg()[0]
     result = run_child("bench.bench_density", args, env=env, timeout_s=600 + 6 * total)
-    after = _first_bytes(urls)
+    add_provider_times(result, before, first_bytes(urls))
+    result["load"] = (load_before, os.getloadavg()[0])
+    return result
+
+
+def add_provider_times(
+    result: dict[str, Any], before: dict[str, tuple[int, float]], after: dict[str, tuple[int, float]]
+) -> None:
+    """The providers' own time per turn between two ``first_bytes`` readings, into ``result``:
+    ``provider_s`` (per kind, what ``summarise`` subtracts) and ``crm_mean_s`` (shown only)."""
     turns = max(1, len(result["turns"]))
     provider = {}
     for kind in ("llm", "stt", "tts"):
         count = after[kind][0] - before[kind][0]
-        total = after[kind][1] - before[kind][1]
-        mean = total / count if count else 0.0
+        seconds = after[kind][1] - before[kind][1]
+        mean = seconds / count if count else 0.0
         per_turn = count / turns if kind == "llm" else 1.0  # a turn with tool calls streams twice
         provider[kind] = mean * per_turn
     result["provider_s"] = provider
     crm_count = after["crm"][0] - before["crm"][0]
     # Shown, not subtracted: CRM writes also go out from the outbox, off any turn's path.
     result["crm_mean_s"] = (after["crm"][1] - before["crm"][1]) / crm_count if crm_count else 0.0
-    result["load"] = (load_before, os.getloadavg()[0])
-    return result
 
 
-def _summarise(result: dict[str, Any]) -> dict[str, float]:
+def summarise(result: dict[str, Any]) -> dict[str, float]:
     provider = sum(result["provider_s"].values())
     waits = [t["wait_s"] for t in result["turns"]]
     added = [w - result["designed_silence_s"] - provider for w in waits]
@@ -342,14 +405,16 @@ def run(quick: bool, levels: tuple[int, ...] | None = None) -> list[Table]:
     best: int | None = None  # the largest level meeting the goal's bounds
     first_miss: tuple[int, str] | None = None
     started = time.monotonic()
-    with stand_ins() as (urls, sink_url):
+    with stand_ins() as (urls, sink_url), tempfile.TemporaryDirectory(prefix="bench-clips-") as tmp:
+        clips = Path(tmp)
+        prefill_clips(clips, max(max(levels), MIN_CALLS))
         for calls in levels:
             if time.monotonic() - started > BUDGET_S:
                 table.notes.append(f"time budget ({BUDGET_S:.0f} s) spent before {calls} calls")
                 break
-            result = _run_level(urls, sink_url, calls, profile=False, quick=quick)
+            result = _run_level(urls, sink_url, calls, profile=False, quick=quick, clips=clips)
             done.append((calls, result))
-            s = _summarise(result)
+            s = summarise(result)
             load = result["load"]
             millis = [
                 f"{1000 * s[k]:.0f}" for k in ("wait_p50", "wait_p95", "heard_p95", "added_p50", "added_p95")
@@ -373,7 +438,10 @@ def run(quick: bool, levels: tuple[int, ...] | None = None) -> list[Table]:
                 break
         profiled = None
         if done and not quick:  # what dominates at the last (largest) level
-            profiled = (done[-1][0], _run_level(urls, sink_url, done[-1][0], profile=True, quick=False))
+            profiled = (
+                done[-1][0],
+                _run_level(urls, sink_url, done[-1][0], profile=True, quick=False, clips=clips),
+            )
     designed = done[0][1]["designed_silence_s"] if done else 0.0
     detail = f"{best or 0} calls with added p95 <= 100 ms, peak RSS <= 2 GB and no failed call"
     if first_miss is not None:

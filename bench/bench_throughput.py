@@ -1,19 +1,26 @@
-"""Item 3: simulated text calls per second for one worker process, telemetry on vs OTEL_SDK_DISABLED.
+"""Item 3: simulated calls per second of one worker process, telemetry on vs OTEL_SDK_DISABLED (text, voice).
 
-Issue 8 item 3 and issue 13 goal 1 (text mode). The measured process is one "worker": ``setup_telemetry``
-as in production (telemetry on: OTLP/HTTP to a loopback sink, ``sales-agent otlp-sink``, with the span
-budget of ``SALES_AGENT_TRACE_DETAIL=turn``; off: ``OTEL_SDK_DISABLED=true``), the runtime ``simulate`` uses
-(RouterLLM, ResilientCrm, SessionManager) and the scripted calls of ``agent.simulate`` through the real
-``SalesCall`` in LiveKit's text mode. The LLM providers (primary + backup) and the CRM service run as
-their own processes, started once and shared by every configuration, so the measured process does only
-the worker's work. Each (concurrency, telemetry) configuration runs in its own child process; on/off
-alternate within each concurrency level, and each level is repeated ``--repeats`` times (median).
-Besides off and on: off measured again (the A/A control: two identical configurations, the method's
-noise) and on with ``SALES_AGENT_TRACE_DETAIL=debug`` (every LiveKit span: what the span budget saves).
-Spans per call are counted by the sink (what arrived, decoded). Voice mode is not measured yet: it waits
-for voice calls in ``simulate`` (issue 11); the table says so.
+Issue 8 item 3 and issue 13 goal 1. Text mode (tables 3 and 3b): the measured process is one "worker":
+``setup_telemetry`` as in production (telemetry on: OTLP/HTTP to a loopback sink, ``sales-agent
+otlp-sink``, with the span budget of ``SALES_AGENT_TRACE_DETAIL=turn``; off: ``OTEL_SDK_DISABLED=true``),
+the runtime ``simulate`` uses (RouterLLM, ResilientCrm, SessionManager) and the scripted calls of
+``agent.simulate`` through the real ``SalesCall`` in LiveKit's text mode. The LLM providers (primary +
+backup) and the CRM service run as their own processes, started once and shared by every configuration,
+so the measured process does only the worker's work. Each (concurrency, telemetry) configuration runs in
+its own child process; the configurations alternate within each concurrency level, and each level is
+repeated ``--repeats`` times (median). Besides off and on: off measured again (the A/A control: two
+identical configurations, the method's noise) and on with ``SALES_AGENT_TRACE_DETAIL=debug`` (every
+LiveKit span: what the span budget saves). Spans per call are counted by the sink (what arrived, decoded).
 
-    python -m bench.bench_throughput [--quick] [--concurrency 1,4,16,32] [--repeats 2]
+Voice mode (table 3c, ``bench/_voice_throughput.py``): the same configurations (on-debug by
+``--voice-modes``) over simulated voice calls (real audio at real-time pace, Silero VAD, the STT/TTS
+stand-ins over HTTP: item 13's runtime), with CPU seconds per call and the agent's added latency beside
+calls/s, because real-time pacing hides the cost in calls/s until the CPU is the limit; ``--voice-profile``
+adds a pyinstrument profile on vs off at the largest level (table 3d).
+
+    python -m bench.bench_throughput [--quick] [--mode text|voice|both] [--concurrency 1,4,16,32]
+        [--voice-concurrency 3,15,40] [--voice-modes off,off-again,on,on-debug] [--voice-profile]
+        [--repeats 2]
 """
 
 from __future__ import annotations
@@ -227,20 +234,22 @@ MODES = {
     "on": "on (OTLP, trace detail turn)",
     "on-debug": "on, trace detail debug (every span)",
 }
-VOICE_PENDING = (
-    "Voice mode: not measured. simulate has no voice calls yet (issue 11); this row is where they go."
-)
+
+
+def mode_env(mode: str, sink_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a measured worker in telemetry ``mode`` (a key of ``MODES``)."""
+    otlp = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink_url, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
+    if mode.startswith("off"):
+        return child_env(OTEL_SDK_DISABLED="true", **extra)
+    # the shipped configuration, with its default trace detail or every span
+    detail = "debug" if mode == "on-debug" else "turn"
+    return child_env(**otlp, LIVEKIT_TELEMETRY_ALLOW_PII=None, SALES_AGENT_TRACE_DETAIL=detail, **extra)
 
 
 def _run_config(
     llm_urls: list[str], crm_url: str, sink_url: str, calls: int, conc: int, mode: str, profile: bool = False
 ) -> dict[str, Any]:
-    otlp = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink_url, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
-    if mode.startswith("off"):
-        env = child_env(OTEL_SDK_DISABLED="true")
-    else:  # the shipped configuration, with its default trace detail or every span
-        detail = "debug" if mode == "on-debug" else "turn"
-        env = child_env(**otlp, LIVEKIT_TELEMETRY_ALLOW_PII=None, SALES_AGENT_TRACE_DETAIL=detail)
+    env = mode_env(mode, sink_url)
     args = ["--child", "--calls", str(calls), "--concurrency", str(conc), "--crm-url", crm_url]
     for url in llm_urls:
         args += ["--llm-url", url]
@@ -249,7 +258,7 @@ def _run_config(
     return run_child("bench.bench_throughput", args, env=env, timeout_s=900)
 
 
-def _sink_admin(sink_url: str, method: str, path: str) -> dict[str, Any]:
+def sink_admin(sink_url: str, method: str, path: str) -> dict[str, Any]:
     """The OTLP sink's admin API (reset its counters / read them)."""
     import httpx
 
@@ -270,10 +279,10 @@ def run(quick: bool, levels: list[int] | None = None, repeats: int | None = None
                 order = list(MODES)
                 shift = (rep + levels.index(conc)) % len(order)  # rotate which mode goes first
                 for mode in order[shift:] + order[:shift]:
-                    _sink_admin(sink_url, "POST", "/admin/reset")
+                    sink_admin(sink_url, "POST", "/admin/reset")
                     result = _run_config(llm_urls, crm_url, sink_url, calls, conc, mode)
                     # Every call's spans, the 2 warm-up calls' included (the child flushes before exit).
-                    spans = _sink_admin(sink_url, "GET", "/admin/stats")["spans"]
+                    spans = sink_admin(sink_url, "GET", "/admin/stats")["spans"]
                     result["spans_per_call"] = spans / (calls + WARM_CALLS)
                     results.setdefault((conc, mode), []).append(result)
         prof_conc = min(16, max(levels))
@@ -284,8 +293,6 @@ def run(quick: bool, levels: list[int] | None = None, repeats: int | None = None
             )
             for on in (True, False)
         }
-        profiles = {on: res["hotspots"] for on, res in profiled.items()}
-        profiles_threads = profiled[True].get("threads_cpu_s", {})
     table = Table(
         "3. Throughput of one worker process: simulated text calls (median of repeats)",
         [
@@ -353,7 +360,6 @@ def run(quick: bool, levels: list[int] | None = None, repeats: int | None = None
             f"Every span (SALES_AGENT_TRACE_DETAIL=debug): worst level {worst['on-debug']:.2f}x of off; "
             "the span budget's saving is the difference to the 'on' rows."
         )
-    table.notes.append(VOICE_PENDING)
     table.notes.append(
         "vs off: CPU/call = CPU ms per call off / on (< 1: telemetry costs CPU): less sensitive to other "
         "processes' load than calls/s on a shared machine."
@@ -363,20 +369,35 @@ def run(quick: bool, levels: list[int] | None = None, repeats: int | None = None
         "a turn is one "
         "`session.run(user_input)` incl. tool calls and the LLM's follow-up."
     )
-    prof = Table(
+    title = (
         f"3b. Where telemetry's extra time goes: worker main thread at concurrency {prof_conc}, "
-        "pyinstrument self time per call by package",
-        ["package", "ms/call on", "ms/call off", "extra ms/call"],
+        "pyinstrument self time per call by package"
     )
+    return [table, profile_table(title, profiled)]
+
+
+def profile_table(title: str, profiled: dict[bool, dict[str, Any]], idle: tuple[str, ...] = ()) -> Table:
+    """Telemetry on (``profiled[True]``) vs off: pyinstrument self time per completed call by package,
+    largest extra first, and the functions with the most extra. ``idle``: functions that are the event
+    loop waiting (``epoll.poll``), left out of their package (builtins) and of the functions."""
+    prof = Table(title, ["package", "ms/call on", "ms/call off", "extra ms/call"])
     done = {on: max(1, profiled[on]["completed"]) for on in (True, False)}
-    per_call = {
-        on: (
-            {p["name"]: p["self_s"] * 1000 / done[on] for p in profiles[on]["packages"]},
-            {f["name"]: f["self_s"] * 1000 / done[on] for f in profiles[on]["functions"]},
-        )
-        for on in (True, False)
-    }
-    pkgs_on, pkgs_off = per_call[True][0], per_call[False][0]
+
+    def is_idle(name: str) -> bool:
+        return bool(idle) and name.startswith(idle)
+
+    def per_call(on: bool) -> tuple[dict[str, float], dict[str, float]]:
+        hotspots = profiled[on]["hotspots"]
+        scale = 1000 / done[on]  # seconds over the batch -> ms per call
+        functions = {f["name"]: f["self_s"] * scale for f in hotspots["functions"] if not is_idle(f["name"])}
+        idle_s = sum(f["self_s"] for f in hotspots["functions"] if is_idle(f["name"]))
+        packages = {
+            p["name"]: (p["self_s"] - (idle_s if p["name"] == "builtins (C calls)" else 0.0)) * scale
+            for p in hotspots["packages"]
+        }
+        return packages, functions
+
+    (pkgs_on, fn_on), (pkgs_off, fn_off) = per_call(True), per_call(False)
     deltas = sorted(
         ((name, pkgs_on.get(name, 0.0), pkgs_off.get(name, 0.0)) for name in set(pkgs_on) | set(pkgs_off)),
         key=lambda row: row[1] - row[2],
@@ -390,43 +411,92 @@ def run(quick: bool, levels: list[int] | None = None, repeats: int | None = None
         sum(pkgs_off.values()),
         sum(pkgs_on.values()) - sum(pkgs_off.values()),
     )
-    fn_on, fn_off = per_call[True][1], per_call[False][1]
     fn_deltas = sorted(((n, fn_on[n] - fn_off.get(n, 0.0)) for n in fn_on), key=lambda kv: -kv[1])[:8]
     prof.notes.append(
         "Functions with the most extra self time (ms/call): "
         + "; ".join(f"{name} +{delta:.1f}" for name, delta in fn_deltas)
     )
+    threads = profiled[True].get("threads_cpu_s", {})
     prof.notes.append(
         "pyinstrument samples the main thread only; CPU seconds by thread during the profiled batch "
         "(telemetry on): "
-        + ", ".join(f"{k} {v:.2f} s" for k, v in sorted(profiles_threads.items(), key=lambda kv: -kv[1]))
+        + ", ".join(f"{k} {v:.2f} s" for k, v in sorted(threads.items(), key=lambda kv: -kv[1]))
     )
-    return [table, prof]
+    return prof
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
+    from bench import _voice_throughput as voice
+
     parser = bench_arg_parser(__doc__.splitlines()[0])
-    parser.add_argument("--concurrency", default=None, help="comma-separated levels (default 1,4,16,32)")
+    parser.add_argument(
+        "--mode", choices=("text", "voice", "both"), default="both", help="which calls (default both)"
+    )
+    parser.add_argument(
+        "--concurrency", default=None, help="text: comma-separated levels (default 1,4,16,32)"
+    )
     parser.add_argument("--repeats", type=int, default=None, help="repeats per configuration (default 2)")
+    parser.add_argument(
+        "--voice-concurrency", default=None, help="voice: comma-separated levels (default 3,15,40)"
+    )
+    parser.add_argument(
+        "--voice-modes",
+        default=None,
+        help="voice: configurations, off first (default off,off-again,on; on-debug: every span)",
+    )
+    parser.add_argument(
+        "--voice-profile", action="store_true", help="voice: also profile on vs off at the largest level"
+    )
     hidden = argparse.SUPPRESS
     parser.add_argument("--child", action="store_true", help=hidden)
     parser.add_argument("--calls", type=int, default=4, help=hidden)
     parser.add_argument("--llm-url", action="append", default=[], help=hidden)
     parser.add_argument("--crm-url", default="", help=hidden)
+    parser.add_argument("--stt-url", action="append", default=[], help=hidden)
+    parser.add_argument("--tts-url", action="append", default=[], help=hidden)
+    parser.add_argument("--no-warm-up", action="store_true", help=hidden)
     parser.add_argument("--profile", action="store_true", help=hidden)
     parser.add_argument("--result-out", type=Path, default=None, help=hidden)
     args = parser.parse_args(argv)
     if args.child:
-        conc = int(args.concurrency or 1)
-        result = asyncio.run(_child_async(args.llm_url, args.crm_url, args.calls, conc, args.profile))
-        write_result(args.result_out, result)
+        if args.mode == "voice":
+            voice.child_main(args)
+        else:
+            conc = int(args.concurrency or 1)
+            result = asyncio.run(_child_async(args.llm_url, args.crm_url, args.calls, conc, args.profile))
+            write_result(args.result_out, result)
         sys.stdout.flush()
         os._exit(0)  # don't wait on exporter threads
-    levels = [int(x) for x in args.concurrency.split(",")] if args.concurrency else None
-    emit(run(args.quick, levels, args.repeats), args.json_out)
+    levels = _levels(parser, "--concurrency", args.concurrency)
+    voice_levels = _levels(parser, "--voice-concurrency", args.voice_concurrency)
+    voice_modes = args.voice_modes.split(",") if args.voice_modes else None
+    if voice_modes is not None and (voice_modes[0] != "off" or not set(voice_modes) <= set(MODES)):
+        parser.error(
+            f"--voice-modes {args.voice_modes!r}: off first, then any of {', '.join(list(MODES)[1:])}"
+        )
+    if args.repeats is not None and args.repeats < 1:
+        parser.error("--repeats: at least 1")
+    tables: list[Table] = []
+    if args.mode in ("text", "both"):
+        tables += run(args.quick, levels, args.repeats)
+    if args.mode in ("voice", "both"):
+        tables += voice.run(args.quick, voice_levels, args.repeats, voice_modes, args.voice_profile)
+    emit(tables, args.json_out)
     return 0
+
+
+def _levels(parser: Any, flag: str, value: str | None) -> list[int] | None:
+    if not value:
+        return None
+    try:
+        levels = [int(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        parser.error(f"{flag} {value!r}: expected comma-separated whole numbers, e.g. 1,4,16")
+    if not levels or min(levels) < 1:
+        parser.error(f"{flag} {value!r}: every level must be at least 1")
+    return levels
 
 
 if __name__ == "__main__":

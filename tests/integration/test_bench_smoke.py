@@ -39,7 +39,7 @@ def _failover(tables: Tables, _stdout: str) -> None:
 
 
 def _throughput(tables: Tables, _stdout: str) -> None:
-    table, profile = tables
+    table, profile, voice = tables
     assert [row[0] for row in table["rows"]] == [2, 2, 2, 2]
     labels = [row[1] for row in table["rows"]]
     assert labels == [
@@ -49,13 +49,23 @@ def _throughput(tables: Tables, _stdout: str) -> None:
         "on, trace detail debug (every span)",
     ]
     assert any(note.startswith("A/A control") for note in table["notes"])
-    assert any(note.startswith("Voice mode: not measured") for note in table["notes"])
     assert all(row[2] > 0 for row in table["rows"]), "calls completed in every configuration"
     spans = {row[1]: row[8] for row in table["rows"]}
     assert 0 < spans["on (OTLP, trace detail turn)"] < spans["on, trace detail debug (every span)"]
     assert table["verdicts"][0].split(" ", 1)[1].startswith("telemetry on >= 0.95x off (calls/s), text mode")
     assert not any("calls failed" in note for note in table["notes"])
     assert profile["rows"], "the profile by package is reported"
+    # Voice mode (--quick: one call at a time, off / off again / on, one agent process each).
+    assert voice["title"].startswith("3c.")
+    columns = voice["columns"]
+    rows = {row[1]: dict(zip(columns, row, strict=True)) for row in voice["rows"]}
+    assert list(rows) == labels[:3] and all(row["calls at once"] == 1 for row in rows.values())
+    assert all(row["calls/s"] > 0 and row["CPU s/call"] > 0 and row["failed"] == 0 for row in rows.values())
+    assert rows["on (OTLP, trace detail turn)"]["spans/call"] > 0, "the sink received the voice call's spans"
+    assert rows["off again (A/A control)"]["vs off: calls/s"].endswith("x")
+    [line] = voice["verdicts"]
+    assert line.split()[0] in ("PASS", "MISS") and "telemetry on >= 0.95x off (calls/s), voice mode" in line
+    assert any(note.startswith("A/A control") for note in voice["notes"])
 
 
 def _memory(tables: Tables, _stdout: str) -> None:
@@ -197,7 +207,8 @@ class Smoke:
 SMOKES: dict[str, Smoke] = {
     "bench.bench_instrumentation": Smoke(_instrumentation),
     "bench.bench_failover": Smoke(_failover),
-    "bench.bench_throughput": Smoke(_throughput, ("--concurrency", "2")),
+    # Text at one level, then voice calls in real time: 7 worker processes.
+    "bench.bench_throughput": Smoke(_throughput, ("--concurrency", "2"), 2 * BENCH_TIMEOUT_S),
     "bench.bench_memory": Smoke(_memory),
     "bench.bench_export": Smoke(_export),
     "bench.bench_startup": Smoke(_startup),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bench import run_all
@@ -80,7 +82,9 @@ def test_goal_summary_names_every_goal_of_issues_8_and_13() -> None:
     assert rows["issue 13.1: span budget: readable trace, no orphans"][0][0] == "PASS"
     # What nothing measures is said so, never PASS.
     assert rows["issue 13.5: voice density"][0][0] == "not run"  # item 13 was not in this run
-    assert rows["issue 13.1: telemetry on >= 0.95x off, voice mode"][0][0] == "not measured"
+    assert rows["issue 13.1: telemetry on >= 0.95x off, voice mode"] == [
+        ("not measured", "item 3 printed no goal line for it")
+    ]
     assert rows["issue 13.4: start-up in seconds"][0] == ("not run", "item 6 was not in this run (--only)")
     assert rows["issue 13.2: against the peers, in instructions"][0][0] == "FAILED"
     # Goal lines of other issues' items are kept, under their item.
@@ -99,3 +103,66 @@ def test_an_item_that_adds_goal_lines_plugs_into_its_goal() -> None:
     assert _goal_rows(summary)["issue 13.4: start-up in seconds"] == [
         ("PASS", "simulate prints its first line within 1 s: 0.4 s")
     ]
+
+
+def test_the_voice_mode_goal_is_decided_by_item_3s_voice_line_with_its_figures() -> None:
+    from bench._common import Table, verdict
+
+    text = Table("3. Throughput of one worker process: simulated text calls", ["x"])
+    text.verdicts.append(verdict("telemetry on >= 0.95x off (calls/s), text mode", False, "worst 0.90x"))
+    voice = Table("3c. Throughput of one agent process: simulated voice calls", ["x"])
+    voice.verdicts.append(
+        verdict("telemetry on >= 0.95x off (calls/s), voice mode", True, "worst level 0.98x (1.00x at 3)")
+    )
+    rows = _goal_rows(run_all.summary_table([text, voice], items=[3]))
+    assert rows["issue 13.1: telemetry on >= 0.95x off, voice mode"] == [
+        ("PASS", "telemetry on >= 0.95x off (calls/s), voice mode: worst level 0.98x (1.00x at 3)")
+    ]
+    # The text goals keep the text line only.
+    for goal in (
+        "issue 13.1: telemetry on >= 0.95x off, text mode",
+        "issue 8.3: throughput, telemetry on vs off",
+    ):
+        assert rows[goal] == [("MISS", "telemetry on >= 0.95x off (calls/s), text mode: worst 0.90x")]
+    assert not any(goal.startswith("item 3") for goal in rows), "every line of item 3 has its goal"
+
+
+def _voice_level(calls_per_s: float, cpu_s_per_call: float, wait_s: float) -> dict[str, Any]:
+    """One level's figures as ``bench_density.measure_batch`` reports them (15 calls)."""
+    wall = 15 / calls_per_s
+    return {
+        "calls": 15, "total": 15, "completed": 15, "failed": 0, "wall_s": wall, "call_s": 300.0,
+        "cpu_s": 15 * cpu_s_per_call, "threads_cpu_s": {"MainThread": 10 * cpu_s_per_call},
+        "turns": [{"wait_s": wait_s, "stages": {}}] * 30, "heard_waits_s": [wait_s + 0.1],
+        "designed_silence_s": 0.55, "provider_s": {"stt": 0.01, "llm": 0.02, "tts": 0.02},
+        "rss_before_mb": 400.0, "rss_peak_mb": 410.0, "spans_per_call": 100.0,
+    }  # fmt: skip
+
+
+def test_the_voice_table_decides_on_calls_per_s_at_every_level_with_cpu_and_latency_beside() -> None:
+    from bench._voice_throughput import voice_table
+
+    results = {
+        (3, "off"): [_voice_level(0.100, 1.00, 0.75), _voice_level(0.100, 1.00, 0.75)],
+        (3, "off-again"): [_voice_level(0.101, 0.98, 0.75)],
+        (3, "on"): [_voice_level(0.099, 1.10, 0.80)],
+        (40, "off"): [_voice_level(1.000, 0.80, 1.65)],
+        (40, "off-again"): [_voice_level(0.990, 0.81, 1.65)],
+        (40, "on"): [_voice_level(0.900, 0.90, 2.15)],  # the CPU-limited level: 0.90x
+    }
+    table = voice_table(results, [3, 40], ["off", "off-again", "on"], [1.0, 1.2])
+    [line] = table.verdicts
+    assert line.startswith("MISS telemetry on >= 0.95x off (calls/s), voice mode: worst level 0.90x")
+    assert "0.99x at 3, 0.90x at 40" in line and "CPU per call on/off 1.10-1.12x" in line
+    rows = {(row[0], row[1].split(" ")[0]): row for row in table.rows}
+    columns = table.columns
+    on_40 = dict(zip(columns, rows[(40, "on")], strict=True))
+    assert on_40["vs off: calls/s"] == "0.90x" and on_40["vs off: CPU/call"] == "1.12x"
+    # added = 2.15 - 0.55 - 0.05 = 1.55 s against 1.65 - 0.55 - 0.05 = 1.05 s off
+    assert on_40["added p95 ms"] == 1550 and on_40["vs off: added p95"] == "1.48x"
+    assert on_40["spans/call"] == 100.0 and rows[(40, "off")][columns.index("spans/call")] == ""
+    assert any(note.startswith("A/A control: off measured again lands at 0.99-1.01x") for note in table.notes)
+
+    results[(40, "on")] = [_voice_level(0.960, 0.90, 2.15)]
+    [line] = voice_table(results, [3, 40], ["off", "off-again", "on"], [1.0]).verdicts
+    assert line.startswith("PASS") and "worst level 0.96x" in line
