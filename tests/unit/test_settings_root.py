@@ -227,6 +227,7 @@ ENV_READERS = {
     "agent/simulate/workers.py": "passes its environment on to the worker processes it starts",
     "agent/gameday/command.py": "the game day's children inherit the operator's environment",
     "telemetry/http_semconv.py": "sets OTEL_SEMCONV_STABILITY_OPT_IN before httpx is instrumented",
+    "agent/worker.py": "sets LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE before livekit starts its job threads",
 }
 
 
