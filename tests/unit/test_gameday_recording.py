@@ -3,29 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import yaml
+from gameday_fakes import SCRAPE_S, FakeClock, fake_game_day
 
 from agent.gameday import record, run
 from agent.gameday.observe import Notification
 from agent.gameday.scenarios import Scenario
-
-SCRAPE_S = 15
-
-
-class FakeClock:
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def time(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += max(seconds, 0.001)
 
 
 def _unexpected_check_times(path: Path) -> list[int]:
@@ -73,9 +57,6 @@ def test_game_day_records_a_tail_after_the_resolution_and_hands_its_end_to_the_n
     """Measured 2026-12-01: llm-primary-down's recording ended seconds after the resolved notification; its
     replay, a step behind the live evaluation, still fired at the after-recovery checkpoint."""
     clock = FakeClock(1_796_000_000.0)
-    monkeypatch.setattr(run, "time", clock)
-    monkeypatch.setattr(run, "_firing_now", lambda stack: {})
-    monkeypatch.setattr(run, "_active_now", lambda stack: [])
     phases: dict[str, float] = {}
 
     def sent(url: str) -> list[Notification]:
@@ -87,9 +68,6 @@ def test_game_day_records_a_tail_after_the_resolution_and_hands_its_end_to_the_n
             out.append(Notification(phases["recover"] + 40, "page", "resolved", labels))
         return out
 
-    monkeypatch.setattr(run, "notifications", sent)
-    recorded: list[dict] = []
-    monkeypatch.setattr(run, "write_promtool_test", lambda url, **kw: recorded.append(kw) or kw["out"])
     scenario = Scenario(
         name="s",
         severity="critical",
@@ -98,11 +76,7 @@ def test_game_day_records_a_tail_after_the_resolution_and_hands_its_end_to_the_n
         inject=lambda stack: phases.update(inject=clock.now),
         recover=lambda stack: phases.update(recover=clock.now),
     )
-    stack = SimpleNamespace(
-        prometheus_url="p", notifications_url="n", config=SimpleNamespace(scrape_interval_s=SCRAPE_S)
-    )
-    host = SimpleNamespace(busy=lambda start, end: None)
-    day = run.GameDay(stack, host, record_dir=tmp_path, progress=lambda line: None)  # type: ignore[arg-type]
+    day, recorded = fake_game_day(monkeypatch, tmp_path, clock, sent)
 
     first = day.run(scenario)
     resolved_at = phases["recover"] + 40
@@ -123,7 +97,6 @@ def test_the_next_recording_checks_for_unexpected_alerts_only_once_the_last_ones
     when its page had resolved and the scenario ended; the run waited for it, but tts-down's recording
     checked for unexpected alerts from stt-down's end and its replay called that warning unexpected."""
     clock = FakeClock(1_796_000_000.0)
-    monkeypatch.setattr(run, "time", clock)
     phases: dict[str, float] = {}
     warning = {"alertname": "FallbackWarning", "severity": "warning"}
     clears_at: dict[str, float] = {}
@@ -142,11 +115,6 @@ def test_the_next_recording_checks_for_unexpected_alerts_only_once_the_last_ones
             out.append(Notification(phases["recover"] + 40, "page", "resolved", labels))
         return out
 
-    monkeypatch.setattr(run, "_firing_now", lambda stack: {})
-    monkeypatch.setattr(run, "_active_now", active)
-    monkeypatch.setattr(run, "notifications", sent)
-    recorded: list[dict] = []
-    monkeypatch.setattr(run, "write_promtool_test", lambda url, **kw: recorded.append(kw) or kw["out"])
     scenario = Scenario(
         name="s",
         severity="critical",
@@ -156,11 +124,7 @@ def test_the_next_recording_checks_for_unexpected_alerts_only_once_the_last_ones
         inject=lambda stack: phases.update(inject=clock.now),
         recover=lambda stack: phases.update(recover=clock.now),
     )
-    stack = SimpleNamespace(
-        prometheus_url="p", notifications_url="n", config=SimpleNamespace(scrape_interval_s=SCRAPE_S)
-    )
-    host = SimpleNamespace(busy=lambda start, end: None)
-    day = run.GameDay(stack, host, record_dir=tmp_path, progress=lambda line: None)  # type: ignore[arg-type]
+    day, recorded = fake_game_day(monkeypatch, tmp_path, clock, sent, active=active)
 
     first = day.run(scenario)
     assert first.ended_at < clears_at["t"]  # the scenario ended while its warning still fired
@@ -172,9 +136,6 @@ def test_the_fault_stays_on_for_the_replays_lag_after_the_last_expected_notifica
     """Measured 2026-12-01: tts-primary-down recovered 4 s after its notification, its warning firing
     live for 31 s; the replay, a step behind, did not fire it yet at the recording's recovery check."""
     clock = FakeClock(1_796_000_000.0)
-    monkeypatch.setattr(run, "time", clock)
-    monkeypatch.setattr(run, "_firing_now", lambda stack: {})
-    monkeypatch.setattr(run, "_active_now", lambda stack: [])
     phases: dict[str, float] = {}
 
     def sent(url: str) -> list[Notification]:
@@ -186,8 +147,6 @@ def test_the_fault_stays_on_for_the_replays_lag_after_the_last_expected_notifica
             out.append(Notification(phases["recover"] + 60, "chat", "resolved", labels))
         return out
 
-    monkeypatch.setattr(run, "notifications", sent)
-    monkeypatch.setattr(run, "write_promtool_test", lambda url, **kw: kw["out"])
     scenario = Scenario(
         name="s",
         severity="warning",
@@ -196,11 +155,7 @@ def test_the_fault_stays_on_for_the_replays_lag_after_the_last_expected_notifica
         inject=lambda stack: phases.update(inject=clock.now),
         recover=lambda stack: phases.update(recover=clock.now),
     )
-    stack = SimpleNamespace(
-        prometheus_url="p", notifications_url="n", config=SimpleNamespace(scrape_interval_s=SCRAPE_S)
-    )
-    host = SimpleNamespace(busy=lambda start, end: None)
-    day = run.GameDay(stack, host, record_dir=tmp_path, progress=lambda line: None)  # type: ignore[arg-type]
+    day, _ = fake_game_day(monkeypatch, tmp_path, clock, sent)
     result = day.run(scenario)
     assert result.time_to_notify("X") == 191
     assert result.recovered_at - result.notified["X"] >= run.RECORD_TAIL_STEPS * SCRAPE_S

@@ -8,10 +8,10 @@ import dataclasses
 import json
 import urllib.request
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import yaml
+from gameday_fakes import FakeClock, fake_game_day
 from prometheus_helpers import alert_rules
 
 from agent.gameday import run
@@ -169,20 +169,6 @@ def test_a_speech_fault_reaches_the_stand_in_and_is_cleared_by_the_recovery(tmp_
             assert json.load(response)["fault"] == "ok"
 
 
-class FakeClock:
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def time(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += max(seconds, 0.001)
-
-
 def test_a_lasting_alert_is_neither_waited_for_nor_unexpected_in_the_scenarios_after_it(
     tmp_path, monkeypatch
 ):
@@ -190,7 +176,6 @@ def test_a_lasting_alert_is_neither_waited_for_nor_unexpected_in_the_scenarios_a
     scenario starts without waiting the 15-minute quiet timeout for it, and its firing there is that
     earlier outage's, not the new scenario's unexpected alert (nor its recording's)."""
     clock = FakeClock(1_796_000_000.0)
-    monkeypatch.setattr(run, "time", clock)
     slow_burn = {"alertname": "SLOCallAvailabilitySlowBurn", "severity": "warning", "component": "slo"}
     state: dict[str, object] = {"phase": "first", "slow_burn": None}
 
@@ -212,12 +197,6 @@ def test_a_lasting_alert_is_neither_waited_for_nor_unexpected_in_the_scenarios_a
             note.append(run.Notification(recovered + 30, "page", "resolved", {"alertname": "X"}))  # type: ignore[operator]
         return note
 
-    monkeypatch.setattr(run, "_active_now", active)
-    monkeypatch.setattr(run, "_firing_now", firing)
-    monkeypatch.setattr(run, "notifications", sent)
-    recorded: list[dict] = []
-    monkeypatch.setattr(run, "write_promtool_test", lambda url, **kw: recorded.append(kw) or kw["out"])
-
     def inject(_stack: object) -> None:
         state.update(injected_at=clock.now, recovered_at=None)
 
@@ -229,11 +208,7 @@ def test_a_lasting_alert_is_neither_waited_for_nor_unexpected_in_the_scenarios_a
     def scenario(name: str, tolerated: frozenset[str]) -> Scenario:
         return Scenario(name, "critical", "d", frozenset({"X"}), inject, recover, tolerated=tolerated)
 
-    stack = SimpleNamespace(
-        prometheus_url="p", notifications_url="n", config=SimpleNamespace(scrape_interval_s=15)
-    )
-    host = SimpleNamespace(busy=lambda start, end: None)
-    day = run.GameDay(stack, host, record_dir=tmp_path, progress=lambda line: None)  # type: ignore[arg-type]
+    day, recorded = fake_game_day(monkeypatch, tmp_path, clock, sent, active=active, firing=firing)
 
     first = day.run(scenario("stt-down", frozenset({"SLOCallAvailabilitySlowBurn"})))
     assert first.unexpected == []
