@@ -103,7 +103,7 @@ def spawn(
                 spawned = Spawned(name, process, port, log_path, extra)
                 yield spawned
             finally:
-                _stop(process, stop_timeout_s)
+                stop_process(process, stop_timeout_s)
                 if spawned is not None:
                     log_file.flush()
                     spawned._final_output = log_path.read_text(errors="replace")
@@ -140,7 +140,8 @@ def _copy_lines(source: IO[str] | None, sink: IO[str]) -> None:
             sink.write(line)
 
 
-def _stop(process: subprocess.Popen[str], timeout_s: float) -> None:
+def stop_process(process: subprocess.Popen[str], timeout_s: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout_s``; reaps it either way."""
     if process.poll() is None:
         process.terminate()
         try:

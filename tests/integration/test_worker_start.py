@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench._fake_livekit import JOB_ID, run_fake_livekit
-from local_services.harness import in_thread
+from local_services.harness import in_thread, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -112,12 +112,7 @@ def test_the_worker_registers_and_takes_a_job_while_litellm_is_still_held_back(t
             _until(logged(f"job {JOB_ID} waited"), 60, "the job did not resume after the warm-up", log_path)
         finally:
             gate.touch()
-            worker.terminate()
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait(timeout=10)
+            stop_process(worker, 30)
     output = log_path.read_text(errors="replace")
     assert "warm-up failed" not in output, output[-4000:]
     assert notes.read_text().splitlines() == ["held sales-agent-imports", "released"]
