@@ -364,30 +364,25 @@ class SimRuntime:
 async def build_sim_call(llm_urls: list[str], crm_url: str) -> tuple[Call, SimRuntime]:
     """One scripted simulated call per invocation (as bench_throughput's worker runs them)."""
     from agent.app_settings import AppSettings
-    from agent.crm import CrmSettings
     from agent.runtime import start_runtime
     from agent.tenants import TenantRegistry
     from bench.bench_throughput import _one_call
 
-    settings = AppSettings()
-    tenants = TenantRegistry.from_file(settings.tenants.tenants_file)
-    llm_settings = _llm_settings(*llm_urls)
     tmp = tempfile.TemporaryDirectory(prefix="bench-peers-outbox-")
     # Under valgrind the production CRM timeouts (2 s / 5 s) would send writes to the outbox and
-    # measure the fallback path instead of the call.
-    crm_settings = CrmSettings(
-        CRM_URL=crm_url,
-        CALENDAR_URL=None,
-        CRM_OUTBOX_PATH=str(Path(tmp.name) / "o.db"),
-        CRM_CONNECT_TIMEOUT_S=120,
-        CRM_READ_TIMEOUT_S=300,
+    # measure the fallback path instead of the call; the LLM deadlines are stretched the same way.
+    settings = AppSettings.from_env(
+        llm={"chain": _llm_settings(*llm_urls).chain, **SLOW_DEADLINES},
+        crm={
+            "crm_url": crm_url,
+            "calendar_url": None,
+            "outbox_path": str(Path(tmp.name) / "o.db"),
+            "connect_timeout_s": 120,
+            "read_timeout_s": 300,
+        },
     )
-    runtime = await start_runtime(
-        llm_settings=llm_settings,
-        crm_settings=crm_settings,
-        session_settings=settings.sessions,
-        tenants=tenants,
-    )
+    tenants = TenantRegistry.from_file(settings.tenants.file)
+    runtime = await start_runtime(settings, tenants=tenants)
     state = SimRuntime(runtime, tenants.ids(), tmp)
     counter = iter(range(1_000_000))
 
