@@ -23,6 +23,9 @@ Telemetry modes:
   production        ``setup_telemetry`` as the worker runs it (redaction, views, httpx and LiveKit
                     wiring, log bridge), OTLP off, in-memory exporter and reader attached
   production-nolk   ``production`` with LiveKit's tracer switched to a no-op (LiveKit's spans off)
+  production-otlp   ``setup_telemetry`` exactly as shipped, exporting over OTLP/HTTP to a loopback sink
+                    (``--otlp-url``), nothing in-memory attached: the cost a deployment pays, export
+                    threads' encoding included (spans and logs are flushed at the end of each block)
   litellm-otel      LiteLLM's built-in OpenTelemetry callback (``litellm.callbacks``), defaults (traces)
   litellm-otel-metrics  the same with its metrics on (``enable_metrics=True``)
   openllmetry       ``opentelemetry-instrumentation-litellm`` (Traceloop's OpenLLMetry), defaults
@@ -64,6 +67,7 @@ TELEMETRY = (
     "ours+livekit",
     "production",
     "production-nolk",
+    "production-otlp",
     "litellm-otel",
     "litellm-otel-metrics",
     "openllmetry",
@@ -133,6 +137,28 @@ class MeasurementCounter:
         mc.SynchronousMeasurementConsumer.consume_measurement = counting  # type: ignore[method-assign]
 
 
+async def count_exported(call: Call, handle: Any, otlp_url: str, calls: int) -> dict[str, Any]:
+    """Spans, metric points and log records per call as the loopback OTLP sink received them."""
+    from bench.bench_throughput import sink_admin
+
+    measurements = MeasurementCounter()
+    handle.force_flush()
+    sink_admin(otlp_url, "POST", "/admin/reset")
+    for _ in range(calls):
+        await call()
+    await _settle()
+    handle.tracer_provider.force_flush()
+    handle.logger_provider.force_flush()
+    stats = sink_admin(otlp_url, "GET", "/admin/stats")
+    n = max(1, calls)
+    return {
+        "spans": stats.get("spans", 0) / n,
+        "log_records": stats.get("log_records", 0) / n,
+        "measurements": sum(measurements.by_instrument.values()) / n,
+        "measurements_by_instrument": {k: v / n for k, v in sorted(measurements.by_instrument.items())},
+    }
+
+
 def _new_sdk_providers(sinks: Sinks) -> tuple[Any, Any]:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -155,12 +181,23 @@ def _livekit_tracer_off() -> None:
     traces.tracer.set_provider(trace.NoOpTracerProvider())
 
 
-def install_telemetry(mode: str, sinks: Sinks) -> Any:
+def install_telemetry(mode: str, sinks: Sinks, otlp_url: str = "") -> Any:
     """Set up ``mode`` (see the module docstring); returns the production Telemetry handle or None."""
     from opentelemetry import metrics, trace
 
     if mode == "none":
         return None
+    if mode == "production-otlp":
+        import os
+
+        from telemetry.settings import TelemetrySettings
+        from telemetry.setup import setup_telemetry
+
+        if not otlp_url:
+            raise ValueError("telemetry production-otlp needs --otlp-url (the loopback OTLP sink)")
+        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp_url
+        os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf"
+        return setup_telemetry(TelemetrySettings())
     if mode in ("ours", "ours+livekit"):
         tracer_provider, meter_provider = _new_sdk_providers(sinks)
         trace.set_tracer_provider(tracer_provider)
@@ -495,11 +532,25 @@ async def _settle() -> None:
         await asyncio.sleep(0.05)
 
 
-async def measure(call: Call, warmup: int, blocks: list[tuple[str, int]]) -> dict[str, float]:
-    """Warm up (not counted), then each block between callgrind markers; returns wall seconds per block."""
+async def measure(
+    call: Call, warmup: int, blocks: list[tuple[str, int]], handle: Any = None
+) -> dict[str, float]:
+    """Warm up (not counted), then each block between callgrind markers; returns wall seconds per block.
+
+    With a production ``handle`` exporting over OTLP, each block ends by flushing its spans and logs, so
+    the export threads' work for the block's calls is inside the block (metrics are exported on their
+    timer, as deployed: a cost per interval, not per call).
+    """
+
+    def flush() -> None:
+        if handle is not None and handle.otlp_enabled:
+            handle.tracer_provider.force_flush()
+            handle.logger_provider.force_flush()
+
     for _ in range(warmup):
         await call()
     await _settle()
+    flush()
     markers = Markers()
     seconds: dict[str, float] = {}
     markers.start()
@@ -508,6 +559,7 @@ async def measure(call: Call, warmup: int, blocks: list[tuple[str, int]]) -> dic
         for _ in range(calls):
             await call()
         await _settle()
+        flush()
         seconds[label] = time.perf_counter() - started
         markers.dump(label)
     markers.stop()
@@ -548,7 +600,7 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
             setattr(litellm, switch, True)
     sinks = Sinks()
     watch = FailureWatch()
-    handle = install_telemetry(args.telemetry, sinks)
+    handle = install_telemetry(args.telemetry, sinks, args.otlp_url)
     if args.path == "sim" and handle is None:
         # The worker's logging as in production, our telemetry off (OTEL_SDK_DISABLED).
         from telemetry.settings import TelemetrySettings
@@ -575,10 +627,15 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
                 await call()
             profiler.disable()
             return {"profile": summarize_profile(profiler, args.n)}
-        seconds = await measure(call, args.warmup, [("k", args.k), ("n", args.n)])
+        seconds = await measure(call, args.warmup, [("k", args.k), ("n", args.n)], handle)
         if watch.records:
             raise RuntimeError(f"the LLM layer warned during the measured calls: {watch.records[:3]}")
-        emitted = await count_emitted(call, sinks, args.count_calls) if sinks.span_exporters else {}
+        if sinks.span_exporters:
+            emitted = await count_emitted(call, sinks, args.count_calls)
+        elif args.otlp_url and handle is not None:
+            emitted = await count_exported(call, handle, args.otlp_url, args.count_calls)
+        else:
+            emitted = {}
         behaviour = (
             await check_behaviour(args.path, args.llm_url[0], args.fault_url, request)
             if args.check and args.path == "router"
@@ -610,6 +667,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--switch", action="append", default=[], choices=SWITCHES)
     parser.add_argument("--llm-url", action="append", required=True, help="provider base URL with /v1")
     parser.add_argument("--crm-url", default="")
+    parser.add_argument("--otlp-url", default="", help="the loopback OTLP sink (telemetry production-otlp)")
     parser.add_argument("--request", type=Path, default=None, help="request_body() as JSON (else built here)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--k", type=int, default=5)
@@ -690,6 +748,7 @@ def run_variants(
     *,
     llm_urls: list[str],
     crm_url: str = "",
+    otlp_url: str = "",
     warmup: int,
     k: int,
     n: int,
@@ -710,7 +769,7 @@ def run_variants(
 
     def one(index: int, variant: Variant) -> Measured:
         args = ["--path", variant.path, "--telemetry", variant.telemetry, "--crm-url", crm_url]
-        args += ["--request", str(request_file)]
+        args += ["--request", str(request_file), "--otlp-url", otlp_url]
         if fault_url:
             args += ["--check", "--fault-url", fault_url]
         args += ["--warmup", str(warmup), "--k", str(k), "--n", str(n)]

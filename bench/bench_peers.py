@@ -35,8 +35,9 @@ import tempfile
 from pathlib import Path
 
 from bench._callgrind import unavailable_reason
-from bench._common import Table, bench_arg_parser, emit, verdict
+from bench._common import Table, bench_arg_parser, child_env, emit, verdict
 from bench._llm_variants import Measured, Variant, reply_provider, run_variants
+from local_services.harness import spawn
 
 LLM_ROWS: dict[str, Variant] = {
     "bare": Variant("(a) bare: Router.acompletion", "router"),
@@ -59,6 +60,12 @@ LLM_ROWS: dict[str, Variant] = {
 SIM_ROWS: dict[str, Variant] = {
     "sim-off": Variant("(a) simulated call, telemetry off", "sim"),
     "sim-ours": Variant("(b) ours: production telemetry", "sim", "production", baseline="sim-off"),
+    "sim-ours-otlp": Variant(
+        "(b') ours as shipped: OTLP/HTTP export to a loopback sink",
+        "sim",
+        "production-otlp",
+        baseline="sim-off",
+    ),
     "sim-litellm-otel": Variant("(c) LiteLLM otel callback", "sim", "litellm-otel", baseline="sim-off"),
     "sim-openllmetry": Variant("(d) OpenLLMetry", "sim", "openllmetry", baseline="sim-off"),
     "sim-openinference": Variant("(e) OpenInference", "sim", "openinference", baseline="sim-off"),
@@ -164,11 +171,11 @@ def run(
             from bench.bench_throughput import dependencies
 
             sw, sk, sn = FULL_SIM
-            with dependencies() as (llm_urls, crm_url):
+            with dependencies() as (llm_urls, crm_url), spawn("otlp-sink", env=child_env()) as sink:
                 results = run_variants(
                     [SIM_ROWS[key] for key in sim_variants],
-                    llm_urls=[f"{u}/v1" for u in llm_urls], crm_url=crm_url, warmup=sw, k=sk, n=sn,
-                    jobs=jobs, workdir=Path(tmp) / "sim",
+                    llm_urls=[f"{u}/v1" for u in llm_urls], crm_url=crm_url, otlp_url=sink.url,
+                    warmup=sw, k=sk, n=sn, jobs=jobs, workdir=Path(tmp) / "sim",
                 )  # fmt: skip
                 measured.update({key: results[SIM_ROWS[key].label] for key in sim_variants})
 
