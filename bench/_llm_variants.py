@@ -714,6 +714,7 @@ class Variant:
     telemetry: str = "none"
     switches: tuple[str, ...] = ()
     baseline: str | None = None  # label of the row this one adds to (None: it is a baseline)
+    env: tuple[tuple[str, str], ...] = ()  # extra environment of the child (e.g. an OTEL_* switch)
 
     def missing_package(self) -> str | None:
         """The PyPI package this variant needs and this environment lacks, or None."""
@@ -792,7 +793,8 @@ def run_variants(
         # No OTEL_SDK_DISABLED here: it would silence the peers' private SDK providers too; the child
         # switches our own telemetry off by not installing it.
         result, parts = run_counted(
-            "bench._llm_variants", args, env=child_env(), helper=helper, workdir=workdir / f"v{index}",
+            "bench._llm_variants", args, env=child_env(**dict(variant.env)), helper=helper,
+            workdir=workdir / f"v{index}",
             timeout_s=timeout_s,
         )  # fmt: skip
         by_label = {part.label: part for part in parts}

@@ -66,6 +66,22 @@ SIM_ROWS: dict[str, Variant] = {
         "production-otlp",
         baseline="sim-off",
     ),
+    # What the shipped cost is made of: the same child without spans (the sampler records none: metrics
+    # and logs only), and with every span (the span budget off).
+    "sim-ours-nospans": Variant(
+        "(b') as shipped, no spans recorded (OTEL_TRACES_SAMPLER=always_off)",
+        "sim",
+        "production-otlp",
+        baseline="sim-off",
+        env=(("OTEL_TRACES_SAMPLER", "always_off"),),
+    ),
+    "sim-ours-debug": Variant(
+        "(b') as shipped, every span (SALES_AGENT_TRACE_DETAIL=debug)",
+        "sim",
+        "production-otlp",
+        baseline="sim-off",
+        env=(("SALES_AGENT_TRACE_DETAIL", "debug"),),
+    ),
     "sim-litellm-otel": Variant("(c) LiteLLM otel callback", "sim", "litellm-otel", baseline="sim-off"),
     "sim-openllmetry": Variant("(d) OpenLLMetry", "sim", "openllmetry", baseline="sim-off"),
     "sim-openinference": Variant("(e) OpenInference", "sim", "openinference", baseline="sim-off"),
