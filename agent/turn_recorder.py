@@ -75,6 +75,8 @@ class TurnRecorder:
         self._turn: _Turn | None = None
         self._stream: _Stream | None = None
         self.recorded: list[RecordedTurn] = []  # what this call recorded (simulate's summary)
+        # Each LLM stream's wait for its first chunk, fallbacks included (simulate's time to first token).
+        self.llm_first_chunks_s: list[float] = []
         self._attrs = {names.TENANT_ID: call.tenant_id, names.TURN_MODE: mode}
 
     # --- the caller's side ------------------------------------------------------------------
@@ -110,6 +112,7 @@ class TurnRecorder:
         if stream is None or stream.first_chunk_s is not None:
             return
         stream.first_chunk_s = time.time() - stream.started_at
+        self.llm_first_chunks_s.append(stream.first_chunk_s)
         if self._turn is not None:
             self._add(self._turn, "llm", stream.first_chunk_s)
             self._turn.context = otel_context.get_current()

@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     from agent.runtime import Runtime
     from agent.simulate.runner import CallRunner
     from agent.simulate.stack import FaultSpec, Stack
-    from agent.simulate.trace_view import SpanCapture
     from agent.speech import SpeechServices
 
 log = logging.getLogger(__name__)
@@ -363,9 +362,12 @@ async def _simulate(
         from telemetry import names
         from telemetry.setup import setup_telemetry
 
-        capture = SpanCapture(max_traces=max(50, 4 * args.calls))
+        # Spans are kept in memory only for --show-trace: a synchronous exporter costs every span.
+        capture = SpanCapture(max_traces=max(50, 4 * args.calls)) if args.show_trace else None
         reader = InMemoryMetricReader()
-        telemetry = setup_telemetry(settings.telemetry, span_exporters=[capture], metric_readers=[reader])
+        telemetry = setup_telemetry(
+            settings.telemetry, span_exporters=[capture] if capture else [], metric_readers=[reader]
+        )
         exits.callback(telemetry.shutdown)  # one bounded flush at the end, even on errors
         configured = settings.crm.outbox_path if "outbox_path" in settings.crm.model_fields_set else None
         # CRM_OUTBOX_URL wins over the path: a PostgreSQL outbox, nothing of this run's to keep or remove.
@@ -427,9 +429,7 @@ async def _simulate(
                 console=console,
             ) as progress:
                 progress_task = progress.add_task("calls", total=args.calls)
-                run_one = _call_runner(
-                    args, uuid.uuid4().hex[:6], runtime=runtime, capture=capture, stack=stack, http=http
-                )
+                run_one = _call_runner(args, uuid.uuid4().hex[:6], runtime=runtime, stack=stack, http=http)
                 results = await run_batch(
                     calls=args.calls,
                     concurrency=args.concurrency,
@@ -452,11 +452,12 @@ async def _simulate(
             failed_calls += summary.failed_calls
             console.print(summary_table(summary))
             console.print(calls_table(results))
-            if args.show_trace and results and results[0].trace_id:
+            if capture is not None and results and results[0].trace_id:
                 console.print(render_trace(capture.spans(results[0].trace_id)))
             if not args.forever:
                 break
-            capture.clear()
+            if capture is not None:
+                capture.clear()
             import asyncio
 
             await asyncio.sleep(args.interval)
@@ -469,7 +470,6 @@ def _call_runner(
     run_id: str,
     *,
     runtime: Runtime,
-    capture: SpanCapture,
     stack: Stack,
     http: httpx.AsyncClient,
 ) -> CallRunner:
@@ -483,15 +483,12 @@ def _call_runner(
             runtime=runtime,
             stt_admin_urls=[ep.admin_url for ep in stack.stt],
             http=http,
-            capture=capture,
             turn_timeout_s=args.turn_timeout,
             clip_cache=args.voice_cache,
         )
     from agent.simulate.runner import run_call
 
-    return functools.partial(
-        run_call, run_id=run_id, runtime=runtime, capture=capture, turn_timeout_s=args.turn_timeout
-    )
+    return functools.partial(run_call, run_id=run_id, runtime=runtime, turn_timeout_s=args.turn_timeout)
 
 
 def _local_speech(settings: AppSettings, stack: Stack) -> SpeechServices:

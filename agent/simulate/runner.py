@@ -2,9 +2,9 @@
 
 Each call is a ``SalesCall`` (the worker's own call code) whose ``AgentSession`` runs in LiveKit's
 text mode: no audio, no LiveKit server. Each scripted line is one ``session.run(user_input=...)``;
-tool results feed the next lines (the offered slots). Numbers come from the telemetry the run
-produced: time-to-first-token from livekit's ``llm_node`` spans (``lk.response.ttft``, so a
-fallback's extra wait is included), fallbacks from ``sales_agent.llm.fallbacks``.
+tool results feed the next lines (the offered slots). Numbers come from the call's own turn recorder
+(the caller's wait per turn; each LLM stream's time to first chunk, a fallback's extra wait
+included), so they do not depend on which spans the trace keeps, or on telemetry being on.
 """
 
 from __future__ import annotations
@@ -23,12 +23,10 @@ from agent.call_context import CallContext
 from agent.runtime import Runtime
 from agent.sales_call import SalesCall
 from agent.simulate.scripts import ScriptState, render_turn, script_for
-from agent.simulate.trace_view import SpanCapture
 from agent.turn_recorder import RecordedTurn
 
 log = logging.getLogger(__name__)
 
-TTFT_ATTRIBUTE = "lk.response.ttft"  # livekit sets it on each llm_node span
 ISO_SLOT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?(?:[+-]\d{2}:\d{2}|Z)?")
 
 
@@ -62,7 +60,6 @@ async def run_call(
     *,
     run_id: str,
     runtime: Runtime,
-    capture: SpanCapture | None,
     turn_timeout_s: float = 30.0,
 ) -> CallResult:
     """One scripted call from start to recorded outcome; never raises (errors land in the result)."""
@@ -102,20 +99,8 @@ async def run_call(
     result.meetings = call.tools.meetings_booked
     result.duration_s = time.perf_counter() - started
     result.recorded_turns = list(call.turns.recorded)
-    result.ttfts_s = llm_ttfts(capture, result.trace_id)
+    result.ttfts_s = list(call.turns.llm_first_chunks_s)
     return result
-
-
-def llm_ttfts(capture: SpanCapture | None, trace_id: str) -> list[float]:
-    """Each LLM stream's time to first token in the call's trace (livekit's ``llm_node`` spans)."""
-    if capture is None or not trace_id:
-        return []
-    return [
-        float(span.attributes[TTFT_ATTRIBUTE])
-        for span in capture.spans(trace_id)
-        if span.name == "llm_node" and span.attributes and TTFT_ATTRIBUTE in span.attributes
-        and float(span.attributes[TTFT_ATTRIBUTE]) >= 0
-    ]  # fmt: skip
 
 
 CallRunner = Callable[[int, str], Awaitable[CallResult]]  # (index, tenant id) -> the call's result

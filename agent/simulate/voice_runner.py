@@ -26,9 +26,8 @@ from agent.call_context import CallContext
 from agent.runtime import Runtime
 from agent.sales_call import SalesCall
 from agent.simulate.caller_audio import make_clip
-from agent.simulate.runner import ISO_SLOT, CallResult, llm_ttfts
+from agent.simulate.runner import ISO_SLOT, CallResult
 from agent.simulate.scripts import ScriptState, render_turn
-from agent.simulate.trace_view import SpanCapture
 from agent.simulate.voice_io import CallerMicrophone, CallerSpeaker
 from agent.simulate.voice_scripts import VoiceLine, VoiceScript, voice_script_for
 
@@ -131,7 +130,6 @@ async def run_voice_call(
     runtime: Runtime,
     stt_admin_urls: Sequence[str],
     http: httpx.AsyncClient,
-    capture: SpanCapture | None = None,
     turn_timeout_s: float = 30.0,
     script: VoiceScript | None = None,
     on_started: Callable[[SalesCall], None] | None = None,
@@ -206,7 +204,7 @@ async def run_voice_call(
     result.interruptions = speaker.interruptions
     result.barge_in_reactions_s = _reactions(microphone.utterance_starts, speaker.interrupted_at)
     result.heard_waits_s = _heard_waits(microphone.utterance_ends, speaker.first_frame_times)
-    result.ttfts_s = llm_ttfts(capture, result.trace_id)
+    result.ttfts_s = list(call.turns.llm_first_chunks_s)
     return result
 
 

@@ -100,6 +100,8 @@ def test_simulate_five_calls_offline_prints_summary_and_trace_ids() -> None:
         "tool errors",
     ):
         assert row in out
+    # Measured by each call's turn recorder (LiveKit's llm_node spans that carried it are not recorded).
+    assert re.search(r"time to first token p50\s+│\s+\d+ ms", out)
     assert re.search(r"leads captured\s+│\s+5\b", out)
     assert re.search(r"meetings booked\s+│\s+2\b", out)  # two "converted" scripts in the rotation of five
     assert re.search(r"outbox backlog\s+│\s+0\b", out)

@@ -136,6 +136,8 @@ def test_stages_add_up_across_tool_calls_and_streams(monkeypatch) -> None:
     assert turn.stages == pytest.approx(
         {"endpointing": 0.6, "stt": 0.55, "llm": 0.3, "tools": 3.0, "tts": 0.2}
     )
+    # Each stream's own wait for its first chunk (simulate's time to first token, no span needed).
+    assert recorder.llm_first_chunks_s == pytest.approx([0.1, 0.2])
     assert recorder.reply_started(105.0) is None  # a reply nobody waited for (goodbye) is not a turn
 
 
