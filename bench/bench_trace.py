@@ -168,9 +168,9 @@ def run(_quick: bool) -> list[Table]:
         )
     )
     table.notes.append(
-        "The 'turn' column is what ships: a turn keeps `agent_turn`, per LLM step LiveKit's `llm_node` "
-        "(it carries `lk.response.ttft`) and our `chat <model>` attempt span(s), and per tool our tool "
-        "span -> `crm.*`/`calendar.*` -> HTTP client -> CRM server span (telemetry/README.md, span budget)."
+        "The 'turn' column is what ships: a turn keeps `agent_turn`, per LLM step our `chat <model>` "
+        "attempt span(s), and per tool our tool span -> `crm.*`/`calendar.*` -> HTTP client -> CRM server "
+        "span; a call adds `session_start` and `session_close` (telemetry/README.md, span budget)."
     )
     tree = Table(
         "12b. The trace of one simulated call as a person sees it (trace detail turn: names, nesting, "

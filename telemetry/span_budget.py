@@ -50,8 +50,19 @@ DROPPED_BY_DEFAULT: dict[str, str] = {
     "attempt span(s) inside it, which carry provider, model, attempt, tokens and fallbacks",
     "llm_request_run": "LiveKit's per-attempt run inside `llm_request`: our RouterLLM does the attempts "
     "(one `chat <model>` span each), LiveKit sees one",
+    "llm_node": "LiveKit's LLM step: recording it serializes the whole chat context onto it as JSON at "
+    "every step (which LiveKit's PII filter then strips again); our `chat <model>` attempt span(s) "
+    "carry the step: provider, model, attempt, tokens, time to first token",
     "function_tool": "LiveKit's tool wrapper: our tool span (operation, error.type) is the same call",
     "agent_speaking": "per reply played out; in text mode a copy of the reply's streaming time",
+    # LiveKit's agent-activity lifecycle, once per call under `session_start` / `session_close` (which
+    # are kept and time the same work): this agent never hands over to another, so the steps
+    # inside say nothing the two kept spans do not.
+    "start_agent_activity": "the one agent's activity starting, inside `session_start`",
+    "setup_toolsets": "tool registration inside `start_agent_activity` (fixed per deployment)",
+    "on_enter": "the agent's on_enter hook (the greeting's own turn spans stay, under `session_start`)",
+    "drain_agent_activity": "the activity draining, inside `session_close`",
+    "on_exit": "the agent's on_exit hook, inside `session_close`",
 }
 
 # tracestate key carried by a dropped span's context: the span id (16 hex) of its nearest kept

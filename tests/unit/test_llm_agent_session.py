@@ -92,11 +92,11 @@ async def test_all_down_session_survives_and_speaks_fallback_line(otel) -> None:
     )
     assert otel.metric_value(names.LLM_COMPLETIONS, outcome="failed") == failed_before + 1
     # The failed turn shows in the trace although the span budget leaves out LiveKit's llm_request_run
-    # (where the verdict used to go): on a span of its own under the turn's llm_node.
+    # (where the verdict used to go): on a span of its own under the turn (llm_node is left out too).
     spans = otel.spans()
     by_id = {s.context.span_id: s for s in spans}
     [failed] = [
         s for s in spans if (s.attributes or {}).get(names.ERROR_TYPE) == names.ERROR_ALL_PROVIDERS_FAILED
     ]
     assert failed.status.status_code is StatusCode.ERROR
-    assert failed.parent is not None and by_id[failed.parent.span_id].name == "llm_node"
+    assert failed.parent is not None and by_id[failed.parent.span_id].name == "agent_turn"

@@ -2,7 +2,8 @@
 
 A tree shaped like one turn of a simulated call (LiveKit's ``agent_turn`` -> ``llm_node`` ->
 ``llm_request`` -> ``llm_request_run`` -> our ``chat`` attempt -> an HTTP client span; ``function_tool``
--> our tool span; ``agent_speaking``) goes through a provider with the budget, then through the real
+-> our tool span; ``agent_speaking``; the once-per-call ``session_start`` -> ``start_agent_activity``
+-> ``on_enter``) goes through a provider with the budget, then through the real
 OTLP protobuf encoding and back, as Tempo would receive it.
 """
 
@@ -28,8 +29,16 @@ from telemetry.span_budget import (
     SpanBudgetSampler,
 )
 
-KEPT = {"sales_call", "agent_turn", "llm_node", "chat primary-model", "POST", "capture_basic_info"}
-DROPPED = {"llm_request", "llm_request_run", "function_tool", "agent_speaking"}
+KEPT = {"sales_call", "session_start", "agent_turn", "chat primary-model", "POST", "capture_basic_info"}
+DROPPED = {
+    "start_agent_activity",
+    "on_enter",
+    "llm_node",
+    "llm_request",
+    "llm_request_run",
+    "function_tool",
+    "agent_speaking",
+}
 
 
 def _provider(budget: bool, inner: Sampler = DEFAULT_ON) -> tuple[TracerProvider, InMemorySpanExporter]:
@@ -43,7 +52,18 @@ def _provider(budget: bool, inner: Sampler = DEFAULT_ON) -> tuple[TracerProvider
 def _one_turn(provider: TracerProvider, headers: dict[str, str] | None = None) -> None:
     """The nesting of a tool turn in a simulated call (names as LiveKit and our code use them)."""
     tracer = provider.get_tracer("test")
-    with tracer.start_as_current_span("sales_call"), tracer.start_as_current_span("agent_turn") as turn:
+    with tracer.start_as_current_span("sales_call"):
+        with (
+            tracer.start_as_current_span("session_start"),
+            tracer.start_as_current_span("start_agent_activity"),
+            tracer.start_as_current_span("on_enter"),
+        ):
+            pass
+        _turn(tracer, headers)
+
+
+def _turn(tracer: trace.Tracer, headers: dict[str, str] | None) -> None:
+    with tracer.start_as_current_span("agent_turn") as turn:
         with (
             tracer.start_as_current_span("llm_node"),
             tracer.start_as_current_span("llm_request"),
@@ -109,7 +129,7 @@ def test_no_orphans_after_the_otlp_round_trip(budgeted: tuple[TracerProvider, In
     assert _orphans(decoded) == []
     parents = _parents(decoded)
     # Each child of a dropped chain hangs from its nearest kept ancestor.
-    assert parents["chat primary-model"] == "llm_node"
+    assert parents["chat primary-model"] == "agent_turn"
     assert parents["capture_basic_info"] == "agent_turn"
     assert parents["POST"] == "chat primary-model"
     assert parents["sales_call"] is None
@@ -200,7 +220,7 @@ def test_a_log_inside_a_dropped_span_names_the_kept_ancestor() -> None:
     try:
         tracer = provider.get_tracer("test")
         with (
-            tracer.start_as_current_span("llm_node") as kept,
+            tracer.start_as_current_span("agent_turn") as kept,
             tracer.start_as_current_span("llm_request_run"),
         ):
             logger.warning("all LLM providers failed")
