@@ -222,24 +222,44 @@ class RedactingSpanExporter(SpanExporter):
         self._redactor = redactor
 
     def _copy(self, span: ReadableSpan) -> ReadableSpan:
+        """``span`` itself when redaction changes nothing (most spans: their start attributes were
+        redacted in ``on_start``), else a redacted copy. A copy costs a ReadableSpan and its
+        attribute, event and link containers on the export thread, which shares the GIL."""
         r = self._redactor
-        events = [Event(e.name, r.attributes(e.attributes), e.timestamp) for e in span.events]
-        links = [Link(link.context, r.attributes(link.attributes)) for link in span.links]
+        attributes = r.changed(span.attributes)
+        events = [(event, r.changed(event.attributes)) for event in span.events]
+        links = [(link, r.changed(link.attributes)) for link in span.links]
         status = span.status
         own_message = (span.attributes or {}).get(names.ERROR_MESSAGE)
         if status.status_code is StatusCode.ERROR and isinstance(own_message, str):
             # Ours (telemetry/span_status.py): restored where LiveKit's PII filter replaced it.
             status = Status(StatusCode.ERROR, r.text(own_message))
         elif status.description:
-            status = Status(status.status_code, r.text(status.description))
+            description = r.text(status.description)
+            if description != status.description:
+                status = Status(status.status_code, description)
+        unchanged = (
+            not attributes
+            and not any(changed for _, changed in events)
+            and not any(changed for _, changed in links)
+            and status.description == span.status.description
+        )
+        if unchanged:
+            return span
         return ReadableSpan(
             name=span.name,
             context=span.context,
             parent=span.parent,
             resource=span.resource,
-            attributes=r.attributes(span.attributes),
-            events=events,
-            links=links,
+            attributes={**(span.attributes or {}), **attributes},
+            events=[
+                Event(e.name, {**(e.attributes or {}), **changed}, e.timestamp) if changed else e
+                for e, changed in events
+            ],
+            links=[
+                Link(link.context, {**(link.attributes or {}), **changed}) if changed else link
+                for link, changed in links
+            ],
             kind=span.kind,
             status=status,
             start_time=span.start_time,

@@ -87,6 +87,40 @@ def test_redaction_removes_email_and_phone_from_spans_and_logs(otel):
     assert "jane.doe" not in everything and "555-0100" not in everything
 
 
+def test_export_redaction_hands_on_clean_spans_as_they_are() -> None:
+    """The export thread copies only a span redaction changes: a copy per span was most of its cost."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from telemetry.redaction import RedactingSpanExporter, Redactor
+
+    received = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    originals = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(originals))
+    provider.add_span_processor(SimpleSpanProcessor(RedactingSpanExporter(received, Redactor())))
+    tracer_ = provider.get_tracer("test")
+    with tracer_.start_as_current_span("clean", attributes={names.TENANT_ID: "acme"}) as span:
+        span.add_event("retry", {"attempt": 2})
+    with tracer_.start_as_current_span("dirty", attributes={names.TENANT_ID: "acme"}) as span:
+        span.set_attribute("lead.contact", "jane.doe@acme.com")
+        span.add_event("note", {"text": "mail jane.doe@acme.com", "n": 1})
+        span.add_event("plain", {"n": 2})
+    clean, dirty = originals.get_finished_spans()
+    clean_out, dirty_out = received.get_finished_spans()
+    assert clean_out is clean
+    assert dirty_out is not dirty
+    assert dirty_out.attributes == {names.TENANT_ID: "acme", "lead.contact": EMAIL_MASK}
+    assert [dict(e.attributes or {}) for e in dirty_out.events] == [
+        {"text": f"mail {EMAIL_MASK}", "n": 1},
+        {"n": 2},
+    ]
+    assert dirty_out.events[1] is dirty.events[1]  # an unchanged event is not copied either
+    assert (dirty_out.context, dirty_out.parent, dirty_out.name) == (dirty.context, dirty.parent, dirty.name)
+    provider.shutdown()
+
+
 def test_secrets_never_exported(otel):
     key = "sk-live-0123456789abcdefghij"
     with tracer.start_as_current_span("secrets") as span:
