@@ -51,6 +51,9 @@ class TelemetrySettings(BaseSettings):
     # Which spans a call records: "turn" leaves LiveKit's per-attempt/per-chunk internals out
     # (telemetry/span_budget.py lists them, telemetry/README.md says what a turn keeps); "debug" keeps all.
     trace_detail: Literal["turn", "debug"] = Field(default="turn", alias="SALES_AGENT_TRACE_DETAIL")
+    # Which metrics are aggregated: "default" leaves out livekit's instruments that repeat ours
+    # (telemetry/views.py LIVEKIT_DUPLICATES names each and its replacement); "all" keeps them.
+    metrics_detail: Literal["default", "all"] = Field(default="default", alias="SALES_AGENT_METRICS_DETAIL")
     log_level: str = Field(default="INFO", alias="SALES_AGENT_LOG_LEVEL")
     # The human one-line-per-record stderr handler. The LiveKit worker modes turn it off: livekit's CLI
     # installs its own console handler, and two would print every record twice.

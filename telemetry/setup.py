@@ -309,7 +309,7 @@ def _build(
     meter_provider = MeterProvider(
         metric_readers=readers,
         resource=resource,
-        views=build_views(),
+        views=build_views(detail=settings.metrics_detail),
         exemplar_filter=TraceBasedExemplarFilter(),
         shutdown_on_exit=False,
     )

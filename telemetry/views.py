@@ -22,7 +22,12 @@ from dataclasses import dataclass
 
 from opentelemetry.sdk.metrics import Histogram
 from opentelemetry.sdk.metrics._internal.instrument import _Instrument
-from opentelemetry.sdk.metrics.view import Aggregation, ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.metrics.view import (
+    Aggregation,
+    DropAggregation,
+    ExplicitBucketHistogramAggregation,
+    View,
+)
 from opentelemetry.semconv.attributes import server_attributes
 
 from telemetry import names
@@ -91,10 +96,32 @@ def _all(*checks: Callable[[_Instrument], bool]) -> Callable[[_Instrument], bool
     return lambda instrument: all(check(instrument) for check in checks)
 
 
+# livekit-agents' instruments that measure what ours already measure, with more labels (provider in
+# the chain, attempt outcome, tenant): each is recorded on every LLM attempt or tool call and read by
+# no dashboard or alert, so by default they are not aggregated (``SALES_AGENT_METRICS_DETAIL=all``
+# keeps them). The value names ours.
+LIVEKIT_DUPLICATES: dict[str, str] = {
+    "gen_ai.client.token.usage": names.LLM_TOKENS,
+    "gen_ai.client.operation.duration": names.LLM_ATTEMPT_DURATION,
+    "gen_ai.client.operation.time_to_first_chunk": names.LLM_TIME_TO_FIRST_TOKEN,
+    "gen_ai.execute_tool.duration": names.TOOL_DURATION,
+    "lk.agents.usage.llm_input_tokens": names.LLM_TOKENS,
+    "lk.agents.usage.llm_output_tokens": names.LLM_TOKENS,
+}
+
 _ANY_LABEL = AllExcept(names.METRIC_FORBIDDEN_ATTRIBUTES)
 _LIVEKIT = _prefix("lk.agents.")
 _GEN_AI = _prefix("gen_ai.")
 _SECONDS = _histogram("s")
+
+# First when SALES_AGENT_METRICS_DETAIL=default: a dropped instrument still costs the SDK's call per
+# measurement, but nothing is aggregated, kept or exported for it.
+DROP_LIVEKIT_DUPLICATES = Rule(
+    "livekit duplicates of ours",
+    lambda instrument: instrument.name in LIVEKIT_DUPLICATES,
+    DropAggregation(),
+    frozenset(),
+)
 
 # Order matters: first match wins.
 RULES: tuple[Rule, ...] = (
@@ -136,6 +163,7 @@ class _RuleView(View):
         return self._rule.matches(instrument) and not any(r.matches(instrument) for r in self._earlier)
 
 
-def build_views(rules: Iterable[Rule] = RULES) -> list[View]:
-    rules = tuple(rules)
+def build_views(rules: Iterable[Rule] = RULES, *, detail: str = "default") -> list[View]:
+    """One View per rule; with ``detail="default"`` livekit's duplicates of ours are dropped first."""
+    rules = (DROP_LIVEKIT_DUPLICATES, *rules) if detail == "default" else tuple(rules)
     return [_RuleView(rules, index) for index in range(len(rules))]

@@ -84,6 +84,9 @@ def _otel_session() -> Iterator[OtelCapture]:
             OTEL_SDK_DISABLED=False,
             OTEL_EXPORTER_OTLP_ENDPOINT=None,
             SALES_AGENT_METRICS_ENABLED=False,
+            # Every livekit instrument aggregated: tests check what livekit records through our views;
+            # the default (its duplicates of ours dropped) is tested on a private provider.
+            SALES_AGENT_METRICS_DETAIL="all",
         ),
         span_exporters=[span_exporter],
         metric_readers=[metric_reader],

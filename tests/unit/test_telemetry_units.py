@@ -115,5 +115,26 @@ def test_exactly_one_view_matches_each_instrument(kind, name, unit, rule):
 
     meter = MeterProvider().get_meter("views-test")
     instrument = (meter.create_histogram if kind == "histogram" else meter.create_counter)(name, unit=unit)
-    matching = [view for view in build_views() if view._match(instrument)]
+    matching = [view for view in build_views(detail="all") if view._match(instrument)]
     assert [view._rule.name for view in matching] == [rule]
+
+
+@pytest.mark.parametrize("name", ["gen_ai.client.token.usage", "lk.agents.usage.llm_input_tokens"])
+def test_livekit_duplicates_of_ours_are_not_aggregated_by_default(name):
+    """livekit's per-attempt token and duration instruments repeat ours: dropped unless detail=all."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from telemetry.views import LIVEKIT_DUPLICATES, build_views
+
+    for detail, exported in (("default", False), ("all", True)):
+        reader = InMemoryMetricReader()
+        provider = MeterProvider(metric_readers=[reader], views=build_views(detail=detail))
+        meter = provider.get_meter("views-test")
+        meter.create_counter(name).add(3, {"model_name": "m"})
+        meter.create_counter(LIVEKIT_DUPLICATES[name]).add(3, {"gen_ai.token.type": "input"})
+        data = reader.get_metrics_data()
+        seen = {m.name for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+        assert (name in seen) is exported, detail
+        assert LIVEKIT_DUPLICATES[name] in seen  # ours is always kept
+        provider.shutdown()
