@@ -201,6 +201,11 @@ def install_telemetry(mode: str, sinks: Sinks, otlp_url: str = "") -> Any:
         # ~40x its native time, so the timer would land in every block. ``measure`` counts one export
         # as its own block instead.
         os.environ["OTEL_METRIC_EXPORT_INTERVAL"] = str(24 * 3600 * 1000)
+        # The same for the span and log batches (5 s and 1 s timers): each block ends with a flush, so
+        # its calls' spans and logs leave in one batch per signal, as they would at native speed,
+        # instead of one small batch per timer tick over a block that runs ~40x longer.
+        os.environ["OTEL_BSP_SCHEDULE_DELAY"] = str(24 * 3600 * 1000)
+        os.environ["OTEL_BLRP_SCHEDULE_DELAY"] = str(24 * 3600 * 1000)
         return setup_telemetry(TelemetrySettings())
     if mode in ("ours", "ours+livekit"):
         tracer_provider, meter_provider = _new_sdk_providers(sinks)
