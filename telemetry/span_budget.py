@@ -60,7 +60,8 @@ DROPPED_BY_DEFAULT: dict[str, str] = {
     # inside say nothing the two kept spans do not.
     "start_agent_activity": "the one agent's activity starting, inside `session_start`",
     "setup_toolsets": "tool registration inside `start_agent_activity` (fixed per deployment)",
-    "on_enter": "the agent's on_enter hook (the greeting's own turn spans stay, under `session_start`)",
+    "on_enter": "the agent's on_enter hook, inside `session_start` (the greeting it asks for is a turn "
+    "of its own, kept)",
     "drain_agent_activity": "the activity draining, inside `session_close`",
     "on_exit": "the agent's on_exit hook, inside `session_close`",
 }
