@@ -57,38 +57,23 @@ LLM_ROWS: dict[str, Variant] = {
     ),
     "bare-again": Variant("(a) bare again (A/A control)", "router", baseline=None),
 }
+
+
+def _shipped(what: str, **env: str) -> Variant:
+    """A simulated call with telemetry as shipped (OTLP/HTTP to the loopback sink), ``env`` set."""
+    switches = ", ".join(f"{k}={v}" for k, v in env.items())
+    label = f"(b') as shipped, {what} ({switches})" if env else what
+    return Variant(label, "sim", "production-otlp", baseline="sim-off", env=tuple(env.items()))
+
+
 SIM_ROWS: dict[str, Variant] = {
     "sim-off": Variant("(a) simulated call, telemetry off", "sim"),
     "sim-ours": Variant("(b) ours: production telemetry", "sim", "production", baseline="sim-off"),
-    "sim-ours-otlp": Variant(
-        "(b') ours as shipped: OTLP/HTTP export to a loopback sink",
-        "sim",
-        "production-otlp",
-        baseline="sim-off",
-    ),
-    # What the shipped cost is made of: the same child without spans (the sampler records none: metrics
-    # and logs only), and with every span (the span budget off).
-    "sim-ours-nospans": Variant(
-        "(b') as shipped, no spans recorded (OTEL_TRACES_SAMPLER=always_off)",
-        "sim",
-        "production-otlp",
-        baseline="sim-off",
-        env=(("OTEL_TRACES_SAMPLER", "always_off"),),
-    ),
-    "sim-ours-noexport": Variant(
-        "(b') as shipped, spans recorded but not exported (OTEL_TRACES_EXPORTER=none)",
-        "sim",
-        "production-otlp",
-        baseline="sim-off",
-        env=(("OTEL_TRACES_EXPORTER", "none"),),
-    ),
-    "sim-ours-debug": Variant(
-        "(b') as shipped, every span (SALES_AGENT_TRACE_DETAIL=debug)",
-        "sim",
-        "production-otlp",
-        baseline="sim-off",
-        env=(("SALES_AGENT_TRACE_DETAIL", "debug"),),
-    ),
+    "sim-ours-otlp": _shipped("(b') ours as shipped: OTLP/HTTP export to a loopback sink"),
+    # What the shipped cost is made of: no spans recorded (metrics and logs only), and spans recorded
+    # but not exported.
+    "sim-ours-nospans": _shipped("no spans recorded", OTEL_TRACES_SAMPLER="always_off"),
+    "sim-ours-noexport": _shipped("spans recorded but not exported", OTEL_TRACES_EXPORTER="none"),
     "sim-litellm-otel": Variant("(c) LiteLLM otel callback", "sim", "litellm-otel", baseline="sim-off"),
     "sim-openllmetry": Variant("(d) OpenLLMetry", "sim", "openllmetry", baseline="sim-off"),
     "sim-openinference": Variant("(e) OpenInference", "sim", "openinference", baseline="sim-off"),
