@@ -4,8 +4,8 @@ What it adds around livekit's ``AgentSession``:
 
 - a **call root span** (``sales_call``, with ``tenant.id``/``session.id``/``call.id``). The session is
   started inside it, and livekit parents everything of a session (``agent_session`` -> ``agent_turn``
-  -> ``llm_node`` -> our LLM attempt spans; ``function_tool`` -> our tool span -> CRM client span)
-  on the context current at ``session.start``, so the whole call is one trace.
+  -> our LLM attempt spans and tool spans -> CRM client span; LiveKit's wrappers in between are left
+  out by the span budget) on the context current at ``session.start``, so the whole call is one trace.
 - **SessionManager registration**: activity (user input, agent replies) extends the session; when the
   manager expires or idles it out, the caller hears a short goodbye and the session closes.
 - the **outcome**: ``end_call``'s outcome (converted / not_interested / callback), else ``failed``
