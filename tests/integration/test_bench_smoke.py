@@ -272,3 +272,31 @@ def test_run_all_quick_subset_writes_markdown(tmp_path: Path) -> None:
     assert "### Machine" in text and "| nproc |" in text
     assert "### 6a. Start-up" in text
     assert "### Goals" in text
+
+
+def test_peers_simulated_call_child_runs_with_telemetry_as_shipped() -> None:
+    """Item 8's simulated-call child (run natively here; callgrind only counts it): it once failed at
+    start for a release without any test noticing, since the quick run measures LLM calls only."""
+    from bench._common import child_env, run_child
+    from bench.bench_throughput import dependencies
+    from local_services.harness import spawn
+
+    with dependencies() as (llm_urls, crm_url), spawn("otlp-sink", env=child_env()) as sink:
+        args = [
+            "--path",
+            "sim",
+            "--telemetry",
+            "production-otlp",
+            "--crm-url",
+            crm_url,
+            "--otlp-url",
+            sink.url,
+        ]
+        args += ["--warmup", "0", "--k", "1", "--n", "1", "--count-calls", "1"]
+        for url in llm_urls:
+            args += ["--llm-url", f"{url}/v1"]
+        result = run_child("bench._llm_variants", args, env=child_env(), timeout_s=300)
+    assert set(result["wall_s"]) == {"k", "n", "metrics_export"}
+    emitted = result["emitted"]
+    assert emitted["spans"] > 10, emitted  # the sink received the call's trace
+    assert emitted["measurements_by_instrument"].get("sales_agent.llm.requests", 0) > 0, emitted
