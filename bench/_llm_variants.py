@@ -137,8 +137,16 @@ class MeasurementCounter:
         mc.SynchronousMeasurementConsumer.consume_measurement = counting  # type: ignore[method-assign]
 
 
+def _flush_spans_and_logs(handle: Any) -> None:
+    """Export what the span and log batches hold now (metrics leave on their own timer)."""
+    if handle is not None and handle.otlp_enabled:
+        handle.tracer_provider.force_flush()
+        handle.logger_provider.force_flush()
+
+
 async def count_exported(call: Call, handle: Any, otlp_url: str, calls: int) -> dict[str, Any]:
-    """Spans, metric points and log records per call as the loopback OTLP sink received them."""
+    """Spans and log records per call as the loopback OTLP sink received them, metric measurements
+    per call as the SDK was handed them."""
     from bench.bench_throughput import sink_admin
 
     measurements = MeasurementCounter()
@@ -147,8 +155,7 @@ async def count_exported(call: Call, handle: Any, otlp_url: str, calls: int) -> 
     for _ in range(calls):
         await call()
     await _settle()
-    handle.tracer_provider.force_flush()
-    handle.logger_provider.force_flush()
+    _flush_spans_and_logs(handle)
     stats = sink_admin(otlp_url, "GET", "/admin/stats")
     n = max(1, calls)
     return {
@@ -553,16 +560,10 @@ async def measure(
     the export threads' work for the block's calls is inside the block (metrics are exported on their
     timer, as deployed: a cost per interval, not per call).
     """
-
-    def flush() -> None:
-        if handle is not None and handle.otlp_enabled:
-            handle.tracer_provider.force_flush()
-            handle.logger_provider.force_flush()
-
     for _ in range(warmup):
         await call()
     await _settle()
-    flush()
+    _flush_spans_and_logs(handle)
     markers = Markers()
     seconds: dict[str, float] = {}
     markers.start()
@@ -571,7 +572,7 @@ async def measure(
         for _ in range(calls):
             await call()
         await _settle()
-        flush()
+        _flush_spans_and_logs(handle)
         seconds[label] = time.perf_counter() - started
         markers.dump(label)
     if handle is not None and handle.otlp_enabled:
