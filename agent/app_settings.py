@@ -88,6 +88,9 @@ class WorkerSettings(BaseSettings):
     # The longest a job accepted during the worker's warm-up (LiteLLM and the call modules loading
     # after it registered) waits for it before it ends with an error; a normal warm-up takes seconds.
     warmup_timeout_s: float = Field(default=120.0, gt=0)
+    # Freeze the start-up heap once the process's first runtime is up (``agent/heap.py``): full
+    # garbage collections then skip the ~450,000 objects of the imports (~165 ms each otherwise).
+    gc_freeze: bool = True
 
 
 AreaName = Literal["telemetry", "worker", "health", "sessions", "tenants", "llm", "stt", "tts", "crm"]

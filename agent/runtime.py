@@ -13,6 +13,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from agent.heap import freeze_startup_heap
 from agent.sales_call import CallServices
 from agent.sessions import SessionManager
 from agent.tenants import TenantRegistry
@@ -196,4 +197,6 @@ async def start_runtime(
             raise
         runtime.health_server = server
         log.info("health endpoints on %s/health and %s/ready", server.url, server.url)
+    if settings.worker.gc_freeze:
+        freeze_startup_heap()  # once per process: everything above is imported and warmed up
     return runtime

@@ -22,6 +22,9 @@ import stamina
 
 # Offline: LiteLLM must use its bundled cost map, never the network (README: LITELLM_LOCAL_MODEL_COST_MAP).
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# The test process starts many runtimes and keeps earlier tests' objects around: the start-up heap
+# freeze (agent/heap.py) is tested on its own, not applied to the whole test session.
+os.environ.setdefault("SALES_AGENT_GC_FREEZE", "false")
 
 from opentelemetry.sdk._logs.export import InMemoryLogExporter
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
