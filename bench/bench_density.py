@@ -18,7 +18,9 @@ fails, or the time budget is spent.
 - ``wait``: the recorder's caller wait, livekit's end of speech (``stopped_speaking_at``) -> the reply's
   first audio frame played.
 - ``designed_silence``: the silence the turn detection waits for by design before a turn can end:
-  max(Silero ``min_silence_duration``, the session's minimum endpointing delay), read from the objects.
+  max(the silence Silero counts before it reports the end of speech, the session's minimum endpointing
+  delay), read from the objects. Silero counts silence in whole 32 ms windows, so its default
+  ``min_silence_duration`` of 0.55 s is reported after 18 windows, 0.576 s (``vad_counted_silence_s``).
 - ``provider_first_byte``: what the providers took, measured inside the stand-ins (``FirstByteTimer``:
   request received -> first byte sent), this level's mean per request: one STT request, the turn's
   LLM streams to their first chunk (LLM requests / turns of this level) and one TTS request to its
@@ -39,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import resource
 import sys
@@ -70,12 +73,26 @@ CALL_BOUND_S = 240.0  # a whole call (a few turns of real-time audio, ~25 s unlo
 # --- child: the agent process, N concurrent voice calls -------------------------------------------
 
 
+# Silero scores 512-sample windows at 16 kHz (256 at 8 kHz): 32 ms either way
+# (livekit/plugins/silero/onnx_model.py), and counts silence in whole windows.
+SILERO_WINDOW_S = 0.032
+
+
+def vad_counted_silence_s(min_silence_s: float, window_s: float = SILERO_WINDOW_S) -> float:
+    """The silence Silero has counted when it reports END_OF_SPEECH: ``min_silence_duration`` rounded up
+    to whole windows (its default 0.55 s is 18 windows, 0.576 s). livekit then places the end of speech
+    that far back (``time.time() - silence_duration - inference_duration``), so the caller's wait starts
+    there and this much of it is the VAD's design, not the agent's work."""
+    windows = math.ceil(round(min_silence_s / window_s, 6))
+    return windows * window_s
+
+
 def _designed_silence_s(call: Any) -> float:
-    """From a running call's session: max(the VAD's silence before END_OF_SPEECH, the minimum
+    """From a running call's session: max(the silence the VAD counts before END_OF_SPEECH, the minimum
     endpointing delay). A turn cannot end sooner than this after the last word, by design."""
     vad_silence = getattr(call.session.vad, "min_silence_duration", None) or 0.0
     min_delay = call.session.options.endpointing.get("min_delay") or 0.0
-    return max(float(vad_silence), float(min_delay))
+    return max(vad_counted_silence_s(float(vad_silence)), float(min_delay))
 
 
 @dataclass
@@ -452,8 +469,9 @@ def run(quick: bool, levels: tuple[int, ...] | None = None) -> list[Table]:
         verdict(f">= {GOAL_CALLS} concurrent voice calls", (best or 0) >= GOAL_CALLS, detail)
     )
     table.notes += [
-        f"added = wait - designed silence ({1000 * designed:.0f} ms: max(Silero min_silence_duration, the "
-        "session's min endpointing delay)) - the providers' mean time to first byte measured inside the "
+        f"added = wait - designed silence ({1000 * designed:.0f} ms: max(the silence Silero counts before it "
+        "reports the end of speech, its min_silence_duration in whole 32 ms windows; the session's min "
+        "endpointing delay)) - the providers' mean time to first byte measured inside the "
         "stand-ins (one STT request, the turn's LLM streams, one TTS request). wait = the turn recorder's "
         "caller wait; heard = the caller's own clock (last frame of the line -> first agent frame).",
         f"N calls at a time, the first N starts spread over {STAGGER_S:.0f} s; at least {MIN_CALLS} calls "

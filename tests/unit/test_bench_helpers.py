@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from bench import run_all
+from bench.bench_density import vad_counted_silence_s
 from bench.bench_failover import failover_verdicts
 from bench.bench_startup import importers_of
 
@@ -166,3 +167,12 @@ def test_the_voice_table_decides_on_calls_per_s_at_every_level_with_cpu_and_late
     results[(40, "on")] = [_voice_level(0.960, 0.90, 2.15)]
     [line] = voice_table(results, [3, 40], ["off", "off-again", "on"], [1.0]).verdicts
     assert line.startswith("PASS") and "worst level 0.96x" in line
+
+
+@pytest.mark.parametrize(
+    ("min_silence_s", "counted_s"),
+    [(0.55, 0.576), (0.5, 0.512), (0.544, 0.544), (0.032, 0.032), (0.2, 0.224)],
+)
+def test_silero_reports_the_end_of_speech_after_whole_windows_of_silence(min_silence_s, counted_s) -> None:
+    # livekit's default min_silence_duration (0.55 s) is 17.2 windows of 32 ms: Silero reports after 18.
+    assert vad_counted_silence_s(min_silence_s) == pytest.approx(counted_s)
