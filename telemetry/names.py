@@ -237,6 +237,9 @@ HEALTH_CHECK_DURATION: Final = "sales_agent.health.check.duration"  # gauge s, l
 
 # Runtime (psutil covers process.* and system.*; this is what psutil cannot see)
 EVENT_LOOP_LAG: Final = "sales_agent.event_loop.lag"  # gauge s
+# CPython's garbage collector (semconv cpython.gc.*): a generation-2 collection stops the event loop.
+CPYTHON_GC_COLLECTIONS: Final = "cpython.gc.collections"  # counter; cpython.gc.generation (0, 1, 2)
+CPYTHON_GC_GENERATION: Final = "cpython.gc.generation"
 TELEMETRY_EXPORT_FAILURES: Final = "sales_agent.telemetry.export.failures"  # counter; telemetry.signal
 
 # --- Histogram boundaries (seconds) -----------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import threading
@@ -34,6 +35,13 @@ log = logging.getLogger(__name__)
 
 METER_NAME = "sales_agent.runtime"
 CPU_WINDOW_S = 30.0  # the utilization gauges' shortest window, whoever reads them and how often
+
+
+def _gc_collections() -> Iterable[Observation]:
+    return [
+        Observation(stats["collections"], {names.CPYTHON_GC_GENERATION: generation})
+        for generation, stats in enumerate(gc.get_stats())
+    ]
 
 
 def _safe(fn: Callable[[], Iterable[Observation]]) -> Callable[[CallbackOptions], Iterable[Observation]]:
@@ -111,6 +119,14 @@ class SystemMetrics:
         )
         m.create_observable_counter(
             "system.network.io", [_safe(self._network_io)], unit="By", description="Bytes by direction"
+        )
+        # Not psutil's: the interpreter's own count. Full collections (generation 2) stop the event loop
+        # for as long as they walk the heap (agent/heap.py freezes the start-up heap out of them).
+        m.create_observable_counter(
+            names.CPYTHON_GC_COLLECTIONS,
+            [_safe(_gc_collections)],
+            unit="{collection}",
+            description="Garbage collections by generation since the process started",
         )
         for window, index in (("1m", 0), ("5m", 1), ("15m", 2)):
             m.create_observable_gauge(

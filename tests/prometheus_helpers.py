@@ -247,6 +247,7 @@ NON_CATALOG_METRICS = {
     "system_memory_utilization",
     "system_filesystem_utilization",
     "system_network_io_bytes_total",
+    "cpython_gc_collections_total",  # the interpreter's own count (telemetry/system_metrics.py)
 }
 # Suffixes the Prometheus exporter may add to a catalog name (unit, counter, histogram parts).
 _SUFFIXES = ("", "_total", "_seconds", "_seconds_total", "_seconds_bucket", "_seconds_sum", "_seconds_count",

@@ -26,6 +26,7 @@ def build() -> Dashboard:
     memory_full = alert_threshold("HighSystemMemoryUsage")
     lag = alert_threshold("EventLoopLagHigh")
     signal = label(names.TELEMETRY_SIGNAL)
+    generation = label(names.CPYTHON_GC_GENERATION)
     host_cpu, idle = gauge("system.cpu.utilization", "1"), selector(APP, 'cpu_mode="idle"')
     board = (
         kit.board(
@@ -128,6 +129,21 @@ def build() -> Dashboard:
                 unit="s",
                 thresholds=kit.above(lag),
                 description=f"How late the asyncio loop runs a timer. EventLoopLagHigh warns above {lag:g} s.",  # noqa: E501
+            )
+        )
+        .with_panel(
+            kit.timeseries_panel(
+                "Garbage collections",
+                [
+                    prom(
+                        sum_rate(counter(names.CPYTHON_GC_COLLECTIONS), APP, [instance, generation]),
+                        "generation {{cpython_gc_generation}} {{instance}}",
+                    )
+                ],
+                unit="ops",
+                width=24,
+                description="CPython collections per second by generation. A generation-2 collection stops "
+                "the event loop while it walks the heap: compare with the event loop lag.",
             )
         )
         .with_panel(

@@ -319,6 +319,17 @@ def test_cpu_time_is_a_counter_by_mode_for_the_host_and_the_process(otel):
     assert otel.metric_value("process.cpu.time", **{"cpu.mode": "user"}) > 0
 
 
+def test_garbage_collections_are_counted_by_generation(otel):
+    import gc
+
+    gc.collect()  # a full collection: generation 2's count moves
+    full = gc.get_stats()[2]["collections"]
+    collections = otel.metric_points(names.CPYTHON_GC_COLLECTIONS)
+    points = {a[names.CPYTHON_GC_GENERATION]: p.value for a, p in collections}
+    assert set(points) == {0, 1, 2}
+    assert points[2] >= full >= 1
+
+
 def test_cpu_utilization_does_not_depend_on_who_collected_last(otel):
     deadline = time.perf_counter() + 0.3
     while time.perf_counter() < deadline:  # keep this process busy
