@@ -137,7 +137,7 @@ def build() -> Dashboard:
                 [
                     prom(
                         sum_rate(counter(names.CPYTHON_GC_COLLECTIONS), APP, [instance, generation]),
-                        "generation {{cpython_gc_generation}} {{instance}}",
+                        f"generation {kit.legend(generation, instance)}",
                     )
                 ],
                 unit="ops",
