@@ -48,6 +48,7 @@ from telemetry.exporters import (
     otlp_endpoints,
 )
 from telemetry.http_semconv import opt_in_stable_http_semconv
+from telemetry.livekit_duplicates import skip_livekit_duplicate_recording
 from telemetry.logs import OTelBridgeHandler, remove_logging, setup_logging
 from telemetry.prometheus import MetricsServer, create_metrics_server
 from telemetry.redaction import RedactingLogProcessor, RedactingSpanExporter, RedactingSpanProcessor, Redactor
@@ -406,3 +407,6 @@ def _wire_livekit(tracer_provider: TracerProvider, settings: TelemetrySettings) 
 
     explicit = settings.livekit_allow_pii is not None
     set_tracer_provider(tracer_provider, allow_pii=None if explicit else not settings.redact_pii)
+    if settings.metrics_detail == "default":
+        # The Views drop livekit's duplicates of our metrics; this skips recording them at all.
+        skip_livekit_duplicate_recording()
