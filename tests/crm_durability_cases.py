@@ -205,6 +205,52 @@ async def test_a_write_the_outbox_cannot_store_is_tried_live_and_never_reported_
         await crm.aclose()
 
 
+class FailingReads:
+    """The outbox storage unreadable: the queue's depth and age cannot be read."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def pending_stats(self) -> Any:
+        raise StorageError("outbox: disk I/O error")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+async def test_outbox_health_reports_failing_storage_until_it_works_again(
+    crm_service, outbox_backend
+) -> None:
+    """/health said "outbox healthy, depth 0" while no write could be stored and the queue was unreadable."""
+    from agent.health import outbox_backlog_check
+
+    url, _admin = crm_service
+    crm = build_crm(settings(url, outbox_backend, retries=0))
+    check = outbox_backlog_check(crm)
+    try:
+        healthy, details = await check()
+        assert healthy and details["storage_error"] is None
+        real_store = crm.outbox.store
+
+        crm.outbox.store = FailingWrites(real_store)
+        assert (await crm.upsert_contact("acme", lead(1))).status == "synced"  # tried live: the CRM has it
+        healthy, details = await check()
+        assert not healthy
+        assert details["storage_error"] == "add: outbox: database or disk is full"
+
+        crm.outbox.store = FailingReads(real_store)
+        healthy, details = await check()
+        assert not healthy and details["depth"] == 0  # not "empty and healthy": it could not be read
+        assert "read: outbox: disk I/O error" in details["storage_error"]
+
+        crm.outbox.store = real_store  # storage back: the next write and read clear both
+        assert (await crm.upsert_contact("acme", lead(2))).status == "synced"
+        healthy, details = await check()
+        assert healthy and details["storage_error"] is None
+    finally:
+        await crm.aclose()
+
+
 async def test_parallel_tool_calls_of_one_reply_keep_order_at_the_crm(
     crm_service, tmp_path, outbox_backend
 ) -> None:

@@ -168,3 +168,6 @@ class Booking:
 class OutboxStats:
     depth: int
     oldest_age_s: float | None
+    # "<step>: <error>" while the outbox's storage is failing (its last call of that step failed):
+    # new writes are then not durable, and depth/age may not be readable.
+    storage_error: str | None = None

@@ -116,6 +116,8 @@ class Outbox:
         # Delivered, but the store could not remove them (storage failure): {id: dependency}.
         self._unmarked: dict[int, str] = {}
         self._storage_logged: dict[str, float] = {}
+        # Steps whose last store call failed, with the error ({} while storage works): for /health.
+        self._storage_failures: dict[str, str] = {}
         self._closed = False
         # One contact's adds from this outbox, in the order they were asked for (see ``add``).
         self._adding: dict[tuple[str, str, str], tuple[asyncio.Lock, int]] = {}
@@ -138,12 +140,20 @@ class Outbox:
 
     async def _call(self, step: str, fn: Callable[..., T], *args: Any) -> T:
         try:
-            return await asyncio.to_thread(fn, *args)
+            result = await asyncio.to_thread(fn, *args)
         except StorageError as exc:
             self._storage_failed(step, exc)
             raise
+        self._storage_failures.pop(step, None)
+        return result
+
+    def storage_error(self) -> str | None:
+        """``"<step>: <error>"`` for each store step whose last call failed (``; ``-joined), else None."""
+        failing = list(self._storage_failures.items())
+        return "; ".join(f"{step}: {error}" for step, error in failing) if failing else None
 
     def _storage_failed(self, step: str, exc: StorageError) -> None:
+        self._storage_failures[step] = str(exc)
         instruments().storage_errors.add(1, {names.OUTBOX_STEP: step})
         now = time.monotonic()
         if now - self._storage_logged.get(step, -STORAGE_LOG_INTERVAL_S) < STORAGE_LOG_INTERVAL_S:
@@ -318,8 +328,12 @@ class Outbox:
         """{dependency: (depth, oldest age in s)} for entries not yet delivered."""
         try:
             rows = self.store.pending_stats()
-        except (RuntimeError, StorageError):
+        except StorageError as exc:
+            self._storage_failures["read"] = str(exc)
             return {}
+        except RuntimeError:  # closed
+            return {}
+        self._storage_failures.pop("read", None)
         now = self._clock()
         out: dict[str, tuple[int, float | None]] = {dep: (0, None) for dep in KNOWN_DEPENDENCIES}
         unmarked: dict[str, int] = {}
@@ -333,7 +347,11 @@ class Outbox:
     def stats(self) -> OutboxStats:
         by_dep = self.stats_by_dependency()
         ages = [age for _, age in by_dep.values() if age is not None]
-        return OutboxStats(depth=sum(d for d, _ in by_dep.values()), oldest_age_s=max(ages) if ages else None)
+        return OutboxStats(
+            depth=sum(d for d, _ in by_dep.values()),
+            oldest_age_s=max(ages) if ages else None,
+            storage_error=self.storage_error(),
+        )
 
 
 Deliver = Callable[[OutboxEntry], Awaitable[None]]

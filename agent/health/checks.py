@@ -72,9 +72,13 @@ def dependency_check(crm: _Pingable, dependency: Literal["crm", "calendar"]) -> 
 
 
 def outbox_backlog_check(crm: Any, max_depth: int = 100, max_age_s: float = 300.0) -> Check:
-    """Healthy while the CRM outbox holds at most ``max_depth`` entries, none older than ``max_age_s``.
+    """Healthy while the CRM outbox holds at most ``max_depth`` entries, none older than ``max_age_s``,
+    and its storage works.
 
-    A backlog means CRM writes are queued, not lost: register it as non-critical.
+    A backlog means CRM writes are queued, not lost: register it as non-critical. A failing storage
+    (``storage_error``: a full disk, an unreadable file, an unreachable database) means new writes are
+    tried live only and are lost if that fails too; calls still run, so it stays non-critical, but the
+    check says so instead of reporting an empty, healthy queue it could not read.
     """
 
     async def check() -> CheckReturn:
@@ -82,12 +86,14 @@ def outbox_backlog_check(crm: Any, max_depth: int = 100, max_age_s: float = 300.
         if inspect.isawaitable(stats):
             stats = await stats
         age = stats.oldest_age_s
-        healthy = stats.depth <= max_depth and (age is None or age <= max_age_s)
+        storage_error = getattr(stats, "storage_error", None)
+        healthy = storage_error is None and stats.depth <= max_depth and (age is None or age <= max_age_s)
         return healthy, {
             "depth": stats.depth,
             "oldest_age_s": None if age is None else round(age, 3),
             "max_depth": max_depth,
             "max_age_s": max_age_s,
+            "storage_error": storage_error,
         }
 
     return check
