@@ -17,3 +17,5 @@ CallOutcome = Literal[EndCallChoice, "dropped", "failed", "error"]
 
 END_CALL_CHOICES: Final[tuple[str, ...]] = get_args(EndCallChoice)
 CALL_OUTCOMES: Final[tuple[str, ...]] = get_args(CallOutcome)
+# The outcomes that are ours (the availability SLO's bad calls: alert-rules/sales-agent-slo.rules.yml).
+FAILED_OUTCOMES: Final[frozenset[str]] = frozenset({"failed", "error"})
