@@ -97,6 +97,15 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list
             parser.error(f"--voice-concurrency 0: no voice calls for {', '.join(speech)}")
     if args.record_dir is not None and not args.record_dir.is_dir():
         parser.error(f"--record-dir: {args.record_dir} is not a directory")
+    if args.voice_concurrency > 0:
+        # The voice agent would refuse it only once the stack is up; say so before hours of scenarios.
+        from agent.errors import InvalidInput
+        from agent.tenants import TenantRegistry, TenantSettings
+
+        try:
+            TenantRegistry.from_file(TenantSettings().file).get(args.voice_tenant)
+        except InvalidInput as exc:
+            parser.error(f"--voice-tenant: {exc.message}")
     return names
 
 

@@ -155,6 +155,13 @@ def test_gameday_refuses_speech_scenarios_without_voice_traffic(capsys):
     assert "stt-down" in capsys.readouterr().err
 
 
+def test_gameday_refuses_an_unknown_voice_tenant_before_starting_anything(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        gameday_main(["--voice-tenant", "acmee", "--scenarios", "stt-down"])
+    assert exit_info.value.code == 2
+    assert "--voice-tenant: unknown tenant 'acmee'" in capsys.readouterr().err
+
+
 def test_a_speech_fault_reaches_the_stand_in_and_is_cleared_by_the_recovery(tmp_path):
     """The stack's fault call against a real STT stand-in (in this process), as stt-down does it."""
     stack = _stack(tmp_path)
