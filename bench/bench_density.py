@@ -202,8 +202,8 @@ async def measure_batch(
     return {
         "calls": calls,
         "total": total,
-        "completed": sum(1 for r in results if not (r.error or r.outcome == "error")),
-        "failed": sum(1 for r in results if r.error or r.outcome == "error"),
+        "completed": sum(1 for r in results if not r.failed),
+        "failed": sum(1 for r in results if r.failed),
         "turns": [{"wait_s": t.wait_s, "stages": t.stages} for r in results for t in r.recorded_turns],
         "heard_waits_s": [w for r in results for w in r.heard_waits_s],
         "designed_silence_s": agent.designed[0],

@@ -139,7 +139,7 @@ async def caller_wait(workdir: Path, calls: int, seconds_per_char: float) -> Tab
         if fault is None:
             healthy_p95 = p95
         p50 = percentile(waits, 50) if waits else None
-        failed = sum(1 for r in results if r.error or r.outcome == "error")
+        failed = sum(1 for r in results if r.failed)
         table.add(name, len(turns), _ms(p50), _ms(p95), _ms(max(waits, default=None)),
                   *(_ms(stages[s]) for s in STAGES), failed)  # fmt: skip
     if healthy_p95 is not None:

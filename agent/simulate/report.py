@@ -11,7 +11,6 @@ from rich.table import Table
 
 from agent.percentiles import percentile
 from agent.simulate.runner import CallResult
-from agent.vocabulary.call_outcome import FAILED_OUTCOMES
 
 STAGES = ("endpointing", "stt", "llm", "tools", "tts")
 
@@ -62,9 +61,7 @@ def summarise(
     return Summary(
         mode=mode,
         calls=len(results),
-        # A call the runner saw raise, or one the agent ended badly (an errored session, a caller let down
-        # by every provider) without raising: both count against the availability SLO.
-        failed_calls=sum(1 for r in results if r.error or r.outcome in FAILED_OUTCOMES),
+        failed_calls=sum(1 for r in results if r.failed),
         turns=sum(r.turns for r in results),
         ttft_p50_s=percentile(ttfts, 50),
         ttft_p95_s=percentile(ttfts, 95),

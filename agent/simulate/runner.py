@@ -24,6 +24,7 @@ from agent.runtime import Runtime
 from agent.sales_call import SalesCall
 from agent.simulate.scripts import ScriptState, render_turn, script_for
 from agent.turn_recorder import RecordedTurn
+from agent.vocabulary.call_outcome import FAILED_OUTCOMES
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,12 @@ class CallResult:
     # voice: the caller's own clock, last frame of each line -> the agent's next first audio frame
     heard_waits_s: list[float] = field(default_factory=list)
     end_reason: str | None = None  # the call ended because a speech chain failed
+
+    @property
+    def failed(self) -> bool:
+        """It raised in the runner, or the agent ended it badly (outcome ``error`` / ``failed``, the
+        calls the availability SLO counts as bad) without raising."""
+        return bool(self.error) or self.outcome in FAILED_OUTCOMES
 
 
 async def run_call(
