@@ -324,6 +324,10 @@ class SalesCall:
 
     async def _finalize(self, error: object | None) -> None:
         self.turns.close()
+        settle_streams = getattr(self._call_llm, "settle_streams", None)
+        if callable(settle_streams):  # LiteLLM's bookkeeping of the call's last replies: before it ends
+            with contextlib.suppress(Exception):
+                await settle_streams()
         outcome = self._call_outcome(error)
         self.outcome = outcome
         duration = time.monotonic() - self._started_at

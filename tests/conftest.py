@@ -120,6 +120,14 @@ def _fresh_process_resilience() -> Iterator[None]:
 
 
 @pytest.fixture
+def litellm_success() -> Any:
+    """LiteLLM's success callbacks of the calls marked ``litellm_probe.MARK`` (tests/litellm_probe.py)."""
+    from litellm_probe import registered_probe  # imports litellm: only the tests that ask for it
+
+    return registered_probe()
+
+
+@pytest.fixture
 def outbox_backend(tmp_path: Path) -> Any:
     """Where a test's CRM outbox lives: an SQLite file here; the PostgreSQL cases (integration)
     override it (``outbox_backends.py``)."""

@@ -8,7 +8,8 @@ with what was said (the error is recorded): replaying the turn on another provid
 agent say the beginning twice. Tool calls that had arrived whole still run; one cut mid-way is
 counted (``sales_agent.llm.tool_calls.dropped``) and the caller is asked to repeat. Every provider
 down -> the stream speaks ``fallback_line`` instead of raising, so the session keeps going. LiveKit's
-GenAI spans and metrics name the provider and model that served the turn.
+GenAI spans and metrics name the provider and model that served the turn. A stream ends as soon as
+its answer is whole; LiteLLM's own end-of-stream bookkeeping runs after (``stream_tail.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from agent.call_context import CallContext
 from agent.llm.chain import Provider, ProviderChain
 from agent.llm.errors import ProviderAttemptError, classify_attempt
 from agent.llm.instruments import instruments
+from agent.llm.stream_tail import StreamTails, usage_read
 from telemetry import names
 from telemetry.span_status import set_error
 
@@ -80,6 +82,8 @@ class RouterLLM(llm.LLM):
         # mid-answer)? SalesCall reads it to tell "we failed the caller" from "the caller left".
         self.last_turn_failed = False
         self.served_by: Provider | None = None  # the provider that answered this view's last turn
+        # LiteLLM's end-of-stream bookkeeping of this view's streams, run once the reply plays.
+        self.stream_tails = StreamTails()
 
     # --- identity (read by LiveKit's GenAI spans and metrics, like its FallbackAdapter's) ---------
     @property
@@ -171,8 +175,13 @@ class RouterLLM(llm.LLM):
     async def _prewarm_impl(self) -> None:
         await self._chain.warm()
 
+    async def settle_streams(self) -> None:
+        """Run LiteLLM's end-of-stream bookkeeping still waiting now (the call is ending)."""
+        await self.stream_tails.settle()
+
     async def aclose(self) -> None:
-        # The Router is shared by every RouterLLM of the process (for_call); nothing per-instance to close.
+        # The Router is shared by every RouterLLM of the process (for_call); only the streams are ours.
+        await self.stream_tails.settle()
         await super().aclose()
 
 
@@ -195,16 +204,14 @@ class _ChunkReader:
     response_model: str | None = None
     usage: dict[str, int] = field(default_factory=dict)
     started: bool = False  # a text or tool-call delta arrived (the "first token")
+    finished: bool = False  # the finish reason arrived: the answer is whole
     _tools: dict[int, _ToolCallAcc] = field(default_factory=dict)
 
     def feed(self, chunk: Any) -> list[llm.ChatChunk]:
         self.chunk_id = self.chunk_id or getattr(chunk, "id", "") or ""
         self.response_model = getattr(chunk, "model", None) or self.response_model
         if (raw_usage := getattr(chunk, "usage", None)) is not None:
-            self.usage = {
-                "input": int(getattr(raw_usage, "prompt_tokens", 0) or 0),
-                "output": int(getattr(raw_usage, "completion_tokens", 0) or 0),
-            }
+            self.take_usage(raw_usage)
         out: list[llm.ChatChunk] = []
         for choice in getattr(chunk, "choices", None) or []:
             delta = getattr(choice, "delta", None)
@@ -222,8 +229,15 @@ class _ChunkReader:
                     llm.ChatChunk(id=self.chunk_id, delta=llm.ChoiceDelta(role="assistant", content=content))
                 )
             if getattr(choice, "finish_reason", None):
+                self.finished = True
                 out.extend(self.finish())
         return out
+
+    def take_usage(self, raw_usage: Any) -> None:
+        self.usage = {
+            "input": int(getattr(raw_usage, "prompt_tokens", 0) or 0),
+            "output": int(getattr(raw_usage, "completion_tokens", 0) or 0),
+        }
 
     def finish(self) -> list[llm.ChatChunk]:
         calls = [
@@ -475,6 +489,11 @@ class RouterLLMStream(llm.LLMStream):
                             first_token_at = time.perf_counter()
                             deadline.reschedule(None)  # the deadline is for the first token only
                         send(out)
+                        if reader.finished and (usage := usage_read(stream)) is not None:
+                            # The answer is whole: LiteLLM's own end of stream runs once the reply plays.
+                            reader.take_usage(usage)
+                            self._router_llm.stream_tails.finish_later(stream, provider.name)
+                            break
                     send(reader.finish())
                     if not emitted:
                         raise ProviderAttemptError(

@@ -7,6 +7,7 @@ provider's ``/tool NAME {json}`` convention so the conversation is deterministic
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -256,6 +257,32 @@ async def test_a_call_the_agent_failed_ends_failed_and_one_it_answered_ends_drop
     await answered.aclose()  # hangs up after a real answer: the caller's choice
     assert answered.outcome == "dropped"
     assert calls("dropped") == dropped_before + 1 and calls("failed") == failed_before + 1
+
+
+async def test_a_call_ends_after_litellm_finished_each_of_its_streams(
+    otel, stack: Stack, litellm_success: Any
+) -> None:
+    """Each stream ends at its answer (LiteLLM's bookkeeping runs later: agent/llm/stream_tail.py);
+    the call's end runs what is still waiting, so nothing of the call is left behind."""
+    from litellm_probe import MARK
+
+    call = new_call(stack)
+    await call.start()
+    await call.session.run(user_input=f"Hi, who is this? {MARK}")
+    await call.session.run(user_input=tool("capture_basic_info", **CONTACT))
+    assert call.session.llm.stream_tails.pending >= 1  # the last reply's bookkeeping is still to run
+    await call.session.run(user_input=tool("end_call", outcome="callback"))
+    assert await call.wait_finished(10)
+
+    assert call.session.llm.stream_tails.pending == 0
+    attempts = [
+        s for s in otel.spans("chat primary-model") if s.attributes[names.CALL_ID] == call.context.call_id
+    ]
+    assert len(attempts) >= 5  # greeting reply, then a tool call and its acknowledgement per tool turn
+    async with asyncio.timeout(5):  # LiteLLM reports from a task it schedules at the end of its stream
+        while len(litellm_success.completion_tokens) < len(attempts):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    assert len(litellm_success.completion_tokens) == len(attempts)
 
 
 async def test_tools_cannot_reach_another_tenants_records(otel, stack: Stack) -> None:
