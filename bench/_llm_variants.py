@@ -368,6 +368,7 @@ async def build_llm_call(path: str, url: str, request: dict[str, Any]) -> Call:
                 async for chunk in stream:
                     count += 1
                     text += (chunk.delta.content or "") if chunk.delta else ""
+            await router_llm.settle_streams()  # LiteLLM's end of stream (deferred in a call) is counted
             if text != REPLY:
                 raise RuntimeError(f"RouterLLM answered {text!r}, not the provider's reply")
             return count

@@ -47,6 +47,7 @@ async def _ttft_router_llm(router_llm, chat_ctx) -> tuple[float, float]:
         async for chunk in stream:
             if first is None and chunk.delta and chunk.delta.content:
                 first = time.perf_counter() - start
+    await router_llm.settle_streams()  # LiteLLM's end of stream, deferred in the agent, counts here
     return (first if first is not None else float("nan")), time.perf_counter() - start
 
 
