@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,6 +20,7 @@ from livekit.agents import llm
 
 from agent.call_context import CallContext
 from agent.llm import LLMSettings, ProviderConfig, build_llm
+from agent.llm.router_llm import RouterLLM
 from agent.llm.stream_tail import StreamTails, usage_read
 from local_services.llm_provider import run_llm_provider
 from telemetry import names
@@ -44,15 +46,20 @@ def _ctx(text: str) -> llm.ChatContext:
     return ctx
 
 
-async def test_the_answer_ends_the_stream_and_litellm_finishes_it_once_later(otel, litellm_success) -> None:
+@asynccontextmanager
+async def _call_llm() -> AsyncIterator[RouterLLM]:
+    """One call's RouterLLM over a warmed Router and one local provider."""
     async with run_llm_provider("primary") as primary:
         settings = LLMSettings(
             chain=[ProviderConfig(name="primary", kind="local", model="primary-model", api_base=primary.url)]
         )
         router_llm = build_llm(settings)
         await router_llm.warm()
-        call_llm = router_llm.for_call(CALL)
+        yield router_llm.for_call(CALL)
 
+
+async def test_the_answer_ends_the_stream_and_litellm_finishes_it_once_later(otel, litellm_success) -> None:
+    async with _call_llm() as call_llm:
         output_tokens = {names.GEN_AI_TOKEN_TYPE: "output", names.TENANT_ID: "acme"}
         tokens_before = otel.metric_value(names.LLM_TOKENS, **output_tokens)
         response = await call_llm.chat(chat_ctx=_ctx(f"Hi, who is this? {MARK}")).collect()
@@ -74,13 +81,7 @@ async def test_the_answer_ends_the_stream_and_litellm_finishes_it_once_later(ote
 
 
 async def test_litellm_finishes_by_itself_after_the_delay(litellm_success) -> None:
-    async with run_llm_provider("primary") as primary:
-        settings = LLMSettings(
-            chain=[ProviderConfig(name="primary", kind="local", model="primary-model", api_base=primary.url)]
-        )
-        router_llm = build_llm(settings)
-        await router_llm.warm()
-        call_llm = router_llm.for_call(CALL)
+    async with _call_llm() as call_llm:
         call_llm.stream_tails.delay_s = 0.05
 
         await call_llm.chat(chat_ctx=_ctx(f"Hi {MARK}")).collect()
