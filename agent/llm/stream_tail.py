@@ -8,15 +8,16 @@ deep-copy it for a cache task (none is configured) and dispatch the success call
 deployment accounting among them). The agent reads none of it, but it ran on the event loop in
 series with what the caller waits for: the tool call the stream asked for (its outbox write waited
 for the GIL behind it) and, for a short reply, the end of the text that lets TTS start the last
-sentence. Measured at one voice call: ~6 ms per stream; a tool turn's tool step 16 -> 9-10 ms.
+sentence. Measured at one voice call: 4-7 ms per stream; the tool step's p50 15 -> 13 ms and first
+text to first audio 21-24 -> 18 ms (bench/RESULTS.md, "Issue 13, 2026-12-01 evening").
 
 So once the answer is whole and its usage is known, ``RouterLLMStream`` ends its own stream and
 leaves the rest of LiteLLM's iteration to ``finish_later``: a task that lets it run ``DELAY_S``
 later, when the reply is playing, and logs (never raises) what goes wrong there. Nothing is skipped:
-LiteLLM's callbacks still run, once per stream. A call waits for its streams' bookkeeping before its
-outcome is recorded (``settle``), so nothing of a call outlives it. A stream whose usage has not
-arrived at its finish reason (a provider that sends none, or a LiteLLM that keeps it elsewhere) is
-read to its end as before.
+LiteLLM's callbacks still run, once per stream. A call runs its streams' bookkeeping still waiting
+before its outcome is recorded (``settle``; LiteLLM dispatches its callbacks from there). A stream
+whose usage has not arrived at its finish reason (a provider that sends none, or a LiteLLM that
+keeps it elsewhere) is read to its end as before.
 
 Written by hand: LiteLLM has no switch for this (its documented ones were measured: they change
 nothing on the async streaming path; ``bench/RESULTS.md``, goal 3).
@@ -32,8 +33,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-# The reply's first audio comes ~20-50 ms after its stream ends (unloaded, bench_density's stages);
-# half a second is well past it and shorter than any spoken reply.
+# The reply's first audio comes ~20-50 ms after its stream ends (bench_density's stages, up to 35
+# calls at once); half a second is well past it and shorter than any spoken reply.
 DELAY_S = 0.5
 
 
