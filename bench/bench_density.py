@@ -33,7 +33,14 @@ VAD running late shifts that start too, so the table also shows the wait on the 
 (``heard``: the frame with the line's last spoken sample -> the agent's first frame; the clips are
 trimmed of silence, so this is within one 20 ms frame of the caller's real wait).
 
-    python -m bench.bench_density [--quick] [--levels 1,5,10] [--json-out PATH]
+**One process per core** (``--processes 2``): each level's calls are shared out over that many agent
+processes, as LiveKit's dispatch shares jobs out over the workers of a host (its load balancing is not
+what is measured: the shares are equal). The processes finish their warm-up calls, wait for each other
+and start their batches together; their turns are pooled into one level, CPU % is summed (of one core),
+RSS is the sum of their peaks. The goal is stated per process and per machine; the default (one
+process) is the figure the goal table reports.
+
+    python -m bench.bench_density [--quick] [--levels 1,5,10] [--processes 2] [--json-out PATH]
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,14 +225,36 @@ async def measure_batch(
     }
 
 
+BARRIER_TIMEOUT_S = 300.0
+
+
+def wait_for_parties(barrier: Path, parties: int, timeout_s: float = BARRIER_TIMEOUT_S) -> None:
+    """Mark this process ready in ``barrier`` (a folder) and wait until ``parties`` processes are."""
+    (barrier / f"ready-{os.getpid()}").touch()
+    deadline = time.monotonic() + timeout_s
+    while sum(1 for _ in barrier.glob("ready-*")) < parties:
+        if time.monotonic() > deadline:  # a sibling that died: the parent reports its error
+            raise TimeoutError(f"{parties} agent processes were not ready within {timeout_s:.0f} s")
+        time.sleep(0.02)
+
+
 async def _child_async(
-    urls: dict[str, list[str]], calls: int, total: int, profile: bool, warm_up: bool
+    urls: dict[str, list[str]],
+    calls: int,
+    total: int,
+    profile: bool,
+    warm_up: bool,
+    barrier: tuple[Path, int] | None = None,
+    run_id: str = "run",
 ) -> dict[str, Any]:
-    """``total`` voice calls, ``calls`` at a time (the level); figures of the calls after the warm-up."""
+    """``total`` voice calls, ``calls`` at a time (the level); figures of the calls after the warm-up.
+    With ``barrier`` (folder, parties) the batch starts once every agent process of the level is ready."""
     async with voice_agent(urls) as agent:
         if warm_up:
             await agent.warm_up()
-        return await measure_batch(agent, calls, total, profile=profile)
+        if barrier is not None:
+            await asyncio.to_thread(wait_for_parties, *barrier)
+        return await measure_batch(agent, calls, total, run_id=run_id, profile=profile)
 
 
 def child_main(args: argparse.Namespace) -> int:
@@ -232,9 +262,14 @@ def child_main(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.ERROR)
     urls = {kind: getattr(args, f"{kind}_url") for kind in ("llm", "crm", "stt", "tts")}
+    barrier = (args.barrier, args.parties) if args.barrier is not None else None
     write_result(
         args.result_out,
-        asyncio.run(_child_async(urls, args.calls, args.total, args.profile, not args.no_warm_up)),
+        asyncio.run(
+            _child_async(
+                urls, args.calls, args.total, args.profile, not args.no_warm_up, barrier, args.run_id
+            )
+        ),
     )
     return 0
 
@@ -290,26 +325,74 @@ def prefill_clips(cache_dir: Path, calls: int) -> None:
             make_clip(line.spoken, cache_dir=cache_dir)
 
 
+def shares(calls: int, processes: int) -> list[int]:
+    """``calls`` shared out over ``processes`` as evenly as whole calls allow (no process gets none)."""
+    processes = max(1, min(processes, calls))
+    return [calls // processes + (1 if i < calls % processes else 0) for i in range(processes)]
+
+
+def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One level's figures from its agent processes: turns pooled, CPU and calls summed, RSS the sum
+    of the processes' peaks (they need not peak together: an upper bound), wall time the longest."""
+    if len(results) == 1:
+        return results[0]
+    threads: dict[str, float] = {}
+    for result in results:
+        for name, seconds in result["threads_cpu_s"].items():
+            threads[name] = threads.get(name, 0.0) + seconds
+    return {
+        **{key: sum(r[key] for r in results) for key in ("calls", "total", "completed", "failed")},
+        **{key: sum(r[key] for r in results) for key in ("cpu_s", "call_s", "rss_before_mb", "rss_peak_mb")},
+        "turns": [turn for r in results for turn in r["turns"]],
+        "heard_waits_s": [wait for r in results for wait in r["heard_waits_s"]],
+        "designed_silence_s": results[0]["designed_silence_s"],
+        "wall_s": max(r["wall_s"] for r in results),
+        "threads_cpu_s": threads,
+        "hotspots": None,
+        "processes": len(results),
+    }
+
+
 def _run_level(
-    urls: dict[str, list[str]], sink_url: str, calls: int, *, profile: bool, quick: bool, clips: Path
+    urls: dict[str, list[str]],
+    sink_url: str,
+    calls: int,
+    *,
+    profile: bool,
+    quick: bool,
+    clips: Path,
+    processes: int = 1,
 ) -> dict[str, Any]:
     env = child_env(
         OTEL_EXPORTER_OTLP_ENDPOINT=sink_url,
         OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
         SALES_AGENT_VOICE_CACHE=str(clips),
     )
-    total = calls if quick else max(calls, MIN_CALLS)
-    args = ["--child", "--calls", str(calls), "--total", str(total)]
+    parts = shares(calls, processes)
+    common: list[str] = []
     for kind, values in urls.items():
         for url in values:
-            args += [f"--{kind}-url", url]
+            common += [f"--{kind}-url", url]
     if profile:
-        args.append("--profile")
+        common.append("--profile")
     if quick:
-        args.append("--no-warm-up")
+        common.append("--no-warm-up")
     before = first_bytes(urls)
     load_before = os.getloadavg()[0]
-    result = run_child("bench.bench_density", args, env=env, timeout_s=600 + 6 * total)
+    with tempfile.TemporaryDirectory(prefix="bench-density-barrier-") as barrier:
+        if len(parts) > 1:
+            common += ["--barrier", barrier, "--parties", str(len(parts))]
+
+        def one(part: tuple[int, int]) -> dict[str, Any]:
+            process, share = part
+            total = share if quick else max(share, MIN_CALLS)
+            # Each process its own call ids: the stand-ins and the CRM key their scripts and writes by them.
+            args = ["--child", "--calls", str(share), "--total", str(total), "--run-id", f"p{process}"]
+            args += common
+            return run_child("bench.bench_density", args, env=env, timeout_s=600 + 6 * total)
+
+        with ThreadPoolExecutor(max_workers=len(parts)) as pool:  # run_child blocks: one thread each
+            result = merge_results(list(pool.map(one, enumerate(parts))))
     add_provider_times(result, before, first_bytes(urls))
     result["load"] = (load_before, os.getloadavg()[0])
     return result
@@ -411,10 +494,11 @@ def _profile_table(calls: int, result: dict[str, Any]) -> Table:
     return table
 
 
-def run(quick: bool, levels: tuple[int, ...] | None = None) -> list[Table]:
+def run(quick: bool, levels: tuple[int, ...] | None = None, processes: int = 1) -> list[Table]:
     levels = levels or (QUICK_LEVELS if quick else LEVELS)
+    where = "one agent process" if processes == 1 else f"{processes} agent processes (calls shared out)"
     table = Table(
-        "13a. Voice density: concurrent voice calls in one agent process, milliseconds / MB",
+        f"13a. Voice density: concurrent voice calls in {where}, milliseconds / MB",
         ["calls", "turns", "wait p50", "wait p95", "heard p95", "added p50", "added p95", "peak RSS MB",
          "RSS/call MB", "CPU %", "CPU ms per call-s", "failed", "load 1-min (start/end)"],
     )  # fmt: skip
@@ -429,7 +513,9 @@ def run(quick: bool, levels: tuple[int, ...] | None = None) -> list[Table]:
             if time.monotonic() - started > BUDGET_S:
                 table.notes.append(f"time budget ({BUDGET_S:.0f} s) spent before {calls} calls")
                 break
-            result = _run_level(urls, sink_url, calls, profile=False, quick=quick, clips=clips)
+            result = _run_level(
+                urls, sink_url, calls, profile=False, quick=quick, clips=clips, processes=processes
+            )
             done.append((calls, result))
             s = summarise(result)
             load = result["load"]
@@ -454,7 +540,7 @@ def run(quick: bool, levels: tuple[int, ...] | None = None) -> list[Table]:
             if s["added_p50"] > SATURATED_P50_S or s["rss_peak"] > RSS_LIMIT_MB or result["failed"]:
                 break
         profiled = None
-        if done and not quick:  # what dominates at the last (largest) level
+        if done and not quick and processes == 1:  # what dominates at the last (largest) level
             profiled = (
                 done[-1][0],
                 _run_level(urls, sink_url, done[-1][0], profile=True, quick=False, clips=clips),
@@ -482,6 +568,12 @@ def run(quick: bool, levels: tuple[int, ...] | None = None) -> list[Table]:
         "RSS/call = (peak RSS during the level - RSS after the warm-up call) / calls. CPU % of one core "
         "(the agent process, all threads); CPU ms per call-s = agent CPU per second of call.",
     ]
+    if processes > 1:
+        table.notes.append(
+            f"Each level's calls shared out over {processes} agent processes started together after their "
+            "warm-up calls; turns pooled; CPU % summed over the processes (of one core); peak RSS the sum "
+            "of their peaks. No profiled rerun."
+        )
     tables = [table, _stage_table(done)]
     if profiled is not None:
         tables.append(_stage_table([profiled]))
@@ -495,7 +587,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--levels", default="", help="comma-separated concurrency levels (default: the ladder)"
     )
+    parser.add_argument(
+        "--processes", type=int, default=1, help="agent processes per level, calls shared out (default 1)"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--barrier", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--run-id", default="run", help=argparse.SUPPRESS)
+    parser.add_argument("--parties", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--calls", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--total", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
@@ -512,9 +610,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--levels {args.levels!r}: expected comma-separated whole numbers, e.g. 1,5,10")
     if levels is not None and any(n < 1 for n in levels):
         parser.error("--levels: every level must be at least 1 call")
+    if args.processes < 1:
+        parser.error("--processes: at least 1")
     from bench._common import emit
 
-    emit(run(args.quick, levels), args.json_out)
+    emit(run(args.quick, levels, args.processes), args.json_out)
     return 0
 
 

@@ -176,3 +176,47 @@ def test_the_voice_table_decides_on_calls_per_s_at_every_level_with_cpu_and_late
 def test_silero_reports_the_end_of_speech_after_whole_windows_of_silence(min_silence_s, counted_s) -> None:
     # livekit's default min_silence_duration (0.55 s) is 17.2 windows of 32 ms: Silero reports after 18.
     assert vad_counted_silence_s(min_silence_s) == pytest.approx(counted_s)
+
+
+def test_a_level_is_shared_out_evenly_and_never_gives_a_process_no_call() -> None:
+    from bench.bench_density import shares
+
+    assert shares(35, 2) == [18, 17]
+    assert shares(50, 2) == [25, 25]
+    assert shares(1, 2) == [1]  # one call: one process
+    assert shares(7, 1) == [7]
+
+
+def test_the_processes_of_a_level_pool_their_turns_and_sum_what_they_use() -> None:
+    from bench.bench_density import merge_results, summarise
+
+    one, two = _voice_level(1.0, 0.2, 0.65), _voice_level(1.0, 0.3, 0.70)
+    two["wall_s"] += 1.0
+    two["threads_cpu_s"] = {"MainThread": 2.0, "asyncio_": 1.0}
+    merged = merge_results([one, two])
+    assert merged["calls"] == 30 and merged["failed"] == 0 and merged["processes"] == 2
+    assert len(merged["turns"]) == 60 and len(merged["heard_waits_s"]) == 2
+    assert merged["cpu_s"] == pytest.approx(15 * 0.2 + 15 * 0.3)
+    assert merged["rss_peak_mb"] == 820.0 and merged["rss_before_mb"] == 800.0  # sum of the peaks
+    assert merged["wall_s"] == two["wall_s"]
+    assert merged["threads_cpu_s"] == {"MainThread": pytest.approx(4.0), "asyncio_": 1.0}
+    merged["provider_s"] = one["provider_s"]
+    figures = summarise(merged)
+    assert figures["rss_per_call"] == pytest.approx(20.0 / 30)
+    assert figures["wait_p95"] == pytest.approx(0.70)
+    assert merge_results([one]) is one
+
+
+def test_agent_processes_start_their_batch_together(tmp_path) -> None:
+    import threading
+
+    from bench.bench_density import wait_for_parties
+
+    with pytest.raises(TimeoutError, match="2 agent processes were not ready"):
+        wait_for_parties(tmp_path, 2, timeout_s=0.1)  # alone: its sibling never comes
+    for ready in tmp_path.glob("ready-*"):  # the next level's processes: a fresh start
+        ready.unlink()
+    sibling = threading.Timer(0.05, lambda: (tmp_path / "ready-sibling").touch())
+    sibling.start()
+    wait_for_parties(tmp_path, 2, timeout_s=5.0)
+    sibling.join()
