@@ -19,6 +19,7 @@ import pytest
 from livekit.agents.telemetry.pii import GEN_AI_PII_ATTRIBUTES
 from livekit.agents.voice.run_result import ChatMessageEvent, FunctionCallOutputEvent
 from opentelemetry.trace import SpanKind
+from waiting import until
 
 from agent.app_settings import AppSettings
 from agent.call_context import CallContext
@@ -279,9 +280,8 @@ async def test_a_call_ends_after_litellm_finished_each_of_its_streams(
         s for s in otel.spans("chat primary-model") if s.attributes[names.CALL_ID] == call.context.call_id
     ]
     assert len(attempts) >= 5  # greeting reply, then a tool call and its acknowledgement per tool turn
-    async with asyncio.timeout(5):  # LiteLLM reports from a task it schedules at the end of its stream
-        while len(litellm_success.completion_tokens) < len(attempts):  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
+    # LiteLLM reports from a task it schedules at the end of its stream.
+    await until(lambda: len(litellm_success.completion_tokens) >= len(attempts), timeout_s=5.0)
     assert len(litellm_success.completion_tokens) == len(attempts)
 
 
@@ -389,7 +389,6 @@ async def test_call_beyond_capacity_is_refused_before_anything_starts(otel, stac
 
 async def test_sweep_on_another_loop_closes_the_call_on_its_own_loop(otel, stack: Stack) -> None:
     """Thread executor: the sweep runs on the worker's loop, each call on its job thread's loop."""
-    import asyncio
     from dataclasses import replace
 
     from agent.sessions import SessionManager

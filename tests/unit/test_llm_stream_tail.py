@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from litellm_probe import MARK
 from livekit.agents import llm
+from waiting import until
 
 from agent.call_context import CallContext
 from agent.llm import LLMSettings, ProviderConfig, build_llm
@@ -31,13 +32,6 @@ CALL = CallContext(tenant_id="acme", session_id="sess-tail", call_id="call-tail"
 async def _turns(loop_turns: int) -> None:
     for _ in range(loop_turns):
         await asyncio.sleep(0)
-
-
-async def _until(condition: Any, timeout_s: float = 5.0) -> None:
-    """Poll ``condition`` (LiteLLM reports from its own tasks: nothing to wait on), bounded."""
-    async with asyncio.timeout(timeout_s):
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
 
 
 def _ctx(text: str) -> llm.ChatContext:
@@ -75,7 +69,7 @@ async def test_the_answer_ends_the_stream_and_litellm_finishes_it_once_later(ote
         assert tokens == tokens_before + response.usage.completion_tokens
 
         await call_llm.settle_streams()
-        await _until(lambda: litellm_success.completion_tokens)
+        await until(lambda: litellm_success.completion_tokens)
         assert litellm_success.completion_tokens == [response.usage.completion_tokens]
         assert call_llm.stream_tails.pending == 0
 
@@ -85,7 +79,7 @@ async def test_litellm_finishes_by_itself_after_the_delay(litellm_success) -> No
         call_llm.stream_tails.delay_s = 0.05
 
         await call_llm.chat(chat_ctx=_ctx(f"Hi {MARK}")).collect()
-        await _until(lambda: call_llm.stream_tails.pending == 0 and litellm_success.completion_tokens)
+        await until(lambda: call_llm.stream_tails.pending == 0 and litellm_success.completion_tokens)
         assert len(litellm_success.completion_tokens) == 1
 
 

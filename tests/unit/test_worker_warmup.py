@@ -13,7 +13,7 @@ import importlib
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,6 +23,7 @@ import pytest
 from livekit.agents import JobRequest
 from livekit.protocol import agent as agent_proto
 from livekit.protocol import models
+from waiting import until
 
 import agent.runtime
 from agent import worker, worker_warmup
@@ -47,14 +48,6 @@ def gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.
         yield opened
     finally:
         opened.set()  # the loader thread ends with the test
-
-
-async def _until(condition: Callable[[], object], timeout_s: float = 30.0) -> None:
-    for _ in range(int(timeout_s / 0.01)):  # bounded in count, and so in time
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"not within {timeout_s:g} s")
 
 
 class _Stop(Exception):
@@ -106,7 +99,7 @@ async def test_a_job_accepted_during_the_warmup_waits_for_it_then_starts_its_cal
     shutdowns: list[str] = []
     with caplog.at_level(logging.INFO, logger="agent.worker_warmup"):
         task = asyncio.create_task(worker.entrypoint(_ctx(_job(), shutdowns)))
-        await _until(lambda: "arrived" in caplog.text)
+        await until(lambda: "arrived" in caplog.text)
         assert not built and not task.done()  # waiting: nothing of the call is built yet
         gate.set()
         with pytest.raises(_Stop):
@@ -176,7 +169,7 @@ async def test_ready_fails_its_warmup_check_until_the_warmup_is_done(gate, monke
     worker.start_warmup()
     task = asyncio.create_task(worker._start_worker_services())
     try:
-        await _until(lambda: worker._state is not None and worker._state.health_server is not None)
+        await until(lambda: worker._state is not None and worker._state.health_server is not None)
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{url}/health") as resp:
                 assert resp.status == 200  # alive while it loads
