@@ -181,7 +181,7 @@ class RouterLLM(llm.LLM):
 
     async def aclose(self) -> None:
         # The Router is shared by every RouterLLM of the process (for_call); only the streams are ours.
-        await self.stream_tails.settle()
+        await self.settle_streams()
         await super().aclose()
 
 
