@@ -328,6 +328,9 @@ class SalesCall:
         if callable(settle_streams):  # LiteLLM's bookkeeping of the call's last replies: before it ends
             with contextlib.suppress(Exception):
                 await settle_streams()
+        # The call's delivered CRM writes are marked before it ends (their removal runs off the
+        # tools' path): a finished call leaves no entry of its own in the outbox.
+        await self._services.crm.settle()
         outcome = self._call_outcome(error)
         self.outcome = outcome
         duration = time.monotonic() - self._started_at

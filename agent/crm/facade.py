@@ -80,8 +80,13 @@ class ResilientCrm:
         """Start the outbox drainer (delivers what an earlier process left behind, too)."""
         self.drainer.start()
 
+    async def settle(self) -> None:
+        """Until the delivered writes' removals have landed (``Outbox.complete_later``)."""
+        await self.outbox.settle()
+
     async def aclose(self) -> None:
         await self.drainer.stop()
+        await self.outbox.settle()
         await self.crm.aclose()
         await self.calendar.aclose()
         self.outbox.close()
@@ -189,7 +194,7 @@ class ResilientCrm:
         except BaseException:  # cancelled (barge-in): the entry is durable; the drainer sends it
             await asyncio.shield(self.outbox.release(entry_id, None))
             raise
-        await self.outbox.complete(entry_id)
+        self.outbox.complete_later(entry_id)  # the CRM has it: the caller need not wait for the mark
         return _synced(response, idempotency_key)
 
     async def _send_live(self, write: _LiveWrite) -> dict[str, Any]:

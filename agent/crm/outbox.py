@@ -121,6 +121,7 @@ class Outbox:
         self._closed = False
         # One contact's adds from this outbox, in the order they were asked for (see ``add``).
         self._adding: dict[tuple[str, str, str], tuple[asyncio.Lock, int]] = {}
+        self._completing: set[asyncio.Task[None]] = set()  # removals started by complete_later
         observe_outbox(self)
         for dependency in KNOWN_DEPENDENCIES:
             zero_claims(dependency)
@@ -227,6 +228,29 @@ class Outbox:
         except StorageError:
             self._unmarked[entry_id] = dependency if isinstance(entry, int) else entry.dependency
         self.turns.notify()
+
+    def complete_later(self, entry_id: int) -> None:
+        """Delivered live: remove it without the caller waiting (``settle`` waits).
+
+        The removal is bookkeeping, not durability: until it lands the entry stays claimed by this
+        outbox's lease, so the drainer leaves it alone and the contact's next write waits its turn
+        (``wait_turn``, woken by ``complete``). A crash before it lands makes the next drainer send
+        it again, which the CRM replays by its idempotency key. In a busy agent the removal's thread
+        hop waits for the GIL: 10-13 ms at p50 with 20 voice calls, off each write's reply.
+        """
+        task = asyncio.get_running_loop().create_task(self.complete(entry_id))
+        self._completing.add(task)
+        task.add_done_callback(self._completion_done)
+
+    def _completion_done(self, task: asyncio.Task[None]) -> None:
+        self._completing.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # a store failure is handled inside
+            log.error("outbox: removing a delivered entry failed", exc_info=task.exception())
+
+    async def settle(self) -> None:
+        """Wait until every removal ``complete_later`` started has landed."""
+        while self._completing:
+            await asyncio.wait(set(self._completing))
 
     async def release(self, entry_id: int, error: str | None, *, drainer: bool = False) -> None:
         """Hand a claimed entry back (``error``: its attempt failed). A live write's goes to the

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -283,6 +284,36 @@ async def test_a_call_ends_after_litellm_finished_each_of_its_streams(
     # LiteLLM reports from a task it schedules at the end of its stream.
     await until(lambda: len(litellm_success.completion_tokens) >= len(attempts), timeout_s=5.0)
     assert len(litellm_success.completion_tokens) == len(attempts)
+
+
+async def test_a_call_ends_after_its_delivered_writes_left_the_outbox(otel, stack: Stack) -> None:
+    """A tool's CRM write answers once the CRM has it; the outbox's removal of the entry runs after
+    (``Outbox.complete_later``). The call's end waits for it: a finished call leaves nothing queued."""
+    store = stack.runtime.crm.outbox.store
+    removal_may_run = threading.Event()
+    real_complete = store.complete
+
+    def held_complete(entry_ids: Any) -> None:  # the removal's thread, held like a slow disk
+        removal_may_run.wait(10)
+        real_complete(entry_ids)
+
+    store.complete = held_complete  # type: ignore[method-assign]
+    call = new_call(stack)
+    try:
+        await call.start()
+        capture = call.session.run(user_input=tool("capture_basic_info", **CONTACT))
+        result = await asyncio.wait_for(capture, 10)
+        assert "saved" in str(outputs(result)[0].output).lower()  # answered before its removal ran
+        assert store.pending_stats() != {}  # delivered, still in the file
+        ending = asyncio.ensure_future(call.session.run(user_input=tool("end_call", outcome="callback")))
+        await asyncio.sleep(0.3)
+        assert not call.finished  # the call's end waits for the removal
+        removal_may_run.set()
+        await ending
+        assert await call.wait_finished(10)
+        assert store.pending_stats() == {}
+    finally:
+        removal_may_run.set()
 
 
 async def test_tools_cannot_reach_another_tenants_records(otel, stack: Stack) -> None:
