@@ -328,14 +328,14 @@ class SalesCall:
         if callable(settle_streams):  # LiteLLM's bookkeeping of the call's last replies: before it ends
             with contextlib.suppress(Exception):
                 await settle_streams()
-        # The call's delivered CRM writes are marked before it ends (their removal runs off the
-        # tools' path): a finished call leaves no entry of its own in the outbox.
-        await self._services.crm.settle()
         outcome = self._call_outcome(error)
         self.outcome = outcome
         duration = time.monotonic() - self._started_at
         tenant = self.context.tenant_id
         try:
+            # The call's delivered CRM writes are marked before it ends (their removal runs off the
+            # tools' path): a finished call leaves none of them in the outbox.
+            await self._services.crm.settle()
             business_metrics.call_ended(tenant, outcome, duration)
             sessions = self._services.sessions
             if sessions is not None:
