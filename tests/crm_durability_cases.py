@@ -11,14 +11,13 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-import threading
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import stamina
-from outbox_backends import OutboxBackend
+from outbox_backends import OutboxBackend, removals_held
 
 from agent.crm import Contact, CrmSettings, build_crm
 from agent.crm.outbox_store import StorageError
@@ -83,29 +82,21 @@ async def test_a_delivered_write_answers_before_its_removal_lands(crm_service, o
     it lands the entry stays claimed: the contact's next write waits its turn, the drainer leaves it."""
     url, admin = crm_service
     crm = build_crm(settings(url, outbox_backend))
-    removal_may_run = threading.Event()
-    real_complete = crm.outbox.store.complete
-
-    def held_complete(entry_ids: Any) -> None:  # the removal's thread, held like a slow disk
-        removal_may_run.wait(10)
-        real_complete(entry_ids)
-
-    crm.outbox.store.complete = held_complete  # type: ignore[method-assign]
     try:
-        first = await asyncio.wait_for(crm.upsert_contact("acme", lead(1)), 5)  # old code: held here
-        assert first.status == "synced"
-        assert outbox_backend.rows() == 1  # delivered; its removal not landed yet
-        assert await crm.drainer.drain_once() == 0  # still claimed by the live write: not sent again
-        second = asyncio.create_task(crm.add_note("acme", "lead1@acme.com", "after"))
-        await asyncio.sleep(0.3)
-        assert not second.done()  # behind the first one's removal: the contact's order holds
-        removal_may_run.set()
-        assert (await asyncio.wait_for(second, 5)).status == "synced"
+        with removals_held(crm.outbox.store) as removal_may_run:
+            first = await asyncio.wait_for(crm.upsert_contact("acme", lead(1)), 5)  # old code: held here
+            assert first.status == "synced"
+            assert outbox_backend.rows() == 1  # delivered; its removal not landed yet
+            assert await crm.drainer.drain_once() == 0  # still claimed by the live write: not sent again
+            second = asyncio.create_task(crm.add_note("acme", "lead1@acme.com", "after"))
+            await asyncio.sleep(0.3)
+            assert not second.done()  # behind the first one's removal: the contact's order holds
+            removal_may_run.set()
+            assert (await asyncio.wait_for(second, 5)).status == "synced"
         await crm.settle()
         assert outbox_backend.rows() == 0
         assert (await stats(admin))["writes_applied"] == 2
     finally:
-        removal_may_run.set()
         await crm.aclose()
 
 

@@ -3,14 +3,17 @@ on PostgreSQL (a fresh schema of one server per test session; integration tests 
 is a process).
 
 A case asks for the ``outbox_backend`` fixture and builds its settings with ``crm_settings``; rows are
-counted in the store's own table, whichever it is.
+counted in the store's own table, whichever it is. ``removals_held`` holds a store's removals of
+delivered entries, as a slow disk would.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -58,3 +61,22 @@ def postgres_backend(server: Any) -> OutboxBackend:
     with psycopg.connect(server.url(), autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
     return OutboxBackend("postgresql", f"{server.url()}?options={quote(f'-csearch_path={schema}')}")
+
+
+@contextlib.contextmanager
+def removals_held(store: Any) -> Iterator[threading.Event]:
+    """Until the yielded event is set (at the latest on exit), the store's removals (``complete``) wait in
+    their thread, as behind a slow disk."""
+    may_run = threading.Event()
+    real_complete = store.complete
+
+    def held_complete(entry_ids: Any) -> None:
+        may_run.wait(10)
+        real_complete(entry_ids)
+
+    store.complete = held_complete
+    try:
+        yield may_run
+    finally:
+        may_run.set()
+        store.complete = real_complete

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import pytest
 from livekit.agents.telemetry.pii import GEN_AI_PII_ATTRIBUTES
 from livekit.agents.voice.run_result import ChatMessageEvent, FunctionCallOutputEvent
 from opentelemetry.trace import SpanKind
+from outbox_backends import removals_held
 from waiting import until
 
 from agent.app_settings import AppSettings
@@ -290,16 +290,8 @@ async def test_a_call_ends_after_its_delivered_writes_left_the_outbox(otel, stac
     """A tool's CRM write answers once the CRM has it; the outbox's removal of the entry runs after
     (``Outbox.complete_later``). The call's end waits for it: a finished call leaves nothing queued."""
     store = stack.runtime.crm.outbox.store
-    removal_may_run = threading.Event()
-    real_complete = store.complete
-
-    def held_complete(entry_ids: Any) -> None:  # the removal's thread, held like a slow disk
-        removal_may_run.wait(10)
-        real_complete(entry_ids)
-
-    store.complete = held_complete  # type: ignore[method-assign]
     call = new_call(stack)
-    try:
+    with removals_held(store) as removal_may_run:
         await call.start()
         capture = call.session.run(user_input=tool("capture_basic_info", **CONTACT))
         result = await asyncio.wait_for(capture, 10)
@@ -310,10 +302,8 @@ async def test_a_call_ends_after_its_delivered_writes_left_the_outbox(otel, stac
         assert not call.finished  # the call's end waits for the removal
         removal_may_run.set()
         await ending
-        assert await call.wait_finished(10)
-        assert store.pending_stats() == {}
-    finally:
-        removal_may_run.set()
+    assert await call.wait_finished(10)
+    assert store.pending_stats() == {}
 
 
 async def test_tools_cannot_reach_another_tenants_records(otel, stack: Stack) -> None:
