@@ -58,6 +58,7 @@ from telemetry.config_errors import ConfigError, bind_listener, env_name
 
 if TYPE_CHECKING:
     from livekit.agents import AgentServer, JobContext, JobProcess, JobRequest, WorkerOptions
+    from livekit.agents.voice.room_io import RoomOptions
     from livekit.protocol.agent import Job
 
     from agent.health import HealthServer
@@ -348,7 +349,7 @@ async def entrypoint(ctx: JobContext) -> None:
     ctx.add_shutdown_callback(end_call_then_services)
     await ctx.connect()
     try:
-        await call.start(room=ctx.room)
+        await call.start(room=ctx.room, room_options=room_options())
     except CapacityExceeded as exc:
         log.warning("call refused: %s", exc.message, extra=call_ctx.span_attributes())
         ctx.shutdown(reason="capacity")
@@ -357,6 +358,16 @@ async def entrypoint(ctx: JobContext) -> None:
     # The call is over when its session closes (end_call, hang-up, session manager): free the job.
     call.session.on("close", lambda _event: ctx.shutdown(reason="call ended"))
     log.info("call %s running (trace %s)", call_ctx.call_id, call.trace_id, extra=call_ctx.span_attributes())
+
+
+def room_options() -> RoomOptions:
+    """How a call's session reads its room: the caller's audio at the rate and framing the call uses
+    (``agent/speech/room_audio.py``); everything else is livekit's default."""
+    from livekit.agents.voice.room_io import RoomOptions
+
+    from agent.speech.room_audio import room_audio_input
+
+    return RoomOptions(audio_input=room_audio_input())
 
 
 def worker_options() -> WorkerOptions:

@@ -3,9 +3,10 @@
 A real VAD (Silero) must hear the caller as speech, so the clips are synthesized speech, not tones.
 ``espeak-ng`` (Debian package, installed by ``.ci/run``) writes 22.05 kHz WAV; the clip is trimmed of
 leading/trailing silence (so "end of speech" is the last spoken sample) and resampled with livekit's
-resampler to the rate the session's input runs at (16 kHz). Clips are cached by text, voice and rate
-in a folder (``simulate --voice-cache``, default ``~/.cache/sales-agent/voice``): espeak-ng is fast
-(~50 ms a line), the cache just keeps a long run from repeating the work.
+resampler to the rate the session's input runs at (16 kHz: ``agent/speech/room_audio.py``). Clips are
+cached by text, voice and rate in a folder (``simulate --voice-cache``, default
+``~/.cache/sales-agent/voice``): espeak-ng is fast (~50 ms a line), the cache just keeps a long run
+from repeating the work.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 ESPEAK = "espeak-ng"
-DEFAULT_SAMPLE_RATE = 16000
+DEFAULT_SAMPLE_RATE = 16000  # the rate a call reads its room at (agent/speech/room_audio.py)
 DEFAULT_VOICE = "en-us"
 WORDS_PER_MINUTE = 175
 _SILENCE_THRESHOLD = 300  # |sample| below this (of 32767) counts as silence when trimming

@@ -193,3 +193,10 @@ def test_livekit_is_told_not_to_preload_models_the_agent_does_not_use() -> None:
     environ = {"LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE": "1"}  # an operator's choice stands
     worker.prepare_livekit_environment(environ)
     assert environ == {"LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE": "1"}
+
+
+def test_a_call_reads_the_caller_at_the_rate_silero_scores() -> None:
+    # livekit's room input defaults to 24 kHz; Silero would then resample every frame on the event loop.
+    audio = worker.room_options().get_audio_input_options()
+    assert audio is not None
+    assert (audio.sample_rate, audio.num_channels, audio.frame_size_ms) == (16000, 1, 50)
