@@ -31,7 +31,8 @@ queueing between stages, LiteLLM's stream handling, tool dispatch, the TTS clien
 The recorder's wait starts where livekit places the end of speech, computed when the VAD reports it; a
 VAD running late shifts that start too, so the table also shows the wait on the caller's own clock
 (``heard``: the frame with the line's last spoken sample -> the agent's first frame; the clips are
-trimmed of silence, so this is within one 20 ms frame of the caller's real wait).
+trimmed of silence and the microphone stamps the last spoken sample inside its 50 ms frame, so this
+includes the room input's framing, as a real caller's wait does).
 
 **One process per core** (``--processes 2``): each level's calls are shared out over that many agent
 processes, as LiveKit's dispatch shares jobs out over the workers of a host (its load balancing is not

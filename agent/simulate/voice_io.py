@@ -1,9 +1,11 @@
 """Audio in and out of a voice ``AgentSession`` without a LiveKit room, at real-time pace.
 
-``CallerMicrophone`` is the session's ``AudioInput``: 20 ms frames on a wall-clock schedule,
-silence unless a clip is playing, so the VAD measures real silences and every latency downstream
-is real. ``CallerSpeaker`` is the session's ``AudioOutput``: it "plays" what the agent says on a
-virtual playout clock, telling the session when playback starts (first frame of a reply), finishes
+``CallerMicrophone`` is the session's ``AudioInput``: the frames the worker's session reads from a
+LiveKit room (``agent/speech/room_audio.py``: 50 ms at 16 kHz), each delivered once its last sample
+has been spoken, on a wall-clock schedule; silence unless a clip is playing, so the VAD measures real
+silences, every latency downstream is real and a simulated call costs the per-frame work of a real
+one. ``CallerSpeaker`` is the session's ``AudioOutput``: it "plays" what the agent says on a virtual
+playout clock, telling the session when playback starts (first frame of a reply), finishes
 (when the pushed audio would have played out) or is cut (``clear_buffer``: a barge-in).
 
 Shaped after livekit's own test doubles (``tests/fake_io.py`` in livekit/agents), with real pacing.
@@ -21,8 +23,12 @@ from livekit import rtc
 from livekit.agents.voice.io import AudioInput, AudioOutput, AudioOutputCapabilities
 
 from agent.simulate.caller_audio import Clip
+from agent.speech import room_audio
 
-FRAME_S = 0.02
+# The worker's session reads the room with these options; the microphone matches them so a simulated
+# call's per-frame work (VAD framing, the STT tee, channel hops) is a real call's.
+FRAME_S = room_audio.FRAME_MS / 1000
+SAMPLE_RATE = room_audio.SAMPLE_RATE
 
 
 @dataclass
@@ -35,7 +41,7 @@ class _Utterance:
 class CallerMicrophone(AudioInput):
     """The simulated caller's microphone: silence, or the clip being spoken, in real time."""
 
-    def __init__(self, sample_rate: int = 16000) -> None:
+    def __init__(self, sample_rate: int = SAMPLE_RATE) -> None:
         super().__init__(label="simulated-caller-microphone")
         self.sample_rate = sample_rate
         self._samples_per_frame = int(sample_rate * FRAME_S)
@@ -43,8 +49,8 @@ class CallerMicrophone(AudioInput):
         self._queue: deque[_Utterance] = deque()
         self._next_at: float | None = None
         self._closed = False
-        self.utterance_starts: list[float] = []  # wall time each clip's first frame went out
-        self.utterance_ends: list[float] = []  # wall time each clip's last frame went out
+        self.utterance_starts: list[float] = []  # wall time each clip's first sample was spoken
+        self.utterance_ends: list[float] = []  # wall time each clip's last sample was spoken
 
     @property
     def speaking(self) -> bool:
@@ -70,7 +76,11 @@ class CallerMicrophone(AudioInput):
             raise StopAsyncIteration
         loop = asyncio.get_running_loop()
         now = loop.time()
-        if self._next_at is None or self._next_at < now - 0.2:  # first frame, or far behind: resync
+        # A frame goes out when its last sample has been spoken, as a room's re-framed track delivers
+        # it: the first one a frame after the microphone opens. Far behind (a stalled loop): resync.
+        if self._next_at is None:
+            self._next_at = now + FRAME_S
+        elif self._next_at < now - 0.2:
             self._next_at = now
         if self._next_at > now:
             await asyncio.sleep(self._next_at - now)
@@ -83,14 +93,15 @@ class CallerMicrophone(AudioInput):
         if not self._queue:
             return self._silence
         utterance = self._queue[0]
-        if utterance.offset == 0:
-            self.utterance_starts.append(time.time())
         n = self._samples_per_frame
+        now = time.time()  # this frame's end: its first sample was spoken one frame ago
+        if utterance.offset == 0:
+            self.utterance_starts.append(now - FRAME_S)
         chunk = utterance.clip.samples[utterance.offset : utterance.offset + n]
         utterance.offset += n
         if utterance.offset >= len(utterance.clip.samples):
             self._queue.popleft()
-            ended = time.time()  # the last spoken sample leaves with this frame
+            ended = now - (n - len(chunk)) / self.sample_rate  # the line's last sample, inside this frame
             self.utterance_ends.append(ended)
             if not utterance.done.done():
                 utterance.done.set_result(ended)

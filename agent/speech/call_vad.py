@@ -67,7 +67,7 @@ class _PublishingStream(vad.VADStream):
     """Runs the model's stream, passes its events on, and publishes speech segments to the call.
 
     Frames go straight into the model's stream: the base class would queue each one on this stream's
-    own channel for a task to move it on, one more hop and task wake-up per 20 ms frame of every call.
+    own channel for a task to move it on, one more hop and task wake-up per frame of every call.
     """
 
     def __init__(self, call_vad: CallVAD, inner: vad.VADStream) -> None:
