@@ -30,9 +30,9 @@ Everything else is the agent: the VAD falling behind, the STT request's client s
 queueing between stages, LiteLLM's stream handling, tool dispatch, the TTS client and the first frame.
 The recorder's wait starts where livekit places the end of speech, computed when the VAD reports it; a
 VAD running late shifts that start too, so the table also shows the wait on the caller's own clock
-(``heard``: the frame with the line's last spoken sample -> the agent's first frame; the clips are
-trimmed of silence and the microphone stamps the last spoken sample inside its 50 ms frame, so this
-includes the room input's framing, as a real caller's wait does).
+(``heard``: the line's last spoken sample -> the agent's first frame; the clips are trimmed of
+silence, and the microphone delivers each 50 ms frame once spoken, so this includes the room input's
+framing, as a real caller's wait does).
 
 **One process per core** (``--processes 2``): each level's calls are shared out over that many agent
 processes, as LiveKit's dispatch shares jobs out over the workers of a host (its load balancing is not
@@ -560,7 +560,7 @@ def run(quick: bool, levels: tuple[int, ...] | None = None, processes: int = 1) 
         "reports the end of speech, its min_silence_duration in whole 32 ms windows; the session's min "
         "endpointing delay)) - the providers' mean time to first byte measured inside the "
         "stand-ins (one STT request, the turn's LLM streams, one TTS request). wait = the turn recorder's "
-        "caller wait; heard = the caller's own clock (last frame of the line -> first agent frame).",
+        "caller wait; heard = the caller's own clock (the line's last spoken sample -> first agent frame).",
         f"N calls at a time, the first N starts spread over {STAGGER_S:.0f} s; at least {MIN_CALLS} calls "
         "per level (at 1: one after another); one warm-up call first (not with --quick: one call, no "
         "warm-up). The ladder goes on past the goal until added p50 passes 1 s. Each level is a "
