@@ -84,24 +84,29 @@ class CallerMicrophone(AudioInput):
             self._next_at = now
         if self._next_at > now:
             await asyncio.sleep(self._next_at - now)
+        spoken_until = self._next_at  # loop time of this frame's last sample
         self._next_at += FRAME_S
         if self._closed:
             raise StopAsyncIteration
-        return rtc.AudioFrame(self._next_samples().tobytes(), self.sample_rate, 1, self._samples_per_frame)
+        # Stamped on the caller's schedule, not at delivery: a frame handed over late (a busy loop)
+        # still carries audio spoken on time, and that lag is part of the caller's wait.
+        frame_end = time.time() - (loop.time() - spoken_until)
+        samples = self._next_samples(frame_end)
+        return rtc.AudioFrame(samples.tobytes(), self.sample_rate, 1, self._samples_per_frame)
 
-    def _next_samples(self) -> np.ndarray:
+    def _next_samples(self, frame_end: float) -> np.ndarray:
+        """The next frame's samples; ``frame_end`` is the wall time its last sample was spoken."""
         if not self._queue:
             return self._silence
         utterance = self._queue[0]
         n = self._samples_per_frame
-        now = time.time()  # this frame's end: its first sample was spoken one frame ago
         if utterance.offset == 0:
-            self.utterance_starts.append(now - FRAME_S)
+            self.utterance_starts.append(frame_end - FRAME_S)
         chunk = utterance.clip.samples[utterance.offset : utterance.offset + n]
         utterance.offset += n
         if utterance.offset >= len(utterance.clip.samples):
             self._queue.popleft()
-            ended = now - (n - len(chunk)) / self.sample_rate  # the line's last sample, inside this frame
+            ended = frame_end - (n - len(chunk)) / self.sample_rate  # the line's last sample, in this frame
             self.utterance_ends.append(ended)
             if not utterance.done.done():
                 utterance.done.set_result(ended)

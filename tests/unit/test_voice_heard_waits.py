@@ -67,3 +67,17 @@ async def test_a_line_ends_at_its_last_sample_not_at_its_frame_end() -> None:
     microphone.close()
     assert ended <= frame_out - 0.5 * FRAME_S + 1e-3  # half the last frame was padding after the line
     assert microphone.utterance_starts[0] <= ended - 1.5 * FRAME_S + 1e-3
+
+
+async def test_a_frame_handed_over_late_is_stamped_when_its_audio_was_spoken() -> None:
+    microphone = CallerMicrophone()
+    await asyncio.wait_for(microphone.__anext__(), 1.0)  # silence
+    samples = np.full(int(microphone.sample_rate * 0.5 * FRAME_S), 1000, dtype=np.int16)
+    said = asyncio.ensure_future(microphone.say(Clip("hi", samples, microphone.sample_rate)))
+    await asyncio.sleep(0)  # queued
+    time.sleep(0.12)  # noqa: ASYNC251 - the loop stalls on purpose, past the next frame's end
+    await asyncio.wait_for(microphone.__anext__(), 1.0)  # handed over at once, ~70 ms late
+    handed_over = time.time()
+    ended = await asyncio.wait_for(said, 1.0)
+    microphone.close()
+    assert ended <= handed_over - 0.06  # the caller stopped talking on schedule, before the late hand-over
