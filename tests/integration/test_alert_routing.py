@@ -153,8 +153,15 @@ def test_real_alertmanager_inhibits_the_matching_warning_and_delivers_the_rest(t
                 found = {a["labels"]["alertname"]: a["status"] for a in alerts}
                 return found if len(found) == 4 else None
 
-            status = wait_until(states, timeout_s=20, what="alerts visible in Alertmanager")
-            assert status["OutboxBacklogStale"]["state"] == "suppressed"
+            # The inhibitor learns of the critical alert on its own subscription, shortly after the API
+            # shows it: until then the warning reads active. Wait for that, then judge a fresh answer.
+            wait_until(
+                lambda: (found := states()) and found["OutboxBacklogStale"]["state"] == "suppressed",
+                timeout_s=20,
+                what="the crm warning inhibited in Alertmanager",
+            )
+            status = states()
+            assert status is not None and status["OutboxBacklogStale"]["state"] == "suppressed", status
             assert status["OutboxBacklogStale"]["inhibitedBy"], status
             for name in ("DependencyCircuitOpen", "SlowDependencyResponse", "NewTenantSeen"):
                 assert status[name]["state"] == "active", (name, status[name])
@@ -196,8 +203,16 @@ def test_real_alertmanager_inhibits_system_warnings_only_on_the_same_instance(tm
                 found = {(a["labels"]["alertname"], a["labels"]["instance"]): a["status"] for a in alerts}
                 return found if len(found) == 3 else None
 
-            status = wait_until(states, timeout_s=20, what="alerts visible in Alertmanager")
-            assert status[("HighCpuUsage", "host-a:9464")]["state"] == "suppressed"
+            # As above: wait until the inhibitor knows the critical alert, then judge a fresh answer.
+            wait_until(
+                lambda: (
+                    (found := states()) and found[("HighCpuUsage", "host-a:9464")]["state"] == "suppressed"
+                ),
+                timeout_s=20,
+                what="host-a's warning inhibited in Alertmanager",
+            )
+            status = states()
+            assert status is not None, "an alert left Alertmanager"
             assert status[("HighCpuUsage", "host-b:9464")]["state"] == "active", status
             chat = wait_until(lambda: hook.alerts("/chat"), timeout_s=30, what="host-b's warning in chat")
         assert {a["labels"]["instance"] for a in chat} == {"host-b:9464"}
