@@ -262,14 +262,15 @@ def prewarm(proc: JobProcess) -> None:
     """Runs once per job process (or thread) before the worker registers: keep it light (telemetry,
     the VAD model). LiteLLM and the call modules load after registering (``agent/worker_warmup.py``)."""
     from livekit.agents import JobExecutorType
-    from livekit.plugins import silero
 
+    from agent.speech.silero_batch import BatchedSileroVAD
     from telemetry.setup import setup_telemetry
 
     settings = worker_settings()
     setup_telemetry(settings.telemetry)
-    # One Silero model per process; each call wraps it in its own CallVAD.
-    proc.userdata["vad"] = silero.VAD.load()
+    # One Silero model per process, every call's windows scored together; each call wraps it in its
+    # own CallVAD.
+    proc.userdata["vad"] = BatchedSileroVAD.load()
     if proc.executor_type is JobExecutorType.PROCESS:
         start_warmup()  # a process of its own (its forkserver has usually loaded them already)
 
@@ -335,9 +336,9 @@ async def entrypoint(ctx: JobContext) -> None:
     )
     vad_model = ctx.proc.userdata.get("vad")
     if vad_model is None:  # prewarm did not run in this process (it always does under livekit's CLI)
-        from livekit.plugins import silero
+        from agent.speech.silero_batch import BatchedSileroVAD
 
-        vad_model = silero.VAD.load()
+        vad_model = BatchedSileroVAD.load()
     call = SalesCall(call_ctx, runtime.services, mode="voice", vad_model=vad_model)
 
     async def end_call_then_services() -> None:  # livekit runs shutdown callbacks concurrently

@@ -94,8 +94,8 @@ import livekit.agents.ipc._preload
 mark("LiveKit's job-thread warm-up (ipc._preload: av, rtc library, openai SDK resources)")
 worker.worker_options()
 mark("WorkerOptions")
-from livekit.plugins import silero
-silero.VAD.load()
+from agent.speech.silero_batch import BatchedSileroVAD
+BatchedSileroVAD.load()
 mark("prewarm: silero VAD loaded (per job thread): ready to register")
 asyncio.run(worker.start_warmup().wait())
 mark("AFTER")
@@ -167,7 +167,8 @@ READY_IMPORTS = (
     "from telemetry.setup import setup_telemetry; s = AppSettings.from_env(); "
     "setup_telemetry(s.telemetry); w.import_speech_plugins(s); w.prepare_main_thread(); "
     "w.prepare_livekit_environment(); "
-    "import livekit.agents.ipc._preload; from livekit.plugins import silero; silero.VAD.load()"
+    "import livekit.agents.ipc._preload; "
+    "from agent.speech.silero_batch import BatchedSileroVAD; BatchedSileroVAD.load()"
 )
 
 _IMPORTTIME = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)")

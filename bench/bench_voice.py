@@ -53,13 +53,12 @@ async def voice_runtime(
     ``urls``: ``{"llm": [...], "crm": [url], "stt": [...], "tts": [...]}`` of stand-ins running
     elsewhere (their own processes); without it the stand-ins run in this process.
     """
-    from livekit.plugins import silero
-
     from agent.app_settings import AppSettings
     from agent.llm import ProviderConfig
     from agent.runtime import start_runtime
     from agent.simulate.stack import open_stack
     from agent.speech import SpeechServices, STTSettings, TTSSettings
+    from agent.speech.silero_batch import BatchedSileroVAD
     from agent.tenants import TenantRegistry
     from agent.vocabulary.local_providers import local_model
 
@@ -82,7 +81,7 @@ async def voice_runtime(
             stt={"chain": STTSettings.for_local([ep.per_call_api_base for ep in stack.stt]).chain},
             tts={"chain": TTSSettings.for_local([ep.api_base for ep in stack.tts]).chain},
         )
-        speech = SpeechServices(settings.stt, settings.tts, silero.VAD.load())
+        speech = SpeechServices(settings.stt, settings.tts, BatchedSileroVAD.load())
         runtime = await start_runtime(
             settings,
             tenants=TenantRegistry.from_mapping({"tenants": {"acme": {"display_name": "Acme"}}}),
@@ -248,15 +247,15 @@ async def tts_failover(reps: int) -> Table:
 async def stt_failover(reps: int) -> Table:
     import numpy as np
     from livekit import rtc
-    from livekit.plugins import silero
 
     from agent.call_context import CallContext
     from agent.speech import SpeechServices, STTSettings, TTSSettings
+    from agent.speech.silero_batch import BatchedSileroVAD
     from local_services.stt_provider import run_stt_provider
 
     frames = [rtc.AudioFrame(np.zeros(32000, dtype=np.int16).tobytes(), 16000, 1, 32000)]  # 2 s utterance
     call = CallContext("acme", "bench", "bench")
-    vad = silero.VAD.load()
+    vad = BatchedSileroVAD.load()
     table = Table(
         "11c. STT: one 2 s utterance through ChainSTT, milliseconds", ["setup", "p50", "p95", "+p50"]
     )

@@ -494,16 +494,15 @@ def _call_runner(
 def _local_speech(settings: AppSettings, stack: Stack) -> SpeechServices:
     """STT and TTS chains over the stack's speech providers (deadlines and cooldowns from the
     configuration), and the Silero VAD model (loaded once)."""
-    from livekit.plugins import silero
-
     from agent.speech import SpeechServices, STTSettings, TTSSettings
+    from agent.speech.silero_batch import BatchedSileroVAD
 
     stt = STTSettings.for_local([ep.per_call_api_base for ep in stack.stt]).chain
     tts = TTSSettings.for_local([ep.api_base for ep in stack.tts]).chain
     return SpeechServices(
         settings.stt.model_copy(update={"chain": stt}),
         settings.tts.model_copy(update={"chain": tts}),
-        silero.VAD.load(),
+        BatchedSileroVAD.load(),
     )
 
 

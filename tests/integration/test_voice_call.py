@@ -64,9 +64,9 @@ QUICK = VoiceScript(
 @pytest.fixture(scope="session")
 def vad_model() -> Any:
     """One Silero model for the whole session (each call wraps it in its own CallVAD)."""
-    from livekit.plugins import silero
+    from agent.speech.silero_batch import BatchedSileroVAD
 
-    return silero.VAD.load()
+    return BatchedSileroVAD.load()
 
 
 @pytest.fixture(scope="session")
