@@ -263,14 +263,14 @@ def prewarm(proc: JobProcess) -> None:
     the VAD model). LiteLLM and the call modules load after registering (``agent/worker_warmup.py``)."""
     from livekit.agents import JobExecutorType
 
-    from agent.speech.silero_batch import BatchedSileroVAD
+    from agent.speech.silero_batch import process_vad
     from telemetry.setup import setup_telemetry
 
     settings = worker_settings()
     setup_telemetry(settings.telemetry)
-    # One Silero model per process, every call's windows scored together; each call wraps it in its
-    # own CallVAD.
-    proc.userdata["vad"] = BatchedSileroVAD.load()
+    # One Silero model per process (this runs once per job thread or process), every call's windows
+    # scored together; each call wraps it in its own CallVAD.
+    proc.userdata["vad"] = process_vad()
     if proc.executor_type is JobExecutorType.PROCESS:
         start_warmup()  # a process of its own (its forkserver has usually loaded them already)
 
@@ -336,9 +336,9 @@ async def entrypoint(ctx: JobContext) -> None:
     )
     vad_model = ctx.proc.userdata.get("vad")
     if vad_model is None:  # prewarm did not run in this process (it always does under livekit's CLI)
-        from agent.speech.silero_batch import BatchedSileroVAD
+        from agent.speech.silero_batch import process_vad
 
-        vad_model = BatchedSileroVAD.load()
+        vad_model = process_vad()
     call = SalesCall(call_ctx, runtime.services, mode="voice", vad_model=vad_model)
 
     async def end_call_then_services() -> None:  # livekit runs shutdown callbacks concurrently

@@ -6,9 +6,11 @@ the 2-core bench machine: one trip costs the event loop ~90 µs of CPU and the m
 a second per call. The Silero model takes a batch (its recurrent state is per row, and a row's result
 equals the row scored alone), and a run of 32 windows costs ~55 µs per row.
 
-- ``_WindowBatcher`` (one per event loop): windows waiting while the model is idle go out together,
-  one executor trip; windows that arrive during a run wait for the next. A call alone is scored as
-  soon as its window is complete, as before.
+- ``_WindowBatcher`` (one per model, a thread of its own): the windows a loop completes in one
+  iteration are handed over together; those waiting while the model is idle go out in one run, and
+  those that come during a run wait for the next. A call alone is scored as soon as its window is
+  complete, as before. The worker's job threads (livekit's thread executor, a loop each) share the
+  process's model (``process_vad``), so their calls are batched together too.
 - ``_BatchedVADStream``: livekit's Silero rules and events, unchanged (thresholds, the 0.35 filter,
   silence and speech counted in whole windows, 0.5 s of prefix padding, the segment's audio on
   START/END_OF_SPEECH). Its buffers keep the prefix padding by moving an index instead of copying it
@@ -21,9 +23,11 @@ equals the row scored alone), and a run of 32 windows costs ~55 µs per row.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import logging
+import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -82,7 +86,7 @@ class _ModelRow:
         self.state.fill(0.0)
 
 
-_Pending = tuple[_ModelRow, np.ndarray, "asyncio.Future[float]"]
+_Pending = tuple[asyncio.AbstractEventLoop, _ModelRow, np.ndarray, "asyncio.Future[float]"]
 
 
 def _score_rows(
@@ -105,49 +109,77 @@ def _score_rows(
 
 
 class _WindowBatcher:
-    """Scores windows of every stream on one event loop, as few model runs as the load allows."""
+    """Scores the windows of every stream of the process, on a thread of its own, in as few model
+    runs as the load allows. A process may run calls on several event loops (livekit's thread
+    executor: a loop per job thread), so the batch is the process's and each result goes back to
+    its stream's loop."""
 
-    def __init__(self, session: onnxruntime.InferenceSession, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, session: onnxruntime.InferenceSession) -> None:
         self._session = session
-        self._loop = loop
-        self._pending: list[_Pending] = []
+        self._lock = threading.Lock()
+        self._ready: list[_Pending] = []  # handed over, waiting for the model
         self._running = False
-        self.runs = 0  # model runs (executor trips) so far
+        # A loop's windows of one iteration are handed over together, at its end.
+        self._gathering: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+        self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="silero-batch")
+        self.runs = 0  # model runs so far
         self.windows = 0  # windows scored so far
 
     def score(self, row: _ModelRow, window: np.ndarray) -> asyncio.Future[float]:
         """The speech probability of ``window`` (int16 samples, left untouched until the result)."""
-        future: asyncio.Future[float] = self._loop.create_future()
-        self._pending.append((row, window, future))
-        if not self._running:
-            self._running = True
-            # The next loop iteration: windows other streams complete in this one join the run.
-            self._loop.call_soon(self._start_run)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[float] = loop.create_future()
+        gathering = self._gathering.get(loop)
+        if gathering is None:  # the loop's first window of this iteration
+            gathering = self._gathering[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        gathering.append((loop, row, window, future))
         return future
 
-    def _start_run(self) -> None:
-        batch = self._pending[:MAX_BATCH]
-        del self._pending[:MAX_BATCH]
-        if not batch:
-            self._running = False
-            return
-        self.runs += 1
-        self.windows += len(batch)
-        run = self._loop.run_in_executor(
-            None, _score_rows, self._session, [row for row, _, _ in batch], [window for _, window, _ in batch]
-        )
-        run.add_done_callback(lambda done: self._deliver(batch, done))
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        windows = self._gathering.pop(loop)
+        with self._lock:
+            self._ready.extend(windows)
+            if self._running:
+                return  # the thread takes them after its current run
+            self._running = True
+        self._thread.submit(self._run_while_ready)
 
-    def _deliver(self, batch: list[_Pending], run: asyncio.Future[list[float]]) -> None:
-        error = run.exception() if not run.cancelled() else asyncio.CancelledError()
-        for i, (_, _, future) in enumerate(batch):
-            if future.done():  # its stream was closed meanwhile
-                continue
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(run.result()[i])
-        self._start_run()  # the windows that came during the run
+    def _run_while_ready(self) -> None:
+        while True:
+            with self._lock:
+                batch = self._ready[:MAX_BATCH]
+                del self._ready[:MAX_BATCH]
+                if not batch:
+                    self._running = False
+                    return
+            try:
+                scores: list[float] | BaseException = _score_rows(
+                    self._session, [row for _, row, _, _ in batch], [window for _, _, window, _ in batch]
+                )
+            except Exception as exc:  # every waiting stream gets it; the thread goes on
+                scores = exc
+            self.runs += 1
+            self.windows += len(batch)
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[float], float | None]]] = {}
+            for i, (loop, _, _, future) in enumerate(batch):
+                by_loop.setdefault(loop, []).append(
+                    (future, None if isinstance(scores, BaseException) else scores[i])
+                )
+            error = scores if isinstance(scores, BaseException) else None
+            for loop, results in by_loop.items():
+                with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits
+                    loop.call_soon_threadsafe(_deliver, results, error)
+
+
+def _deliver(results: list[tuple[asyncio.Future[float], float | None]], error: BaseException | None) -> None:
+    for future, score in results:
+        if future.done():  # its stream was closed meanwhile
+            continue
+        if score is None:
+            future.set_exception(error or RuntimeError("the VAD model returned no score"))
+        else:
+            future.set_result(score)
 
 
 class BatchedSileroVAD(vad.VAD):
@@ -157,10 +189,7 @@ class BatchedSileroVAD(vad.VAD):
         super().__init__(capabilities=vad.VADCapabilities(update_interval=WINDOW_S))
         self._session = session
         self.opts = opts or VADOptions()
-        # One batcher per event loop: a process may run calls on several loops (thread executor).
-        self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _WindowBatcher] = (
-            weakref.WeakKeyDictionary()
-        )
+        self.batcher = _WindowBatcher(session)
 
     @classmethod
     def load(cls, opts: VADOptions | None = None) -> BatchedSileroVAD:
@@ -181,14 +210,6 @@ class BatchedSileroVAD(vad.VAD):
     def min_silence_duration(self) -> float:
         return self.opts.min_silence_duration
 
-    def batcher(self) -> _WindowBatcher:
-        """The running loop's batcher (made at its first stream)."""
-        loop = asyncio.get_running_loop()
-        batcher = self._batchers.get(loop)
-        if batcher is None:
-            batcher = self._batchers[loop] = _WindowBatcher(self._session, loop)
-        return batcher
-
     def stream(self) -> vad.VADStream:
         return _BatchedVADStream(self, reporter=self)
 
@@ -196,6 +217,20 @@ class BatchedSileroVAD(vad.VAD):
         """A stream whose metrics go to ``reporter`` (one call's VAD) and whose START/END_OF_SPEECH
         events are also handed to ``on_segment``."""
         return _BatchedVADStream(self, reporter=reporter, on_segment=on_segment)
+
+
+_process_vad: BatchedSileroVAD | None = None
+_process_vad_lock = threading.Lock()
+
+
+def process_vad() -> BatchedSileroVAD:
+    """The process's one model, loaded at the first call: every job thread of a worker gets the
+    same, so every call of the process is scored in the same runs."""
+    global _process_vad
+    with _process_vad_lock:
+        if _process_vad is None:
+            _process_vad = BatchedSileroVAD.load()
+        return _process_vad
 
 
 class _SpeechBuffer:
@@ -248,7 +283,7 @@ class _BatchedVADStream(vad.VADStream):
         on_segment: Callable[[vad.VADEvent], None] | None = None,
     ) -> None:
         self._opts = owner.opts
-        self._batcher = owner.batcher()
+        self._batcher = owner.batcher
         self._on_segment = on_segment
         self._row = _ModelRow()
         self._slow_logged_at = -1e9

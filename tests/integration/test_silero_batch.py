@@ -83,11 +83,10 @@ class _CountingExecutor(concurrent.futures.ThreadPoolExecutor):
         return super().submit(fn, *args, **kwargs)
 
 
-async def _trips_for_calls(
-    model: vad.VAD, samples: np.ndarray, calls: int
-) -> tuple[int, int, list[list[str]]]:
+async def _feed_calls(model: vad.VAD, samples: np.ndarray, calls: int) -> tuple[int, int, list[list[str]]]:
     """``calls`` streams fed the same audio frame by frame, a frame of each in turn, as a room's
-    tracks arrive: (executor trips, windows scored, each stream's segment events)."""
+    tracks arrive: (trips through the loop's default executor, windows scored, each stream's
+    segment events)."""
     loop = asyncio.get_running_loop()
     executor = _CountingExecutor()
     loop.set_default_executor(executor)
@@ -112,14 +111,16 @@ async def _trips_for_calls(
     return executor.trips, windows, kinds
 
 
-async def test_many_calls_share_each_trip_to_the_model(caller_samples) -> None:
-    """livekit's stream makes one executor trip per 32 ms window per call (found in the 70-call
-    profile: the trips filled the event loop); eight calls fed at once share their trips here."""
+async def test_many_calls_share_each_model_run(caller_samples) -> None:
+    """livekit's stream makes one executor trip and one model run per 32 ms window per call (found
+    in the 70-call profile: the trips filled the event loop); eight calls fed at once share runs."""
     from agent.speech.silero_batch import BatchedSileroVAD
 
-    trips, windows, kinds = await _trips_for_calls(BatchedSileroVAD.load(), caller_samples, calls=8)
-    assert windows == 8 * (len(caller_samples) // 512)
-    assert trips * 4 <= windows, f"{trips} executor trips for {windows} windows"
+    model = BatchedSileroVAD.load()
+    trips, windows, kinds = await _feed_calls(model, caller_samples, calls=8)
+    assert windows == 8 * (len(caller_samples) // 512) == model.batcher.windows
+    assert model.batcher.runs * 4 <= windows, f"{model.batcher.runs} model runs for {windows} windows"
+    assert trips == 0  # the model has a thread of its own
     assert kinds == [["start_of_speech", "end_of_speech"] * 2] * 8
 
 
@@ -127,8 +128,40 @@ async def test_livekits_stream_makes_a_trip_per_window(caller_samples) -> None:
     """The control for the test above: the counting method sees livekit's per-window trips."""
     from livekit.plugins import silero
 
-    trips, windows, _ = await _trips_for_calls(silero.VAD.load(), caller_samples, calls=2)
+    trips, windows, _ = await _feed_calls(silero.VAD.load(), caller_samples, calls=2)
     assert trips >= windows
+
+
+def test_calls_on_different_event_loops_share_the_model_runs(caller_samples) -> None:
+    """livekit's thread executor runs each job on a loop of its own: the process's model batches
+    their windows together and sends each score back to its own loop."""
+    import threading
+
+    from agent.speech.silero_batch import process_vad
+
+    model = process_vad()
+    assert process_vad() is model
+    runs_before, windows_before = model.batcher.runs, model.batcher.windows
+    start = threading.Barrier(4)
+    kinds: list[list[list[str]]] = []
+
+    def job() -> None:
+        async def main() -> list[list[str]]:
+            start.wait(timeout=30)
+            return (await _feed_calls(model, caller_samples, calls=2))[2]
+
+        kinds.append(asyncio.run(main()))
+
+    threads = [threading.Thread(target=job) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert kinds == [[["start_of_speech", "end_of_speech"] * 2] * 2] * 4
+    windows = model.batcher.windows - windows_before
+    runs = model.batcher.runs - runs_before
+    assert windows == 8 * (len(caller_samples) // 512)
+    assert runs * 2 <= windows, f"{runs} model runs for {windows} windows over 4 loops"
 
 
 async def test_a_call_opened_through_its_call_vad_reports_to_that_call(caller_samples) -> None:
