@@ -438,20 +438,24 @@ def summarise(result: dict[str, Any]) -> dict[str, float]:
     }
 
 
+# bench_throughput._cpu_by_thread's name for the batched VAD's thread (silero-batch_0, digits dropped).
+VAD_THREAD = "silero-batch"
+
+
 def _stage_table(levels: list[tuple[int, dict[str, Any]]]) -> Table:
     from bench.bench_voice import STAGES
 
     table = Table(
         "13b. What grows with concurrency: the turn recorder's stages (p95, ms) and CPU by thread",
         ["calls", *(f"{s} p95" for s in STAGES), "stand-ins STT / LLM / TTS", "CRM per request",
-         "event loop CPU s", "VAD executor CPU s", "other threads CPU s"],
+         "event loop CPU s", "VAD model thread CPU s", "other threads CPU s"],
     )  # fmt: skip
     for calls, result in levels:
         turns = result["turns"]
         stages = [percentile([t["stages"][s] for t in turns if s in t["stages"]], 95) for s in STAGES]
         threads = result["threads_cpu_s"]
         loop_s = threads.get("MainThread", 0.0)
-        vad_s = threads.get("asyncio_", 0.0) + threads.get("asyncio", 0.0)
+        vad_s = threads.get(VAD_THREAD, 0.0)
         other = sum(threads.values()) - loop_s - vad_s
         table.add(calls, *(f"{1000 * v:.0f}" for v in stages),
                   " / ".join(f"{1000 * result['provider_s'][k]:.1f}" for k in ("stt", "llm", "tts")),
@@ -462,9 +466,10 @@ def _stage_table(levels: list[tuple[int, dict[str, Any]]]) -> Table:
         "the STT round trip); stt = end of speech -> final transcript; llm = the turn's LLM streams to "
         "their first chunk (agent side); tts = first reply text -> first audio played. Stand-ins: their "
         "own time to first byte per turn (mean); the CRM's per request (tools' share, not subtracted). "
-        "Silero inference "
-        "runs in the event loop's default executor (threads named asyncio_N); resampling, framing, "
-        "the session and everything else on the main thread."
+        "Silero scores every call's windows on the model's own thread (silero-batch_0, "
+        "agent/speech/silero_batch.py); the loop's default executor (asyncio_N: the outbox's store, "
+        "LiteLLM's logging) counts among the other threads; the session, framing and everything else "
+        "run on the main thread."
     )
     return table
 
@@ -489,8 +494,8 @@ def _profile_table(calls: int, result: dict[str, Any]) -> Table:
         table.add(entry["name"], round(entry["self_s"], 2), f"{100 * entry['self_s'] / busy:.0f} %")
     table.notes.append(
         f"Packages first (busy time: C calls less the loop's idle wait), then functions. The loop waited "
-        f"{idle:.1f} s in epoll (idle, left out); it was busy {busy:.1f} s. The VAD executor threads are "
-        "not sampled (their CPU: 13b)."
+        f"{idle:.1f} s in epoll (idle, left out); it was busy {busy:.1f} s. The VAD model's thread is "
+        "not sampled (its CPU: 13b)."
     )
     return table
 
