@@ -9,6 +9,10 @@ Two measured traps (livekit-agents 1.8, Silero) shape this wrapper:
 - livekit's ``stt.StreamAdapter`` runs a second VAD stream per session (VAD is ~2/3 of a voice
   call's CPU). Here the session's one VAD stream also feeds the STT: ``ChainSTT`` subscribes with
   ``utterances()`` and gets each END_OF_SPEECH event (with the utterance's frames) from it.
+
+The process's model is ``silero_batch.BatchedSileroVAD`` (every call's windows in one model run): it
+opens the call's stream itself, reporting to this wrapper (``stream_for``). Any other ``vad.VAD`` gets
+``_PublishingStream`` around its own stream.
 """
 
 from __future__ import annotations
