@@ -161,25 +161,23 @@ class _WindowBatcher:
                 scores = exc
             self.runs += 1
             self.windows += len(batch)
-            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[float], float | None]]] = {}
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[float], int]]] = {}
             for i, (loop, _, _, future) in enumerate(batch):
-                by_loop.setdefault(loop, []).append(
-                    (future, None if isinstance(scores, BaseException) else scores[i])
-                )
-            error = scores if isinstance(scores, BaseException) else None
-            for loop, results in by_loop.items():
+                by_loop.setdefault(loop, []).append((future, i))
+            for loop, waiting in by_loop.items():
                 with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits
-                    loop.call_soon_threadsafe(_deliver, results, error)
+                    loop.call_soon_threadsafe(_deliver, waiting, scores)
 
 
-def _deliver(results: list[tuple[asyncio.Future[float], float | None]], error: BaseException | None) -> None:
-    for future, score in results:
+def _deliver(waiting: list[tuple[asyncio.Future[float], int]], scores: list[float] | BaseException) -> None:
+    """On the stream's loop: each future gets its row's score, or the run's error."""
+    for future, row in waiting:
         if future.done():  # its stream was closed meanwhile
             continue
-        if score is None:
-            future.set_exception(error or RuntimeError("the VAD model returned no score"))
+        if isinstance(scores, BaseException):
+            future.set_exception(scores)
         else:
-            future.set_result(score)
+            future.set_result(scores[row])
 
 
 class BatchedSileroVAD(vad.VAD):
@@ -302,35 +300,23 @@ class _BatchedVADStream(vad.VADStream):
         unscored = np.zeros(0, dtype=np.int16)
         resampler: rtc.AudioResampler | None = None
         input_rate = 0
-        smoother = utils.ExpFilter(alpha=0.35)
-        speaking = False
-        speech_s = silence_s = 0.0  # published: the current state's length
-        above_s = below_s = 0.0  # raw: windows in a row above / below the thresholds
-        samples_index = 0
-        timestamp = 0.0
+        d = _Detection()
 
         async for item in self._input_ch:
             if isinstance(item, self._FlushSentinel):  # a hard segment boundary: start afresh
                 self._row.reset()
                 speech.reset()
                 unscored = np.zeros(0, dtype=np.int16)
-                smoother = utils.ExpFilter(alpha=0.35)
-                speaking = False
-                speech_s = silence_s = above_s = below_s = 0.0
-                samples_index, timestamp = 0, 0.0
+                d = _Detection()
                 if resampler is not None:
-                    resampler = rtc.AudioResampler(
-                        input_rate, SAMPLE_RATE, quality=rtc.AudioResamplerQuality.QUICK
-                    )
+                    resampler = _resampler(input_rate)
                 continue
             if not isinstance(item, rtc.AudioFrame):
                 continue
             if input_rate == 0:
                 input_rate = item.sample_rate
                 if input_rate != SAMPLE_RATE:
-                    resampler = rtc.AudioResampler(
-                        input_rate, SAMPLE_RATE, quality=rtc.AudioResamplerQuality.QUICK
-                    )
+                    resampler = _resampler(input_rate)
             elif item.sample_rate != input_rate:
                 log.error(
                     "VAD: a frame at %d Hz after frames at %d Hz: skipped", item.sample_rate, input_rate
@@ -344,89 +330,93 @@ class _BatchedVADStream(vad.VADStream):
                 window, unscored = unscored[:WINDOW_SAMPLES], unscored[WINDOW_SAMPLES:]
                 started = time.perf_counter()
                 raw = await self._batcher.score(self._row, window)
-                probability = smoother.apply(exp=1.0, sample=raw)
+                probability = d.smoother.apply(exp=1.0, sample=raw)
                 waited = time.perf_counter() - started
                 if waited > SLOW_SCORING_S and started - self._slow_logged_at > 10.0:
                     self._slow_logged_at = started
                     log.warning(
                         "VAD: a window waited %.0f ms for its score (event loop or CPU busy)", waited * 1e3
                     )
-                samples_index += WINDOW_SAMPLES
-                timestamp += WINDOW_S
+                d.samples_index += WINDOW_SAMPLES
+                d.timestamp += WINDOW_S
                 speech.append(window)
-                if speaking:
-                    speech_s += WINDOW_S
+                if d.speaking:
+                    d.speech_s += WINDOW_S
                 else:
-                    silence_s += WINDOW_S
+                    d.silence_s += WINDOW_S
                 self._event_ch.send_nowait(
                     vad.VADEvent(
                         type=vad.VADEventType.INFERENCE_DONE,
-                        samples_index=samples_index,
-                        timestamp=timestamp,
-                        silence_duration=silence_s,
-                        speech_duration=speech_s,
+                        samples_index=d.samples_index,
+                        timestamp=d.timestamp,
+                        silence_duration=d.silence_s,
+                        speech_duration=d.speech_s,
                         probability=probability,
                         inference_duration=waited,
                         frames=[rtc.AudioFrame(window.tobytes(), SAMPLE_RATE, 1, WINDOW_SAMPLES)],
-                        speaking=speaking,
-                        raw_accumulated_silence=below_s,
-                        raw_accumulated_speech=above_s,
+                        speaking=d.speaking,
+                        raw_accumulated_silence=d.below_s,
+                        raw_accumulated_speech=d.above_s,
                     )
                 )
-                if probability >= opts.activation_threshold or (speaking and probability > exit_threshold):
-                    above_s += WINDOW_S
-                    below_s = 0.0
-                    if not speaking and above_s >= opts.min_speech_duration:
-                        speaking = True
-                        silence_s, speech_s = 0.0, above_s
-                        self._send(
-                            _segment_event(
-                                vad.VADEventType.START_OF_SPEECH,
-                                speech,
-                                samples_index,
-                                timestamp,
-                                speech_s,
-                                silence_s,
-                            )
-                        )
+                if probability >= opts.activation_threshold or (d.speaking and probability > exit_threshold):
+                    d.above_s += WINDOW_S
+                    d.below_s = 0.0
+                    if not d.speaking and d.above_s >= opts.min_speech_duration:
+                        d.speaking = True
+                        d.silence_s, d.speech_s = 0.0, d.above_s
+                        self._send(_segment_event(vad.VADEventType.START_OF_SPEECH, speech, d, d.speech_s))
                     continue
-                below_s += WINDOW_S
-                above_s = 0.0
-                if not speaking:
+                d.below_s += WINDOW_S
+                d.above_s = 0.0
+                if not d.speaking:
                     speech.new_segment()
-                elif below_s >= opts.min_silence_duration:
-                    speaking = False
-                    silence_s = below_s
-                    spoken = max(0.0, speech_s - below_s)
-                    self._send(
-                        _segment_event(
-                            vad.VADEventType.END_OF_SPEECH,
-                            speech,
-                            samples_index,
-                            timestamp,
-                            spoken,
-                            silence_s,
-                        )
-                    )
-                    speech_s = 0.0
+                elif d.below_s >= opts.min_silence_duration:
+                    d.speaking = False
+                    d.silence_s = d.below_s
+                    spoken = max(0.0, d.speech_s - d.below_s)
+                    self._send(_segment_event(vad.VADEventType.END_OF_SPEECH, speech, d, spoken))
+                    d.speech_s = 0.0
                     speech.new_segment()
+
+
+class _Detection:
+    """A stream's speech/silence state since its start or its last flush."""
+
+    __slots__ = (
+        "above_s",
+        "below_s",
+        "samples_index",
+        "silence_s",
+        "smoother",
+        "speaking",
+        "speech_s",
+        "timestamp",
+    )
+
+    def __init__(self) -> None:
+        self.smoother = utils.ExpFilter(alpha=0.35)
+        self.speaking = False
+        self.speech_s = self.silence_s = 0.0  # published: the current state's length
+        self.above_s = self.below_s = 0.0  # raw: windows in a row above / below the thresholds
+        self.samples_index = 0
+        self.timestamp = 0.0
+
+
+def _resampler(input_rate: int) -> rtc.AudioResampler:
+    return rtc.AudioResampler(input_rate, SAMPLE_RATE, quality=rtc.AudioResamplerQuality.QUICK)
 
 
 def _segment_event(
-    kind: vad.VADEventType,
-    speech: _SpeechBuffer,
-    samples_index: int,
-    timestamp: float,
-    speech_s: float,
-    silence_s: float,
+    kind: vad.VADEventType, speech: _SpeechBuffer, d: _Detection, speech_s: float
 ) -> vad.VADEvent:
     # No inference_duration, as livekit's Silero stream: the session takes the speech's start and
     # end as now - speech_duration (or silence_duration) - inference_duration.
     return vad.VADEvent(
         type=kind,
-        samples_index=samples_index,
-        timestamp=timestamp,
-        silence_duration=silence_s,
+        samples_index=d.samples_index,
+        timestamp=d.timestamp,
+        silence_duration=d.silence_s,
         speech_duration=speech_s,
         frames=[speech.segment()],
         speaking=kind is vad.VADEventType.START_OF_SPEECH,

@@ -223,3 +223,21 @@ async def test_speech_longer_than_the_buffer_keeps_its_start_and_is_still_scored
     # At most the 2 s kept before compaction, the padding and the 0.3 s of speech, never the turn.
     assert all(e.frames[0].samples_per_channel <= int((2.0 + 0.5 + 0.3) * 16000) for e in ends)
     assert ends[0].speech_duration > 1.0  # the turn is measured whole
+
+
+async def test_a_failing_model_run_fails_every_window_that_waited_for_it() -> None:
+    from agent.speech.silero_batch import WINDOW_SAMPLES, _ModelRow, _WindowBatcher
+
+    class BrokenSession:
+        def run(self, *_args: Any) -> Any:
+            raise RuntimeError("model file corrupt")
+
+    batcher = _WindowBatcher(BrokenSession())  # type: ignore[arg-type]
+    window = np.zeros(WINDOW_SAMPLES, dtype=np.int16)
+    waiting = [batcher.score(_ModelRow(), window) for _ in range(3)]
+    results = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), timeout=10)
+    assert [str(r) for r in results] == ["model file corrupt"] * 3
+    assert batcher.runs == 1  # one run for the three
+    with pytest.raises(RuntimeError, match="model file corrupt"):  # the thread still takes new windows
+        await asyncio.wait_for(batcher.score(_ModelRow(), window), timeout=10)
+    assert batcher.runs == 2
