@@ -6,7 +6,10 @@ LiteLLM Router's fallback without API keys. Replies are scripted and determinist
 
 - the last user message holds lines ``/tool NAME {json-args}`` -> those tool calls, in order, after
   the text of any ``/say TEXT`` lines (streamed first, as a model that talks before calling tools);
-- the last message is a tool result -> a short acknowledgement quoting its first sentence;
+- the last message is a tool result -> a short acknowledgement quoting the first sentence of one
+  result of that round: the tool scripted first in the caller's ``/tool`` lines. Tools of one round
+  run concurrently and finish in any order, so "the last result" would make the reply (and the
+  length of its speech) a race;
 - otherwise a canned sales reply (chosen by the number of user turns).
 
 Faults (``POST /admin/fault`` {"mode": ..., options} or ``--fault`` at start):
@@ -134,27 +137,59 @@ def _first_sentence(text: str) -> str:
     return (match.group(1) if match else text)[:200]
 
 
+def _scripted_calls(content: Any) -> list[tuple[str, str]]:
+    calls: list[tuple[str, str]] = []
+    for line in _text_of(content).splitlines():
+        if m := _TOOL_LINE.match(line):
+            args = m.group("args") or "{}"
+            try:
+                json.loads(args)
+            except json.JSONDecodeError:
+                args = "{}"
+            calls.append((m.group("name"), args))
+    return calls
+
+
+def _acknowledged_result(messages: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The result a tool round's reply quotes: of the trailing tool messages, the one whose tool
+    comes first in the last ``/tool`` script (the assistant's ``tool_calls`` name each result's
+    tool); the last result when no script names any of them."""
+    start = len(messages)
+    while start > 0 and messages[start - 1].get("role") == "tool":
+        start -= 1
+    results = list(messages[start:])
+    names: dict[str, str] = {}
+    script: list[str] = []
+    for message in reversed(messages[:start]):
+        if message.get("role") == "assistant" and not names:
+            for call in message.get("tool_calls") or ():
+                names[str(call.get("id"))] = str((call.get("function") or {}).get("name"))
+        elif message.get("role") == "user":
+            script = [name for name, _ in _scripted_calls(message.get("content"))]
+            break
+
+    def rank(result: dict[str, Any]) -> int:
+        name = names.get(str(result.get("tool_call_id")), "")
+        return script.index(name) if name in script else len(script)
+
+    return min(reversed(results), key=rank)  # ties (no script): the last result, as before
+
+
 def script_reply(messages: Sequence[dict[str, Any]], canned: str | None = None) -> ScriptedReply:
     """The deterministic reply to a conversation (see the module docstring)."""
     if not messages:
         return ScriptedReply(text=canned or CANNED_REPLIES[0])
     last = messages[-1]
     if last.get("role") == "tool":
-        said = _first_sentence(_text_of(last.get("content"))) or "done"
+        said = _first_sentence(_text_of(_acknowledged_result(messages).get("content"))) or "done"
         return ScriptedReply(text=f"Got it: {said}")
     if last.get("role") == "user":
-        calls: list[tuple[str, str]] = []
-        said: list[str] = []
-        for line in _text_of(last.get("content")).splitlines():
-            if m := _SAY_LINE.match(line):
-                said.append(m.group("text"))
-            elif m := _TOOL_LINE.match(line):
-                args = m.group("args") or "{}"
-                try:
-                    json.loads(args)
-                except json.JSONDecodeError:
-                    args = "{}"
-                calls.append((m.group("name"), args))
+        calls = _scripted_calls(last.get("content"))
+        said = [
+            m.group("text")
+            for line in _text_of(last.get("content")).splitlines()
+            if (m := _SAY_LINE.match(line))
+        ]
         if calls or said:
             return ScriptedReply(text=" ".join(said), tool_calls=calls)
     if canned:

@@ -18,6 +18,26 @@ def test_script_rules():
     assert script_reply([{"role": "user", "content": "hello"}]).text == CANNED_REPLIES[0]
 
 
+def test_a_tool_round_is_acknowledged_by_the_first_scripted_tool_whatever_finished_last():
+    # Tools of one round run concurrently: the reply (and so its speech's length) must not depend on
+    # which result came back last.
+    user = {"role": "user", "content": "/tool qualify_lead {}\n/tool check_availability {}"}
+    assistant = {
+        "role": "assistant",
+        "tool_calls": [
+            {"id": "b", "type": "function", "function": {"name": "check_availability", "arguments": "{}"}},
+            {"id": "a", "type": "function", "function": {"name": "qualify_lead", "arguments": "{}"}},
+        ],
+    }
+    score = {"role": "tool", "tool_call_id": "a", "content": "Lead scored 100/100 (hot). Saved."}
+    slots = {"role": "tool", "tool_call_id": "b", "content": "Free slots (UTC): 10:30, 11:00."}
+    for results in ([score, slots], [slots, score]):
+        assert script_reply([user, assistant, *results]).text == "Got it: Lead scored 100/100 (hot)."
+    # No script naming the tools (a real caller): the last result, as before.
+    unscripted = [{"role": "user", "content": "book me in"}, assistant, score, slots]
+    assert script_reply(unscripted).text == "Got it: Free slots (UTC): 10:30, 11:00."
+
+
 async def _sse(client: httpx.AsyncClient, url: str, content: str) -> list[dict]:
     body = {"model": "m", "stream": True, "stream_options": {"include_usage": True},
             "messages": [{"role": "user", "content": content}]}  # fmt: skip
