@@ -137,17 +137,21 @@ def _first_sentence(text: str) -> str:
     return (match.group(1) if match else text)[:200]
 
 
-def _scripted_calls(content: Any) -> list[tuple[str, str]]:
+def _parse_script(content: Any) -> tuple[list[str], list[tuple[str, str]]]:
+    """A user message's ``/say`` texts and ``/tool`` calls (name, JSON arguments), in order."""
+    said: list[str] = []
     calls: list[tuple[str, str]] = []
     for line in _text_of(content).splitlines():
-        if m := _TOOL_LINE.match(line):
+        if m := _SAY_LINE.match(line):
+            said.append(m.group("text"))
+        elif m := _TOOL_LINE.match(line):
             args = m.group("args") or "{}"
             try:
                 json.loads(args)
             except json.JSONDecodeError:
                 args = "{}"
             calls.append((m.group("name"), args))
-    return calls
+    return said, calls
 
 
 def _acknowledged_result(messages: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -165,7 +169,7 @@ def _acknowledged_result(messages: Sequence[dict[str, Any]]) -> dict[str, Any]:
             for call in message.get("tool_calls") or ():
                 names[str(call.get("id"))] = str((call.get("function") or {}).get("name"))
         elif message.get("role") == "user":
-            script = [name for name, _ in _scripted_calls(message.get("content"))]
+            script = [name for name, _ in _parse_script(message.get("content"))[1]]
             break
 
     def rank(result: dict[str, Any]) -> int:
@@ -184,12 +188,7 @@ def script_reply(messages: Sequence[dict[str, Any]], canned: str | None = None) 
         said = _first_sentence(_text_of(_acknowledged_result(messages).get("content"))) or "done"
         return ScriptedReply(text=f"Got it: {said}")
     if last.get("role") == "user":
-        calls = _scripted_calls(last.get("content"))
-        said = [
-            m.group("text")
-            for line in _text_of(last.get("content")).splitlines()
-            if (m := _SAY_LINE.match(line))
-        ]
+        said, calls = _parse_script(last.get("content"))
         if calls or said:
             return ScriptedReply(text=" ".join(said), tool_calls=calls)
     if canned:
