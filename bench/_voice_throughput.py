@@ -113,7 +113,11 @@ def run(
     modes = modes or list(MODES)
     results: dict[tuple[int, str], list[dict[str, Any]]] = {}
     load = [os.getloadavg()[0]]
-    with stand_ins() as (urls, sink_url), tempfile.TemporaryDirectory(prefix="bench-clips-") as tmp:
+    # Unpaced LLM stand-ins, as every goal 1 run so far: a calls/s ratio, comparable across runs.
+    with (
+        stand_ins(llm_token_delay_s=0.0) as (urls, sink_url),
+        tempfile.TemporaryDirectory(prefix="bench-clips-") as tmp,
+    ):
         clips = Path(tmp)
         prefill_clips(clips, max(levels))
         for rep in range(repeats):

@@ -13,7 +13,7 @@ fails, or the time budget is spent.
 
 **Added latency, per answered turn** (the turn recorder's figures, ``agent/turn_recorder.py``)::
 
-    added = wait - designed_silence - provider_first_byte
+    added = wait - designed_silence - provider_time
 
 - ``wait``: the recorder's caller wait, livekit's end of speech (``stopped_speaking_at``) -> the reply's
   first audio frame played.
@@ -21,10 +21,19 @@ fails, or the time budget is spent.
   max(the silence Silero counts before it reports the end of speech, the session's minimum endpointing
   delay), read from the objects. Silero counts silence in whole 32 ms windows, so its default
   ``min_silence_duration`` of 0.55 s is reported after 18 windows, 0.576 s (``vad_counted_silence_s``).
-- ``provider_first_byte``: what the providers took, measured inside the stand-ins (``FirstByteTimer``:
-  request received -> first byte sent), this level's mean per request: one STT request, the turn's
-  LLM streams to their first chunk (LLM requests / turns of this level) and one TTS request to its
-  first audio. The CRM's tool time is not subtracted: it counts as the agent's (conservative).
+- ``provider_time``: what the providers took, measured inside the stand-ins (``FirstByteTimer``),
+  this level's mean per request: one STT request to its answer, the turn's LLM streams to their last
+  byte (LLM requests / turns of this level) and one TTS request to its first audio. The LLM's whole
+  stream is the provider's because the agent needs all of it before the caller hears anything: every
+  scripted turn streams tool calls (acted on at the stream's end: LiteLLM holds the finish chunk until
+  ``[DONE]``), then a one-sentence reply (spoken once the sentence is complete, at the stream's end).
+  The CRM's tool time is not subtracted: it counts as the agent's (conservative).
+
+**The LLM stand-ins stream at a model's pace** (``LLM_TOKEN_DELAY_S`` between content chunks, one word
+each; ``--llm-token-delay 0`` sends each stream in one burst, as before 2026-12-02). In a burst the
+agent's per-chunk work is serial time after the provider is done, which a real model's decoding gaps
+would hide; paced, the caller waits for the model and the agent's share is what is left after its
+``[DONE]``.
 
 Everything else is the agent: the VAD falling behind, the STT request's client side, the event loop's
 queueing between stages, LiteLLM's stream handling, tool dispatch, the TTS client and the first frame.
@@ -41,7 +50,8 @@ and start their batches together; their turns are pooled into one level, CPU % i
 RSS is the sum of their peaks. The goal is stated per process and per machine; the default (one
 process) is the figure the goal table reports.
 
-    python -m bench.bench_density [--quick] [--levels 1,5,10] [--processes 2] [--json-out PATH]
+    python -m bench.bench_density [--quick] [--levels 1,5,10] [--processes 2] [--llm-token-delay S]
+                                  [--json-out PATH]
 """
 
 from __future__ import annotations
@@ -74,6 +84,7 @@ SATURATED_P50_S = 1.0  # the ladder stops after a level whose added p50 passes t
 MIN_CALLS = 3  # a level runs at least this many calls (one after another at level 1): enough turns
 STAGGER_S = 5.0  # call starts spread over this many seconds (real calls do not start in lockstep)
 PACE_S_PER_CHAR = 0.065  # the TTS stand-in's seconds of audio per character (a real voice)
+LLM_TOKEN_DELAY_S = 0.02  # between the LLM stand-in's word chunks: ~50 words/s, a hosted model's pace
 BUDGET_S = 1500.0  # no new level starts after this long (each level is bounded by the child timeout too)
 TURN_TIMEOUT_S = 30.0
 CALL_BOUND_S = 240.0  # a whole call (a few turns of real-time audio, ~25 s unloaded) within this
@@ -279,14 +290,15 @@ def child_main(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def stand_ins() -> Iterator[tuple[dict[str, list[str]], str]]:
+def stand_ins(llm_token_delay_s: float = LLM_TOKEN_DELAY_S) -> Iterator[tuple[dict[str, list[str]], str]]:
     """Every dependency of a voice call in its own process; yields (urls by kind, OTLP sink url)."""
     env = child_env()
     pace = ("--seconds-per-char", str(PACE_S_PER_CHAR))
+    tokens = ("--token-delay", str(llm_token_delay_s))
     with (
         tempfile.TemporaryDirectory(prefix="bench-density-crm-") as tmp,
-        spawn("llm-provider", "--name", PRIMARY, env=env) as llm1,
-        spawn("llm-provider", "--name", BACKUP, env=env) as llm2,
+        spawn("llm-provider", "--name", PRIMARY, *tokens, env=env) as llm1,
+        spawn("llm-provider", "--name", BACKUP, *tokens, env=env) as llm2,
         spawn("crm-service", "--db", f"{tmp}/crm.db", env=env) as crm,
         spawn("stt-provider", "--name", PRIMARY, env=env) as stt1,
         spawn("stt-provider", "--name", BACKUP, env=env) as stt2,
@@ -305,12 +317,17 @@ def stand_ins() -> Iterator[tuple[dict[str, list[str]], str]]:
         )
 
 
-def first_bytes(urls: dict[str, list[str]]) -> dict[str, tuple[int, float]]:
-    """(requests, seconds to first byte in total) per provider kind, summed over its stand-ins."""
+def first_bytes(urls: dict[str, list[str]]) -> dict[str, tuple[int, float, float]]:
+    """(requests, seconds to first byte in total, seconds to last byte in total) per provider kind,
+    summed over its stand-ins."""
     out = {}
     for kind in ("llm", "stt", "tts", "crm"):
         stats = [admin_stats(url) for url in urls[kind]]
-        out[kind] = (sum(s["first_byte_count"] for s in stats), sum(s["first_byte_s_total"] for s in stats))
+        out[kind] = (
+            sum(s["first_byte_count"] for s in stats),
+            sum(s["first_byte_s_total"] for s in stats),
+            sum(s["last_byte_s_total"] for s in stats),
+        )
     return out
 
 
@@ -400,15 +417,19 @@ def _run_level(
 
 
 def add_provider_times(
-    result: dict[str, Any], before: dict[str, tuple[int, float]], after: dict[str, tuple[int, float]]
+    result: dict[str, Any],
+    before: dict[str, tuple[int, float, float]],
+    after: dict[str, tuple[int, float, float]],
 ) -> None:
     """The providers' own time per turn between two ``first_bytes`` readings, into ``result``:
-    ``provider_s`` (per kind, what ``summarise`` subtracts) and ``crm_mean_s`` (shown only)."""
+    ``provider_s`` (per kind, what ``summarise`` subtracts: the LLM's streams to their last byte, the
+    STT's answer and the TTS's first audio) and ``crm_mean_s`` (shown only)."""
     turns = max(1, len(result["turns"]))
     provider = {}
     for kind in ("llm", "stt", "tts"):
         count = after[kind][0] - before[kind][0]
-        seconds = after[kind][1] - before[kind][1]
+        field_index = 2 if kind == "llm" else 1  # the whole stream for the LLM (module docstring)
+        seconds = after[kind][field_index] - before[kind][field_index]
         mean = seconds / count if count else 0.0
         per_turn = count / turns if kind == "llm" else 1.0  # a turn with tool calls streams twice
         provider[kind] = mean * per_turn
@@ -464,8 +485,10 @@ def _stage_table(levels: list[tuple[int, dict[str, Any]]]) -> Table:
     table.notes.append(
         "endpointing = livekit's end of speech -> turn committed (the designed silence, the VAD's lag and "
         "the STT round trip); stt = end of speech -> final transcript; llm = the turn's LLM streams to "
-        "their first chunk (agent side); tts = first reply text -> first audio played. Stand-ins: their "
-        "own time to first byte per turn (mean); the CRM's per request (tools' share, not subtracted). "
+        "their first chunk (agent side: a tool-call stream's first chunk is its end); tts = first reply "
+        "text -> first audio played (it includes the rest of a paced reply's stream). Stand-ins: their "
+        "own time per turn (mean; the LLM's streams to their last byte, STT and TTS to first byte); the "
+        "CRM's per request (tools' share, not subtracted). "
         "Silero scores every call's windows on the model's own thread (silero-batch_0, "
         "agent/speech/silero_batch.py); the loop's default executor (asyncio_N: the outbox's store, "
         "LiteLLM's logging) counts among the other threads; the session, framing and everything else "
@@ -500,7 +523,12 @@ def _profile_table(calls: int, result: dict[str, Any]) -> Table:
     return table
 
 
-def run(quick: bool, levels: tuple[int, ...] | None = None, processes: int = 1) -> list[Table]:
+def run(
+    quick: bool,
+    levels: tuple[int, ...] | None = None,
+    processes: int = 1,
+    llm_token_delay_s: float = LLM_TOKEN_DELAY_S,
+) -> list[Table]:
     levels = levels or (QUICK_LEVELS if quick else LEVELS)
     where = "one agent process" if processes == 1 else f"{processes} agent processes (calls shared out)"
     table = Table(
@@ -512,7 +540,10 @@ def run(quick: bool, levels: tuple[int, ...] | None = None, processes: int = 1) 
     best: int | None = None  # the largest level meeting the goal's bounds
     first_miss: tuple[int, str] | None = None
     started = time.monotonic()
-    with stand_ins() as (urls, sink_url), tempfile.TemporaryDirectory(prefix="bench-clips-") as tmp:
+    with (
+        stand_ins(llm_token_delay_s) as (urls, sink_url),
+        tempfile.TemporaryDirectory(prefix="bench-clips-") as tmp,
+    ):
         clips = Path(tmp)
         prefill_clips(clips, max(max(levels), MIN_CALLS))
         for calls in levels:
@@ -563,9 +594,18 @@ def run(quick: bool, levels: tuple[int, ...] | None = None, processes: int = 1) 
     table.notes += [
         f"added = wait - designed silence ({1000 * designed:.0f} ms: max(the silence Silero counts before it "
         "reports the end of speech, its min_silence_duration in whole 32 ms windows; the session's min "
-        "endpointing delay)) - the providers' mean time to first byte measured inside the "
-        "stand-ins (one STT request, the turn's LLM streams, one TTS request). wait = the turn recorder's "
-        "caller wait; heard = the caller's own clock (the line's last spoken sample -> first agent frame).",
+        "endpointing delay)) - the providers' mean times measured inside the stand-ins: one STT request "
+        "to its answer, the turn's LLM streams to their last byte (the agent acts on tool calls and "
+        "speaks a one-sentence reply only once its stream has ended), one TTS request to its first "
+        "audio. wait = the turn recorder's caller wait; heard = the caller's own clock (the line's last "
+        "spoken sample -> first agent frame).",
+        (
+            f"The LLM stand-ins stream one word per chunk, {1000 * llm_token_delay_s:.0f} ms apart (a "
+            "hosted model's pace); finish, usage and [DONE] follow the last word at once."
+            if llm_token_delay_s
+            else "The LLM stand-ins send each stream in one burst (--llm-token-delay 0): the agent's "
+            "per-chunk work then comes after the provider's last byte and counts as added."
+        ),
         f"N calls at a time, the first N starts spread over {STAGGER_S:.0f} s; at least {MIN_CALLS} calls "
         "per level (at 1: one after another); one warm-up call first (not with --quick: one call, no "
         "warm-up). The ladder goes on past the goal until added p50 passes 1 s. Each level is a "
@@ -596,6 +636,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--processes", type=int, default=1, help="agent processes per level, calls shared out (default 1)"
     )
+    parser.add_argument(
+        "--llm-token-delay",
+        type=float,
+        default=LLM_TOKEN_DELAY_S,
+        help=f"seconds between the LLM stand-ins' word chunks (default {LLM_TOKEN_DELAY_S}; 0: one burst)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--barrier", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--run-id", default="run", help=argparse.SUPPRESS)
@@ -618,9 +664,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--levels: every level must be at least 1 call")
     if args.processes < 1:
         parser.error("--processes: at least 1")
+    if args.llm_token_delay < 0:
+        parser.error("--llm-token-delay: seconds, 0 or more")
     from bench._common import emit
 
-    emit(run(args.quick, levels, args.processes), args.json_out)
+    emit(run(args.quick, levels, args.processes, args.llm_token_delay), args.json_out)
     return 0
 
 

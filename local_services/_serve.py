@@ -116,16 +116,21 @@ def bound_port(runner: web.AppRunner) -> int:
 
 @dataclass
 class FirstByteTimer:
-    """The provider's side of a latency: request received -> response headers sent, per API request.
+    """The provider's side of a latency, per API request: request received -> response headers sent
+    (the time to first byte), and request received -> handler done (the time to the last byte).
 
     Benchmarks subtract it from what the agent measured (the agent's own added latency); the admin
     and health routes are not counted. Headers go out with the first body byte for the stand-ins' answers (the
-    streams write their first chunk right after ``prepare``), so this is the time to first byte.
+    streams write their first chunk right after ``prepare``), so the first is the time to first byte. A
+    stream's handler returns once its last chunk is written, so the second is what a caller waits for
+    when the agent needs the whole stream (an LLM's tool calls, a one-sentence reply's text); for an
+    answer sent in one piece the two are the same.
     """
 
     count: int = 0
     total_s: float = 0.0
     max_s: float = 0.0
+    end_total_s: float = 0.0
 
     def install(self, app: web.Application) -> None:
         app.middlewares.insert(0, self._stamp)  # outermost: injected fault delays count as the provider's
@@ -133,9 +138,13 @@ class FirstByteTimer:
 
     @web.middleware
     async def _stamp(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if not request.path.startswith(("/admin", "/healthz")):
-            request[_STARTED] = {"at": time.perf_counter()}
-        return await handler(request)
+        if request.path.startswith(("/admin", "/healthz")):
+            return await handler(request)
+        started = request[_STARTED] = {"at": time.perf_counter()}
+        try:
+            return await handler(request)
+        finally:
+            self.end_total_s += time.perf_counter() - started["at"]
 
     async def _prepared(self, request: web.Request, _response: web.StreamResponse) -> None:
         started = request.get(_STARTED)
@@ -147,11 +156,12 @@ class FirstByteTimer:
             self.max_s = max(self.max_s, elapsed)
 
     def clear(self) -> None:
-        self.count, self.total_s, self.max_s = 0, 0.0, 0.0
+        self.count, self.total_s, self.max_s, self.end_total_s = 0, 0.0, 0.0, 0.0
 
     def as_dict(self) -> dict[str, float]:
         return {
             "first_byte_count": self.count,
             "first_byte_s_total": self.total_s,
             "first_byte_s_max": self.max_s,
+            "last_byte_s_total": self.end_total_s,
         }

@@ -398,12 +398,14 @@ class LocalLLMProvider:
                 if request.transport is not None:
                     request.transport.abort()
                 return response
+            if self.token_delay_s and 0 < index < content_chunks:
+                # A model's decoding time between tokens; the finish and usage chunks and [DONE]
+                # follow the last token at once, as hosted providers send them.
+                await self._pause(self.token_delay_s)
             try:
                 await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
             except ConnectionError:  # the client gave up (e.g. its first-token deadline): normal
                 return response
-            if self.token_delay_s:
-                await asyncio.sleep(self.token_delay_s)
         with contextlib.suppress(ConnectionError):
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
@@ -473,7 +475,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retry-after", type=float, default=1.0, help="429: Retry-After seconds")
     parser.add_argument("--delay", type=float, default=5.0, help="slow_first_token: delay seconds")
     parser.add_argument("--after-chunks", type=int, default=2, help="drop_mid_stream: chunks before the cut")
-    parser.add_argument("--token-delay", type=float, default=0.0, help="seconds between streamed chunks")
+    parser.add_argument(
+        "--token-delay", type=float, default=0.0, help="seconds between a stream's content-bearing chunks"
+    )
     parser.add_argument("--reply", default=None, help="fixed text reply instead of the canned script")
     return parser
 

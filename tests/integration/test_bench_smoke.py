@@ -133,6 +133,7 @@ def _density(tables: Tables, _stdout: str) -> None:
     [line] = levels["verdicts"]
     assert ">= 50 concurrent voice calls" in line and line.split()[0] in ("PASS", "MISS")
     assert any("designed silence" in note for note in levels["notes"]), "the subtraction is stated"
+    assert any("ms apart" in note for note in levels["notes"]), "the LLM stand-ins' pace is stated"
     [stage_row] = stages["rows"]
     stt_ms, llm_ms, tts_ms = (float(x) for x in stage_row[6].split(" / "))
     assert llm_ms > 0 and tts_ms > 0 and stt_ms > 0, "the stand-ins timed their first bytes"

@@ -109,3 +109,29 @@ async def test_first_byte_of_each_chat_request_is_timed_in_the_stats():
         await client.post(f"{server.url.removesuffix('/v1')}/admin/reset")
         stats = (await client.get(f"{server.url.removesuffix('/v1')}/admin/stats")).json()
         assert stats["first_byte_count"] == 0
+        assert stats["last_byte_s_total"] == 0.0
+
+
+async def test_token_delay_paces_the_content_chunks_only(monkeypatch: pytest.MonkeyPatch):
+    """A model's decoding gap falls between tokens; the finish and usage chunks and [DONE] follow the
+    last token at once (density benchmarks subtract the time to the stream's end as the provider's)."""
+    async with run_llm_provider("p1", token_delay_s=0.05) as server, httpx.AsyncClient() as client:
+        pauses: list[float] = []
+
+        async def recorded(seconds: float) -> None:
+            pauses.append(seconds)
+
+        monkeypatch.setattr(server.provider, "_pause", recorded)
+        chunks = await _sse(client, server.url, "hi")
+    words = len(CANNED_REPLIES[0].split(" "))
+    assert sum(1 for c in chunks if c["choices"] and c["choices"][0]["delta"].get("content")) == words
+    assert pauses == [0.05] * (words - 1)
+
+
+async def test_the_time_to_a_streams_last_byte_includes_its_pacing():
+    async with run_llm_provider("p1", token_delay_s=0.02) as server, httpx.AsyncClient() as client:
+        await _sse(client, server.url, "hi")
+        stats = (await client.get(f"{server.url.removesuffix('/v1')}/admin/stats")).json()
+    gaps = len(CANNED_REPLIES[0].split(" ")) - 1
+    # A lower bound the sleeps guarantee (not a speed check): the end comes after every paced gap.
+    assert stats["last_byte_s_total"] >= stats["first_byte_s_total"] + 0.9 * 0.02 * gaps
