@@ -64,6 +64,7 @@ class _Stream:
 class RecordedTurn:
     wait_s: float
     stages: dict[str, float]
+    ended_at: float = 0.0  # the caller's end of turn, wall clock: where the wait starts
 
 
 class TurnRecorder:
@@ -153,7 +154,7 @@ class TurnRecorder:
         ins.turn_response_latency.record(wait, self._attrs, context=context)
         for stage, seconds in turn.stages.items():
             ins.turn_stage_duration.record(seconds, {**self._attrs, names.TURN_STAGE: stage}, context=context)
-        recorded = RecordedTurn(wait, dict(turn.stages))
+        recorded = RecordedTurn(wait, dict(turn.stages), turn.ended_at)
         self.recorded.append(recorded)
         return recorded
 

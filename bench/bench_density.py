@@ -21,13 +21,15 @@ fails, or the time budget is spent.
   max(the silence Silero counts before it reports the end of speech, the session's minimum endpointing
   delay), read from the objects. Silero counts silence in whole 32 ms windows, so its default
   ``min_silence_duration`` of 0.55 s is reported after 18 windows, 0.576 s (``vad_counted_silence_s``).
-- ``provider_time``: what the providers took, measured inside the stand-ins (``FirstByteTimer``),
-  this level's mean per request: one STT request to its answer, the turn's LLM streams to their last
-  byte (LLM requests / turns of this level) and one TTS request to its first audio. The LLM's whole
-  stream is the provider's because the agent needs all of it before the caller hears anything: every
-  scripted turn streams tool calls (acted on at the stream's end: LiteLLM holds the finish chunk until
-  ``[DONE]``), then a one-sentence reply (spoken once the sentence is complete, at the stream's end).
-  The CRM's tool time is not subtracted: it counts as the agent's (conservative).
+- ``provider_time``: what the providers took, measured inside the stand-ins (``FirstByteTimer``):
+  the turn's own LLM requests from received to their last byte, the part of them inside the turn's
+  wait (``llm_time_per_turn``: joined to the turn by the call's conversation and the clock), and this
+  level's mean of one STT request to its answer and one TTS request to its first audio. The LLM's
+  whole stream is the provider's because the agent needs all of it before the caller hears anything:
+  every scripted turn streams tool calls (acted on at the stream's end: LiteLLM holds the finish
+  chunk until ``[DONE]``), then a one-sentence reply (spoken once the sentence is complete, at the
+  stream's end). Per turn, not a mean: replies differ in length, and so do their streams' times. The
+  CRM's tool time is not subtracted: it counts as the agent's (conservative).
 
 **The LLM stand-ins stream at a model's pace** (``LLM_TOKEN_DELAY_S`` between content chunks, one word
 each; ``--llm-token-delay 0`` sends each stream in one burst, as before 2026-12-02). In a burst the
@@ -82,6 +84,9 @@ LEVELS = (1, 5, 10, 20, 35, 50, 70, 100)
 QUICK_LEVELS = (1,)
 SATURATED_P50_S = 1.0  # the ladder stops after a level whose added p50 passes this (or RSS / failures)
 MIN_CALLS = 3  # a level runs at least this many calls (one after another at level 1): enough turns
+# Agent process k's calls are indexed from k * INDEX_STRIDE: a multiple of 24 (the scripts' rotation of
+# 3 and the prospects' cycles of 8, 6 and 4), so every process runs the same mix of callers.
+INDEX_STRIDE = 24 * 50
 STAGGER_S = 5.0  # call starts spread over this many seconds (real calls do not start in lockstep)
 PACE_S_PER_CHAR = 0.065  # the TTS stand-in's seconds of audio per character (a real voice)
 LLM_TOKEN_DELAY_S = 0.02  # between the LLM stand-in's word chunks: ~50 words/s, a hosted model's pace
@@ -126,13 +131,18 @@ class VoiceAgent:
     telemetry: Any
     designed: list[float] = field(default_factory=list)  # designed silence seen by each started call
 
-    async def call(self, index: int, run_id: str, *, stagger_over: int = 0) -> Any:
-        """One scripted voice call; the first ``stagger_over`` indexes start spread over STAGGER_S."""
+    async def call(
+        self, index: int, run_id: str, *, stagger_over: int = 0, stagger_index: int | None = None
+    ) -> Any:
+        """One scripted voice call; the batch's first ``stagger_over`` calls (``stagger_index``, the
+        call's place in the batch: ``index`` unless the batch's indexes start elsewhere) start spread
+        over STAGGER_S."""
         from agent.simulate.runner import CallResult
         from agent.simulate.voice_runner import run_voice_call
 
-        if index < stagger_over:  # the first wave's starts spread; later calls replace finished ones
-            await asyncio.sleep(STAGGER_S * index / stagger_over)
+        place = index if stagger_index is None else stagger_index
+        if place < stagger_over:  # the first wave's starts spread; later calls replace finished ones
+            await asyncio.sleep(STAGGER_S * place / stagger_over)
         call = run_voice_call(
             index, "acme", run_id=run_id, runtime=self.runtime, http=self.http,
             stt_admin_urls=self.stt_admin, clip_cache=self.clips, turn_timeout_s=TURN_TIMEOUT_S,
@@ -180,14 +190,22 @@ async def voice_agent(urls: dict[str, list[str]]) -> AsyncIterator[VoiceAgent]:
 
 
 async def measure_batch(
-    agent: VoiceAgent, calls: int, total: int, *, run_id: str = "run", profile: bool = False
+    agent: VoiceAgent,
+    calls: int,
+    total: int,
+    *,
+    run_id: str = "run",
+    profile: bool = False,
+    first_index: int = 0,
 ) -> dict[str, Any]:
     """``total`` voice calls, ``calls`` at a time: wall time, the process's CPU (all threads, and by
-    thread), RSS, and every call's turns. With telemetry on, what the batch left in the exporters'
-    queues is flushed before the CPU is read (its export is the batch's cost), after the wall time."""
+    thread), RSS, and every call's turns (with the call's ``call_key``, see ``llm_time_per_turn``).
+    With telemetry on, what the batch left in the exporters' queues is flushed before the CPU is read
+    (its export is the batch's cost), after the wall time. Call indexes start at ``first_index``."""
     import psutil
 
     from agent.simulate.runner import run_batch
+    from agent.simulate.voice_scripts import voice_script_for
     from bench.bench_throughput import _cpu_by_thread, _start_profiler, _stop_profiler
 
     proc = psutil.Process()
@@ -209,7 +227,9 @@ async def measure_batch(
     started = time.perf_counter()
     results = await run_batch(
         calls=total, concurrency=calls, tenants=["acme"],
-        run_one=lambda index, _tenant: agent.call(index, run_id, stagger_over=calls),
+        run_one=lambda index, _tenant: agent.call(
+            first_index + index, run_id, stagger_over=calls, stagger_index=index
+        ),
     )  # fmt: skip
     wall = time.perf_counter() - started
     if agent.telemetry.enabled:
@@ -224,7 +244,16 @@ async def measure_batch(
         "total": total,
         "completed": sum(1 for r in results if not r.failed),
         "failed": sum(1 for r in results if r.failed),
-        "turns": [{"wait_s": t.wait_s, "stages": t.stages} for r in results for t in r.recorded_turns],
+        "turns": [
+            {
+                "wait_s": t.wait_s,
+                "stages": t.stages,
+                "ended_at": t.ended_at,
+                "call_key": list(voice_script_for(r.index, run_id).lines[0].transcript_tools),
+            }
+            for r in results
+            for t in r.recorded_turns
+        ],
         "heard_waits_s": [w for r in results for w in r.heard_waits_s],
         "designed_silence_s": agent.designed[0],
         "wall_s": wall,
@@ -258,6 +287,7 @@ async def _child_async(
     warm_up: bool,
     barrier: tuple[Path, int] | None = None,
     run_id: str = "run",
+    first_index: int = 0,
 ) -> dict[str, Any]:
     """``total`` voice calls, ``calls`` at a time (the level); figures of the calls after the warm-up.
     With ``barrier`` (folder, parties) the batch starts once every agent process of the level is ready."""
@@ -266,7 +296,9 @@ async def _child_async(
             await agent.warm_up()
         if barrier is not None:
             await asyncio.to_thread(wait_for_parties, *barrier)
-        return await measure_batch(agent, calls, total, run_id=run_id, profile=profile)
+        return await measure_batch(
+            agent, calls, total, run_id=run_id, profile=profile, first_index=first_index
+        )
 
 
 def child_main(args: argparse.Namespace) -> int:
@@ -279,7 +311,14 @@ def child_main(args: argparse.Namespace) -> int:
         args.result_out,
         asyncio.run(
             _child_async(
-                urls, args.calls, args.total, args.profile, not args.no_warm_up, barrier, args.run_id
+                urls,
+                args.calls,
+                args.total,
+                args.profile,
+                not args.no_warm_up,
+                barrier,
+                args.run_id,
+                args.first_index,
             )
         ),
     )
@@ -404,16 +443,48 @@ def _run_level(
         def one(part: tuple[int, int]) -> dict[str, Any]:
             process, share = part
             total = share if quick else max(share, MIN_CALLS)
-            # Each process its own call ids: the stand-ins and the CRM key their scripts and writes by them.
-            args = ["--child", "--calls", str(share), "--total", str(total), "--run-id", f"p{process}"]
+            # Each process its own call ids: the stand-ins and the CRM key their scripts and writes by them;
+            # and its own call indexes, so every call's caller (and so its LLM conversation) is its own.
+            args = ["--child", "--calls", str(share), "--total", str(total), "--run-id", f"p{process}",
+                    "--first-index", str(process * INDEX_STRIDE)]  # fmt: skip
             args += common
             return run_child("bench.bench_density", args, env=env, timeout_s=600 + 6 * total)
 
         with ThreadPoolExecutor(max_workers=len(parts)) as pool:  # run_child blocks: one thread each
             result = merge_results(list(pool.map(one, enumerate(parts))))
     add_provider_times(result, before, first_bytes(urls))
+    records = [r for url in urls["llm"] for r in admin_stats(url, route="requests")["requests"]]
+    result["llm_unmatched_turns"] = llm_time_per_turn(result["turns"], records)
+    if result["turns"]:  # 13b's stand-in column: the turns' own LLM time, on average
+        result["provider_s"]["llm"] = sum(t["llm_provider_s"] for t in result["turns"]) / len(result["turns"])
     result["load"] = (load_before, os.getloadavg()[0])
     return result
+
+
+def llm_time_per_turn(turns: list[dict[str, Any]], records: list[dict[str, Any]]) -> int:
+    """Each turn's LLM provider time, into its ``llm_provider_s``: the part of every LLM request of
+    the turn's call that fell inside the turn's wait (from the caller's end of turn to the reply's
+    first audio). A request is the call's when its label (the conversation's first user message)
+    holds every ``/tool`` line of the call's first line (``call_key``: unique per call, the prospect's
+    e-mail or phone). Per turn, not a level's mean: replies differ in length, and at a model's pace
+    their streams' times differ by more than the goal's margin. Returns how many turns matched no
+    request (their LLM time is left out of the subtraction: counted as the agent's)."""
+    by_call: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    keys = {tuple(t["call_key"]) for t in turns if t.get("call_key")}
+    for record in records:
+        for key in keys:
+            if all(line in record["label"] for line in key):
+                by_call.setdefault(key, []).append(record)
+    unmatched = 0
+    for turn in turns:
+        start, end = turn["ended_at"], turn["ended_at"] + turn["wait_s"]
+        overlap = 0.0
+        for record in by_call.get(tuple(turn.get("call_key") or ()), ()):
+            served = (record["start"], record["start"] + record["last_byte_s"])
+            overlap += max(0.0, min(end, served[1]) - max(start, served[0]))
+        turn["llm_provider_s"] = overlap
+        unmatched += overlap == 0.0
+    return unmatched
 
 
 def add_provider_times(
@@ -440,9 +511,16 @@ def add_provider_times(
 
 
 def summarise(result: dict[str, Any]) -> dict[str, float]:
+    """A level's figures. A turn's LLM provider time is its own (``llm_time_per_turn``) when known,
+    else the level's mean; STT and TTS are the level's means (one request each per turn)."""
     provider = sum(result["provider_s"].values())
+    speech = provider - result["provider_s"]["llm"]
     waits = [t["wait_s"] for t in result["turns"]]
-    added = [w - result["designed_silence_s"] - provider for w in waits]
+    added = [
+        t["wait_s"] - result["designed_silence_s"]
+        - (speech + t["llm_provider_s"] if "llm_provider_s" in t else provider)
+        for t in result["turns"]
+    ]  # fmt: skip
     calls = result["calls"]
     return {
         "turns": len(waits),
@@ -594,11 +672,15 @@ def run(
     table.notes += [
         f"added = wait - designed silence ({1000 * designed:.0f} ms: max(the silence Silero counts before it "
         "reports the end of speech, its min_silence_duration in whole 32 ms windows; the session's min "
-        "endpointing delay)) - the providers' mean times measured inside the stand-ins: one STT request "
-        "to its answer, the turn's LLM streams to their last byte (the agent acts on tool calls and "
-        "speaks a one-sentence reply only once its stream has ended), one TTS request to its first "
-        "audio. wait = the turn recorder's caller wait; heard = the caller's own clock (the line's last "
-        "spoken sample -> first agent frame).",
+        "endpointing delay)) - the providers' times measured inside the stand-ins: the turn's own LLM "
+        "requests to their last byte, the part inside its wait (the agent acts on tool calls and speaks "
+        "a one-sentence reply only once its stream has ended; requests joined to the turn by the call's "
+        "conversation and the wait's clock times), and the level's mean of one STT request to its answer "
+        "and one TTS request to its first audio. wait = the turn recorder's caller wait; heard = the "
+        "caller's own clock (the line's last spoken sample -> first agent frame). Turns whose LLM "
+        "requests were not found (their LLM time counted as the agent's), by level: "
+        + ", ".join(f"{calls}: {r.get('llm_unmatched_turns', 0)}" for calls, r in done)
+        + ".",
         (
             f"The LLM stand-ins stream one word per chunk, {1000 * llm_token_delay_s:.0f} ms apart (a "
             "hosted model's pace); finish, usage and [DONE] follow the last word at once."
@@ -645,6 +727,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--barrier", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--run-id", default="run", help=argparse.SUPPRESS)
+    parser.add_argument("--first-index", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--parties", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--calls", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--total", type=int, default=1, help=argparse.SUPPRESS)

@@ -18,9 +18,10 @@ import logging
 import signal
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -125,12 +126,19 @@ class FirstByteTimer:
     stream's handler returns once its last chunk is written, so the second is what a caller waits for
     when the agent needs the whole stream (an LLM's tool calls, a one-sentence reply's text); for an
     answer sent in one piece the two are the same.
+
+    The last ``RECORDS`` requests are also kept one by one (``records``: wall-clock start, both times
+    and a ``label`` the handler may set), so a benchmark can attribute a provider's time to the turn
+    it served rather than to a level's mean.
     """
+
+    RECORDS = 20_000
 
     count: int = 0
     total_s: float = 0.0
     max_s: float = 0.0
     end_total_s: float = 0.0
+    records: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=FirstByteTimer.RECORDS))
 
     def install(self, app: web.Application) -> None:
         app.middlewares.insert(0, self._stamp)  # outermost: injected fault delays count as the provider's
@@ -140,23 +148,40 @@ class FirstByteTimer:
     async def _stamp(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path.startswith(("/admin", "/healthz")):
             return await handler(request)
-        started = request[_STARTED] = {"at": time.perf_counter()}
+        started = request[_STARTED] = {"at": time.perf_counter(), "wall": time.time()}
         try:
             return await handler(request)
         finally:
-            self.end_total_s += time.perf_counter() - started["at"]
+            elapsed = time.perf_counter() - started["at"]
+            self.end_total_s += elapsed
+            self.records.append(
+                {
+                    "start": started["wall"],
+                    "first_byte_s": started.get("first_byte_s", elapsed),
+                    "last_byte_s": elapsed,
+                    "label": started.get("label", ""),
+                }
+            )
+
+    @staticmethod
+    def label(request: web.Request, text: str) -> None:
+        """Name what this request served in its record (e.g. the LLM stand-in: the conversation)."""
+        started = request.get(_STARTED)
+        if started is not None:
+            started["label"] = text
 
     async def _prepared(self, request: web.Request, _response: web.StreamResponse) -> None:
         started = request.get(_STARTED)
         if started is not None and "done" not in started:
             started["done"] = True
-            elapsed = time.perf_counter() - started["at"]
+            elapsed = started["first_byte_s"] = time.perf_counter() - started["at"]
             self.count += 1
             self.total_s += elapsed
             self.max_s = max(self.max_s, elapsed)
 
     def clear(self) -> None:
         self.count, self.total_s, self.max_s, self.end_total_s = 0, 0.0, 0.0, 0.0
+        self.records.clear()
 
     def as_dict(self) -> dict[str, float]:
         return {

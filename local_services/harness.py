@@ -184,8 +184,9 @@ def in_thread(start: Callable[[], AbstractAsyncContextManager[T]], *, timeout_s:
             loop.close()
 
 
-def admin_stats(base_url: str, timeout_s: float = 5.0) -> dict[str, Any]:
-    """A stand-in's ``GET /admin/stats``. urllib on purpose: an instrumented client (httpx) would add
-    spans of its own to what a benchmark measures."""
-    with urllib.request.urlopen(f"{base_url.rstrip('/')}/admin/stats", timeout=timeout_s) as response:
+def admin_stats(base_url: str, timeout_s: float = 5.0, route: str = "stats") -> dict[str, Any]:
+    """A stand-in's ``GET /admin/stats`` (or another admin ``route``, e.g. the LLM's ``requests``).
+    urllib on purpose: an instrumented client (httpx) would add spans of its own to what a benchmark
+    measures."""
+    with urllib.request.urlopen(f"{base_url.rstrip('/')}/admin/{route}", timeout=timeout_s) as response:
         return json.loads(response.read())

@@ -231,6 +231,7 @@ class LocalLLMProvider:
                 web.get("/models", self._models),
                 web.post("/admin/fault", self._set_fault),
                 web.get("/admin/stats", self._stats),
+                web.get("/admin/requests", self._requests),
                 web.post("/admin/reset", self._reset),
             ]
         )
@@ -259,6 +260,11 @@ class LocalLLMProvider:
         return web.json_response(
             {"name": self.name, "fault": self.fault.mode, **self.stats.as_dict(), **self.first_byte.as_dict()}
         )
+
+    async def _requests(self, _request: web.Request) -> web.Response:
+        """The last chat requests one by one (``FirstByteTimer.records``), each labelled with its
+        conversation's first user message: what a benchmark joins to the call and turn it served."""
+        return web.json_response({"requests": list(self.first_byte.records)})
 
     async def _reset(self, _request: web.Request) -> web.Response:
         self.stats = ProviderStats()
@@ -308,7 +314,11 @@ class LocalLLMProvider:
             ctype = "text/event-stream" if stream else "application/json"
             return web.Response(status=200, body=b"<html>\x00\xffnot json at all{{{", content_type=ctype)
 
-        reply = script_reply(body.get("messages") or [], self.reply)
+        messages = body.get("messages") or []
+        first_user = next((m for m in messages if m.get("role") == "user"), None)
+        if first_user is not None:
+            self.first_byte.label(request, _text_of(first_user.get("content")))
+        reply = script_reply(messages, self.reply)
         prompt_tokens = sum(_count_tokens(_text_of(m.get("content"))) for m in body.get("messages") or [])
         if not stream:
             return web.json_response(self._completion(reply, prompt_tokens))

@@ -220,3 +220,39 @@ def test_agent_processes_start_their_batch_together(tmp_path) -> None:
     sibling.start()
     wait_for_parties(tmp_path, 2, timeout_s=5.0)
     sibling.join()
+
+
+def _llm_request(start: float, last_byte_s: float, label: str) -> dict[str, Any]:
+    return {"start": start, "first_byte_s": 0.001, "last_byte_s": last_byte_s, "label": label}
+
+
+def test_each_turn_subtracts_its_own_calls_llm_time_inside_its_wait() -> None:
+    from bench.bench_density import llm_time_per_turn, summarise
+
+    ana = ['/tool capture_basic_info {"email": "ana.p0.0@x.example.com"}']
+    bo = ['/tool capture_basic_info {"phone": "+1 415 555 1201"}']
+    turns = [
+        {"wait_s": 1.0, "stages": {}, "ended_at": 100.0, "call_key": ana},  # two streams in its wait
+        {"wait_s": 0.8, "stages": {}, "ended_at": 100.2, "call_key": bo},  # overlaps ana's in time
+        {"wait_s": 0.7, "stages": {}, "ended_at": 300.0, "call_key": ["/tool never_asked {}"]},
+    ]
+    records = [
+        _llm_request(95.0, 2.0, "Hi.\n" + ana[0]),  # the greeting, before the turn: not its time
+        _llm_request(100.3, 0.1, "Hi.\n" + ana[0]),
+        _llm_request(100.6, 0.3, "Hi.\n" + ana[0] + "\nWe have budget."),
+        _llm_request(100.9, 0.5, "Hi.\n" + ana[0]),  # runs past the reply's first audio: cut at 101.0
+        _llm_request(100.4, 0.25, "Sorry.\n" + bo[0]),
+    ]
+    assert llm_time_per_turn(turns, records) == 1  # the third turn's call made no request
+    assert [t["llm_provider_s"] for t in turns] == pytest.approx([0.1 + 0.3 + 0.1, 0.25, 0.0])
+
+    result = {
+        "turns": turns, "designed_silence_s": 0.5, "provider_s": {"stt": 0.01, "llm": 0.3, "tts": 0.02},
+        "heard_waits_s": [1.0], "calls": 3, "rss_peak_mb": 1.0, "rss_before_mb": 1.0, "cpu_s": 1.0,
+        "wall_s": 1.0, "call_s": 1.0,
+    }  # fmt: skip
+    added = sorted([1.0 - 0.5 - 0.03 - 0.5, 0.8 - 0.5 - 0.03 - 0.25, 0.7 - 0.5 - 0.03 - 0.0])
+    assert summarise(result)["added_p50"] == pytest.approx(added[1])
+    del turns[0]["llm_provider_s"]  # a turn without its own figure: the level's mean
+    added = sorted([1.0 - 0.5 - 0.03 - 0.3, 0.8 - 0.5 - 0.03 - 0.25, 0.7 - 0.5 - 0.03 - 0.0])
+    assert summarise(result)["added_p50"] == pytest.approx(added[1])

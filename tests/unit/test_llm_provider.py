@@ -135,3 +135,20 @@ async def test_the_time_to_a_streams_last_byte_includes_its_pacing():
     gaps = len(CANNED_REPLIES[0].split(" ")) - 1
     # A lower bound the sleeps guarantee (not a speed check): the end comes after every paced gap.
     assert stats["last_byte_s_total"] >= stats["first_byte_s_total"] + 0.9 * 0.02 * gaps
+
+
+async def test_each_chat_request_is_recorded_with_its_conversations_first_user_message():
+    """What bench_density joins to the call and turn a request served (``llm_time_per_turn``)."""
+    async with run_llm_provider("p1", token_delay_s=0.01) as server, httpx.AsyncClient() as client:
+        admin = server.url.removesuffix("/v1")
+        await _sse(client, server.url, "first line")
+        body = {"model": "m", "stream": True, "messages": [
+            {"role": "system", "content": "be brief"}, {"role": "user", "content": "first line"},
+            {"role": "assistant", "content": "ok"}, {"role": "user", "content": "second line"}]}  # fmt: skip
+        assert (await client.post(f"{server.url}/chat/completions", json=body)).status_code == 200
+        await client.get(f"{admin}/admin/stats")  # admin routes are not recorded
+        [one, two] = (await client.get(f"{admin}/admin/requests")).json()["requests"]
+        assert one["label"] == two["label"] == "first line"
+        assert two["start"] >= one["start"] and 0 < two["first_byte_s"] <= two["last_byte_s"]
+        await client.post(f"{admin}/admin/reset")
+        assert (await client.get(f"{admin}/admin/requests")).json()["requests"] == []
