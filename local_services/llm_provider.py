@@ -319,7 +319,7 @@ class LocalLLMProvider:
         if first_user is not None:
             self.first_byte.label(request, _text_of(first_user.get("content")))
         reply = script_reply(messages, self.reply)
-        prompt_tokens = sum(_count_tokens(_text_of(m.get("content"))) for m in body.get("messages") or [])
+        prompt_tokens = sum(_count_tokens(_text_of(m.get("content"))) for m in messages)
         if not stream:
             return web.json_response(self._completion(reply, prompt_tokens))
         return await self._stream(request, reply, prompt_tokens, fault, body)
