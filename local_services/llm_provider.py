@@ -16,7 +16,10 @@ Faults (``POST /admin/fault`` {"mode": ..., options} or ``--fault`` at start):
 ``ok``, ``500``, ``429`` (with ``Retry-After: retry_after``), ``hang`` (never answers),
 ``slow_first_token`` (headers at once, first chunk after ``delay_s``), ``drop_mid_stream``
 (connection cut after ``after_chunks`` content chunks), ``garbage`` (200 with a non-JSON body).
-``GET /admin/stats`` counts requests; ``POST /admin/reset`` zeroes counts and clears the fault.
+``GET /admin/stats`` counts requests; ``GET /admin/requests`` lists the last ones one by one (see
+``FirstByteTimer``); ``POST /admin/reset`` zeroes counts, forgets the requests and clears the fault.
+``--token-delay S`` paces a stream: S seconds between its content chunks, the finish and usage chunks
+and ``[DONE]`` right after the last one.
 
 Run: ``sales-agent llm-provider --port 8081 --name primary [--fault MODE]`` (``--port 0``: a free
 port, announced as ``READY <port>``). Hand-written on aiohttp because no maintained fake provider offers
