@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 from pydantic import ValidationError
@@ -48,6 +49,7 @@ def test_export_monitor_reports_failures_recoveries_and_stalls():
     # A request that neither succeeds nor fails (hanging collector) turns unhealthy after the stall time.
     monitor.stall_after_s = 0.0
     monitor.begin("logs")
+    time.sleep(0.001)  # two wall-clock reads in a row can be equal: the stall needs time to pass
     status = monitor.snapshot()["logs"]
     assert status["export_in_flight_s"] is not None and status["healthy"] is False
 
