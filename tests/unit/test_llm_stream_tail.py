@@ -137,7 +137,7 @@ async def test_with_no_callback_or_cache_litellm_end_of_stream_is_skipped(
     assert len(closed) == 2  # each stream closed once its answer was whole ...
     assert all(stream.completion_stream is None for stream in closed)
     assert skipped == []  # ... and LiteLLM's pricing, logging payload and dispatch never ran for them
-    assert len(no_litellm_readers) == warm_up + 1 and len(closed) == 2
+    assert len(no_litellm_readers) == warm_up + 1  # the control turn's dispatch
 
 
 def test_what_reads_litellm_end_of_stream(
