@@ -16,9 +16,8 @@ replaced; keys with a ``pii`` segment (LiveKit's ``lk.pii.*`` convention) carry 
 replaced whole; the project's own bounded keys (``names.SAFE_ATTRIBUTES``: tenant, operation, outcome,
 error type, model...) never carry user input and are not scanned at all. Only the rest is scanned.
 
-Span attributes are immutable once the span has ended, so spans are redacted twice: in ``on_start``
-(what other processors see) and, completely, by ``RedactingSpanExporter`` which hands the wrapped
-exporter a redacted copy of every finished span (attributes, events, links, status).
+Spans are redacted once, when they end (``RedactingSpanProcessor``): attributes, events, links and
+status, before any exporting processor sees them.
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ from urllib.parse import unquote, unquote_plus
 from opentelemetry.context import Context
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link, Status, StatusCode
 
 from telemetry import names
@@ -199,82 +197,54 @@ class Redactor:
 
 
 class RedactingSpanProcessor(SpanProcessor):
-    """Redacts the attributes a span starts with, so processors after this one see clean values."""
+    """Redacts each finished span (attributes, events, links, status) before any exporter sees it.
+
+    Runs once per span, in ``on_end``, on the snapshot the SDK hands every processor in turn: the
+    redacted containers are bound onto that snapshot, so the processors registered after this one
+    (the batch and simple processors that export) see only redacted values. The SDK has no public
+    way to replace a finished span's data; LiveKit's own PII filter rebinds the same fields
+    (docs/private-apis.md). One pass here replaces two (the start attributes, then a redacted copy
+    of every span on the export thread): bench/RESULTS.md, "One redaction pass per span".
+    """
 
     def __init__(self, redactor: Redactor) -> None:
         self._redactor = redactor
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        changed = self._redactor.changed(span.attributes)
-        if changed:
-            span.set_attributes(changed)
+        pass  # nothing reads a span before it ends; on_end redacts everything it carries then
 
     def on_end(self, span: ReadableSpan) -> None:
-        # Too late to change the span in place: RedactingSpanExporter does the rest.
-        pass
-
-
-class RedactingSpanExporter(SpanExporter):
-    """Hands ``inner`` a redacted copy of each finished span (attributes, events, links, status)."""
-
-    def __init__(self, inner: SpanExporter, redactor: Redactor) -> None:
-        self.inner = inner
-        self._redactor = redactor
-
-    def _copy(self, span: ReadableSpan) -> ReadableSpan:
-        """``span`` itself when redaction changes nothing (most spans: their start attributes were
-        redacted in ``on_start``), else a redacted copy. A copy costs a ReadableSpan and its
-        attribute, event and link containers on the export thread, which shares the GIL."""
         r = self._redactor
-        attributes = r.changed(span.attributes)
-        events = [(event, r.changed(event.attributes)) for event in span.events]
-        links = [(link, r.changed(link.attributes)) for link in span.links]
+        attributes = span.attributes
+        changed = r.changed(attributes)
+        if changed:
+            # A plain dict, as LiveKit's filter binds: the attributes were already cleaned and bounded.
+            span._attributes = {**(attributes or {}), **changed}
+        events = span.events
+        if events:
+            redacted_events = [(event, r.changed(event.attributes)) for event in events]
+            if any(event_changed for _, event_changed in redacted_events):
+                span._events = tuple(
+                    Event(e.name, {**(e.attributes or {}), **c}, e.timestamp) if c else e
+                    for e, c in redacted_events
+                )
+        links = span.links
+        if links:
+            redacted_links = [(link, r.changed(link.attributes)) for link in links]
+            if any(link_changed for _, link_changed in redacted_links):
+                span._links = tuple(
+                    Link(link.context, {**(link.attributes or {}), **c}) if c else link
+                    for link, c in redacted_links
+                )
         status = span.status
-        own_message = (span.attributes or {}).get(names.ERROR_MESSAGE)
+        own_message = span.attributes.get(names.ERROR_MESSAGE) if span.attributes else None
         if status.status_code is StatusCode.ERROR and isinstance(own_message, str):
             # Ours (telemetry/span_status.py): restored where LiveKit's PII filter replaced it.
-            status = Status(StatusCode.ERROR, r.text(own_message))
+            span._status = Status(StatusCode.ERROR, r.text(own_message))
         elif status.description:
             description = r.text(status.description)
             if description != status.description:
-                status = Status(status.status_code, description)
-        unchanged = (
-            not attributes
-            and not any(changed for _, changed in events)
-            and not any(changed for _, changed in links)
-            and status.description == span.status.description
-        )
-        if unchanged:
-            return span
-        return ReadableSpan(
-            name=span.name,
-            context=span.context,
-            parent=span.parent,
-            resource=span.resource,
-            attributes={**(span.attributes or {}), **attributes},
-            events=[
-                Event(e.name, {**(e.attributes or {}), **changed}, e.timestamp) if changed else e
-                for e, changed in events
-            ],
-            links=[
-                Link(link.context, {**(link.attributes or {}), **changed}) if changed else link
-                for link, changed in links
-            ],
-            kind=span.kind,
-            status=status,
-            start_time=span.start_time,
-            end_time=span.end_time,
-            instrumentation_scope=span.instrumentation_scope,
-        )
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return self.inner.export([self._copy(span) for span in spans])
-
-    def shutdown(self) -> None:
-        self.inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.inner.force_flush(timeout_millis)
+                span._status = Status(status.status_code, description)
 
 
 class RedactingLogProcessor(LogRecordProcessor):

@@ -51,7 +51,7 @@ from telemetry.http_semconv import opt_in_stable_http_semconv
 from telemetry.livekit_duplicates import skip_livekit_duplicate_recording
 from telemetry.logs import OTelBridgeHandler, remove_logging, setup_logging
 from telemetry.prometheus import MetricsServer, create_metrics_server
-from telemetry.redaction import RedactingLogProcessor, RedactingSpanExporter, RedactingSpanProcessor, Redactor
+from telemetry.redaction import RedactingLogProcessor, RedactingSpanProcessor, Redactor
 from telemetry.resource import build_resource
 from telemetry.settings import TelemetrySettings
 from telemetry.span_budget import (
@@ -275,9 +275,9 @@ def _build(
         tracer_provider.sampler = SpanBudgetSampler(tracer_provider.sampler, DROPPED_BY_DEFAULT)
 
     def exported(exporter: SpanExporter) -> SpanExporter:
-        redacted = RedactingSpanExporter(exporter, redactor)
-        return KeptParentSpanExporter(redacted) if budgeted else redacted
+        return KeptParentSpanExporter(exporter) if budgeted else exporter
 
+    # First: the exporting processors after it see each finished span redacted.
     tracer_provider.add_span_processor(RedactingSpanProcessor(redactor))
     for exporter in span_exporters:
         tracer_provider.add_span_processor(SimpleSpanProcessor(exported(exporter)))

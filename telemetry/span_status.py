@@ -5,7 +5,7 @@ that recorded an exception with "exception details redacted" (it cannot tell our
 exception text that quotes the caller). Our own messages are written to be safe ("crm is unavailable
 (circuit open, next trial in 42 s)", "all LLM providers failed"), and they are what an operator reads
 first in Tempo. ``set_error`` also stores the message as ``error.message`` (a key the filter leaves
-alone); ``RedactingSpanExporter`` puts it back as the status description, after our own PII redaction.
+alone); ``RedactingSpanProcessor`` puts it back as the status description, after our own PII redaction.
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ def test_every_private_use_is_listed_and_every_listed_one_is_used() -> None:
 def _instances() -> dict[type, Any]:
     """Live SDK objects whose instance attributes the list names."""
     from opentelemetry.sdk.metrics.export import MetricExporter
-    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -141,6 +141,7 @@ def _instances() -> dict[type, Any]:
     provider = TracerProvider()
     batch = BatchSpanProcessor(InMemorySpanExporter())
     objects = [Exporter(), provider, provider._active_span_processor, batch, batch._batch_processor]
+    objects.append(ReadableSpan(name="finished"))
     return {type(o): o for o in objects}
 
 

@@ -87,37 +87,48 @@ def test_redaction_removes_email_and_phone_from_spans_and_logs(otel):
     assert "jane.doe" not in everything and "555-0100" not in everything
 
 
-def test_export_redaction_hands_on_clean_spans_as_they_are() -> None:
-    """The export thread copies only a span redaction changes: a copy per span was most of its cost."""
+def test_span_redaction_runs_once_at_end_and_rebinds_only_what_changed() -> None:
+    """One pass per span, when it ends: the processors after it (the exporting ones) see the
+    redacted values; a clean span's containers are handed on as they are, not copied."""
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import Status, StatusCode
 
-    from telemetry.redaction import RedactingSpanExporter, Redactor
+    from telemetry.redaction import RedactingSpanProcessor, Redactor
 
     received = InMemorySpanExporter()
     provider = TracerProvider(shutdown_on_exit=False)
-    originals = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(originals))
-    provider.add_span_processor(SimpleSpanProcessor(RedactingSpanExporter(received, Redactor())))
+    provider.add_span_processor(RedactingSpanProcessor(Redactor()))
+    provider.add_span_processor(SimpleSpanProcessor(received))
     tracer_ = provider.get_tracer("test")
     with tracer_.start_as_current_span("clean", attributes={names.TENANT_ID: "acme"}) as span:
         span.add_event("retry", {"attempt": 2})
+        clean_live = span
     with tracer_.start_as_current_span("dirty", attributes={names.TENANT_ID: "acme"}) as span:
+        # Set after the span started: nothing is scanned before the end, so this is caught too.
         span.set_attribute("lead.contact", "jane.doe@acme.com")
         span.add_event("note", {"text": "mail jane.doe@acme.com", "n": 1})
         span.add_event("plain", {"n": 2})
-    clean, dirty = originals.get_finished_spans()
+        span.add_link(clean_live.get_span_context(), {"why": "ask jane.doe@acme.com"})
+        span.set_status(Status(StatusCode.ERROR, "rejected jane.doe@acme.com"))
+        dirty_live = span
     clean_out, dirty_out = received.get_finished_spans()
-    assert clean_out is clean
-    assert dirty_out is not dirty
+    assert clean_out._attributes is clean_live._attributes  # the live span's own container, not a copy
+    assert clean_out.events[0] is clean_live.events[0]
     assert dirty_out.attributes == {names.TENANT_ID: "acme", "lead.contact": EMAIL_MASK}
     assert [dict(e.attributes or {}) for e in dirty_out.events] == [
         {"text": f"mail {EMAIL_MASK}", "n": 1},
         {"n": 2},
     ]
-    assert dirty_out.events[1] is dirty.events[1]  # an unchanged event is not copied either
-    assert (dirty_out.context, dirty_out.parent, dirty_out.name) == (dirty.context, dirty.parent, dirty.name)
+    assert dirty_out.events[1] is dirty_live.events[1]  # an unchanged event is not copied either
+    assert [dict(link.attributes or {}) for link in dirty_out.links] == [{"why": f"ask {EMAIL_MASK}"}]
+    assert dirty_out.status.description == f"rejected {EMAIL_MASK}"
+    assert (dirty_out.context, dirty_out.parent, dirty_out.name) == (
+        dirty_live.context,
+        dirty_live.parent,
+        dirty_live.name,
+    )
     provider.shutdown()
 
 
