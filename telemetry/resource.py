@@ -16,6 +16,7 @@ from opentelemetry.sdk.resources import (
     get_aggregated_resources,
 )
 from opentelemetry.semconv.attributes import deployment_attributes, service_attributes, telemetry_attributes
+from opentelemetry.util.types import Attributes
 
 from telemetry.settings import TelemetrySettings
 
@@ -24,6 +25,28 @@ log = logging.getLogger(__name__)
 DISTRIBUTION = "sales-agent-observability"
 # The process detector copies argv; a command line can carry secrets (--api-key ...), so it stays out.
 _DROPPED_PROCESS_ATTRIBUTES = ("process.command_line", "process.command_args", "process.command")
+
+
+class HashedOnceResource(Resource):
+    """A Resource whose hash is computed once.
+
+    The OTLP encoders group every span, log record and metric of a batch by resource, hashing it for
+    each: the SDK's ``Resource.__hash__`` serializes all its attributes to JSON every time (~10 µs
+    per span on the bench machine, bench/RESULTS.md "One redaction pass per span"). A Resource never
+    changes after it is built, so the hash is kept; equality and the hash's value are the SDK's own.
+    """
+
+    def __init__(self, attributes: Attributes, schema_url: str | None = None) -> None:
+        super().__init__(attributes, schema_url)
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def merge(self, other: Resource) -> Resource:
+        # The SDK merges its re-detected process attributes in after a fork: keep the cached hash.
+        merged = super().merge(other)
+        return merged if merged is self else HashedOnceResource(merged.attributes, merged.schema_url)
 
 
 def instance_id() -> str:
@@ -88,4 +111,4 @@ def build_resource(settings: TelemetrySettings) -> Resource:
     # OTEL_SERVICE_NAME beats service.name in OTEL_RESOURCE_ATTRIBUTES, but only when it was set.
     if "service_name" in settings.model_fields_set:
         resource = resource.merge(Resource({service_attributes.SERVICE_NAME: settings.service_name}))
-    return resource
+    return HashedOnceResource(resource.attributes, resource.schema_url)

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from telemetry import TelemetrySettings, setup_telemetry
 from telemetry.exporters import ExportMonitor, RateLimitFilter, build_otlp_exporters
-from telemetry.resource import parse_resource_attributes
+from telemetry.resource import HashedOnceResource, build_resource, parse_resource_attributes
 from telemetry.views import AllExcept
 
 
@@ -83,6 +83,24 @@ def test_http_exporters_get_signal_paths_and_grpc_is_selectable(monkeypatch):
 
 def test_resource_attribute_parsing():
     assert parse_resource_attributes("a=1, b=x%20y,,bad,=v") == {"a": "1", "b": "x y"}
+
+
+def test_resource_is_hashed_once_and_stays_equal_to_the_sdks(monkeypatch):
+    """The encoders group every span by resource: the hash is kept, its value and equality the SDK's."""
+    from opentelemetry.sdk.resources import Resource
+
+    resource = build_resource(TelemetrySettings())
+    assert isinstance(resource, HashedOnceResource)
+    plain = Resource(resource.attributes, resource.schema_url)
+    assert resource == plain and plain == resource and hash(resource) == hash(plain)
+    assert {plain: "grouped"}[resource] == "grouped"
+    monkeypatch.setattr(Resource, "__hash__", lambda self: pytest.fail("hashed again"))
+    hash(resource)
+    monkeypatch.undo()
+    # After a fork the SDK merges the re-detected process attributes in: still hashed once.
+    merged = resource.merge(Resource({"process.pid": 4242}))
+    assert isinstance(merged, HashedOnceResource) and merged.attributes["process.pid"] == 4242
+    assert hash(merged) == hash(Resource(merged.attributes, merged.schema_url))
 
 
 def test_deny_list_label_set():
