@@ -239,7 +239,7 @@ def _prototype_fixes(level: int) -> None:
 
 
 def _measure_redaction(n: int, rounds: int) -> dict[str, dict[str, float]]:
-    """ns for redacting one span's attributes (what on_start and the exporter's copy each do), by key
+    """ns for redacting one span's attributes (what the span processor does when it ends), by key
     policy and with every value scanned, for a tool span and an httpx CLIENT span to the CRM."""
     from telemetry import names
     from telemetry.redaction import Redactor
@@ -346,7 +346,7 @@ def build_tables(
     redaction = on.get("redaction_ns") or {}
     if redaction:
         red = Table(
-            "1c. PII redaction of one span's attributes (once at start, once in the exporter's copy)",
+            "1c. PII redaction of one span's attributes (once per span, when it ends)",
             ["span", "ns (decided by key)", "ns (every value scanned)", "by key / scanned"],
         )
         for span_name, by_policy in redaction.items():
