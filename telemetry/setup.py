@@ -59,6 +59,7 @@ from telemetry.span_budget import (
     KeptParentSpanExporter,
     KeptSpanLogProcessor,
     SpanBudgetSampler,
+    budget_livekit_tracer,
 )
 from telemetry.system_metrics import METER_NAME as RUNTIME_METER
 from telemetry.system_metrics import LoopLagMonitor, SystemMetrics
@@ -407,6 +408,8 @@ def _wire_livekit(tracer_provider: TracerProvider, settings: TelemetrySettings) 
 
     explicit = settings.livekit_allow_pii is not None
     set_tracer_provider(tracer_provider, allow_pii=None if explicit else not settings.redact_pii)
+    if settings.trace_detail == "turn":
+        budget_livekit_tracer()  # LiveKit's internals left out before the SDK sees them
     if settings.metrics_detail == "default":
         # The Views drop livekit's duplicates of our metrics; this skips recording them at all.
         skip_livekit_duplicate_recording()

@@ -10,6 +10,7 @@ OTLP protobuf encoding and back, as Tempo would receive it.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 from opentelemetry import context, trace
@@ -27,6 +28,7 @@ from telemetry.span_budget import (
     TRACE_STATE_KEY,
     KeptParentSpanExporter,
     SpanBudgetSampler,
+    SpanBudgetTracer,
 )
 
 KEPT = {"sales_call", "session_start", "agent_turn", "chat primary-model", "POST", "capture_basic_info"}
@@ -231,3 +233,113 @@ def test_a_log_inside_a_dropped_span_names_the_kept_ancestor() -> None:
     assert record.log_record.trace_flags.sampled
     provider.shutdown()
     logger_provider.shutdown()
+
+
+# --- LiveKit's tracer, wrapped (SpanBudgetTracer): the dropped names never reach the SDK ----------
+
+
+class _Seen(Sampler):
+    """The provider's sampler, recording every name it is asked about."""
+
+    def __init__(self, inner: Sampler) -> None:
+        self.inner, self.names = inner, []  # type: ignore[var-annotated]
+
+    def should_sample(self, parent_context: Any, trace_id: int, name: str, *args: Any, **kwargs: Any) -> Any:
+        self.names.append(name)
+        return self.inner.should_sample(parent_context, trace_id, name, *args, **kwargs)
+
+    def get_description(self) -> str:
+        return "seen"
+
+
+def _wrapped(
+    inner: Sampler = DEFAULT_ON,
+) -> tuple[TracerProvider, InMemorySpanExporter, _Seen, SpanBudgetTracer]:
+    """The production layout: the budget sampler on the provider, LiveKit's tracer wrapped."""
+    exporter = InMemorySpanExporter()
+    seen = _Seen(SpanBudgetSampler(inner, DROPPED_BY_DEFAULT))
+    provider = TracerProvider(sampler=seen, shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(KeptParentSpanExporter(exporter)))
+    return provider, exporter, seen, SpanBudgetTracer(provider.get_tracer("livekit"), DROPPED_BY_DEFAULT)
+
+
+def _turn_through(tracer: trace.Tracer, headers: dict[str, str] | None = None) -> None:
+    with tracer.start_as_current_span("sales_call"):
+        with (
+            tracer.start_as_current_span("session_start"),
+            tracer.start_as_current_span("start_agent_activity"),
+            tracer.start_as_current_span("on_enter"),
+        ):
+            pass
+        _turn(tracer, headers)
+
+
+def test_the_wrapped_livekit_tracer_keeps_the_tree_and_never_asks_the_sdk_about_dropped_names() -> None:
+    provider, exporter, seen, tracer = _wrapped()
+    _turn_through(tracer)
+    decoded = _decoded(exporter.get_finished_spans())
+    assert {name for name, _id, _parent in decoded} == KEPT
+    assert not set(seen.names) & DROPPED, "a dropped name reached the SDK"
+    assert _orphans(decoded) == []
+    parents = _parents(decoded)
+    assert parents["chat primary-model"] == "agent_turn"
+    assert parents["capture_basic_info"] == "agent_turn"
+    assert parents["POST"] == "chat primary-model"
+    assert parents["sales_call"] is None
+    # No mark is needed: the spans under a stand-in already name the kept parent.
+    assert all(
+        span.parent is None or span.parent.trace_flags.sampled for span in exporter.get_finished_spans()
+    )
+    provider.shutdown()
+
+
+def test_inside_a_stand_in_everything_names_the_kept_parent_and_writes_land_nowhere() -> None:
+    provider, exporter, _seen, tracer = _wrapped()
+    headers: dict[str, str] = {}
+    with tracer.start_as_current_span("agent_turn") as kept:
+        with tracer.start_as_current_span("llm_node") as stand_in:
+            current = trace.get_current_span()
+            current.set_attribute("lk.chat_ctx", "the whole conversation")  # what LiveKit writes there
+            inject(headers)
+        explicit = tracer.start_span("agent_speaking", context=trace.set_span_in_context(kept))
+        explicit.set_attribute("lk.speech_id", "s1")
+        explicit.end()
+    assert current is stand_in and not stand_in.is_recording()
+    assert stand_in.get_span_context() == kept.get_span_context()
+    assert explicit.get_span_context() == kept.get_span_context()
+    assert headers["traceparent"].split("-")[2] == format(kept.get_span_context().span_id, "016x")
+    assert int(headers["traceparent"][-2:], 16) & 1, "sampled, as the kept parent"
+    assert TRACE_STATE_KEY not in headers.get("tracestate", "")
+    [turn] = exporter.get_finished_spans()
+    assert turn.name == "agent_turn" and set(turn.attributes or {}) == set()
+    provider.shutdown()
+
+
+def test_the_wrapped_tracer_drops_a_root_and_honours_an_unsampled_trace() -> None:
+    provider, exporter, _seen, tracer = _wrapped()
+    with tracer.start_as_current_span("llm_request"), tracer.start_as_current_span("chat primary-model"):
+        pass
+    [span] = exporter.get_finished_spans()
+    assert span.name == "chat primary-model" and span.parent is None
+    provider.shutdown()
+    provider, exporter, _seen, tracer = _wrapped(inner=ParentBased(TraceIdRatioBased(0.0)))
+    _turn_through(tracer)
+    assert exporter.get_finished_spans() == ()
+    provider.shutdown()
+
+
+def test_setup_wraps_livekits_tracer_once(otel: Any) -> None:
+    """The tests' telemetry is set up as shipped (trace detail ``turn``): LiveKit's tracer is wrapped."""
+    from livekit.agents.telemetry import tracer as livekit_tracer
+
+    from telemetry.span_budget import budget_livekit_tracer
+
+    before = livekit_tracer._tracer
+    assert isinstance(before, SpanBudgetTracer)
+    try:
+        budget_livekit_tracer()
+        budget_livekit_tracer()
+        wrapped = livekit_tracer._tracer
+        assert isinstance(wrapped, SpanBudgetTracer) and not isinstance(wrapped.inner, SpanBudgetTracer)
+    finally:
+        livekit_tracer._tracer = before
