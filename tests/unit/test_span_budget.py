@@ -52,8 +52,11 @@ def _provider(budget: bool, inner: Sampler = DEFAULT_ON) -> tuple[TracerProvider
 
 
 def _one_turn(provider: TracerProvider, headers: dict[str, str] | None = None) -> None:
+    _turn_through(provider.get_tracer("test"), headers)
+
+
+def _turn_through(tracer: trace.Tracer, headers: dict[str, str] | None = None) -> None:
     """The nesting of a tool turn in a simulated call (names as LiveKit and our code use them)."""
-    tracer = provider.get_tracer("test")
     with tracer.start_as_current_span("sales_call"):
         with (
             tracer.start_as_current_span("session_start"),
@@ -107,6 +110,16 @@ def _parents(decoded: list[tuple[str, bytes, bytes]]) -> dict[str, str | None]:
     return {name: by_id.get(parent) if parent else None for name, _id, parent in decoded}
 
 
+def _assert_kept_tree(decoded: list[tuple[str, bytes, bytes]]) -> None:
+    """No orphans; each child of a dropped chain hangs from its nearest kept ancestor."""
+    assert _orphans(decoded) == []
+    parents = _parents(decoded)
+    assert parents["chat primary-model"] == "agent_turn"
+    assert parents["capture_basic_info"] == "agent_turn"
+    assert parents["POST"] == "chat primary-model"
+    assert parents["sales_call"] is None
+
+
 @pytest.fixture
 def budgeted() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
     provider, exporter = _provider(budget=True)
@@ -128,13 +141,7 @@ def test_no_orphans_after_the_otlp_round_trip(budgeted: tuple[TracerProvider, In
     provider, exporter = budgeted
     _one_turn(provider)
     decoded = _decoded(exporter.get_finished_spans())
-    assert _orphans(decoded) == []
-    parents = _parents(decoded)
-    # Each child of a dropped chain hangs from its nearest kept ancestor.
-    assert parents["chat primary-model"] == "agent_turn"
-    assert parents["capture_basic_info"] == "agent_turn"
-    assert parents["POST"] == "chat primary-model"
-    assert parents["sales_call"] is None
+    _assert_kept_tree(decoded)
 
 
 def test_debug_detail_keeps_everything() -> None:
@@ -263,29 +270,13 @@ def _wrapped(
     return provider, exporter, seen, SpanBudgetTracer(provider.get_tracer("livekit"), DROPPED_BY_DEFAULT)
 
 
-def _turn_through(tracer: trace.Tracer, headers: dict[str, str] | None = None) -> None:
-    with tracer.start_as_current_span("sales_call"):
-        with (
-            tracer.start_as_current_span("session_start"),
-            tracer.start_as_current_span("start_agent_activity"),
-            tracer.start_as_current_span("on_enter"),
-        ):
-            pass
-        _turn(tracer, headers)
-
-
 def test_the_wrapped_livekit_tracer_keeps_the_tree_and_never_asks_the_sdk_about_dropped_names() -> None:
     provider, exporter, seen, tracer = _wrapped()
     _turn_through(tracer)
     decoded = _decoded(exporter.get_finished_spans())
     assert {name for name, _id, _parent in decoded} == KEPT
     assert not set(seen.names) & DROPPED, "a dropped name reached the SDK"
-    assert _orphans(decoded) == []
-    parents = _parents(decoded)
-    assert parents["chat primary-model"] == "agent_turn"
-    assert parents["capture_basic_info"] == "agent_turn"
-    assert parents["POST"] == "chat primary-model"
-    assert parents["sales_call"] is None
+    _assert_kept_tree(decoded)
     # No mark is needed: the spans under a stand-in already name the kept parent.
     assert all(
         span.parent is None or span.parent.trace_flags.sampled for span in exporter.get_finished_spans()
