@@ -10,11 +10,11 @@ Two layers. LiveKit starts all of these through its own tracer, which ``budget_l
 wraps (``SpanBudgetTracer``): a dropped name gets a non-recording stand-in that carries its parent's
 context, so the SDK never sees it and everything inside it names the kept parent directly. Any
 dropped name that reaches the SDK another way (a LiveKit upgrade that starts one elsewhere, a tracer
-made before the wrap) is dropped by the sampler below, the first layer of this module.
+made before the wrap) is dropped by ``SpanBudgetSampler``, which stays as the safety net.
 
-How the sampler works, and why a sampler and not an export filter: it decides before the span exists, so a
-dropped span costs no attributes, no processors and no export (a filter at export would still pay
-all of that). The SDK then gives the dropped span a non-recording context with a fresh span id, and
+How the sampler works, and why a sampler and not an export filter: it decides before the span
+exists, so a dropped span costs no attributes, no processors and no export (a filter at export would
+still pay all of that). The SDK then gives the dropped span a non-recording context with a fresh span id, and
 its children would name that id as their parent: spans orphaned in Tempo. So the dropped span's
 context carries, in its ``tracestate`` under ``TRACE_STATE_KEY``, the id of its nearest kept ancestor
 (nested drops pass it on). Two places read it:
