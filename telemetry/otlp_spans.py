@@ -79,10 +79,6 @@ def _any_value(value: Any) -> bytes:
     raise TypeError(f"Invalid type {type(value)} of value {value}")
 
 
-def _key_value(key: str, value: Any) -> bytes:
-    return _field(b"\x0a", key.encode()) + _field(b"\x12", _any_value(value))
-
-
 # Attribute keys come from a small, fixed set (semantic conventions, ours, LiveKit's): each one's
 # encoded field is kept, up to a bound, so only values are encoded per span.
 _KEY_FIELDS: dict[str, bytes] = {}
@@ -96,6 +92,10 @@ def _key_field(key: str) -> bytes:
         if len(_KEY_FIELDS) < _KEY_FIELDS_MAX:
             _KEY_FIELDS[key] = field
     return field
+
+
+def _key_value(key: str, value: Any) -> bytes:
+    return _key_field(key) + _field(b"\x12", _any_value(value))
 
 
 def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:

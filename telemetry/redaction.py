@@ -237,7 +237,7 @@ class RedactingSpanProcessor(SpanProcessor):
                     for link, c in redacted_links
                 )
         status = span.status
-        own_message = span.attributes.get(names.ERROR_MESSAGE) if span.attributes else None
+        own_message = (attributes or {}).get(names.ERROR_MESSAGE)  # as set; redacted below
         if status.status_code is StatusCode.ERROR and isinstance(own_message, str):
             # Ours (telemetry/span_status.py): restored where LiveKit's PII filter replaced it.
             span._status = Status(StatusCode.ERROR, r.text(own_message))
