@@ -90,6 +90,10 @@ SAFE_ATTRIBUTES: Final = frozenset(
         SPEECH_ATTEMPT, SPEECH_REPLAYED, TURN_MODE, TURN_STAGE, UNANSWERED_REASON, CALL_END_REASON,
         # HTTP semantic conventions whose values are methods, codes and route templates.
         "http.request.method", "http.response.status_code", "http.route", "server.port",
+        # LiveKit's own ids and states (speech and generation ids it generates, agent states, the
+        # agent's class label): never user input; LiveKit marks what is with a `pii` segment.
+        "lk.speech_id", "lk.generation_id", "lk.parent_generation_id", "lk.old_state", "lk.new_state",
+        "lk.agent_label",
     }
 )  # fmt: skip
 PII_SEGMENT: Final = "pii"

@@ -223,6 +223,18 @@ def test_redaction_is_decided_by_key_before_any_value_scan(otel):
     assert Redactor(pii=False).attributes({"lk.pii.user_input": "Lee"}) == {"lk.pii.user_input": "Lee"}
     assert redaction.key_policy(names.TENANT_ID) is redaction.KeyPolicy.SAFE
     assert redaction.key_policy(names.CALL_ID) is redaction.KeyPolicy.SCAN  # a room name may hold a number
+    # LiveKit's generated ids and states, by LiveKit's own names (an upgrade that renames one fails here).
+    from livekit.agents.telemetry import trace_types
+
+    for livekit_key in (
+        trace_types.ATTR_SPEECH_ID,
+        trace_types.ATTR_AGENT_TURN_ID,
+        trace_types.ATTR_AGENT_PARENT_TURN_ID,
+        trace_types.ATTR_OLD_STATE,
+        trace_types.ATTR_NEW_STATE,
+        trace_types.ATTR_AGENT_LABEL,
+    ):
+        assert redaction.key_policy(livekit_key) is redaction.KeyPolicy.SAFE, livekit_key
     assert redaction.key_policy("http.request.header.authorization") is redaction.KeyPolicy.SECRET
     # The project's bounded keys are not scanned at all: that is the point of naming them.
     scans = []
