@@ -31,7 +31,7 @@ class HashedOnceResource(Resource):
     """A Resource whose hash is computed once.
 
     The OTLP encoders group every span, log record and metric of a batch by resource, hashing it for
-    each: the SDK's ``Resource.__hash__`` serializes all its attributes to JSON every time (~10 µs
+    each: the SDK's ``Resource.__hash__`` serializes all its attributes to JSON every time (~7 µs
     per span on the bench machine, bench/RESULTS.md "One redaction pass per span"). A Resource never
     changes after it is built, so the hash is kept; equality and the hash's value are the SDK's own.
     """
