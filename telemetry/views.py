@@ -10,6 +10,11 @@ an instrument takes the first rule it satisfies (``_RuleView`` encodes "this rul
 it"); the last rule matches everything, so every instrument gets exactly one View and its label
 filter.
 
+Exemplars: a seconds histogram keeps the SDK's trace-based exemplars (a latency bucket links to the
+trace that recorded it: the dashboards' latency panels show them). Every other stream (counts,
+tokens, money, gauges) keeps none: no panel reads a counter's exemplar, and offering one to the SDK's
+reservoir cost every measurement a lock, a random draw and a span lookup.
+
 Labels: livekit-agents stamps its job attribution (``room_id``, ``job_id``, agent/simulation ids -
 unbounded) on every measurement, so livekit's instruments get allow-lists of the labels they are
 meant to carry. Everything else keeps its labels except ``names.METRIC_FORBIDDEN_ATTRIBUTES``.
@@ -20,7 +25,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from opentelemetry.sdk.metrics import Histogram
+from opentelemetry.context import Context
+from opentelemetry.sdk.metrics import Exemplar, ExemplarReservoir, Histogram
 from opentelemetry.sdk.metrics._internal.instrument import _Instrument
 from opentelemetry.sdk.metrics.view import (
     Aggregation,
@@ -29,6 +35,7 @@ from opentelemetry.sdk.metrics.view import (
     View,
 )
 from opentelemetry.semconv.attributes import server_attributes
+from opentelemetry.util.types import Attributes
 
 from telemetry import names
 
@@ -73,12 +80,35 @@ class AllExcept(frozenset[str]):
         return not super().__contains__(key)
 
 
+class NoExemplarReservoir(ExemplarReservoir):
+    """A reservoir that keeps nothing: the streams whose exemplars no panel shows.
+
+    The SDK has a filter for the whole provider (trace-based, always on, always off) but no per-stream
+    "none"; a View's reservoir factory is its per-stream hook, so this is the empty reservoir it takes.
+    """
+
+    def __init__(self, **_aggregation_params: object) -> None:
+        pass
+
+    def offer(self, value: float, time_unix_nano: int, attributes: Attributes, context: Context) -> None:
+        return None
+
+    def collect(self, point_attributes: Attributes) -> list[Exemplar]:
+        return []
+
+
+def _no_exemplars(_aggregation_type: type) -> Callable[..., ExemplarReservoir]:
+    return NoExemplarReservoir
+
+
 @dataclass(frozen=True)
 class Rule:
     name: str
     matches: Callable[[_Instrument], bool]
     aggregation: Aggregation | None
     attribute_keys: frozenset[str]
+    # Trace-based exemplars (the SDK's default reservoir) or none; only latency histograms link to traces.
+    exemplars: bool = False
 
 
 def _histogram(unit: str | None = None) -> Callable[[_Instrument], bool]:
@@ -125,9 +155,9 @@ DROP_LIVEKIT_DUPLICATES = Rule(
 
 # Order matters: first match wins.
 RULES: tuple[Rule, ...] = (
-    Rule("livekit seconds histograms", _all(_LIVEKIT, _SECONDS), LATENCY, LIVEKIT_ATTRIBUTES),
+    Rule("livekit seconds histograms", _all(_LIVEKIT, _SECONDS), LATENCY, LIVEKIT_ATTRIBUTES, exemplars=True),
     Rule("livekit other instruments", _LIVEKIT, None, LIVEKIT_ATTRIBUTES),
-    Rule("gen_ai seconds histograms", _all(_GEN_AI, _SECONDS), LATENCY, GEN_AI_ATTRIBUTES),
+    Rule("gen_ai seconds histograms", _all(_GEN_AI, _SECONDS), LATENCY, GEN_AI_ATTRIBUTES, exemplars=True),
     Rule("gen_ai token histograms", _all(_GEN_AI, _histogram("{token}")), TOKENS, GEN_AI_ATTRIBUTES),
     Rule("gen_ai other instruments", _GEN_AI, None, GEN_AI_ATTRIBUTES),
     Rule(
@@ -135,9 +165,10 @@ RULES: tuple[Rule, ...] = (
         _all(lambda i: i.name in DURATION_HISTOGRAMS, _SECONDS),
         DURATION,
         _ANY_LABEL,
+        exemplars=True,
     ),
     # Ours (sales_agent.*), http.client.* / http.server.* (new semconv) and anything else in seconds.
-    Rule("seconds histograms", _SECONDS, LATENCY, _ANY_LABEL),
+    Rule("seconds histograms", _SECONDS, LATENCY, _ANY_LABEL, exemplars=True),
     Rule("everything else", lambda _: True, None, _ANY_LABEL),
 )
 
@@ -155,6 +186,7 @@ class _RuleView(View):
             instrument_name="*",
             aggregation=rule.aggregation,
             attribute_keys=rule.attribute_keys,  # type: ignore[arg-type]  # a set, possibly inverted
+            exemplar_reservoir_factory=None if rule.exemplars else _no_exemplars,  # None: the SDK's default
         )
         self._rule = rule
         self._earlier = rules[:index]

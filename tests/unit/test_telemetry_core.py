@@ -55,6 +55,31 @@ def test_span_metric_and_log_of_one_operation_share_the_trace_id(otel):
     assert point.exemplars[0].span_id == finished.context.span_id
 
 
+def test_only_seconds_histograms_keep_exemplars(otel):
+    """A latency bucket links to its trace; a count, a token total or a gauge keeps no exemplar."""
+    mark = "exemplar-test"
+    with tracer.start_as_current_span("exemplar-scope") as span:
+        meter.create_histogram(names.DEPENDENCY_DURATION, unit="s").record(0.2, {"dependency": mark})
+        meter.create_counter(names.TOOL_CALLS).add(1, {names.OPERATION: mark})
+        meter.create_up_down_counter(names.SESSIONS_ACTIVE).add(1, {names.TENANT_ID: mark})
+        meter.create_histogram("sales_agent.test.reply_words", unit="{word}").record(7, {"case": mark})
+        trace_id = span.get_span_context().trace_id
+
+    # One collection: the SDK hands out a stream's exemplars once, then starts afresh.
+    data = otel.metric_reader.get_metrics_data()
+    points = {
+        metric.name: [p for p in metric.data.data_points if mark in dict(p.attributes or {}).values()]
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+    }
+    [latency] = points[names.DEPENDENCY_DURATION]
+    assert [e.trace_id for e in latency.exemplars] == [trace_id]
+    for name in (names.TOOL_CALLS, names.SESSIONS_ACTIVE, "sales_agent.test.reply_words"):
+        [point] = points[name]
+        assert not point.exemplars, name
+
+
 def test_resource_identifies_service_instance_and_host(otel):
     with tracer.start_as_current_span("resource-check"):
         log.warning("resource check")
