@@ -8,7 +8,8 @@ the runtime ``simulate`` uses (RouterLLM, ResilientCrm, SessionManager) and the 
 backup) and the CRM service run as their own processes, started once and shared by every configuration,
 so the measured process does only the worker's work. Each (concurrency, telemetry) configuration runs in
 its own child process; the configurations alternate within each concurrency level, and each level is
-repeated ``--repeats`` times (median). Besides off and on: off measured again (the A/A control: two
+repeated ``--repeats`` times (median; each 'vs off' ratio pairs a repeat with the off run of its own
+rotation, then takes the median). Besides off and on: off measured again (the A/A control: two
 identical configurations, the method's noise) and on with ``SALES_AGENT_TRACE_DETAIL=debug`` (every
 LiveKit span: what the span budget saves). Spans per call are counted by the sink (what arrived, decoded).
 
@@ -267,6 +268,25 @@ def sink_admin(sink_url: str, method: str, path: str) -> dict[str, Any]:
     return dict(response.json())
 
 
+def calls_per_config(conc: int, quick: bool) -> int:
+    """Calls one configuration runs at concurrency ``conc``.
+
+    At least 48 (quick: a handful): a full garbage collection lands about every twelfth call at 30-75 ms
+    (measured with ``gc.callbacks``), so the 12 calls run before caught none, one or two, and their CPU per
+    call moved by up to ~2.5 % with that alone.
+    """
+    return max(2, conc * 2) if quick else max(48, conc * 3)
+
+
+def paired_ratios(runs: list[dict[str, Any]], offs: list[dict[str, Any]]) -> tuple[float, float]:
+    """(calls/s, CPU per call) of ``runs`` against off, each repeat against the off run of the same
+    rotation (minutes apart at most), then the median over repeats: the host's speed drifts by 10-20 %
+    over a run, which a ratio of two medians taken across the whole run carries into the figure."""
+    rates = [run["calls_per_s"] / off["calls_per_s"] for run, off in zip(runs, offs, strict=True)]
+    cpus = [off["cpu_ms_per_call"] / run["cpu_ms_per_call"] for run, off in zip(runs, offs, strict=True)]
+    return median(rates), median(cpus)
+
+
 def run(quick: bool, levels: list[int] | None = None, repeats: int | None = None) -> list[Table]:
     levels = levels or ([1, 4] if quick else [1, 4, 16, 32])
     repeats = repeats or (1 if quick else 2)
@@ -275,7 +295,7 @@ def run(quick: bool, levels: list[int] | None = None, repeats: int | None = None
         sink_url = sink.url
         for rep in range(repeats):
             for conc in levels:
-                calls = max(2, conc * 2) if quick else max(12, conc * 3)
+                calls = calls_per_config(conc, quick)
                 order = list(MODES)
                 shift = (rep + levels.index(conc)) % len(order)  # rotate which mode goes first
                 for mode in order[shift:] + order[:shift]:
@@ -312,14 +332,13 @@ def run(quick: bool, levels: list[int] | None = None, repeats: int | None = None
     worst: dict[str, float] = {}
     rates: dict[tuple[int, str], float] = {}
     for conc in levels:
-        off = {k: median([r[k] for r in results[(conc, "off")]]) for k in ("calls_per_s", "cpu_ms_per_call")}
+        offs = results[(conc, "off")]
         for mode, label in MODES.items():
             runs = results[(conc, mode)]
             m = {k: median([r[k] for r in runs]) for k in runs[0] if isinstance(runs[0][k], int | float)}
             ratio_rate = ratio_cpu = ""
             if mode != "off":
-                rate = m["calls_per_s"] / off["calls_per_s"]
-                cpu = off["cpu_ms_per_call"] / m["cpu_ms_per_call"]
+                rate, cpu = paired_ratios(runs, offs)
                 ratio_rate, ratio_cpu = f"{rate:.2f}x", f"{cpu:.2f}x"
                 worst[mode] = min(worst.get(mode, rate), rate)
                 rates[(conc, mode)] = rate

@@ -256,3 +256,15 @@ def test_each_turn_subtracts_its_own_calls_llm_time_inside_its_wait() -> None:
     del turns[0]["llm_provider_s"]  # a turn without its own figure: the level's mean
     added = sorted([1.0 - 0.5 - 0.03 - 0.3, 0.8 - 0.5 - 0.03 - 0.25, 0.7 - 0.5 - 0.03 - 0.0])
     assert summarise(result)["added_p50"] == pytest.approx(added[1])
+
+
+def test_text_throughput_ratios_pair_each_repeat_with_its_own_off_run() -> None:
+    from bench.bench_throughput import paired_ratios
+
+    # The host slowed down by a third between the repeats; telemetry cost 5 % in both.
+    offs = [{"calls_per_s": 6.0, "cpu_ms_per_call": 150.0}, {"calls_per_s": 4.0, "cpu_ms_per_call": 225.0}]
+    ons = [{"calls_per_s": 5.7, "cpu_ms_per_call": 157.5}, {"calls_per_s": 3.8, "cpu_ms_per_call": 236.25}]
+    rate, cpu = paired_ratios(ons, offs)
+    assert rate == pytest.approx(0.95) and cpu == pytest.approx(1 / 1.05)
+    # Paired across the rotations instead, the host's drift would read as telemetry's cost or gain.
+    assert paired_ratios(ons, offs[::-1])[0] == pytest.approx((5.7 / 4.0 + 3.8 / 6.0) / 2)
