@@ -272,8 +272,8 @@ def calls_per_config(conc: int, quick: bool) -> int:
     """Calls one configuration runs at concurrency ``conc``.
 
     At least 48 (quick: a handful): a full garbage collection lands about every twelfth call at 30-75 ms
-    (measured with ``gc.callbacks``), so the 12 calls run before caught none, one or two, and their CPU per
-    call moved by up to ~2.5 % with that alone.
+    (measured with ``gc.callbacks``), so a 12-call run (the size until 2026-12-02) caught none, one or two,
+    and its CPU per call moved by up to ~2.5 % with that alone.
     """
     return max(2, conc * 2) if quick else max(48, conc * 3)
 

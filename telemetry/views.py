@@ -107,7 +107,7 @@ class Rule:
     matches: Callable[[_Instrument], bool]
     aggregation: Aggregation | None
     attribute_keys: frozenset[str]
-    # Trace-based exemplars (the SDK's default reservoir) or none; only latency histograms link to traces.
+    # Trace-based exemplars (the SDK's default reservoir) or none; only seconds histograms link to traces.
     exemplars: bool = False
 
 
