@@ -306,7 +306,7 @@ def run(quick: bool, levels: list[int] | None = None, repeats: int | None = None
                     result["spans_per_call"] = spans / (calls + WARM_CALLS)
                     results.setdefault((conc, mode), []).append(result)
         prof_conc = min(16, max(levels))
-        prof_calls = max(2, prof_conc * 2) if quick else prof_conc * 3
+        prof_calls = calls_per_config(prof_conc, quick)
         profiled = {
             on: _run_config(
                 llm_urls, crm_url, sink_url, prof_calls, prof_conc, "on" if on else "off", profile=True
