@@ -763,12 +763,17 @@ def reply_provider(fault: str = "ok") -> Iterator[str]:
         yield f"{provider.url}/v1"
 
 
+# Starts what one child alone talks to and writes to: yields (CRM url, OTLP sink url).
+ChildServices = Callable[[], contextlib.AbstractContextManager[tuple[str, str]]]
+
+
 def run_variants(
     variants: list[Variant],
     *,
     llm_urls: list[str],
     crm_url: str = "",
     otlp_url: str = "",
+    child_services: ChildServices | None = None,
     warmup: int,
     k: int,
     n: int,
@@ -778,7 +783,12 @@ def run_variants(
     timeout_s: float = 3600,
 ) -> dict[str, Measured]:
     """Each variant in its own child under callgrind (``jobs`` at a time: instruction counts do not
-    depend on what runs beside them); returns the measured ones by label (skipped ones are absent)."""
+    depend on what runs beside them, as long as the children share no state); returns the measured
+    ones by label (skipped ones are absent).
+
+    ``child_services``, when given, starts a CRM and an OTLP sink for each child alone, in place of
+    ``crm_url`` and ``otlp_url``: children that run the same call scripts side by side against one CRM
+    race for the same meeting slots, and the loser's call takes another path."""
     from concurrent.futures import ThreadPoolExecutor
 
     from bench._callgrind import build_helper, run_counted
@@ -788,6 +798,11 @@ def run_variants(
     request_file.write_text(json.dumps(request_body()))
 
     def one(index: int, variant: Variant) -> Measured:
+        services = child_services() if child_services else contextlib.nullcontext((crm_url, otlp_url))
+        with services as (child_crm_url, child_otlp_url):
+            return measure_child(index, variant, child_crm_url, child_otlp_url)
+
+    def measure_child(index: int, variant: Variant, crm_url: str, otlp_url: str) -> Measured:
         args = ["--path", variant.path, "--telemetry", variant.telemetry, "--crm-url", crm_url]
         args += ["--request", str(request_file), "--otlp-url", otlp_url]
         if fault_url:

@@ -30,8 +30,10 @@ listed as skipped, never failed.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from bench._callgrind import unavailable_reason
@@ -154,6 +156,21 @@ def verdicts(measured: dict[str, Measured]) -> list[str]:
     return [verdict("ours adds <= the cheapest peer (instructions per LLM call)", ok, detail)]
 
 
+@contextlib.contextmanager
+def own_crm_and_sink() -> Iterator[tuple[str, str]]:
+    """A CRM on a fresh database and an OTLP sink for one simulated-call child alone.
+
+    The children run two at a time with the same call scripts. Sharing one CRM, the slower child (the
+    one with telemetry) lost the race for a meeting slot to the faster one, its call took the "slot no
+    longer available" path with extra turns, and its instructions per call came out up to ~10 M higher
+    than the same code's; sharing one sink mixed the two children's span counts (bench/RESULTS.md,
+    "Item 8b's children no longer share a CRM")."""
+    from bench.bench_throughput import crm_stand_in
+
+    with crm_stand_in() as crm_url, spawn("otlp-sink", env=child_env()) as sink:
+        yield crm_url, sink.url
+
+
 def run(
     quick: bool, keys: list[str] | None = None, jobs: int = 2, with_sim: bool | None = None
 ) -> list[Table]:
@@ -177,13 +194,13 @@ def run(
             )  # fmt: skip
             measured.update({key: results[LLM_ROWS[key].label] for key in llm_variants})
         if sim_variants:
-            from bench.bench_throughput import dependencies
+            from bench.bench_throughput import llm_stand_ins
 
             sw, sk, sn = FULL_SIM
-            with dependencies() as (llm_urls, crm_url), spawn("otlp-sink", env=child_env()) as sink:
+            with llm_stand_ins() as llm_urls:
                 results = run_variants(
                     [SIM_ROWS[key] for key in sim_variants],
-                    llm_urls=[f"{u}/v1" for u in llm_urls], crm_url=crm_url, otlp_url=sink.url,
+                    llm_urls=[f"{u}/v1" for u in llm_urls], child_services=own_crm_and_sink,
                     warmup=sw, k=sk, n=sn, jobs=jobs, workdir=Path(tmp) / "sim",
                 )  # fmt: skip
                 measured.update({key: results[SIM_ROWS[key].label] for key in sim_variants})

@@ -213,16 +213,31 @@ def _cpu_by_thread(proc: Any) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def dependencies() -> Iterator[tuple[list[str], str]]:
-    """Two local LLM providers and the CRM service, each in its own process; yields (llm urls, crm url)."""
+def llm_stand_ins() -> Iterator[list[str]]:
+    """Two local LLM providers (primary, backup), each in its own process; yields their urls."""
     env = child_env()
     with (
-        tempfile.TemporaryDirectory(prefix="bench-crm-") as tmp,
         spawn("llm-provider", "--name", PRIMARY, env=env) as primary,
         spawn("llm-provider", "--name", BACKUP, env=env) as backup,
-        spawn("crm-service", "--db", f"{tmp}/crm.db", env=env) as crm,
     ):
-        yield [primary.url, backup.url], crm.url
+        yield [primary.url, backup.url]
+
+
+@contextlib.contextmanager
+def crm_stand_in() -> Iterator[str]:
+    """The CRM service on a fresh database, in its own process; yields its url."""
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-crm-") as tmp,
+        spawn("crm-service", "--db", f"{tmp}/crm.db", env=child_env()) as crm,
+    ):
+        yield crm.url
+
+
+@contextlib.contextmanager
+def dependencies() -> Iterator[tuple[list[str], str]]:
+    """Two local LLM providers and the CRM service, each in its own process; yields (llm urls, crm url)."""
+    with llm_stand_ins() as llm_urls, crm_stand_in() as crm_url:
+        yield llm_urls, crm_url
 
 
 # Telemetry modes measured side by side: off, off again as the A/A control (how far two identical

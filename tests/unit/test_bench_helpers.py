@@ -268,3 +268,45 @@ def test_text_throughput_ratios_pair_each_repeat_with_its_own_off_run() -> None:
     assert rate == pytest.approx(0.95) and cpu == pytest.approx(1 / 1.05)
     # Paired across the rotations instead, the host's drift would read as telemetry's cost or gain.
     assert paired_ratios(ons, offs[::-1])[0] == pytest.approx((5.7 / 4.0 + 3.8 / 6.0) / 2)
+
+
+def test_item_8b_runs_each_simulated_call_child_against_its_own_crm_and_sink(tmp_path, monkeypatch) -> None:
+    """Two children running the same call scripts side by side against one CRM raced for the same
+    meeting slots: the slower one's call took the "slot no longer available" path with extra turns."""
+    import contextlib
+    from collections.abc import Iterator
+
+    from bench import _callgrind, _llm_variants
+    from bench.bench_peers import SIM_ROWS
+
+    started = iter(range(10))
+    running: set[int] = set()
+    seen: list[tuple[str, str]] = []
+
+    @contextlib.contextmanager
+    def services() -> Iterator[tuple[str, str]]:
+        index = next(started)
+        running.add(index)
+        try:
+            yield f"http://crm-{index}", f"http://sink-{index}"
+        finally:
+            running.discard(index)
+
+    def counted(module: str, args: list[str], *, workdir: Any, **_: Any) -> tuple[dict[str, Any], list[Any]]:
+        crm, sink = args[args.index("--crm-url") + 1], args[args.index("--otlp-url") + 1]
+        assert int(crm.rsplit("-", 1)[1]) in running  # the child runs while its own services are up
+        seen.append((crm, sink))
+        parts = [_callgrind.Part("k", 10, workdir / "k"), _callgrind.Part("n", 30, workdir / "n")]
+        return {"wall_s": {"n": 1.0}, "emitted": {}}, parts
+
+    monkeypatch.setattr(_callgrind, "build_helper", lambda directory: directory / "helper.so")
+    monkeypatch.setattr(_callgrind, "run_counted", counted)
+    variants = [SIM_ROWS["sim-off"], SIM_ROWS["sim-ours-otlp"]]
+    measured = _llm_variants.run_variants(
+        variants, llm_urls=["http://llm/v1"], child_services=services, warmup=0, k=1, n=3, jobs=2,
+        workdir=tmp_path,
+    )  # fmt: skip
+
+    assert sorted(seen) == [("http://crm-0", "http://sink-0"), ("http://crm-1", "http://sink-1")]
+    assert not running  # each child's services stopped with it
+    assert measured[variants[1].label].per_call == 10
