@@ -771,8 +771,6 @@ def run_variants(
     variants: list[Variant],
     *,
     llm_urls: list[str],
-    crm_url: str = "",
-    otlp_url: str = "",
     child_services: ChildServices | None = None,
     warmup: int,
     k: int,
@@ -786,9 +784,9 @@ def run_variants(
     depend on what runs beside them, as long as the children share no state); returns the measured
     ones by label (skipped ones are absent).
 
-    ``child_services``, when given, starts a CRM and an OTLP sink for each child alone, in place of
-    ``crm_url`` and ``otlp_url``: children that run the same call scripts side by side against one CRM
-    race for the same meeting slots, and the loser's call takes another path."""
+    ``child_services`` starts a CRM and an OTLP sink for each child alone (simulated calls; the LLM
+    paths need neither): children that run the same call scripts side by side against one CRM race for
+    the same meeting slots, and the loser's call takes another path."""
     from concurrent.futures import ThreadPoolExecutor
 
     from bench._callgrind import build_helper, run_counted
@@ -798,9 +796,9 @@ def run_variants(
     request_file.write_text(json.dumps(request_body()))
 
     def one(index: int, variant: Variant) -> Measured:
-        services = child_services() if child_services else contextlib.nullcontext((crm_url, otlp_url))
-        with services as (child_crm_url, child_otlp_url):
-            return measure_child(index, variant, child_crm_url, child_otlp_url)
+        services = child_services() if child_services else contextlib.nullcontext(("", ""))
+        with services as (crm_url, otlp_url):
+            return measure_child(index, variant, crm_url, otlp_url)
 
     def measure_child(index: int, variant: Variant, crm_url: str, otlp_url: str) -> Measured:
         args = ["--path", variant.path, "--telemetry", variant.telemetry, "--crm-url", crm_url]
